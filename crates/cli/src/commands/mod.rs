@@ -1,0 +1,6 @@
+//! One file per top-level command.
+
+pub(crate) mod bench;
+pub(crate) mod demo;
+pub(crate) mod events;
+pub(crate) mod topology;

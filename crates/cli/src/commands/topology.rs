@@ -1,0 +1,83 @@
+//! `conveyor topology apply|export`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use conveyor::{AmqpConfig, Names};
+
+use crate::catalog;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopologyCommand {
+    /// Declare every exchange, queue and binding on the broker at AMQP_URL. Safe to repeat.
+    Apply,
+    /// Write the topology as RabbitMQ definitions (for `rabbitmqctl import_definitions`).
+    Export {
+        /// Where to write; `-` for stdout.
+        #[arg(long, default_value = "broker-config/definitions.json")]
+        output: PathBuf,
+        /// The vhost the definitions name.
+        #[arg(long, default_value = "/")]
+        vhost: String,
+        /// Write nothing; fail if the file differs from what the code declares.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
+    match command {
+        TopologyCommand::Apply => apply().await,
+        TopologyCommand::Export {
+            output,
+            vhost,
+            check,
+        } => export(&output, &vhost, check),
+    }
+}
+
+async fn apply() -> anyhow::Result<()> {
+    let amqp = AmqpConfig::from_env("conveyor topology");
+    let topology = catalog::topology(&Names::default());
+    let connection = amqp.connect().await?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    connection.close(200, "topology applied".into()).await?;
+    println!(
+        "Declared {} exchanges and {} queues on {}.",
+        topology.exchange_names().count(),
+        topology.queue_names().count(),
+        amqp.redacted_url()
+    );
+    Ok(())
+}
+
+pub(crate) fn definitions_text(vhost: &str) -> String {
+    let definitions = catalog::topology(&Names::default()).to_definitions(vhost);
+    let mut text = serde_json::to_string_pretty(&definitions).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn export(output: &PathBuf, vhost: &str, check: bool) -> anyhow::Result<()> {
+    let text = definitions_text(vhost);
+    if check {
+        let current = std::fs::read_to_string(output)
+            .with_context(|| format!("cannot read {}", output.display()))?;
+        anyhow::ensure!(
+            current == text,
+            "{} differs from the topology the code declares: run `conveyor topology export` and commit the result",
+            output.display()
+        );
+        println!("{} matches the code.", output.display());
+        return Ok(());
+    }
+    if output.as_os_str() == "-" {
+        print!("{text}");
+        return Ok(());
+    }
+    std::fs::write(output, text).with_context(|| format!("cannot write {}", output.display()))?;
+    println!("Wrote {}.", output.display());
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! `conveyor`: the operator's and producer's command line for Conveyor.
+
+mod catalog;
+mod commands;
+mod database;
+mod telemetry;
+
+use clap::{Parser, Subcommand};
+
+/// Conveyor: event-driven services over RabbitMQ.
+///
+/// Connection settings come from the environment: AMQP_URL (default
+/// amqp://guest:guest@127.0.0.1:5672/%2f) and, for commands that need a database,
+/// DEMO_DATABASE_URL and BENCH_DATABASE_URL (created if missing). Logs go to stderr; RUST_LOG sets their level.
+#[derive(Debug, Parser)]
+#[command(name = "conveyor", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the runtime end to end on the local broker and database and check that every
+    /// event was applied exactly once. Exits non-zero if not.
+    Demo(commands::demo::DemoArgs),
+    /// Declare or export the broker topology (exchanges, queues, bindings).
+    #[command(subcommand)]
+    Topology(commands::topology::TopologyCommand),
+    /// Publish events or watch them pass.
+    #[command(subcommand)]
+    Events(commands::events::EventsCommand),
+    /// Measure the runtime against raw RabbitMQ and Postgres on this machine.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args).await,
+        Command::Topology(command) => commands::topology::run(command).await,
+        Command::Events(command) => commands::events::run(command).await,
+        Command::Bench(command) => commands::bench::run(command).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", describe_error(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, leaving out causes the message already quotes.
+fn describe_error(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}

@@ -1,0 +1,216 @@
+//! The `conveyor` binary, run as a user runs it, against the real broker.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+fn conveyor(args: &[&str], amqp_url: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args(args)
+        .env("AMQP_URL", amqp_url)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap()
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A vhost of the test's own, deleted when it ends.
+struct Vhost(String);
+
+impl Vhost {
+    fn new() -> Self {
+        let name = format!(
+            "conveyor-cli-test-{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Self(name)
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.0, "-q"])
+            .output();
+    }
+}
+
+#[test]
+fn the_checked_in_definitions_match_what_the_code_declares() {
+    let output = conveyor(&["topology", "export", "--check"], "amqp://unused");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn exported_definitions_import_into_rabbitmq() {
+    let vhost = Vhost::new();
+    let file = std::env::temp_dir().join(format!("{}.json", vhost.0));
+    let output = conveyor(
+        &[
+            "topology",
+            "export",
+            "--vhost",
+            &vhost.0,
+            "--output",
+            file.to_str().unwrap(),
+        ],
+        &vhost.url(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    rabbitmqctl(&["import_definitions", file.to_str().unwrap()]);
+
+    let queues = Command::new("rabbitmqctl")
+        .args(["list_queues", "-p", &vhost.0, "name", "type", "-q"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&queues.stdout);
+    assert!(listing.contains("orders.events\tquorum"), "{listing}");
+    assert!(listing.contains("payments.dlq\tquorum"), "{listing}");
+    assert!(listing.contains("shipping.retry.10s\tclassic"), "{listing}");
+    // Applying the code's topology over the imported one must agree on every argument.
+    let applied = conveyor(&["topology", "apply"], &vhost.url());
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_published_event_is_seen_by_tail() {
+    let vhost = Vhost::new();
+    let applied = conveyor(&["topology", "apply"], &vhost.url());
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let tail = Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args([
+            "events", "tail", "--type", "order.*", "--json", "--limit", "1",
+        ])
+        .env("AMQP_URL", vhost.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The tail announces itself on stderr once its queue is bound; wait for that.
+    std::thread::sleep(Duration::from_millis(1500));
+    let flow = Uuid::now_v7().to_string();
+
+    let published = conveyor(
+        &[
+            "events",
+            "publish",
+            "--type",
+            "order.created",
+            "--data",
+            r#"{"total_cents": 1250}"#,
+            "--correlation-id",
+            &flow,
+            "--subject",
+            "o-42",
+        ],
+        &vhost.url(),
+    );
+
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let event_id = String::from_utf8_lossy(&published.stdout).trim().to_owned();
+    let tailed = tail.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&tailed.stdout);
+    let event: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(event["id"], event_id.as_str());
+    assert_eq!(event["type"], "order.created");
+    assert_eq!(event["correlationid"], flow.as_str());
+    assert_eq!(event["subject"], "o-42");
+    assert_eq!(event["data"]["total_cents"], 1250);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_a_failing_exit_status() {
+    let vhost = Vhost::new();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "events",
+                "publish",
+                "--type",
+                "order.created",
+                "--data",
+                "{oops",
+            ],
+            "--data is not valid JSON",
+        ),
+        (
+            &[
+                "events",
+                "publish",
+                "--type",
+                "order.created",
+                "--data",
+                "{}",
+            ],
+            "conveyor topology apply",
+        ),
+        (
+            &["events", "publish", "--type", "order.*", "--data", "{}"],
+            "one event type",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = conveyor(args, &vhost.url());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let unreachable = conveyor(
+        &[
+            "events",
+            "publish",
+            "--type",
+            "order.created",
+            "--data",
+            "{}",
+        ],
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+    );
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(stderr.contains("could not connect to RabbitMQ"), "{stderr}");
+    assert!(
+        !stderr.contains("guest:guest"),
+        "the password is masked: {stderr}"
+    );
+}

@@ -1,0 +1,180 @@
+//! What a service implements to handle one event type, and what its handler may touch.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+use crate::outbox::{Outbox, OutboxError};
+
+/// Handles one event type for one service.
+///
+/// The handler runs inside the transaction that also records the message in the inbox and
+/// holds the follow-up events it emits: it should change nothing outside `ctx.tx()`, because
+/// a failed batch is rolled back and handled again.
+pub trait EventHandler: Send + Sync + 'static {
+    /// The event's `data`, decoded; a body that does not decode is dead-lettered as `schema`.
+    type Event: DeserializeOwned + Send + 'static;
+
+    /// The event type handled, which is also the routing key the service's queue binds.
+    fn event_type(&self) -> &'static str;
+
+    fn handle(
+        &self,
+        event: Self::Event,
+        ctx: &mut HandlerContext<'_>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How a handler failed, which decides where the message goes.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Will fail again however often it is retried: dead-lettered at once as `permanent`.
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+    /// May succeed later: retried through the delay tiers, then dead-lettered as
+    /// `retries-exhausted`.
+    #[error("{0:#}")]
+    Transient(anyhow::Error),
+}
+
+impl HandlerError {
+    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
+        Self::Permanent(error.into())
+    }
+
+    pub fn transient(error: impl Into<anyhow::Error>) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+/// Database errors are transient, except those that say the data itself is wrong.
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        let violates_constraint = error.as_database_error().is_some_and(|db| {
+            matches!(
+                db.kind(),
+                sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::ForeignKeyViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+                    | sqlx::error::ErrorKind::CheckViolation
+            )
+        });
+        if violates_constraint {
+            Self::Permanent(error.into())
+        } else {
+            Self::Transient(error.into())
+        }
+    }
+}
+
+impl From<OutboxError> for HandlerError {
+    fn from(error: OutboxError) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+/// The event's attributes other than its data.
+#[derive(Debug, Clone)]
+pub struct EventMeta {
+    pub id: Uuid,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub correlation_id: Uuid,
+    /// Failed attempts before this one (0 on first delivery).
+    pub previous_attempts: u32,
+}
+
+/// What a handler works with: the transaction, the event's attributes, and the outbox.
+pub struct HandlerContext<'t> {
+    tx: &'t mut PgConnection,
+    meta: &'t EventMeta,
+    outbox: &'t Outbox,
+    service: &'t str,
+}
+
+impl<'t> HandlerContext<'t> {
+    pub(crate) fn new(
+        tx: &'t mut PgConnection,
+        meta: &'t EventMeta,
+        outbox: &'t Outbox,
+        service: &'t str,
+    ) -> Self {
+        Self {
+            tx,
+            meta,
+            outbox,
+            service,
+        }
+    }
+
+    /// The transaction this delivery is handled in; it commits only if the handler succeeds.
+    pub fn tx(&mut self) -> &mut PgConnection {
+        self.tx
+    }
+
+    pub fn event(&self) -> &EventMeta {
+        self.meta
+    }
+
+    /// Emits a follow-up event in the same transaction, in the same flow (correlation id)
+    /// and caused by the event being handled.
+    ///
+    /// # Errors
+    /// [`HandlerError::Transient`] when the outbox insert fails.
+    pub async fn emit(
+        &mut self,
+        event_type: &str,
+        subject: impl Into<String>,
+        data: Value,
+    ) -> Result<Envelope, HandlerError> {
+        let envelope = Envelope::new(self.service, event_type, data)
+            .with_subject(subject)
+            .caused_by(self.meta.id, self.meta.correlation_id);
+        self.outbox.add(self.tx, &envelope).await?;
+        Ok(envelope)
+    }
+}
+
+/// Why a message could not be handled, before it is routed to a retry or dead letter.
+#[derive(Debug)]
+pub(crate) enum HandleFailure {
+    Schema(String),
+    Handler(HandlerError),
+    Panic(String),
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An [`EventHandler`] with its event type erased, so one consumer holds many.
+pub(crate) trait DynHandler: Send + Sync {
+    fn call<'a>(
+        &'a self,
+        data: Value,
+        ctx: &'a mut HandlerContext<'_>,
+    ) -> BoxFuture<'a, Result<(), HandleFailure>>;
+}
+
+impl<H: EventHandler> DynHandler for H {
+    fn call<'a>(
+        &'a self,
+        data: Value,
+        ctx: &'a mut HandlerContext<'_>,
+    ) -> BoxFuture<'a, Result<(), HandleFailure>> {
+        Box::pin(async move {
+            let event = serde_json::from_value::<H::Event>(data).map_err(|error| {
+                HandleFailure::Schema(format!(
+                    "data does not match {}: {error}",
+                    self.event_type()
+                ))
+            })?;
+            self.handle(event, ctx)
+                .await
+                .map_err(HandleFailure::Handler)
+        })
+    }
+}

@@ -1,0 +1,251 @@
+//! The consumer runtime: typed handlers registered by event type, manual acks, bounded
+//! prefetch, batches handled in one transaction with the inbox, retries through delay
+//! tiers, dead letters with the reason, and its own reconnection.
+
+mod batch;
+mod handler;
+mod outcome;
+mod worker;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+pub use handler::{EventHandler, EventMeta, HandlerContext, HandlerError};
+pub use outcome::DeadLetterKind;
+
+use crate::amqp::AmqpConfig;
+use crate::backoff::Backoff;
+use crate::outbox::Outbox;
+use crate::shutdown::Shutdown;
+use crate::store;
+use crate::topology::{Names, ServiceTopology, Topology};
+use handler::DynHandler;
+
+/// How a consumer takes work from the broker.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Channels consuming in parallel, each handling its own batches.
+    pub concurrency: usize,
+    /// Unacknowledged deliveries the broker may send each channel.
+    pub prefetch: u16,
+    /// Deliveries handled in one database transaction at most.
+    pub batch_size: usize,
+    /// Delays before the first, second, … retry of a transient failure.
+    pub retry_tiers: Vec<Duration>,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            prefetch: 200,
+            batch_size: 100,
+            retry_tiers: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+            ],
+        }
+    }
+}
+
+/// A consumer was set up wrongly; reported before it touches the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerSetupError {
+    #[error("service {service} registers two handlers for {event_type}: keep one")]
+    DuplicateHandler { service: String, event_type: String },
+    #[error("service {service} has no handlers: register at least one before running")]
+    NoHandlers { service: String },
+    #[error("consumer option {0} must be at least 1")]
+    ZeroOption(&'static str),
+}
+
+/// Counts of what the consumer did, shared with whoever holds a clone.
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    pub handled: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+impl ConsumerStats {
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(Ordering::Relaxed)
+    }
+}
+
+/// What workers share: the service's handlers and where failures go.
+pub(crate) struct Registry {
+    service: String,
+    names: Names,
+    handlers: HashMap<String, Arc<dyn DynHandler>>,
+    retry_tiers: Vec<Duration>,
+    outbox: Outbox,
+    stats: Arc<ConsumerStats>,
+}
+
+/// Collects handlers for one service.
+pub struct ConsumerBuilder {
+    service: String,
+    names: Names,
+    handlers: HashMap<String, Arc<dyn DynHandler>>,
+    duplicate: Option<String>,
+    options: ConsumerOptions,
+}
+
+impl ConsumerBuilder {
+    #[must_use]
+    pub fn names(mut self, names: Names) -> Self {
+        self.names = names;
+        self
+    }
+
+    #[must_use]
+    pub fn options(mut self, options: ConsumerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Registers `handler` for its event type; the service's queue binds that type.
+    #[must_use]
+    pub fn handler(mut self, handler: impl EventHandler) -> Self {
+        let event_type = handler.event_type().to_owned();
+        if self
+            .handlers
+            .insert(event_type.clone(), Arc::new(handler))
+            .is_some()
+        {
+            self.duplicate.get_or_insert(event_type);
+        }
+        self
+    }
+
+    /// # Errors
+    /// [`ConsumerSetupError`] for a duplicate handler, no handlers, or a zero option.
+    pub fn build(self) -> Result<Consumer, ConsumerSetupError> {
+        if let Some(event_type) = self.duplicate {
+            return Err(ConsumerSetupError::DuplicateHandler {
+                service: self.service,
+                event_type,
+            });
+        }
+        if self.handlers.is_empty() {
+            return Err(ConsumerSetupError::NoHandlers {
+                service: self.service,
+            });
+        }
+        let options = self.options;
+        for (name, value) in [
+            ("concurrency", options.concurrency),
+            ("prefetch", usize::from(options.prefetch)),
+            ("batch_size", options.batch_size),
+        ] {
+            if value == 0 {
+                return Err(ConsumerSetupError::ZeroOption(name));
+            }
+        }
+        let registry = Registry {
+            service: self.service,
+            names: self.names,
+            handlers: self.handlers,
+            retry_tiers: options.retry_tiers.clone(),
+            outbox: Outbox::new(),
+            stats: Arc::default(),
+        };
+        Ok(Consumer {
+            registry: Arc::new(registry),
+            options,
+        })
+    }
+}
+
+/// A service's consumer, ready to run.
+pub struct Consumer {
+    registry: Arc<Registry>,
+    options: ConsumerOptions,
+}
+
+impl Consumer {
+    pub fn builder(service: impl Into<String>) -> ConsumerBuilder {
+        ConsumerBuilder {
+            service: service.into(),
+            names: Names::default(),
+            handlers: HashMap::new(),
+            duplicate: None,
+            options: ConsumerOptions::default(),
+        }
+    }
+
+    /// The queue, bindings and retry tiers that follow from the registered handlers.
+    pub fn service_topology(&self) -> ServiceTopology {
+        ServiceTopology {
+            service: self.registry.service.clone(),
+            event_types: self
+                .registry
+                .handlers
+                .keys()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+            retry_tiers: self.options.retry_tiers.clone(),
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::for_service(&self.registry.names, &self.service_topology())
+    }
+
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        Arc::clone(&self.registry.stats)
+    }
+
+    /// Consumes until `shutdown` fires: then stops taking deliveries, finishes the batches
+    /// in hand, acknowledges them and closes its channels. A lost broker or database
+    /// connection is re-established with backoff; deliveries not yet acknowledged return to
+    /// the queue, and the inbox skips those already handled.
+    pub async fn run(self, amqp: AmqpConfig, pool: PgPool, shutdown: Shutdown) {
+        let mut backoff = Backoff::default();
+        while let Err(error) = store::install(&pool).await {
+            tracing::warn!(%error, "Cannot install the inbox and outbox tables; retrying.");
+            if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+                return;
+            }
+        }
+        backoff.reset();
+        while !shutdown.is_fired() {
+            match worker::run_session(&self, &amqp, &pool, &shutdown).await {
+                Ok(()) => backoff.reset(),
+                Err(error) => {
+                    tracing::warn!(service = %self.registry.service, %error, "Consumer lost its broker session; reconnecting.");
+                    if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `delay`; `true` if shutdown fired first.
+async fn sleep_or_shutdown(delay: Duration, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        () = shutdown.fired() => true,
+    }
+}

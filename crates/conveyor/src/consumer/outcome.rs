@@ -1,0 +1,211 @@
+//! Where a delivery ends up, and the retry or dead-letter message that takes it there.
+
+use std::time::Duration;
+
+use lapin::message::Delivery;
+
+use crate::headers;
+use crate::publisher::OutgoingMessage;
+use crate::topology::Names;
+
+/// Why a message was dead-lettered, as written to `x-conveyor-error-kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterKind {
+    /// The body is not a CloudEvents envelope.
+    Malformed,
+    /// The event's data breaks its contract.
+    Schema,
+    /// No handler is registered for the event type.
+    UnknownType,
+    /// The handler said retrying cannot help.
+    Permanent,
+    /// Every retry tier failed.
+    RetriesExhausted,
+}
+
+impl DeadLetterKind {
+    pub const ALL: [Self; 5] = [
+        Self::Malformed,
+        Self::Schema,
+        Self::UnknownType,
+        Self::Permanent,
+        Self::RetriesExhausted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Schema => "schema",
+            Self::UnknownType => "unknown-type",
+            Self::Permanent => "permanent",
+            Self::RetriesExhausted => "retries-exhausted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for DeadLetterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error texts longer than this are cut, so one huge error cannot bloat every header.
+const MAX_ERROR_LEN: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Handled,
+    Duplicate,
+    Retry {
+        delay: Duration,
+        attempts: u32,
+        error: String,
+    },
+    DeadLetter {
+        kind: DeadLetterKind,
+        error: String,
+        attempts: u32,
+    },
+}
+
+impl Outcome {
+    pub(crate) fn dead_letter(
+        kind: DeadLetterKind,
+        error: impl Into<String>,
+        attempts: u32,
+    ) -> Self {
+        Self::DeadLetter {
+            kind,
+            error: error.into(),
+            attempts,
+        }
+    }
+
+    /// A transient failure goes to the next retry tier, or to the dead letters once the
+    /// tiers are used up. `attempts` counts this failure.
+    pub(crate) fn transient(tiers: &[Duration], attempts: u32, error: String) -> Self {
+        let tier = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        match tiers.get(tier) {
+            Some(delay) => Self::Retry {
+                delay: *delay,
+                attempts,
+                error,
+            },
+            None => Self::dead_letter(DeadLetterKind::RetriesExhausted, error, attempts),
+        }
+    }
+
+    /// The message that carries this delivery to its retry queue or dead-letter queue.
+    pub(crate) fn message(
+        &self,
+        names: &Names,
+        service: &str,
+        delivery: &Delivery,
+    ) -> Option<OutgoingMessage> {
+        let (exchange, routing_key, error, attempts) = match self {
+            Self::Handled | Self::Duplicate => return None,
+            Self::Retry {
+                delay,
+                attempts,
+                error,
+            } => {
+                let queue = names.retry_queue(service, *delay);
+                (names.retry_exchange(), queue, error, *attempts)
+            }
+            Self::DeadLetter {
+                error, attempts, ..
+            } => (
+                names.dead_letter_exchange(),
+                names.dead_letter_routing_key(service),
+                error,
+                *attempts,
+            ),
+        };
+        let mut table = delivery.properties.headers().clone().unwrap_or_default();
+        if headers::get_str(&table, headers::ORIGINAL_EXCHANGE).is_none() {
+            headers::set_str(
+                &mut table,
+                headers::ORIGINAL_EXCHANGE,
+                delivery.exchange.as_str(),
+            );
+            headers::set_str(
+                &mut table,
+                headers::ORIGINAL_ROUTING_KEY,
+                delivery.routing_key.as_str(),
+            );
+        }
+        headers::set_u32(&mut table, headers::ATTEMPTS, attempts);
+        headers::set_str(&mut table, headers::ERROR, truncate(error));
+        if let Self::DeadLetter { kind, .. } = self {
+            headers::set_str(&mut table, headers::SERVICE, service);
+            headers::set_str(&mut table, headers::ERROR_KIND, kind.as_str());
+            headers::set_str(
+                &mut table,
+                headers::FAILED_AT,
+                &chrono::Utc::now().to_rfc3339(),
+            );
+        }
+        Some(OutgoingMessage {
+            exchange,
+            routing_key,
+            body: delivery.data.clone(),
+            properties: delivery
+                .properties
+                .clone()
+                .with_headers(table)
+                .with_delivery_mode(2),
+        })
+    }
+}
+
+fn truncate(text: &str) -> &str {
+    if text.len() <= MAX_ERROR_LEN {
+        return text;
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_walk_the_tiers_then_exhaust() {
+        let tiers = [Duration::from_secs(1), Duration::from_secs(10)];
+        let delays: Vec<_> = (1..=3)
+            .map(|attempts| Outcome::transient(&tiers, attempts, "down".into()))
+            .collect();
+        assert!(matches!(delays[0], Outcome::Retry { delay, .. } if delay.as_secs() == 1));
+        assert!(matches!(delays[1], Outcome::Retry { delay, .. } if delay.as_secs() == 10));
+        assert!(matches!(
+            delays[2],
+            Outcome::DeadLetter {
+                kind: DeadLetterKind::RetriesExhausted,
+                attempts: 3,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn kinds_parse_back_from_their_header_text() {
+        for kind in DeadLetterKind::ALL {
+            assert_eq!(DeadLetterKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(DeadLetterKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_ERROR_LEN);
+        assert!(truncate(&long).len() <= MAX_ERROR_LEN);
+    }
+}

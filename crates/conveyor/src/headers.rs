@@ -1,0 +1,57 @@
+//! Names of the AMQP headers Conveyor reads and writes, and typed access to them.
+
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+/// The service whose consumer dead-lettered the message.
+pub const SERVICE: &str = "x-conveyor-service";
+pub const ERROR: &str = "x-conveyor-error";
+/// One of [`crate::DeadLetterKind`]'s names.
+pub const ERROR_KIND: &str = "x-conveyor-error-kind";
+/// Failed handling attempts so far.
+pub const ATTEMPTS: &str = "x-conveyor-attempts";
+pub const FAILED_AT: &str = "x-conveyor-failed-at";
+pub const ORIGINAL_EXCHANGE: &str = "x-conveyor-original-exchange";
+pub const ORIGINAL_ROUTING_KEY: &str = "x-conveyor-original-routing-key";
+/// How many times an operator replayed this dead letter.
+pub const REPLAY_COUNT: &str = "x-conveyor-replay-count";
+
+/// Reads a header as text, whichever string type the sender used.
+pub fn get_str<'a>(headers: &'a FieldTable, name: &str) -> Option<&'a str> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok(),
+        AMQPValue::ShortString(value) => Some(value.as_str()),
+        _ => None,
+    }
+}
+
+/// Reads a header as a count, whichever integer type the sender used.
+pub fn get_u32(headers: &FieldTable, name: &str) -> Option<u32> {
+    let number = match headers.inner().get(name)? {
+        AMQPValue::ShortShortUInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::LongString(text) => std::str::from_utf8(text.as_bytes()).ok()?.parse().ok()?,
+        _ => return None,
+    };
+    u32::try_from(number).ok()
+}
+
+pub fn set_str(headers: &mut FieldTable, name: &str, value: &str) {
+    headers.insert(
+        ShortString::from(name),
+        AMQPValue::LongString(LongString::from(value)),
+    );
+}
+
+pub fn set_u32(headers: &mut FieldTable, name: &str, value: u32) {
+    headers.insert(
+        ShortString::from(name),
+        AMQPValue::LongLongInt(i64::from(value)),
+    );
+}

@@ -1,0 +1,45 @@
+//! Conveyor's messaging runtime: reliable publish and consume over RabbitMQ, generic over
+//! the events it carries (no domain types live here).
+//!
+//! # Layout
+//!
+//! - `envelope`: the CloudEvents 1.0 envelope every message travels in.
+//! - `headers`: names of the AMQP headers Conveyor reads and writes.
+//! - `trace_context`: W3C `traceparent` injected on publish, continued on consume.
+//! - `amqp`: the one place that opens broker connections.
+//! - `topology`: exchanges and queues of DESIGN.md, declared and exported from one description.
+//! - `publisher`: publisher confirms with many messages in flight.
+//! - `store`: the runtime's outbox and inbox tables.
+//! - `outbox`: writing events inside the caller's transaction.
+//! - `relay`: publishing committed outbox rows, shared safely by several relays.
+//! - `consumer`: handlers, batches in one transaction with the inbox, retries, dead letters.
+//! - `shutdown`: the shutdown token and the SIGTERM/SIGINT future.
+//! - `backoff`: delays between reconnection attempts.
+
+mod amqp;
+mod backoff;
+mod consumer;
+mod envelope;
+pub mod headers;
+mod outbox;
+mod publisher;
+mod relay;
+pub mod shutdown;
+mod store;
+mod topology;
+mod trace_context;
+
+pub use amqp::{AmqpConfig, ConnectError, DEFAULT_AMQP_URL};
+pub use backoff::Backoff;
+pub use consumer::{
+    Consumer, ConsumerBuilder, ConsumerOptions, ConsumerSetupError, ConsumerStats, DeadLetterKind,
+    EventHandler, EventMeta, HandlerContext, HandlerError,
+};
+pub use envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope, EnvelopeError};
+pub use outbox::{Outbox, OutboxError};
+pub use publisher::{ConfirmChannel, OutgoingMessage, PublishError, Publisher};
+pub use relay::{OutboxRelay, RelayError, RelayOptions};
+pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use store::{OUTBOX_CHANNEL, install};
+pub use topology::{DELIVERY_LIMIT, Names, ServiceTopology, Topology, TopologyError};
+pub use trace_context::{TraceHeaders, capture_current as capture_trace_context};

@@ -1,0 +1,84 @@
+//! The transactional outbox: events are written in the same transaction as the change that
+//! caused them, and the [`crate::OutboxRelay`] publishes them after commit.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+use crate::trace_context;
+
+/// An event could not be written to the outbox.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write event {event_id} ({event_type}) to the outbox: {source}")]
+pub struct OutboxError {
+    event_id: Uuid,
+    event_type: String,
+    #[source]
+    source: sqlx::Error,
+}
+
+impl OutboxError {
+    /// The database error underneath, for callers that classify it.
+    pub fn database_error(&self) -> &sqlx::Error {
+        &self.source
+    }
+}
+
+/// Writes events into `conveyor.outbox` inside the caller's transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    _private: (),
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `envelope` within the transaction `tx`: it is published if and only if `tx`
+    /// commits. The current span's trace context travels with it.
+    ///
+    /// # Errors
+    /// [`OutboxError`] when the insert fails; the caller's transaction should be rolled back.
+    pub async fn add(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), OutboxError> {
+        self.add_all(tx, std::slice::from_ref(envelope)).await
+    }
+
+    /// Adds several events with one statement.
+    ///
+    /// # Errors
+    /// As [`Outbox::add`].
+    pub async fn add_all(
+        &self,
+        tx: &mut PgConnection,
+        envelopes: &[Envelope],
+    ) -> Result<(), OutboxError> {
+        let Some(first) = envelopes.first() else {
+            return Ok(());
+        };
+        let trace = serde_json::to_value(trace_context::capture_current()).unwrap_or_default();
+        let ids: Vec<Uuid> = envelopes.iter().map(|envelope| envelope.id).collect();
+        let types: Vec<&str> = envelopes
+            .iter()
+            .map(|envelope| envelope.event_type.as_str())
+            .collect();
+        let payloads: Vec<Vec<u8>> = envelopes.iter().map(Envelope::to_bytes).collect();
+        sqlx::query(
+            "INSERT INTO conveyor.outbox (event_id, event_type, payload, trace)
+             SELECT id, event_type, payload, $4 FROM UNNEST($1::uuid[], $2::text[], $3::bytea[])
+                 AS new_events(id, event_type, payload)",
+        )
+        .bind(&ids)
+        .bind(&types)
+        .bind(&payloads)
+        .bind(&trace)
+        .execute(tx)
+        .await
+        .map_err(|source| OutboxError {
+            event_id: first.id,
+            event_type: first.event_type.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,292 @@
+//! Publishing with publisher confirms: many messages in flight, one wait for all of them,
+//! and an error for each way the broker can refuse one.
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Confirmation, PublisherConfirm};
+use tokio::sync::Mutex;
+
+use crate::amqp::{AmqpConfig, ConnectError};
+use crate::backoff::Backoff;
+use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope};
+use crate::headers;
+use crate::topology::Names;
+use crate::trace_context::{self, TraceHeaders};
+
+/// AMQP delivery mode that makes the broker write the message to disk.
+const PERSISTENT: u8 = 2;
+
+/// A message ready for the broker.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+impl OutgoingMessage {
+    /// An event for `conveyor.events`, routed by its type, with the AMQP properties mirroring
+    /// the envelope and the trace context in its headers.
+    pub fn event(names: &Names, envelope: &Envelope, trace: &TraceHeaders) -> Self {
+        let mut amqp_headers = FieldTable::default();
+        for (key, value) in trace {
+            headers::set_str(&mut amqp_headers, key, value);
+        }
+        Self {
+            exchange: names.events_exchange(),
+            routing_key: envelope.event_type.clone(),
+            body: envelope.to_bytes(),
+            properties: event_properties(envelope, amqp_headers),
+        }
+    }
+
+    fn message_id(&self) -> String {
+        self.properties
+            .message_id()
+            .as_ref()
+            .map_or_else(|| "(no id)".to_owned(), |id| id.to_string())
+    }
+}
+
+fn event_properties(envelope: &Envelope, amqp_headers: FieldTable) -> BasicProperties {
+    let timestamp = u64::try_from(envelope.time.timestamp()).unwrap_or_default();
+    BasicProperties::default()
+        .with_message_id(envelope.id.to_string().into())
+        .with_type(envelope.event_type.as_str().into())
+        .with_app_id(envelope.service().into())
+        .with_correlation_id(envelope.correlationid.to_string().into())
+        .with_timestamp(timestamp)
+        .with_content_type(CLOUDEVENTS_CONTENT_TYPE.into())
+        .with_delivery_mode(PERSISTENT)
+        .with_headers(amqp_headers)
+}
+
+/// Why a publish did not end with the broker holding the message.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(
+        "the broker connection failed while publishing: {0}. Messages without a confirm may not have been stored; publish them again."
+    )]
+    Broker(#[from] lapin::Error),
+    #[error(
+        "the broker refused (nacked) message {message_id} for {exchange} with routing key {routing_key}: it was not stored. Retry later; if it persists, check the broker's disk and memory alarms."
+    )]
+    Nacked {
+        message_id: String,
+        exchange: String,
+        routing_key: String,
+    },
+    #[error(
+        "exchange {exchange} does not exist on this broker (or vhost): run `conveyor topology apply`, or check AMQP_URL's vhost"
+    )]
+    ExchangeNotFound { exchange: String },
+    #[error(
+        "no queue took message {message_id} published to {exchange} with routing key {routing_key}: the topology is missing. Run `conveyor topology apply`."
+    )]
+    Unroutable {
+        message_id: String,
+        exchange: String,
+        routing_key: String,
+    },
+}
+
+impl PublishError {
+    /// Whether trying again on a fresh connection may succeed.
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::Broker(_))
+    }
+
+    /// A broker error, named when it is a missing exchange: the broker closes the channel
+    /// with NOT_FOUND, which retrying cannot mend.
+    fn from_broker(error: lapin::Error, exchange: &str) -> Self {
+        if let lapin::ErrorKind::ProtocolError(amqp) = error.kind()
+            && matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+        {
+            return Self::ExchangeNotFound {
+                exchange: exchange.to_owned(),
+            };
+        }
+        Self::Broker(error)
+    }
+}
+
+/// A channel in confirm mode.
+pub struct ConfirmChannel {
+    channel: Channel,
+}
+
+impl ConfirmChannel {
+    /// Opens a channel on `connection` and turns publisher confirms on.
+    ///
+    /// # Errors
+    /// The broker's error when the channel cannot be opened.
+    pub async fn open(connection: &Connection) -> Result<Self, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        Self::enable(channel).await
+    }
+
+    /// Turns confirms on for an existing channel (a consumer's, for its retries and dead letters).
+    ///
+    /// # Errors
+    /// The broker's error when confirm mode cannot be selected.
+    pub async fn enable(channel: Channel) -> Result<Self, lapin::Error> {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self { channel })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Sends every message, then waits for all the confirms: the broker holds every message
+    /// once this returns `Ok`. Messages are `mandatory`, so one no queue takes is an error
+    /// rather than a silent drop.
+    ///
+    /// # Errors
+    /// [`PublishError`] for the first message the broker did not take; some of the others may
+    /// have been stored, so callers publish again (consumers dedupe by message id).
+    pub async fn publish_all(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        let mut pending: Vec<PublisherConfirm> = Vec::with_capacity(messages.len());
+        for message in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    message.exchange.as_str().into(),
+                    message.routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &message.body,
+                    message.properties.clone(),
+                )
+                .await
+                .map_err(|error| PublishError::from_broker(error, &message.exchange))?;
+            pending.push(confirm);
+        }
+        let mut first_error = None;
+        for (confirm, message) in pending.into_iter().zip(messages) {
+            let confirmation = confirm
+                .await
+                .map_err(|error| PublishError::from_broker(error, &message.exchange))?;
+            let error = match confirmation {
+                Confirmation::Ack(None) | Confirmation::NotRequested => continue,
+                Confirmation::Ack(Some(_)) => PublishError::Unroutable {
+                    message_id: message.message_id(),
+                    exchange: message.exchange.clone(),
+                    routing_key: message.routing_key.clone(),
+                },
+                Confirmation::Nack(_) => PublishError::Nacked {
+                    message_id: message.message_id(),
+                    exchange: message.exchange.clone(),
+                    routing_key: message.routing_key.clone(),
+                },
+            };
+            first_error.get_or_insert(error);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+struct Session {
+    _connection: Connection,
+    channel: ConfirmChannel,
+}
+
+/// A producer's publisher: reconnects by itself and returns only once the broker confirmed.
+///
+/// For events that must never be lost together with a database change, write them to the
+/// [`crate::Outbox`] instead; this is for producers without a database (the CLI, bridges).
+pub struct Publisher {
+    amqp: AmqpConfig,
+    names: Names,
+    session: Mutex<Option<Session>>,
+    max_attempts: u32,
+}
+
+impl Publisher {
+    /// Connects at once, so a wrong URL is reported before the first event.
+    ///
+    /// # Errors
+    /// [`PublishError::Connect`] when the broker cannot be reached.
+    pub async fn connect(amqp: AmqpConfig, names: Names) -> Result<Self, PublishError> {
+        let session = open_session(&amqp).await?;
+        Ok(Self {
+            amqp,
+            names,
+            session: Mutex::new(Some(session)),
+            max_attempts: 5,
+        })
+    }
+
+    /// Publishes one event and waits for the broker's confirm.
+    ///
+    /// # Errors
+    /// [`PublishError`] after the retries on connection failures are used up, or at once when
+    /// the broker refuses the event.
+    pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        self.publish_events(std::slice::from_ref(envelope)).await
+    }
+
+    /// Publishes events with all their confirms in flight at once.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    #[tracing::instrument(name = "publish", skip_all, fields(events = envelopes.len()))]
+    pub async fn publish_events(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
+        let trace = trace_context::capture_current();
+        let messages: Vec<_> = envelopes
+            .iter()
+            .map(|envelope| OutgoingMessage::event(&self.names, envelope, &trace))
+            .collect();
+        self.publish_messages(&messages).await
+    }
+
+    /// Publishes prepared messages, reconnecting and publishing again on connection failures.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    pub async fn publish_messages(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        let mut backoff = Backoff::default();
+        let mut attempt = 1;
+        loop {
+            match self.try_publish(messages).await {
+                Err(error) if error.is_connection_failure() && attempt < self.max_attempts => {
+                    tracing::warn!(%error, attempt, "Publishing failed; reconnecting.");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_publish(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        let mut guard = self.session.lock().await;
+        let session = match guard.take() {
+            Some(session) if session.channel.channel().status().connected() => session,
+            _ => open_session(&self.amqp).await?,
+        };
+        let result = session.channel.publish_all(messages).await;
+        if !matches!(result, Err(ref error) if error.is_connection_failure()) {
+            *guard = Some(session);
+        }
+        result
+    }
+}
+
+async fn open_session(amqp: &AmqpConfig) -> Result<Session, PublishError> {
+    let connection = amqp.connect().await?;
+    let channel = ConfirmChannel::open(&connection).await?;
+    Ok(Session {
+        _connection: connection,
+        channel,
+    })
+}

@@ -1,0 +1,51 @@
+//! The runtime's own tables (outbox and inbox) in the service's database, schema `conveyor`.
+
+use sqlx::PgPool;
+
+/// Serialises concurrent installs (several services or test processes starting at once).
+const INSTALL_LOCK: i64 = 0x636f_6e76_6579_6f72; // "conveyor"
+
+/// Idempotent: every statement can run again on an installed database.
+const SCHEMA: &[&str] = &[
+    "CREATE SCHEMA IF NOT EXISTS conveyor",
+    "CREATE TABLE IF NOT EXISTS conveyor.outbox (
+        id           BIGSERIAL PRIMARY KEY,
+        event_id     UUID NOT NULL,
+        event_type   TEXT NOT NULL,
+        payload      BYTEA NOT NULL,
+        trace        JSONB NOT NULL DEFAULT '{}',
+        created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+        published_at TIMESTAMPTZ
+    )",
+    "CREATE INDEX IF NOT EXISTS outbox_unpublished ON conveyor.outbox (id) WHERE published_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS outbox_published_at ON conveyor.outbox (published_at) WHERE published_at IS NOT NULL",
+    "CREATE OR REPLACE FUNCTION conveyor.notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN PERFORM pg_notify('conveyor_outbox', ''); RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON conveyor.outbox
+     FOR EACH STATEMENT EXECUTE FUNCTION conveyor.notify_outbox()",
+    "CREATE TABLE IF NOT EXISTS conveyor.inbox (
+        consumer    TEXT NOT NULL,
+        message_id  UUID NOT NULL,
+        handled_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, message_id)
+    )",
+];
+
+/// The channel the outbox trigger notifies on each insert.
+pub const OUTBOX_CHANNEL: &str = "conveyor_outbox";
+
+/// Creates the `conveyor` schema with the outbox and inbox tables if they are missing.
+///
+/// # Errors
+/// The database's error when a statement fails (no permission to create a schema, say).
+pub async fn install(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(INSTALL_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    for statement in SCHEMA {
+        sqlx::query(*statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}

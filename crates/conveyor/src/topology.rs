@@ -1,0 +1,457 @@
+//! The broker topology of DESIGN.md as data: declared idempotently at start-up and exported
+//! as RabbitMQ definitions from the same description, so the two cannot drift.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use lapin::Channel;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use serde_json::{Value, json};
+
+/// Quorum queues redeliver a message at most this often before the broker dead-letters it,
+/// a backstop for a consumer that crashes on it; kept well above expected restarts.
+pub const DELIVERY_LIMIT: i64 = 50;
+
+/// Names of every exchange and queue, optionally under a prefix (tests use one each).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// `prefix` is put before every name with a dot; empty gives DESIGN.md's names.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    fn qualify(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Domain events, routed by event type.
+    pub fn events_exchange(&self) -> String {
+        self.qualify("conveyor.events")
+    }
+
+    /// Where events no queue is bound for end up (exchange and queue share the name).
+    pub fn unrouted(&self) -> String {
+        self.qualify("conveyor.unrouted")
+    }
+
+    pub fn retry_exchange(&self) -> String {
+        self.qualify("conveyor.retry")
+    }
+
+    pub fn dead_letter_exchange(&self) -> String {
+        self.qualify("conveyor.dlx")
+    }
+
+    pub fn service_queue(&self, service: &str) -> String {
+        self.qualify(&format!("{service}.events"))
+    }
+
+    pub fn retry_queue(&self, service: &str, delay: Duration) -> String {
+        self.qualify(&format!("{service}.retry.{}", delay_label(delay)))
+    }
+
+    pub fn dead_letter_queue(&self, service: &str) -> String {
+        self.qualify(&format!("{service}.dlq"))
+    }
+
+    /// The routing key on `conveyor.dlx` that reaches `<service>.dlq`.
+    pub fn dead_letter_routing_key(&self, service: &str) -> String {
+        service.to_owned()
+    }
+}
+
+/// `1s`, `10s`, `1500ms`: a delay as it appears in a retry queue's name.
+fn delay_label(delay: Duration) -> String {
+    let millis = delay.as_millis();
+    if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+/// What one service consumes: the event types its handlers registered and its retry tiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTopology {
+    pub service: String,
+    pub event_types: BTreeSet<String>,
+    pub retry_tiers: Vec<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExchangeKind {
+    Topic,
+    Fanout,
+    Direct,
+}
+
+impl ExchangeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Topic => "topic",
+            Self::Fanout => "fanout",
+            Self::Direct => "direct",
+        }
+    }
+
+    fn to_lapin(self) -> lapin::ExchangeKind {
+        match self {
+            Self::Topic => lapin::ExchangeKind::Topic,
+            Self::Fanout => lapin::ExchangeKind::Fanout,
+            Self::Direct => lapin::ExchangeKind::Direct,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Argument {
+    Text(String),
+    Number(i64),
+}
+
+type Arguments = BTreeMap<&'static str, Argument>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ExchangeSpec {
+    name: String,
+    kind: ExchangeKind,
+    arguments: Arguments,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QueueSpec {
+    name: String,
+    arguments: Arguments,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BindingSpec {
+    exchange: String,
+    queue: String,
+    routing_key: String,
+}
+
+/// A declaration the broker refused.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the broker refused to declare {what}: {source}. If it already exists with other settings, delete it or align broker-config/ with the code."
+)]
+pub struct TopologyError {
+    what: String,
+    #[source]
+    source: lapin::Error,
+}
+
+/// Exchanges, queues and bindings, all durable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    exchanges: Vec<ExchangeSpec>,
+    queues: Vec<QueueSpec>,
+    bindings: Vec<BindingSpec>,
+}
+
+impl Topology {
+    /// What every service relies on: the events, retry and dead-letter exchanges, and the
+    /// unrouted exchange and queue.
+    pub fn shared(names: &Names) -> Self {
+        let unrouted = names.unrouted();
+        let mut topology = Self::default();
+        topology.exchange(
+            names.events_exchange(),
+            ExchangeKind::Topic,
+            [("alternate-exchange", Argument::Text(unrouted.clone()))],
+        );
+        topology.exchange(unrouted.clone(), ExchangeKind::Fanout, []);
+        topology.exchange(names.retry_exchange(), ExchangeKind::Direct, []);
+        topology.exchange(names.dead_letter_exchange(), ExchangeKind::Direct, []);
+        topology.queue(unrouted.clone(), quorum([]));
+        topology.bind(unrouted.clone(), unrouted, String::new());
+        topology
+    }
+
+    /// The shared part plus one service's queue, bindings, retry tiers and dead-letter queue.
+    pub fn for_service(names: &Names, service: &ServiceTopology) -> Self {
+        let mut topology = Self::shared(names);
+        topology.add_service(names, service);
+        topology
+    }
+
+    pub fn add_service(&mut self, names: &Names, service: &ServiceTopology) {
+        let name = &service.service;
+        let queue = names.service_queue(name);
+        let dead_letter_key = names.dead_letter_routing_key(name);
+        self.queue(
+            queue.clone(),
+            quorum([
+                ("x-delivery-limit", Argument::Number(DELIVERY_LIMIT)),
+                (
+                    "x-dead-letter-exchange",
+                    Argument::Text(names.dead_letter_exchange()),
+                ),
+                (
+                    "x-dead-letter-routing-key",
+                    Argument::Text(dead_letter_key.clone()),
+                ),
+            ]),
+        );
+        for event_type in &service.event_types {
+            self.bind(names.events_exchange(), queue.clone(), event_type.clone());
+        }
+        for delay in &service.retry_tiers {
+            let retry_queue = names.retry_queue(name, *delay);
+            let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            // A classic queue: its only job is to hold a message for the TTL, then hand it
+            // back to the service's own queue through the default exchange.
+            self.queue(
+                retry_queue.clone(),
+                Arguments::from([
+                    ("x-message-ttl", Argument::Number(ttl)),
+                    ("x-dead-letter-exchange", Argument::Text(String::new())),
+                    ("x-dead-letter-routing-key", Argument::Text(queue.clone())),
+                ]),
+            );
+            self.bind(names.retry_exchange(), retry_queue.clone(), retry_queue);
+        }
+        let dead_letter_queue = names.dead_letter_queue(name);
+        self.queue(dead_letter_queue.clone(), quorum([]));
+        self.bind(
+            names.dead_letter_exchange(),
+            dead_letter_queue,
+            dead_letter_key,
+        );
+    }
+
+    fn exchange<const N: usize>(
+        &mut self,
+        name: String,
+        kind: ExchangeKind,
+        arguments: [(&'static str, Argument); N],
+    ) {
+        self.exchanges.push(ExchangeSpec {
+            name,
+            kind,
+            arguments: Arguments::from(arguments),
+        });
+    }
+
+    fn queue(&mut self, name: String, arguments: Arguments) {
+        self.queues.push(QueueSpec { name, arguments });
+    }
+
+    fn bind(&mut self, exchange: String, queue: String, routing_key: String) {
+        self.bindings.push(BindingSpec {
+            exchange,
+            queue,
+            routing_key,
+        });
+    }
+
+    /// Names of every queue, for cleanup and inspection.
+    pub fn queue_names(&self) -> impl Iterator<Item = &str> {
+        self.queues.iter().map(|queue| queue.name.as_str())
+    }
+
+    /// Names of every exchange.
+    pub fn exchange_names(&self) -> impl Iterator<Item = &str> {
+        self.exchanges.iter().map(|exchange| exchange.name.as_str())
+    }
+
+    /// Declares everything; safe to repeat, as declarations are idempotent.
+    ///
+    /// # Errors
+    /// [`TopologyError`] naming the exchange, queue or binding the broker refused.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), TopologyError> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for exchange in &self.exchanges {
+            channel
+                .exchange_declare(
+                    exchange.name.as_str().into(),
+                    exchange.kind.to_lapin(),
+                    durable,
+                    field_table(&exchange.arguments),
+                )
+                .await
+                .map_err(|source| refused(format!("exchange {}", exchange.name), source))?;
+        }
+        for queue in &self.queues {
+            channel
+                .queue_declare(
+                    queue.name.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    field_table(&queue.arguments),
+                )
+                .await
+                .map_err(|source| refused(format!("queue {}", queue.name), source))?;
+        }
+        for binding in &self.bindings {
+            channel
+                .queue_bind(
+                    binding.queue.as_str().into(),
+                    binding.exchange.as_str().into(),
+                    binding.routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|source| {
+                    let what = format!(
+                        "binding {} -> {} ({})",
+                        binding.exchange, binding.queue, binding.routing_key
+                    );
+                    refused(what, source)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// RabbitMQ's definitions format, importable with `rabbitmqctl import_definitions`.
+    pub fn to_definitions(&self, vhost: &str) -> Value {
+        let exchanges: Vec<Value> = self
+            .exchanges
+            .iter()
+            .map(|exchange| {
+                json!({
+                    "name": exchange.name, "vhost": vhost, "type": exchange.kind.as_str(),
+                    "durable": true, "auto_delete": false, "internal": false,
+                    "arguments": json_arguments(&exchange.arguments),
+                })
+            })
+            .collect();
+        let queues: Vec<Value> = self
+            .queues
+            .iter()
+            .map(|queue| {
+                json!({
+                    "name": queue.name, "vhost": vhost, "durable": true, "auto_delete": false,
+                    "arguments": json_arguments(&queue.arguments),
+                })
+            })
+            .collect();
+        let bindings: Vec<Value> = self
+            .bindings
+            .iter()
+            .map(|binding| {
+                json!({
+                    "source": binding.exchange, "vhost": vhost, "destination": binding.queue,
+                    "destination_type": "queue", "routing_key": binding.routing_key,
+                    "arguments": {},
+                })
+            })
+            .collect();
+        json!({
+            "vhosts": [{ "name": vhost }],
+            "exchanges": exchanges,
+            "queues": queues,
+            "bindings": bindings,
+        })
+    }
+}
+
+fn quorum<const N: usize>(extra: [(&'static str, Argument); N]) -> Arguments {
+    let mut arguments = Arguments::from(extra);
+    arguments.insert("x-queue-type", Argument::Text("quorum".to_owned()));
+    arguments
+}
+
+fn refused(what: String, source: lapin::Error) -> TopologyError {
+    TopologyError { what, source }
+}
+
+fn field_table(arguments: &Arguments) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in arguments {
+        let value = match value {
+            Argument::Text(text) => AMQPValue::LongString(LongString::from(text.as_str())),
+            Argument::Number(number) => AMQPValue::LongLongInt(*number),
+        };
+        table.insert(ShortString::from(*key), value);
+    }
+    table
+}
+
+fn json_arguments(arguments: &Arguments) -> Value {
+    let map = arguments
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Argument::Text(text) => json!(text),
+                Argument::Number(number) => json!(number),
+            };
+            ((*key).to_owned(), value)
+        })
+        .collect::<serde_json::Map<_, _>>();
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn orders() -> ServiceTopology {
+        ServiceTopology {
+            service: "orders".into(),
+            event_types: BTreeSet::from(["payment.captured".to_owned()]),
+            retry_tiers: vec![Duration::from_secs(1), Duration::from_millis(1500)],
+        }
+    }
+
+    #[test]
+    fn a_service_gets_its_queue_bindings_retry_tiers_and_dead_letter_queue() {
+        let names = Names::default();
+        let topology = Topology::for_service(&names, &orders());
+        let queues: Vec<_> = topology.queue_names().collect();
+        assert_eq!(
+            queues,
+            [
+                "conveyor.unrouted",
+                "orders.events",
+                "orders.retry.1s",
+                "orders.retry.1500ms",
+                "orders.dlq"
+            ]
+        );
+        let definitions = topology.to_definitions("/");
+        let retry = &definitions["queues"][3];
+        assert_eq!(retry["arguments"]["x-message-ttl"], 1500);
+        assert_eq!(
+            retry["arguments"]["x-dead-letter-routing-key"],
+            "orders.events"
+        );
+        assert!(
+            definitions["bindings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|binding| {
+                    binding["source"] == "conveyor.events"
+                        && binding["routing_key"] == "payment.captured"
+                })
+        );
+    }
+
+    #[test]
+    fn a_prefix_applies_to_every_name() {
+        let names = Names::with_prefix("t1");
+        let topology = Topology::for_service(&names, &orders());
+        assert!(topology.queue_names().all(|name| name.starts_with("t1.")));
+        assert!(
+            topology
+                .exchange_names()
+                .all(|name| name.starts_with("t1."))
+        );
+    }
+}

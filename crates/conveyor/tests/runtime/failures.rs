@@ -1,0 +1,187 @@
+use std::time::{Duration, Instant};
+
+use conveyor::headers;
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use serde_json::json;
+
+use crate::helpers::{EVENT_TYPE, SERVICE, TestEnv, event, event_with, fast_retries};
+
+fn header(delivery: &Delivery, name: &str) -> Option<String> {
+    let table = delivery.properties.headers().clone().unwrap_or_default();
+    headers::get_str(&table, name).map(str::to_owned)
+}
+
+async fn wait_for_dead_letters(env: &TestEnv, count: u32) -> Vec<Delivery> {
+    let queue = env.names.dead_letter_queue(SERVICE);
+    let wait = async {
+        while env.queue_len(&queue).await < count {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{count} dead letters expected in {queue}"));
+    env.drain(&queue).await
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_after_a_delay_and_then_succeeds() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let flaky = event_with(7, json!({ "n": 7, "behaviour": { "transient-times": 2 } }));
+    let started = Instant::now();
+
+    env.publish(&flaky).await;
+
+    env.wait_for_handled(1, Duration::from_secs(15)).await;
+    let elapsed = started.elapsed();
+    consumer.stop().await;
+    let attempts: i32 = sqlx::query_scalar("SELECT previous_attempts FROM handled")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2, "handled on the third attempt");
+    // Two tiers of 300 ms and 600 ms lie between the first attempt and the success.
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "retried too soon: {elapsed:?}"
+    );
+    assert_eq!(
+        env.queue_len(&env.names.dead_letter_queue(SERVICE)).await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_that_never_clears_is_dead_lettered_as_retries_exhausted() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let stuck = event_with(8, json!({ "n": 8, "behaviour": { "transient-times": 99 } }));
+
+    env.publish(&stuck).await;
+
+    let dead = wait_for_dead_letters(&env, 1).await;
+    consumer.stop().await;
+    assert_eq!(dead[0].data, stuck.to_bytes());
+    assert_eq!(
+        header(&dead[0], headers::ERROR_KIND).as_deref(),
+        Some("retries-exhausted")
+    );
+    assert_eq!(
+        header(&dead[0], headers::ERROR).as_deref(),
+        Some("downstream unavailable")
+    );
+    let table = dead[0].properties.headers().clone().unwrap_or_default();
+    assert_eq!(headers::get_u32(&table, headers::ATTEMPTS), Some(3));
+    assert_eq!(
+        header(&dead[0], headers::ORIGINAL_EXCHANGE).as_deref(),
+        Some("conveyor.events"),
+        "the original exchange survives the trips through the retry queues"
+    );
+    assert_eq!(env.handled_count().await, 0);
+}
+
+#[tokio::test]
+async fn permanent_malformed_unknown_and_panicking_events_are_dead_lettered_with_the_reason() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let permanent = event_with(1, json!({ "n": 1, "behaviour": "permanent" }));
+    let panicking = event_with(2, json!({ "n": 2, "behaviour": "panic" }));
+    let wrong_data = event_with(3, json!({ "number": "three" }));
+    let malformed = b"{ this is not json".to_vec();
+
+    env.publish(&permanent).await;
+    env.publish(&panicking).await;
+    env.publish(&wrong_data).await;
+    env.publish_raw(EVENT_TYPE, &malformed, BasicProperties::default())
+        .await;
+
+    let dead = wait_for_dead_letters(&env, 4).await;
+    consumer.stop().await;
+    let by_body = |body: &[u8]| {
+        dead.iter()
+            .find(|delivery| delivery.data == body)
+            .unwrap_or_else(|| panic!("dead letter with body {}", String::from_utf8_lossy(body)))
+    };
+    let cases = [
+        (
+            permanent.to_bytes(),
+            "permanent",
+            "event 1 can never be applied",
+        ),
+        (
+            panicking.to_bytes(),
+            "permanent",
+            "handler panicked: handler bug on event 2",
+        ),
+        (wrong_data.to_bytes(), "schema", "missing field `n`"),
+        (malformed, "malformed", "not a CloudEvents JSON envelope"),
+    ];
+    for (body, kind, reason) in cases {
+        let letter = by_body(&body);
+        assert_eq!(header(letter, headers::ERROR_KIND).as_deref(), Some(kind));
+        let error = header(letter, headers::ERROR).unwrap_or_default();
+        assert!(
+            error.contains(reason),
+            "{error:?} should contain {reason:?}"
+        );
+        assert_eq!(header(letter, headers::SERVICE).as_deref(), Some(SERVICE));
+        assert_eq!(
+            header(letter, headers::ORIGINAL_ROUTING_KEY).as_deref(),
+            Some(EVENT_TYPE)
+        );
+        assert!(header(letter, headers::FAILED_AT).is_some());
+    }
+    assert_eq!(env.handled_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_event_of_a_type_without_a_handler_is_dead_lettered_as_unknown_type() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let stranger = conveyor::Envelope::new("producer", "test.other", json!({}));
+    // Bound by hand: a stale binding is how such events reach a service in practice.
+    let connection = env.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_bind(
+            env.names.service_queue(SERVICE).as_str().into(),
+            env.names.events_exchange().as_str().into(),
+            "test.other".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+
+    env.publish(&stranger).await;
+
+    let dead = wait_for_dead_letters(&env, 1).await;
+    consumer.stop().await;
+    assert_eq!(
+        header(&dead[0], headers::ERROR_KIND).as_deref(),
+        Some("unknown-type")
+    );
+    assert_eq!(dead[0].data, stranger.to_bytes());
+}
+
+#[tokio::test]
+async fn the_consumer_keeps_serving_after_a_poison_message() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+
+    env.publish_raw(EVENT_TYPE, b"\x00\x01 poison", BasicProperties::default())
+        .await;
+    env.publish(&event_with(0, json!({ "n": 0, "behaviour": "panic" })))
+        .await;
+    for n in 1..=10 {
+        env.publish(&event(n)).await;
+    }
+
+    env.wait_for_handled(10, Duration::from_secs(15)).await;
+    let dead = wait_for_dead_letters(&env, 2).await;
+    consumer.stop().await;
+    assert_eq!(env.handled_and_distinct().await, (10, 10));
+    assert_eq!(dead.len(), 2);
+}

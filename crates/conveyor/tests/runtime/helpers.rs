@@ -1,0 +1,386 @@
+//! A fresh, real broker vhost and Postgres database for each test, removed when it ends.
+
+use std::process::Command;
+use std::time::Duration;
+
+use conveyor::{AmqpConfig, Consumer, Envelope, EventHandler, HandlerContext, HandlerError, Names};
+use conveyor::{ConsumerOptions, Shutdown, ShutdownTrigger};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection};
+use serde::Deserialize;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub(crate) const SERVICE: &str = "ledger";
+pub(crate) const EVENT_TYPE: &str = "test.happened";
+
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .arg("-q")
+        .output()
+        .expect("rabbitmqctl runs (tests need a local RabbitMQ)");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// One test's own vhost and database.
+pub(crate) struct TestEnv {
+    pub(crate) vhost: String,
+    pub(crate) database: String,
+    pub(crate) amqp: AmqpConfig,
+    pub(crate) pool: PgPool,
+    pub(crate) names: Names,
+}
+
+/// One OpenTelemetry-backed subscriber for the whole test binary: tracing's per-thread
+/// subscribers do not reach the runtime's worker threads.
+fn install_tracing() {
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::layer::SubscriberExt;
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("conveyor-test")));
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+}
+
+impl TestEnv {
+    pub(crate) async fn new() -> Self {
+        install_tracing();
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let vhost = format!("conveyor-test-{id}");
+        rabbitmqctl(&["add_vhost", &vhost]);
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+        let database = format!("conveyor_test_{id}");
+        let admin = PgPool::connect(&postgres_admin_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let url = database_url(&database);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .unwrap();
+        conveyor::install(&pool).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE handled (message_id UUID NOT NULL, n BIGINT NOT NULL,
+             previous_attempts INT NOT NULL, trace_id TEXT, handled_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let amqp = AmqpConfig::new(
+            format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            format!("test {vhost}"),
+        );
+        Self {
+            vhost,
+            database,
+            amqp,
+            pool,
+            names: Names::default(),
+        }
+    }
+
+    /// Declares a topology up front, so events published before a consumer starts are queued.
+    pub(crate) async fn declare(&self, topology: &conveyor::Topology) {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        topology.declare(&channel).await.unwrap();
+        connection.close(200, "done".into()).await.unwrap();
+    }
+
+    pub(crate) fn database_url(&self) -> String {
+        database_url(&self.database)
+    }
+
+    pub(crate) async fn connect(&self) -> Connection {
+        self.amqp.connect().await.unwrap()
+    }
+
+    /// Publishes raw bytes to `conveyor.events`, as a producer outside Conveyor would.
+    pub(crate) async fn publish_raw(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .basic_publish(
+                self.names.events_exchange().as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        connection.close(200, "done".into()).await.unwrap();
+    }
+
+    pub(crate) async fn publish(&self, envelope: &Envelope) {
+        let props = BasicProperties::default().with_message_id(envelope.id.to_string().into());
+        self.publish_raw(&envelope.event_type, &envelope.to_bytes(), props)
+            .await;
+    }
+
+    /// Messages waiting in `queue`.
+    pub(crate) async fn queue_len(&self, queue: &str) -> u32 {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        connection.close(200, "done".into()).await.unwrap();
+        declared.message_count()
+    }
+
+    /// Takes every message out of `queue`.
+    pub(crate) async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        let mut taken = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            taken.push(message.delivery);
+        }
+        connection.close(200, "done".into()).await.unwrap();
+        taken
+    }
+
+    pub(crate) fn close_all_connections(&self) {
+        rabbitmqctl(&[
+            "close_all_connections",
+            "-p",
+            &self.vhost,
+            "fault injected by a test",
+        ]);
+    }
+
+    pub(crate) async fn handled_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM handled")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Rows of `handled` per distinct event number: equal counts mean nothing was applied twice.
+    pub(crate) async fn handled_and_distinct(&self) -> (i64, i64) {
+        sqlx::query_as("SELECT count(*), count(DISTINCT n) FROM handled")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `handled` holds at least `expected` rows.
+    pub(crate) async fn wait_for_handled(&self, expected: i64, within: Duration) {
+        let wait = async {
+            while self.handled_count().await < expected {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(within, wait).await.is_err() {
+            panic!(
+                "expected {expected} handled events within {within:?}, saw {}",
+                self.handled_count().await
+            );
+        }
+    }
+
+    /// Starts the test service's consumer in the background.
+    pub(crate) async fn start_consumer(&self, options: ConsumerOptions) -> RunningConsumer {
+        let consumer = test_consumer(options);
+        self.declare(&consumer.topology()).await;
+        let stats = consumer.stats();
+        let (trigger, shutdown) = Shutdown::new();
+        let task = tokio::spawn(consumer.run(self.amqp.clone(), self.pool.clone(), shutdown));
+        RunningConsumer {
+            trigger,
+            task,
+            stats,
+        }
+    }
+}
+
+pub(crate) fn database_url(database: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{database}")
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        // Async clean-up cannot run in `drop`; a thread with its own runtime can.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = PgPool::connect(&postgres_admin_url()).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                )))
+                .execute(&admin)
+                .await
+                .map(|_| ())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.database);
+        }
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost, "-q"])
+            .output();
+    }
+}
+
+pub(crate) struct RunningConsumer {
+    trigger: ShutdownTrigger,
+    task: JoinHandle<()>,
+    pub(crate) stats: std::sync::Arc<conveyor::ConsumerStats>,
+}
+
+impl RunningConsumer {
+    /// Asks for a graceful stop and waits for it.
+    pub(crate) async fn stop(self) {
+        self.trigger.fire();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("consumer stops within 30 s")
+            .unwrap();
+    }
+}
+
+/// What a test event asks its handler to do.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TestEvent {
+    pub(crate) n: i64,
+    #[serde(default)]
+    pub(crate) behaviour: Behaviour,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Behaviour {
+    #[default]
+    Succeed,
+    Permanent,
+    /// Fails transiently on this many attempts, then succeeds.
+    TransientTimes(u32),
+    Panic,
+}
+
+/// Records each event it handles in `handled`, within the handling transaction.
+pub(crate) struct RecordingHandler;
+
+impl EventHandler for RecordingHandler {
+    type Event = TestEvent;
+
+    fn event_type(&self) -> &'static str {
+        EVENT_TYPE
+    }
+
+    async fn handle(
+        &self,
+        event: TestEvent,
+        ctx: &mut HandlerContext<'_>,
+    ) -> Result<(), HandlerError> {
+        let previous_attempts = ctx.event().previous_attempts;
+        match event.behaviour {
+            Behaviour::Succeed => {}
+            Behaviour::Permanent => {
+                return Err(HandlerError::permanent(anyhow::anyhow!(
+                    "event {} can never be applied",
+                    event.n
+                )));
+            }
+            Behaviour::TransientTimes(times) if previous_attempts < times => {
+                return Err(HandlerError::transient(anyhow::anyhow!(
+                    "downstream unavailable"
+                )));
+            }
+            Behaviour::TransientTimes(_) => {}
+            Behaviour::Panic => panic!("handler bug on event {}", event.n),
+        }
+        let trace_id = current_trace_id();
+        let message_id = ctx.event().id;
+        sqlx::query("INSERT INTO handled (message_id, n, previous_attempts, trace_id) VALUES ($1, $2, $3, $4)")
+            .bind(message_id)
+            .bind(event.n)
+            .bind(i32::try_from(previous_attempts).unwrap_or(i32::MAX))
+            .bind(trace_id)
+            .execute(ctx.tx())
+            .await?;
+        Ok(())
+    }
+}
+
+fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+pub(crate) fn test_consumer(options: ConsumerOptions) -> Consumer {
+    Consumer::builder(SERVICE)
+        .handler(RecordingHandler)
+        .options(options)
+        .build()
+        .unwrap()
+}
+
+pub(crate) fn fast_retries() -> ConsumerOptions {
+    ConsumerOptions {
+        retry_tiers: vec![Duration::from_millis(300), Duration::from_millis(600)],
+        ..ConsumerOptions::default()
+    }
+}
+
+pub(crate) fn event(n: i64) -> Envelope {
+    event_with(n, serde_json::json!({ "n": n }))
+}
+
+pub(crate) fn event_with(n: i64, data: serde_json::Value) -> Envelope {
+    Envelope::new("producer", EVENT_TYPE, data).with_subject(format!("item-{n}"))
+}

@@ -1,0 +1,10 @@
+//! The runtime's guarantees, tested against the real RabbitMQ and Postgres: each test has its
+//! own vhost and database.
+
+mod child;
+mod delivery;
+mod failures;
+mod faults;
+mod helpers;
+mod outbox;
+mod tracing_context;
