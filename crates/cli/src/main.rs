@@ -27,6 +27,9 @@ enum Command {
     /// Declare or export the broker topology (exchanges, queues, bindings).
     #[command(subcommand)]
     Topology(commands::topology::TopologyCommand),
+    /// Inspect, group, replay, move and purge dead letters, with an audit log.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
     /// Publish events or watch them pass.
     #[command(subcommand)]
     Events(commands::events::EventsCommand),
@@ -41,6 +44,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::Dlq(command) => commands::dlq::run(command).await,
         Command::Topology(command) => commands::topology::run(command).await,
         Command::Events(command) => commands::events::run(command).await,
         Command::Bench(command) => commands::bench::run(command).await,

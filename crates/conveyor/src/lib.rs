@@ -13,12 +13,14 @@
 //! - `outbox`: writing events inside the caller's transaction.
 //! - `relay`: publishing committed outbox rows, shared safely by several relays.
 //! - `consumer`: handlers, batches in one transaction with the inbox, retries, dead letters.
+//! - `dead_letter`: the operators' reading, grouping, replay, move and purge of dead letters.
 //! - `shutdown`: the shutdown token and the SIGTERM/SIGINT future.
 //! - `backoff`: delays between reconnection attempts.
 
 mod amqp;
 mod backoff;
 mod consumer;
+pub mod dead_letter;
 mod envelope;
 pub mod headers;
 mod outbox;

@@ -2,5 +2,6 @@
 
 pub(crate) mod bench;
 pub(crate) mod demo;
+pub(crate) mod dlq;
 pub(crate) mod events;
 pub(crate) mod topology;

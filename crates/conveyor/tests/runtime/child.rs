@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use conveyor::{AmqpConfig, ConsumerOptions, Names, OutboxRelay, Shutdown};
 use sqlx::PgPool;
 
-use crate::helpers::test_consumer;
+use conveyor_testkit::test_consumer;
 
 const ROLE: &str = "CONVEYOR_TEST_CHILD";
 const DATABASE: &str = "CONVEYOR_TEST_CHILD_DATABASE_URL";

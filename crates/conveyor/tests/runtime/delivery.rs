@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use conveyor::ConsumerOptions;
 
-use crate::helpers::{SERVICE, TestEnv, event};
+use conveyor_testkit::{SERVICE, TestEnv, event};
 
 #[tokio::test]
 async fn an_event_delivered_twice_is_applied_once() {

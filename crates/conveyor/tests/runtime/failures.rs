@@ -5,7 +5,7 @@ use lapin::BasicProperties;
 use lapin::message::Delivery;
 use serde_json::json;
 
-use crate::helpers::{EVENT_TYPE, SERVICE, TestEnv, event, event_with, fast_retries};
+use conveyor_testkit::{EVENT_TYPE, SERVICE, TestEnv, event, event_with, fast_retries};
 
 fn header(delivery: &Delivery, name: &str) -> Option<String> {
     let table = delivery.properties.headers().clone().unwrap_or_default();

@@ -3,11 +3,11 @@ use std::time::Duration;
 use conveyor::{ConsumerOptions, Outbox, OutboxRelay, Publisher, Shutdown};
 
 use crate::child;
-use crate::helpers::{SERVICE, TestEnv, event, test_consumer};
+use conveyor_testkit::{SERVICE, TestEnv, event, test_consumer};
 
 /// Kills this test database's connections, as a Postgres restart would.
 async fn terminate_database_connections(env: &TestEnv) {
-    let admin = sqlx::PgPool::connect(&crate::helpers::database_url("postgres"))
+    let admin = sqlx::PgPool::connect(&conveyor_testkit::database_url("postgres"))
         .await
         .unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")

@@ -5,6 +5,5 @@ mod child;
 mod delivery;
 mod failures;
 mod faults;
-mod helpers;
 mod outbox;
 mod tracing_context;

@@ -3,7 +3,7 @@ use std::time::Duration;
 use conveyor::{Outbox, OutboxRelay, Shutdown};
 
 use crate::child;
-use crate::helpers::{TestEnv, event};
+use conveyor_testkit::{TestEnv, event};
 
 async fn commit_to_outbox(env: &TestEnv, numbers: std::ops::Range<i64>) {
     let events: Vec<_> = numbers.map(event).collect();

@@ -5,7 +5,7 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::helpers::{TestEnv, event};
+use conveyor_testkit::{TestEnv, event};
 
 #[tokio::test]
 async fn the_consumer_span_continues_the_producer_trace() {

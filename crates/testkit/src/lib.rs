@@ -1,4 +1,6 @@
-//! A fresh, real broker vhost and Postgres database for each test, removed when it ends.
+//! Test support for Conveyor's crates: a fresh, real RabbitMQ vhost and Postgres database
+//! for each test, removed when it ends, and a recording test service whose handler does what
+//! each event asks (succeed, fail in a chosen way, panic).
 
 use std::process::Command;
 use std::time::Duration;
@@ -14,8 +16,8 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub(crate) const SERVICE: &str = "ledger";
-pub(crate) const EVENT_TYPE: &str = "test.happened";
+pub const SERVICE: &str = "ledger";
+pub const EVENT_TYPE: &str = "test.happened";
 
 fn postgres_admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -36,12 +38,12 @@ fn rabbitmqctl(args: &[&str]) {
 }
 
 /// One test's own vhost and database.
-pub(crate) struct TestEnv {
-    pub(crate) vhost: String,
-    pub(crate) database: String,
-    pub(crate) amqp: AmqpConfig,
-    pub(crate) pool: PgPool,
-    pub(crate) names: Names,
+pub struct TestEnv {
+    pub vhost: String,
+    pub database: String,
+    pub amqp: AmqpConfig,
+    pub pool: PgPool,
+    pub names: Names,
 }
 
 /// One OpenTelemetry-backed subscriber for the whole test binary: tracing's per-thread
@@ -59,7 +61,7 @@ fn install_tracing() {
 }
 
 impl TestEnv {
-    pub(crate) async fn new() -> Self {
+    pub async fn new() -> Self {
         install_tracing();
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
         let vhost = format!("conveyor-test-{id}");
@@ -86,6 +88,10 @@ impl TestEnv {
         .execute(&pool)
         .await
         .unwrap();
+        sqlx::query("CREATE TABLE bug AS SELECT false AS fixed")
+            .execute(&pool)
+            .await
+            .unwrap();
         let amqp = AmqpConfig::new(
             format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
             format!("test {vhost}"),
@@ -100,28 +106,23 @@ impl TestEnv {
     }
 
     /// Declares a topology up front, so events published before a consumer starts are queued.
-    pub(crate) async fn declare(&self, topology: &conveyor::Topology) {
+    pub async fn declare(&self, topology: &conveyor::Topology) {
         let connection = self.connect().await;
         let channel = connection.create_channel().await.unwrap();
         topology.declare(&channel).await.unwrap();
         connection.close(200, "done".into()).await.unwrap();
     }
 
-    pub(crate) fn database_url(&self) -> String {
+    pub fn database_url(&self) -> String {
         database_url(&self.database)
     }
 
-    pub(crate) async fn connect(&self) -> Connection {
+    pub async fn connect(&self) -> Connection {
         self.amqp.connect().await.unwrap()
     }
 
     /// Publishes raw bytes to `conveyor.events`, as a producer outside Conveyor would.
-    pub(crate) async fn publish_raw(
-        &self,
-        routing_key: &str,
-        body: &[u8],
-        properties: BasicProperties,
-    ) {
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
         let connection = self.connect().await;
         let channel = connection.create_channel().await.unwrap();
         channel
@@ -139,14 +140,31 @@ impl TestEnv {
         connection.close(200, "done".into()).await.unwrap();
     }
 
-    pub(crate) async fn publish(&self, envelope: &Envelope) {
+    pub async fn publish(&self, envelope: &Envelope) {
         let props = BasicProperties::default().with_message_id(envelope.id.to_string().into());
         self.publish_raw(&envelope.event_type, &envelope.to_bytes(), props)
             .await;
     }
 
     /// Messages waiting in `queue`.
-    pub(crate) async fn queue_len(&self, queue: &str) -> u32 {
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        self.declare_passive(queue).await.message_count()
+    }
+
+    /// Waits until nothing consumes from `queue`: after a client is killed, the broker needs
+    /// a moment to notice and return what it held.
+    pub async fn wait_for_no_consumers(&self, queue: &str) {
+        let wait = async {
+            while self.declare_passive(queue).await.consumer_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("{queue} still has consumers after 30 s"));
+    }
+
+    async fn declare_passive(&self, queue: &str) -> lapin::Queue {
         let connection = self.connect().await;
         let channel = connection.create_channel().await.unwrap();
         let declared = channel
@@ -161,11 +179,11 @@ impl TestEnv {
             .await
             .unwrap();
         connection.close(200, "done".into()).await.unwrap();
-        declared.message_count()
+        declared
     }
 
     /// Takes every message out of `queue`.
-    pub(crate) async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
+    pub async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
         let connection = self.connect().await;
         let channel = connection.create_channel().await.unwrap();
         let mut taken = Vec::new();
@@ -180,7 +198,15 @@ impl TestEnv {
         taken
     }
 
-    pub(crate) fn close_all_connections(&self) {
+    /// Makes [`Behaviour::UntilFixed`] events succeed from now on.
+    pub async fn fix_the_bug(&self) {
+        sqlx::query("UPDATE bug SET fixed = true")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    pub fn close_all_connections(&self) {
         rabbitmqctl(&[
             "close_all_connections",
             "-p",
@@ -189,7 +215,7 @@ impl TestEnv {
         ]);
     }
 
-    pub(crate) async fn handled_count(&self) -> i64 {
+    pub async fn handled_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM handled")
             .fetch_one(&self.pool)
             .await
@@ -197,7 +223,7 @@ impl TestEnv {
     }
 
     /// Rows of `handled` per distinct event number: equal counts mean nothing was applied twice.
-    pub(crate) async fn handled_and_distinct(&self) -> (i64, i64) {
+    pub async fn handled_and_distinct(&self) -> (i64, i64) {
         sqlx::query_as("SELECT count(*), count(DISTINCT n) FROM handled")
             .fetch_one(&self.pool)
             .await
@@ -205,7 +231,7 @@ impl TestEnv {
     }
 
     /// Waits until `handled` holds at least `expected` rows.
-    pub(crate) async fn wait_for_handled(&self, expected: i64, within: Duration) {
+    pub async fn wait_for_handled(&self, expected: i64, within: Duration) {
         let wait = async {
             while self.handled_count().await < expected {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -220,7 +246,7 @@ impl TestEnv {
     }
 
     /// Starts the test service's consumer in the background.
-    pub(crate) async fn start_consumer(&self, options: ConsumerOptions) -> RunningConsumer {
+    pub async fn start_consumer(&self, options: ConsumerOptions) -> RunningConsumer {
         let consumer = test_consumer(options);
         self.declare(&consumer.topology()).await;
         let stats = consumer.stats();
@@ -234,7 +260,7 @@ impl TestEnv {
     }
 }
 
-pub(crate) fn database_url(database: &str) -> String {
+pub fn database_url(database: &str) -> String {
     let admin = postgres_admin_url();
     let base = admin
         .rsplit_once('/')
@@ -271,15 +297,15 @@ impl Drop for TestEnv {
     }
 }
 
-pub(crate) struct RunningConsumer {
+pub struct RunningConsumer {
     trigger: ShutdownTrigger,
     task: JoinHandle<()>,
-    pub(crate) stats: std::sync::Arc<conveyor::ConsumerStats>,
+    pub stats: std::sync::Arc<conveyor::ConsumerStats>,
 }
 
 impl RunningConsumer {
     /// Asks for a graceful stop and waits for it.
-    pub(crate) async fn stop(self) {
+    pub async fn stop(self) {
         self.trigger.fire();
         tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
@@ -290,25 +316,28 @@ impl RunningConsumer {
 
 /// What a test event asks its handler to do.
 #[derive(Debug, Deserialize)]
-pub(crate) struct TestEvent {
-    pub(crate) n: i64,
+pub struct TestEvent {
+    pub n: i64,
     #[serde(default)]
-    pub(crate) behaviour: Behaviour,
+    pub behaviour: Behaviour,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum Behaviour {
+pub enum Behaviour {
     #[default]
     Succeed,
     Permanent,
     /// Fails transiently on this many attempts, then succeeds.
     TransientTimes(u32),
     Panic,
+    /// Fails permanently until the test calls [`TestEnv::fix_the_bug`], like a handler with
+    /// a bug that a later deploy fixes.
+    UntilFixed,
 }
 
 /// Records each event it handles in `handled`, within the handling transaction.
-pub(crate) struct RecordingHandler;
+pub struct RecordingHandler;
 
 impl EventHandler for RecordingHandler {
     type Event = TestEvent;
@@ -338,6 +367,18 @@ impl EventHandler for RecordingHandler {
             }
             Behaviour::TransientTimes(_) => {}
             Behaviour::Panic => panic!("handler bug on event {}", event.n),
+            Behaviour::UntilFixed => {
+                let fixed: bool = sqlx::query_scalar("SELECT fixed FROM bug")
+                    .fetch_one(ctx.tx())
+                    .await?;
+                if !fixed {
+                    return Err(HandlerError::permanent(anyhow::anyhow!(
+                        "bug: cannot apply event {} to account {}",
+                        event.n,
+                        event.n * 7 + 1000
+                    )));
+                }
+            }
         }
         let trace_id = current_trace_id();
         let message_id = ctx.event().id;
@@ -362,7 +403,7 @@ fn current_trace_id() -> Option<String> {
         .then(|| span_context.trace_id().to_string())
 }
 
-pub(crate) fn test_consumer(options: ConsumerOptions) -> Consumer {
+pub fn test_consumer(options: ConsumerOptions) -> Consumer {
     Consumer::builder(SERVICE)
         .handler(RecordingHandler)
         .options(options)
@@ -370,17 +411,17 @@ pub(crate) fn test_consumer(options: ConsumerOptions) -> Consumer {
         .unwrap()
 }
 
-pub(crate) fn fast_retries() -> ConsumerOptions {
+pub fn fast_retries() -> ConsumerOptions {
     ConsumerOptions {
         retry_tiers: vec![Duration::from_millis(300), Duration::from_millis(600)],
         ..ConsumerOptions::default()
     }
 }
 
-pub(crate) fn event(n: i64) -> Envelope {
+pub fn event(n: i64) -> Envelope {
     event_with(n, serde_json::json!({ "n": n }))
 }
 
-pub(crate) fn event_with(n: i64, data: serde_json::Value) -> Envelope {
+pub fn event_with(n: i64, data: serde_json::Value) -> Envelope {
     Envelope::new("producer", EVENT_TYPE, data).with_subject(format!("item-{n}"))
 }

@@ -1,0 +1,152 @@
+//! `conveyor dlq`: the operators' dead-letter workflow.
+
+mod args;
+mod audit_log;
+mod groups;
+mod list;
+mod show;
+mod transfer;
+
+use clap::Subcommand;
+
+use args::{FilterArgs, parse_rate, parse_service};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// Every <service>.dlq with its message count and its oldest and newest failure.
+    ///
+    /// Finds the queues through the RabbitMQ management API (RABBITMQ_MANAGEMENT_URL, default
+    /// http://127.0.0.1:15672, with AMQP_URL's credentials and vhost).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The dead letters of one service: ids, type, error kind and error, attempts, failure
+    /// time, correlation id and body.
+    ///
+    /// Reading holds the messages and then releases them: nothing is lost or reordered.
+    Show {
+        #[arg(value_parser = parse_service)]
+        service: String,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print bodies as received rather than pretty-printed.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        filters: FilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead letters grouped by failure fingerprint (error kind, event type, and the error with
+    /// ids and numbers masked), with counts and first and last failure.
+    Groups {
+        #[arg(value_parser = parse_service)]
+        service: String,
+        #[command(flatten)]
+        filters: FilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send matching dead letters back to <service>.events, so only the consumer that failed
+    /// sees them again. Each copy is confirmed before its dead letter is removed: a replay
+    /// killed at any moment loses nothing (the consumer's inbox absorbs a copy sent twice).
+    Replay {
+        #[arg(value_parser = parse_service)]
+        service: String,
+        #[command(flatten)]
+        transfer: transfer::TransferArgs,
+    },
+    /// Move matching dead letters to another existing queue (a parking lot, say).
+    Move {
+        #[arg(value_parser = parse_service)]
+        service: String,
+        /// The queue to move them to; it must exist.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        transfer: transfer::TransferArgs,
+    },
+    /// Delete matching dead letters for good. Needs --yes (or --dry-run to see what would go).
+    Purge {
+        #[arg(value_parser = parse_service)]
+        service: String,
+        /// Confirms that the matching dead letters are to be deleted.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        transfer: transfer::TransferArgs,
+    },
+    /// The audit log: who replayed, moved or purged what, when, with which filters.
+    Audit {
+        /// Show only the newest this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { json } => list::run(json).await,
+        DlqCommand::Show {
+            service,
+            limit,
+            raw,
+            filters,
+            json,
+        } => show::run(&service, limit, raw, &filters.to_filter(), json).await,
+        DlqCommand::Groups {
+            service,
+            filters,
+            json,
+        } => groups::run(&service, &filters.to_filter(), json).await,
+        DlqCommand::Replay { service, transfer } => {
+            transfer::run(
+                &service,
+                conveyor::dead_letter::Destination::Replay,
+                &transfer,
+            )
+            .await
+        }
+        DlqCommand::Move {
+            service,
+            to,
+            transfer,
+        } => {
+            transfer::run(
+                &service,
+                conveyor::dead_letter::Destination::Queue(to),
+                &transfer,
+            )
+            .await
+        }
+        DlqCommand::Purge {
+            service,
+            yes,
+            transfer,
+        } => {
+            anyhow::ensure!(
+                yes || transfer.dry_run,
+                "purge deletes dead letters for good: add --yes to go ahead, or --dry-run to see what would go"
+            );
+            transfer::run(
+                &service,
+                conveyor::dead_letter::Destination::Purge,
+                &transfer,
+            )
+            .await
+        }
+        DlqCommand::Audit { limit, json } => audit_log::run(limit, json).await,
+    }
+}
+
+fn amqp() -> conveyor::AmqpConfig {
+    conveyor::AmqpConfig::from_env("conveyor dlq")
+}
+
+fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("-")
+}

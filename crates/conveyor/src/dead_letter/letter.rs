@@ -1,0 +1,122 @@
+//! One dead letter as an operator sees it: the reason headers, the event's ids, the body.
+
+use chrono::{DateTime, Utc};
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::types::DeliveryTag;
+
+use crate::envelope::Envelope;
+use crate::headers;
+
+/// A message held from a dead-letter queue, not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub(crate) delivery_tag: DeliveryTag,
+    /// The event id (the envelope's, else the AMQP `message_id`).
+    pub id: Option<String>,
+    pub event_type: Option<String>,
+    pub correlation_id: Option<String>,
+    /// The service whose consumer gave up on it.
+    pub service: Option<String>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub attempts: Option<u32>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub original_exchange: Option<String>,
+    pub original_routing_key: Option<String>,
+    pub replay_count: u32,
+    pub body: Vec<u8>,
+    pub(crate) properties: BasicProperties,
+}
+
+impl DeadLetter {
+    pub(crate) fn from_delivery(delivery: Delivery) -> Self {
+        let table = delivery.properties.headers().clone().unwrap_or_default();
+        let text = |name: &str| headers::get_str(&table, name).map(str::to_owned);
+        let envelope = Envelope::from_bytes(&delivery.data).ok();
+        let property =
+            |value: &Option<lapin::types::ShortString>| value.as_ref().map(|v| v.to_string());
+        Self {
+            delivery_tag: delivery.delivery_tag,
+            id: envelope
+                .as_ref()
+                .map(|event| event.id.to_string())
+                .or_else(|| property(delivery.properties.message_id())),
+            event_type: envelope
+                .as_ref()
+                .map(|event| event.event_type.clone())
+                .or_else(|| property(delivery.properties.kind())),
+            correlation_id: envelope
+                .as_ref()
+                .map(|event| event.correlationid.to_string())
+                .or_else(|| property(delivery.properties.correlation_id())),
+            service: text(headers::SERVICE),
+            error_kind: text(headers::ERROR_KIND),
+            error: text(headers::ERROR),
+            attempts: headers::get_u32(&table, headers::ATTEMPTS),
+            failed_at: text(headers::FAILED_AT)
+                .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+                .map(|at| at.with_timezone(&Utc)),
+            original_exchange: text(headers::ORIGINAL_EXCHANGE),
+            original_routing_key: text(headers::ORIGINAL_ROUTING_KEY),
+            replay_count: headers::get_u32(&table, headers::REPLAY_COUNT).unwrap_or(0),
+            body: delivery.data,
+            properties: delivery.properties,
+        }
+    }
+
+    /// The body as indented JSON when it is JSON, else as (lossy) text.
+    pub fn body_pretty(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|value| serde_json::to_string_pretty(&value).ok())
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned())
+    }
+
+    /// Everything an operator or script needs, as JSON; `raw` keeps the body as text.
+    pub fn to_json(&self, raw: bool) -> serde_json::Value {
+        let body = if raw {
+            serde_json::Value::String(String::from_utf8_lossy(&self.body).into_owned())
+        } else {
+            serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&self.body).into_owned())
+            })
+        };
+        serde_json::json!({
+            "id": self.id, "type": self.event_type, "correlation_id": self.correlation_id,
+            "service": self.service, "error_kind": self.error_kind, "error": self.error,
+            "attempts": self.attempts, "failed_at": self.failed_at,
+            "original_exchange": self.original_exchange,
+            "original_routing_key": self.original_routing_key,
+            "replay_count": self.replay_count, "fingerprint": super::fingerprint::of(self).id,
+            "body": body,
+        })
+    }
+
+    /// The properties a replayed or moved copy carries: the originals, the failure headers
+    /// dropped (the consumer's attempts start afresh), the replay count raised by one.
+    pub(crate) fn forwarded_properties(&self) -> BasicProperties {
+        let mut table = self.properties.headers().clone().unwrap_or_default();
+        let mut kept = lapin::types::FieldTable::default();
+        for (key, value) in table.inner() {
+            let dropped = [
+                headers::ERROR,
+                headers::ERROR_KIND,
+                headers::ATTEMPTS,
+                headers::FAILED_AT,
+                headers::SERVICE,
+                headers::REPLAY_COUNT,
+            ]
+            .contains(&key.as_str());
+            if !dropped {
+                kept.insert(key.clone(), value.clone());
+            }
+        }
+        table = kept;
+        headers::set_u32(&mut table, headers::REPLAY_COUNT, self.replay_count + 1);
+        self.properties
+            .clone()
+            .with_headers(table)
+            .with_delivery_mode(2)
+    }
+}
