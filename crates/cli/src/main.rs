@@ -40,8 +40,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    telemetry::init();
     let cli = Cli::parse();
+    // The demo fails events on purpose; its summary reports them instead of a log line each.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "error,lapin=off",
+        _ => "warn,lapin=off",
+    };
+    telemetry::init(default_filter);
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Dlq(command) => commands::dlq::run(command).await,

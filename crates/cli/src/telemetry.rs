@@ -2,9 +2,10 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub(crate) fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,lapin=off"));
+/// `default` applies when RUST_LOG is not set. lapin's own error lines are left out by the
+/// defaults: every broker error reaches the user through Conveyor's messages.
+pub(crate) fn init(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

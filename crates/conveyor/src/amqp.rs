@@ -1,6 +1,9 @@
 //! One place that opens broker connections, shared by publisher, relay and consumer.
 
-use lapin::{Connection, ConnectionProperties};
+use lapin::options::QueueDeclareOptions;
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
 
 /// The broker URL used when `AMQP_URL` is not set.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -80,6 +83,27 @@ impl std::fmt::Debug for AmqpConfig {
             .field("connection_name", &self.connection_name)
             .finish()
     }
+}
+
+/// Asks for `queue`'s counts without creating it. A missing queue closes `channel` with
+/// NOT_FOUND (see [`is_not_found`]).
+///
+/// # Errors
+/// The broker's error, NOT_FOUND included.
+pub async fn declare_passive(channel: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+}
+
+/// Whether the broker refused an operation because the exchange or queue does not exist.
+pub fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
 #[cfg(test)]

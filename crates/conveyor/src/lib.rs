@@ -31,7 +31,7 @@ mod store;
 mod topology;
 mod trace_context;
 
-pub use amqp::{AmqpConfig, ConnectError, DEFAULT_AMQP_URL};
+pub use amqp::{AmqpConfig, ConnectError, DEFAULT_AMQP_URL, declare_passive, is_not_found};
 pub use backoff::Backoff;
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerOptions, ConsumerSetupError, ConsumerStats, DeadLetterKind,

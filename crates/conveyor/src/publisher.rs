@@ -2,7 +2,6 @@
 //! and an error for each way the broker can refuse one.
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use lapin::{Confirmation, PublisherConfirm};
@@ -104,9 +103,7 @@ impl PublishError {
     /// A broker error, named when it is a missing exchange: the broker closes the channel
     /// with NOT_FOUND, which retrying cannot mend.
     fn from_broker(error: lapin::Error, exchange: &str) -> Self {
-        if let lapin::ErrorKind::ProtocolError(amqp) = error.kind()
-            && matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
-        {
+        if crate::amqp::is_not_found(&error) {
             return Self::ExchangeNotFound {
                 exchange: exchange.to_owned(),
             };

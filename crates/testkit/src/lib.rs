@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use conveyor::{AmqpConfig, Consumer, Envelope, EventHandler, HandlerContext, HandlerError, Names};
 use conveyor::{ConsumerOptions, Shutdown, ShutdownTrigger};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::{BasicProperties, Connection};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -167,17 +166,7 @@ impl TestEnv {
     async fn declare_passive(&self, queue: &str) -> lapin::Queue {
         let connection = self.connect().await;
         let channel = connection.create_channel().await.unwrap();
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let declared = conveyor::declare_passive(&channel, queue).await.unwrap();
         connection.close(200, "done".into()).await.unwrap();
         declared
     }

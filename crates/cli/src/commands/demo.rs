@@ -26,6 +26,11 @@ pub(crate) struct DemoArgs {
     /// Events to publish through the outbox.
     #[arg(long, default_value_t = 1000)]
     events: u64,
+    /// Simulate a bad deploy: the ledger refuses every transfer to this account (acct-0 to
+    /// acct-36), so they are dead-lettered. Run the demo again without it, after
+    /// `conveyor dlq replay demo-ledger`, to see them handled.
+    #[arg(long, value_name = "ACCOUNT")]
+    fail_account: Option<String>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -41,7 +46,9 @@ struct Transfer {
 }
 
 /// Records each transfer in the demo's ledger table, inside the handling transaction.
-struct LedgerHandler;
+struct LedgerHandler {
+    failing_account: Option<String>,
+}
 
 impl EventHandler for LedgerHandler {
     type Event = Transfer;
@@ -59,6 +66,12 @@ impl EventHandler for LedgerHandler {
             return Err(HandlerError::permanent(anyhow::anyhow!(
                 "a transfer of {} cents to {} is negative",
                 transfer.amount_cents,
+                transfer.account
+            )));
+        }
+        if self.failing_account.as_deref() == Some(transfer.account.as_str()) {
+            return Err(HandlerError::permanent(anyhow::anyhow!(
+                "ledger account {} is frozen by a bad deploy",
                 transfer.account
             )));
         }
@@ -87,14 +100,21 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     conveyor::install(&pool).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS demo_ledger (event_id UUID PRIMARY KEY, run UUID NOT NULL,
-         account TEXT NOT NULL, amount_cents BIGINT NOT NULL)",
+         account TEXT NOT NULL, amount_cents BIGINT NOT NULL,
+         handled_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
     )
     .execute(&pool)
     .await?;
+    // Databases made by an earlier version of the demo lack the column.
+    sqlx::query("ALTER TABLE demo_ledger ADD COLUMN IF NOT EXISTS handled_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()")
+        .execute(&pool)
+        .await?;
     let amqp = AmqpConfig::from_env("conveyor demo");
     let names = Names::default();
     let consumer = Consumer::builder(SERVICE)
-        .handler(LedgerHandler)
+        .handler(LedgerHandler {
+            failing_account: args.fail_account.clone(),
+        })
         .options(ConsumerOptions {
             retry_tiers: vec![Duration::from_millis(500)],
             ..ConsumerOptions::default()
@@ -113,8 +133,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let run = Uuid::now_v7();
     let started = Instant::now();
-    let good = args.events;
-    commit_transfers(&pool, run, good).await?;
+    let started_at = chrono::Utc::now();
+    let refused = (0..args.events)
+        .filter(|n| args.fail_account.as_deref() == Some(account(*n).as_str()))
+        .count() as u64;
+    let good = args.events - refused;
+    commit_transfers(&pool, run, args.events).await?;
     // Poison: a negative transfer the handler refuses, and bytes that are no event at all.
     let publisher = Publisher::connect(amqp.clone(), names.clone()).await?;
     let negative = Envelope::new(
@@ -133,7 +157,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let handled = wait_for_ledger(&pool, run, good).await;
     let elapsed = started.elapsed();
     let dead_letters_wait = Instant::now();
-    while stats.dead_lettered() < 2 && dead_letters_wait.elapsed() < Duration::from_secs(10) {
+    while stats.dead_lettered() < 2 + refused
+        && dead_letters_wait.elapsed() < Duration::from_secs(10)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.fire();
@@ -145,12 +171,20 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .fetch_one(&pool)
             .await?;
     let handled = handled?;
+    let earlier: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM demo_ledger WHERE run <> $1 AND handled_at >= $2")
+            .bind(run)
+            .bind(started_at)
+            .fetch_one(&pool)
+            .await?;
     let expected = i64::try_from(good).unwrap_or(i64::MAX);
     let once = rows == expected && distinct == expected;
     let summary = json!({
         "run": run,
-        "events_committed": good,
+        "events_committed": args.events,
+        "refused_by_the_bad_deploy": refused,
         "handled": handled,
+        "earlier_events_handled": earlier,
         "retried": stats.retried(),
         "duplicates_skipped": stats.duplicates(),
         "dead_lettered": stats.dead_lettered(),
@@ -160,7 +194,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "invariants": [{
             "name": "every committed event applied exactly once",
             "ok": once,
-            "detail": format!("{rows} ledger rows, {distinct} distinct events, {expected} committed"),
+            "detail": format!("{rows} ledger rows, {distinct} distinct events, {expected} expected ({refused} refused and dead-lettered)"),
         }],
     });
     if args.json {
@@ -179,10 +213,10 @@ async fn commit_transfers(pool: &sqlx::PgPool, run: Uuid, count: u64) -> anyhow:
         let chunk: Vec<_> = (next..(next + 100).min(count))
             .map(|n| {
                 let data = json!({
-                    "run": run, "account": format!("acct-{}", n % 37),
+                    "run": run, "account": account(n),
                     "amount_cents": 100 + n, "flaky": n % 250 == 7,
                 });
-                Envelope::new(SERVICE, EVENT_TYPE, data).with_subject(format!("acct-{}", n % 37))
+                Envelope::new(SERVICE, EVENT_TYPE, data).with_subject(account(n))
             })
             .collect();
         next += chunk.len() as u64;
@@ -191,6 +225,10 @@ async fn commit_transfers(pool: &sqlx::PgPool, run: Uuid, count: u64) -> anyhow:
         tx.commit().await?;
     }
     Ok(())
+}
+
+fn account(n: u64) -> String {
+    format!("acct-{}", n % 37)
 }
 
 /// Waits, with a progress bar, until the ledger holds every event of this run.
@@ -233,6 +271,20 @@ fn print_summary(summary: &serde_json::Value) {
         "  handled, each exactly once           {}",
         summary["handled"]
     );
+    for (key, label) in [
+        (
+            "refused_by_the_bad_deploy",
+            "refused by the bad deploy          ",
+        ),
+        (
+            "earlier_events_handled",
+            "earlier events handled (replayed)  ",
+        ),
+    ] {
+        if summary[key] != 0 {
+            println!("  {label}  {}", summary[key]);
+        }
+    }
     println!(
         "  sent to a retry tier, then handled   {}",
         summary["retried"]

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 
+use crate::amqp::{declare_passive, is_not_found};
 use crate::publisher::ConfirmChannel;
 
 /// How long to wait for a further delivery before concluding the queue has no more.
@@ -30,36 +29,13 @@ pub(crate) struct HeldQueue {
     pub(crate) waiting: u32,
 }
 
-async fn declare_passive(channel: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-}
-
 /// Whether `queue` exists, asked on a throwaway channel (a missing queue closes it).
 pub(crate) async fn queue_exists(
     connection: &Connection,
     queue: &str,
 ) -> Result<bool, lapin::Error> {
     let probe = connection.create_channel().await?;
-    let declared = probe
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    match declared {
+    match declare_passive(&probe, queue).await {
         Ok(_) => {
             let _ = probe.close(200, "checked".into()).await;
             Ok(true)
@@ -67,11 +43,6 @@ pub(crate) async fn queue_exists(
         Err(error) if is_not_found(&error) => Ok(false),
         Err(error) => Err(error),
     }
-}
-
-fn is_not_found(error: &lapin::Error) -> bool {
-    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
-        if matches!(amqp.kind(), lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)))
 }
 
 impl HeldQueue {

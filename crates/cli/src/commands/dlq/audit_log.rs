@@ -27,7 +27,9 @@ pub(crate) async fn run(limit: Option<usize>, json: bool) -> anyhow::Result<()> 
             text("target"),
             text("status"),
             record["matched"],
-            record.get("done").unwrap_or(&serde_json::Value::Null),
+            record
+                .get("done")
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
             record["filters"],
         );
     }

@@ -137,18 +137,21 @@ pub(crate) async fn run(
             .context("could not write the audit log, so nothing was moved"));
     }
     let progress = progress_bar(ids.len(), args.json);
-    let clock = Instant::now();
+    let mut seconds = 0.0;
     let mut done = 0;
     let mut failure = None;
     for number in 1..=MAX_PASSES {
         let selected = pass.selected();
         let moved_any = !selected.is_empty();
+        // Only the time spent moving counts toward the rate, not the reading between passes.
+        let clock = Instant::now();
         let outcome = pass
             .queue
             .transfer(&selected, &destination, args.rate, |count| {
                 progress.set_position((done + count) as u64)
             })
             .await;
+        seconds += clock.elapsed().as_secs_f64();
         drop(selected);
         pass.queue.release().await;
         match outcome {
@@ -177,7 +180,6 @@ pub(crate) async fn run(
             }
         }
     }
-    let seconds = clock.elapsed().as_secs_f64();
     progress.finish_and_clear();
     let kept = dead_letters_left(service).await;
     let mut finished = record;
@@ -225,17 +227,28 @@ async fn dead_letters_left(service: &str) -> usize {
     }
 }
 
+/// Who ran the command, as `user@host`, for the audit log.
 fn operator() -> Value {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
+    let from_env = |names: &[&str]| {
+        names.iter().find_map(|name| {
+            std::env::var(name)
                 .ok()
-                .map(|name| name.trim().to_owned())
+                .filter(|value| !value.trim().is_empty())
         })
+    };
+    let from_command = |program: &str, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && !text.is_empty()).then_some(text)
+    };
+    let user = from_env(&["USER", "LOGNAME", "USERNAME"])
+        .or_else(|| from_command("id", &["-un"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = from_env(&["HOSTNAME"])
+        .or_else(|| from_command("hostname", &[]))
         .unwrap_or_else(|| "unknown".to_owned());
     json!(format!("{user}@{host}"))
 }
