@@ -1,7 +1,8 @@
-//! The event types each service subscribes to, as DESIGN.md's saga and cached copies need.
+//! What each service sends and the event types it subscribes to, as DESIGN.md's saga and
+//! cached copies need.
 //!
-//! Until the services exist as crates, this is where their subscriptions are declared; once
-//! they do, each service's registered handlers take this list's place.
+//! Until the services exist as crates, this is where they declare it; once they do, each
+//! service's registered handlers and emitted events take this list's place.
 
 use std::collections::BTreeSet;
 
@@ -36,6 +37,59 @@ fn subscriptions() -> Vec<(&'static str, Vec<&'static str>)> {
             [&USER_EVENTS[..], &["payment.captured", "order.cancelled"]].concat(),
         ),
     ]
+}
+
+/// The events each service emits.
+fn emissions() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("users", USER_EVENTS.to_vec()),
+        (
+            "inventory",
+            vec![
+                "product.created",
+                "product.updated",
+                "inventory.reserved",
+                "inventory.rejected",
+                "inventory.released",
+            ],
+        ),
+        (
+            "orders",
+            vec!["order.created", "order.confirmed", "order.cancelled"],
+        ),
+        (
+            "payments",
+            vec!["payment.captured", "payment.declined", "payment.refunded"],
+        ),
+        (
+            "shipping",
+            vec![
+                "shipment.scheduled",
+                "shipment.failed",
+                "shipment.cancelled",
+            ],
+        ),
+    ]
+}
+
+/// Who sends and who receives each event, for the AsyncAPI document.
+pub(crate) fn service_events() -> Vec<events_schema::asyncapi::ServiceEvents> {
+    let subscriptions = subscriptions();
+    emissions()
+        .into_iter()
+        .map(|(service, sends)| {
+            let receives = subscriptions
+                .iter()
+                .find(|(name, _)| *name == service)
+                .map(|(_, types)| types.iter().map(|t| (*t).to_owned()).collect())
+                .unwrap_or_default();
+            events_schema::asyncapi::ServiceEvents {
+                service: service.to_owned(),
+                sends: sends.into_iter().map(str::to_owned).collect(),
+                receives,
+            }
+        })
+        .collect()
 }
 
 /// Every service's consuming side, with the default retry tiers.

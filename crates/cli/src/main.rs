@@ -3,6 +3,7 @@
 mod catalog;
 mod commands;
 mod database;
+mod generated;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,10 @@ enum Command {
     /// Inspect, group, replay, move and purge dead letters, with an audit log.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
+    /// The event contract: check schema changes for breakage, write the AsyncAPI document,
+    /// validate an event.
+    #[command(subcommand)]
+    Schema(commands::schema::SchemaCommand),
     /// Publish events or watch them pass.
     #[command(subcommand)]
     Events(commands::events::EventsCommand),
@@ -50,6 +55,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Dlq(command) => commands::dlq::run(command).await,
+        Command::Schema(command) => commands::schema::run(command),
         Command::Topology(command) => commands::topology::run(command).await,
         Command::Events(command) => commands::events::run(command).await,
         Command::Bench(command) => commands::bench::run(command).await,

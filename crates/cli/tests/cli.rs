@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+/// A valid order.created, as a producer would send it.
+const ORDER: &str = r#"{"order_id": "0192f1c4-7e1a-7c3b-9d2e-4f5a6b7c8d9e", "user_id": "11111111-1111-4111-8111-111111111111",
+    "items": [{"sku": "MUG-BLUE", "quantity": 2, "unit_price_cents": 1250}], "total_cents": 2500, "currency": "EUR"}"#;
+
 fn conveyor(args: &[&str], amqp_url: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_conveyor"))
         .args(args)
@@ -134,7 +138,7 @@ fn a_published_event_is_seen_by_tail() {
             "--type",
             "order.created",
             "--data",
-            r#"{"total_cents": 1250}"#,
+            ORDER,
             "--correlation-id",
             &flow,
             "--subject",
@@ -156,55 +160,40 @@ fn a_published_event_is_seen_by_tail() {
     assert_eq!(event["type"], "order.created");
     assert_eq!(event["correlationid"], flow.as_str());
     assert_eq!(event["subject"], "o-42");
-    assert_eq!(event["data"]["total_cents"], 1250);
+    assert_eq!(event["data"]["total_cents"], 2500);
+    assert_eq!(event["dataschema"], "events-schema/order.created/v1");
 }
 
 #[test]
 fn bad_input_gets_a_clear_error_and_a_failing_exit_status() {
     let vhost = Vhost::new();
-    let cases: [(&[&str], &str); 3] = [
+    let publish = |event_type: &'static str, data: &'static str| -> [&'static str; 6] {
+        ["events", "publish", "--type", event_type, "--data", data]
+    };
+    let cases = [
         (
-            &[
-                "events",
-                "publish",
-                "--type",
-                "order.created",
-                "--data",
-                "{oops",
-            ],
+            publish("order.created", "{oops"),
             "--data is not valid JSON",
         ),
+        (publish("order.created", ORDER), "conveyor topology apply"),
+        (publish("order.*", "{}"), "one event type"),
         (
-            &[
-                "events",
-                "publish",
-                "--type",
-                "order.created",
-                "--data",
-                "{}",
-            ],
-            "conveyor topology apply",
+            publish("order.created", r#"{"order_id": "nope"}"#),
+            "order.created v1 is invalid: (data): \"user_id\" is a required property",
         ),
         (
-            &["events", "publish", "--type", "order.*", "--data", "{}"],
-            "one event type",
+            publish("order.shipped", "{}"),
+            "unknown event type \"order.shipped\"",
         ),
     ];
     for (args, expected) in cases {
-        let output = conveyor(args, &vhost.url());
+        let output = conveyor(&args, &vhost.url());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} should fail");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     let unreachable = conveyor(
-        &[
-            "events",
-            "publish",
-            "--type",
-            "order.created",
-            "--data",
-            "{}",
-        ],
+        &publish("order.created", ORDER),
         "amqp://guest:guest@127.0.0.1:1/%2f",
     );
     let stderr = String::from_utf8_lossy(&unreachable.stderr);

@@ -6,6 +6,7 @@
 //! - `envelope`: the CloudEvents 1.0 envelope every message travels in.
 //! - `headers`: names of the AMQP headers Conveyor reads and writes.
 //! - `trace_context`: W3C `traceparent` injected on publish, continued on consume.
+//! - `contract`: the hook an event contract plugs into, checked on publish and on consume.
 //! - `amqp`: the one place that opens broker connections.
 //! - `topology`: exchanges and queues of DESIGN.md, declared and exported from one description.
 //! - `publisher`: publisher confirms with many messages in flight.
@@ -20,6 +21,7 @@
 mod amqp;
 mod backoff;
 mod consumer;
+mod contract;
 pub mod dead_letter;
 mod envelope;
 pub mod headers;
@@ -37,6 +39,7 @@ pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerOptions, ConsumerSetupError, ConsumerStats, DeadLetterKind,
     EventHandler, EventMeta, HandlerContext, HandlerError,
 };
+pub use contract::{Contract, ContractViolation};
 pub use envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope, EnvelopeError};
 pub use outbox::{Outbox, OutboxError};
 pub use publisher::{ConfirmChannel, OutgoingMessage, PublishError, Publisher};

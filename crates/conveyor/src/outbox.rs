@@ -1,38 +1,56 @@
 //! The transactional outbox: events are written in the same transaction as the change that
 //! caused them, and the [`crate::OutboxRelay`] publishes them after commit.
 
+use std::sync::Arc;
+
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::contract::{Contract, ContractViolation};
 use crate::envelope::Envelope;
 use crate::trace_context;
 
 /// An event could not be written to the outbox.
 #[derive(Debug, thiserror::Error)]
-#[error("could not write event {event_id} ({event_type}) to the outbox: {source}")]
-pub struct OutboxError {
-    event_id: Uuid,
-    event_type: String,
-    #[source]
-    source: sqlx::Error,
-}
-
-impl OutboxError {
-    /// The database error underneath, for callers that classify it.
-    pub fn database_error(&self) -> &sqlx::Error {
-        &self.source
-    }
+pub enum OutboxError {
+    #[error("event {event_id} breaks its contract, so it was not written: {violation}")]
+    Contract {
+        event_id: Uuid,
+        violation: ContractViolation,
+    },
+    #[error("could not write event {event_id} ({event_type}) to the outbox: {source}")]
+    Database {
+        event_id: Uuid,
+        event_type: String,
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 /// Writes events into `conveyor.outbox` inside the caller's transaction.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Outbox {
-    _private: (),
+    contract: Option<Arc<dyn Contract>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("checks_contract", &self.contract.is_some())
+            .finish()
+    }
 }
 
 impl Outbox {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Checks every event against `contract` before writing it.
+    #[must_use]
+    pub fn with_contract(mut self, contract: Arc<dyn Contract>) -> Self {
+        self.contract = Some(contract);
+        self
     }
 
     /// Adds `envelope` within the transaction `tx`: it is published if and only if `tx`
@@ -56,6 +74,16 @@ impl Outbox {
         let Some(first) = envelopes.first() else {
             return Ok(());
         };
+        if let Some(contract) = &self.contract {
+            for envelope in envelopes {
+                contract
+                    .check(envelope)
+                    .map_err(|violation| OutboxError::Contract {
+                        event_id: envelope.id,
+                        violation,
+                    })?;
+            }
+        }
         let trace = serde_json::to_value(trace_context::capture_current()).unwrap_or_default();
         let ids: Vec<Uuid> = envelopes.iter().map(|envelope| envelope.id).collect();
         let types: Vec<&str> = envelopes
@@ -74,7 +102,7 @@ impl Outbox {
         .bind(&trace)
         .execute(tx)
         .await
-        .map_err(|source| OutboxError {
+        .map_err(|source| OutboxError::Database {
             event_id: first.id,
             event_type: first.event_type.clone(),
             source,

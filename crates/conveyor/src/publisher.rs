@@ -1,6 +1,8 @@
 //! Publishing with publisher confirms: many messages in flight, one wait for all of them,
 //! and an error for each way the broker can refuse one.
 
+use std::sync::Arc;
+
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
@@ -9,6 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::amqp::{AmqpConfig, ConnectError};
 use crate::backoff::Backoff;
+use crate::contract::{Contract, ContractViolation};
 use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope};
 use crate::headers;
 use crate::topology::Names;
@@ -66,6 +69,11 @@ fn event_properties(envelope: &Envelope, amqp_headers: FieldTable) -> BasicPrope
 /// Why a publish did not end with the broker holding the message.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    #[error("event {event_id} breaks its contract, so it was not sent: {violation}")]
+    Contract {
+        event_id: String,
+        violation: ContractViolation,
+    },
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error(
@@ -206,6 +214,7 @@ pub struct Publisher {
     names: Names,
     session: Mutex<Option<Session>>,
     max_attempts: u32,
+    contract: Option<Arc<dyn Contract>>,
 }
 
 impl Publisher {
@@ -220,7 +229,15 @@ impl Publisher {
             names,
             session: Mutex::new(Some(session)),
             max_attempts: 5,
+            contract: None,
         })
+    }
+
+    /// Checks every event against `contract` before it is sent.
+    #[must_use]
+    pub fn with_contract(mut self, contract: Arc<dyn Contract>) -> Self {
+        self.contract = Some(contract);
+        self
     }
 
     /// Publishes one event and waits for the broker's confirm.
@@ -238,6 +255,16 @@ impl Publisher {
     /// As [`Publisher::publish`].
     #[tracing::instrument(name = "publish", skip_all, fields(events = envelopes.len()))]
     pub async fn publish_events(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
+        if let Some(contract) = &self.contract {
+            for envelope in envelopes {
+                contract
+                    .check(envelope)
+                    .map_err(|violation| PublishError::Contract {
+                        event_id: envelope.id.to_string(),
+                        violation,
+                    })?;
+            }
+        }
         let trace = trace_context::capture_current();
         let messages: Vec<_> = envelopes
             .iter()

@@ -95,11 +95,15 @@ fn build_event(
 }
 
 async fn publish(envelope: &Envelope) -> anyhow::Result<()> {
+    let contract = events_schema::EventContract::shared()?;
+    // Refuse a bad event before touching the broker; the publisher checks again on send.
+    contract.validate_envelope(envelope)?;
     let publisher = Publisher::connect(
         AmqpConfig::from_env("conveyor events publish"),
         Names::default(),
     )
-    .await?;
+    .await?
+    .with_contract(contract);
     publisher.publish(envelope).await?;
     println!("{}", envelope.id);
     Ok(())

@@ -4,4 +4,5 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod events;
+pub(crate) mod schema;
 pub(crate) mod topology;

@@ -1,12 +1,11 @@
 //! `conveyor topology apply|export`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Subcommand;
 use conveyor::{AmqpConfig, Names};
 
-use crate::catalog;
+use crate::{catalog, generated};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TopologyCommand {
@@ -53,31 +52,18 @@ async fn apply() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn definitions_text(vhost: &str) -> String {
+fn definitions_text(vhost: &str) -> String {
     let definitions = catalog::topology(&Names::default()).to_definitions(vhost);
     let mut text = serde_json::to_string_pretty(&definitions).unwrap_or_default();
     text.push('\n');
     text
 }
 
-fn export(output: &PathBuf, vhost: &str, check: bool) -> anyhow::Result<()> {
-    let text = definitions_text(vhost);
-    if check {
-        let current = std::fs::read_to_string(output)
-            .with_context(|| format!("cannot read {}", output.display()))?;
-        anyhow::ensure!(
-            current == text,
-            "{} differs from the topology the code declares: run `conveyor topology export` and commit the result",
-            output.display()
-        );
-        println!("{} matches the code.", output.display());
-        return Ok(());
-    }
-    if output.as_os_str() == "-" {
-        print!("{text}");
-        return Ok(());
-    }
-    std::fs::write(output, text).with_context(|| format!("cannot write {}", output.display()))?;
-    println!("Wrote {}.", output.display());
-    Ok(())
+fn export(output: &Path, vhost: &str, check: bool) -> anyhow::Result<()> {
+    generated::write_or_check(
+        output,
+        &definitions_text(vhost),
+        check,
+        "conveyor topology export",
+    )
 }

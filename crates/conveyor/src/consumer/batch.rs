@@ -69,6 +69,11 @@ fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> 
             );
             Outcome::dead_letter(DeadLetterKind::UnknownType, error, previous_attempts)
         })?;
+    if let Some(contract) = &registry.contract {
+        contract.check(&envelope).map_err(|violation| {
+            Outcome::dead_letter(DeadLetterKind::Schema, violation.message, previous_attempts)
+        })?;
+    }
     let span = tracing::info_span!(
         "handle",
         service = %registry.service,

@@ -72,9 +72,13 @@ impl From<sqlx::Error> for HandlerError {
     }
 }
 
+/// A follow-up event that breaks its contract will break it on every retry.
 impl From<OutboxError> for HandlerError {
     fn from(error: OutboxError) -> Self {
-        Self::Transient(error.into())
+        match error {
+            OutboxError::Contract { .. } => Self::Permanent(error.into()),
+            OutboxError::Database { .. } => Self::Transient(error.into()),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub use outcome::DeadLetterKind;
 
 use crate::amqp::AmqpConfig;
 use crate::backoff::Backoff;
+use crate::contract::Contract;
 use crate::outbox::Outbox;
 use crate::shutdown::Shutdown;
 use crate::store;
@@ -98,6 +99,7 @@ pub(crate) struct Registry {
     handlers: HashMap<String, Arc<dyn DynHandler>>,
     retry_tiers: Vec<Duration>,
     outbox: Outbox,
+    contract: Option<Arc<dyn Contract>>,
     stats: Arc<ConsumerStats>,
 }
 
@@ -108,9 +110,18 @@ pub struct ConsumerBuilder {
     handlers: HashMap<String, Arc<dyn DynHandler>>,
     duplicate: Option<String>,
     options: ConsumerOptions,
+    contract: Option<Arc<dyn Contract>>,
 }
 
 impl ConsumerBuilder {
+    /// Checks every arriving event against `contract` (an event that breaks it is
+    /// dead-lettered as `schema`), and every follow-up event before it enters the outbox.
+    #[must_use]
+    pub fn contract(mut self, contract: Arc<dyn Contract>) -> Self {
+        self.contract = Some(contract);
+        self
+    }
+
     #[must_use]
     pub fn names(mut self, names: Names) -> Self {
         self.names = names;
@@ -166,7 +177,11 @@ impl ConsumerBuilder {
             names: self.names,
             handlers: self.handlers,
             retry_tiers: options.retry_tiers.clone(),
-            outbox: Outbox::new(),
+            outbox: match &self.contract {
+                Some(contract) => Outbox::new().with_contract(Arc::clone(contract)),
+                None => Outbox::new(),
+            },
+            contract: self.contract,
             stats: Arc::default(),
         };
         Ok(Consumer {
@@ -190,6 +205,7 @@ impl Consumer {
             handlers: HashMap::new(),
             duplicate: None,
             options: ConsumerOptions::default(),
+            contract: None,
         }
     }
 

@@ -1,0 +1,26 @@
+//! The hook through which an event contract (the `events-schema` crate) checks events: the
+//! outbox and publisher before an event leaves its producer, the consumer when it arrives.
+
+use crate::envelope::Envelope;
+
+/// Checks an event against the contract for its type and version.
+pub trait Contract: Send + Sync + 'static {
+    /// # Errors
+    /// [`ContractViolation`] naming the event, its version and what is wrong.
+    fn check(&self, envelope: &Envelope) -> Result<(), ContractViolation>;
+}
+
+/// An event breaks its contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ContractViolation {
+    pub message: String,
+}
+
+impl ContractViolation {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Every schema file, compiled into the binary so producers and consumers validate without
+//! reading files at run time. A test fails if a file in `schemas/` is missing here.
+
+/// One schema file.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaFile {
+    pub event_type: &'static str,
+    pub version: u32,
+    pub text: &'static str,
+}
+
+macro_rules! schema {
+    ($event_type:literal, $version:literal) => {
+        SchemaFile {
+            event_type: $event_type,
+            version: $version,
+            text: include_str!(concat!("../schemas/", $event_type, "/v", $version, ".json")),
+        }
+    };
+}
+
+/// The CloudEvents envelope every event travels in.
+pub const ENVELOPE_SCHEMA: &str = include_str!("../schemas/envelope/v1.json");
+
+pub const SCHEMAS: &[SchemaFile] = &[
+    schema!("user.registered", 1),
+    schema!("user.updated", 1),
+    schema!("user.deactivated", 1),
+    schema!("product.created", 1),
+    schema!("product.updated", 1),
+    schema!("order.created", 1),
+    schema!("order.confirmed", 1),
+    schema!("order.cancelled", 1),
+    schema!("inventory.reserved", 1),
+    schema!("inventory.rejected", 1),
+    schema!("inventory.released", 1),
+    schema!("payment.captured", 1),
+    schema!("payment.declined", 1),
+    schema!("payment.refunded", 1),
+    schema!("shipment.scheduled", 1),
+    schema!("shipment.failed", 1),
+    schema!("shipment.cancelled", 1),
+];
+
+/// The schema of one event type and version, if the contract has it.
+pub fn schema_for(event_type: &str, version: u32) -> Option<&'static SchemaFile> {
+    SCHEMAS
+        .iter()
+        .find(|file| file.event_type == event_type && file.version == version)
+}

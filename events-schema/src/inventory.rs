@@ -1,0 +1,81 @@
+//! Events of the inventory service's reservations.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::EventData;
+
+/// A quantity of one product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub sku: String,
+    pub quantity: i32,
+}
+
+fn sample_items() -> Vec<Item> {
+    vec![Item {
+        sku: "TEA-GREEN".into(),
+        quantity: 3,
+    }]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryReservedV1 {
+    pub order_id: Uuid,
+    pub items: Vec<Item>,
+}
+
+impl EventData for InventoryReservedV1 {
+    const TYPE: &'static str = "inventory.reserved";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            items: sample_items(),
+        }
+    }
+}
+
+/// Why stock could not be reserved; a closed list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectReason {
+    InsufficientStock,
+    UnknownSku,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryRejectedV1 {
+    pub order_id: Uuid,
+    pub reason: RejectReason,
+    pub skus: Vec<String>,
+}
+
+impl EventData for InventoryRejectedV1 {
+    const TYPE: &'static str = "inventory.rejected";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            reason: RejectReason::InsufficientStock,
+            skus: vec!["TEA-GREEN".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryReleasedV1 {
+    pub order_id: Uuid,
+    pub items: Vec<Item>,
+}
+
+impl EventData for InventoryReleasedV1 {
+    const TYPE: &'static str = "inventory.released";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            items: sample_items(),
+        }
+    }
+}

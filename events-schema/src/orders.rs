@@ -1,0 +1,95 @@
+//! Events of the orders service: the saga's start and end.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::EventData;
+
+/// One line of an order, priced when the order was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedItem {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreatedV1 {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<PricedItem>,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+impl EventData for OrderCreatedV1 {
+    const TYPE: &'static str = "order.created";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            items: vec![PricedItem {
+                sku: "TEA-GREEN".into(),
+                quantity: 3,
+                unit_price_cents: 799,
+            }],
+            total_cents: 2397,
+            currency: "EUR".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderConfirmedV1 {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+impl EventData for OrderConfirmedV1 {
+    const TYPE: &'static str = "order.confirmed";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            total_cents: 2397,
+            currency: "EUR".into(),
+        }
+    }
+}
+
+/// Why an order was cancelled; a closed list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CancelReason {
+    InventoryRejected,
+    PaymentDeclined,
+    ShipmentFailed,
+    DeadlinePassed,
+    CustomerCancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelledV1 {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub reason: CancelReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl EventData for OrderCancelledV1 {
+    const TYPE: &'static str = "order.cancelled";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            reason: CancelReason::DeadlinePassed,
+            detail: Some("no answer from payments within 30 s".into()),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Events of the payments service.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::EventData;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCapturedV1 {
+    pub order_id: Uuid,
+    pub payment_id: Uuid,
+    pub user_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
+impl EventData for PaymentCapturedV1 {
+    const TYPE: &'static str = "payment.captured";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            payment_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            amount_cents: 2397,
+            currency: "EUR".into(),
+        }
+    }
+}
+
+/// Why a payment was declined; a closed list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeclineReason {
+    CreditLimitExceeded,
+    UnknownUser,
+    UserDeactivated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentDeclinedV1 {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub reason: DeclineReason,
+}
+
+impl EventData for PaymentDeclinedV1 {
+    const TYPE: &'static str = "payment.declined";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            amount_cents: 999_999,
+            currency: "EUR".into(),
+            reason: DeclineReason::CreditLimitExceeded,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefundedV1 {
+    pub order_id: Uuid,
+    pub payment_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
+impl EventData for PaymentRefundedV1 {
+    const TYPE: &'static str = "payment.refunded";
+    const VERSION: u32 = 1;
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            payment_id: Uuid::now_v7(),
+            amount_cents: 2397,
+            currency: "EUR".into(),
+        }
+    }
+}
