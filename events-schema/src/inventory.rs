@@ -19,10 +19,18 @@ fn sample_items() -> Vec<Item> {
     }]
 }
 
+/// Carries the order's payer and total on, so payments can charge without its own copy of
+/// orders (optional fields: added after v1 was first published).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryReservedV1 {
     pub order_id: Uuid,
     pub items: Vec<Item>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cents: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 impl EventData for InventoryReservedV1 {
@@ -32,6 +40,9 @@ impl EventData for InventoryReservedV1 {
         Self {
             order_id: Uuid::now_v7(),
             items: sample_items(),
+            user_id: Some(Uuid::now_v7()),
+            total_cents: Some(2397),
+            currency: Some("EUR".into()),
         }
     }
 }

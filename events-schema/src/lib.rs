@@ -58,3 +58,24 @@ pub fn envelope<E: EventData>(service: &str, data: &E) -> conveyor::Envelope {
     envelope.dataschema = Some(E::dataschema());
     envelope
 }
+
+/// Emits `event` from a handler, in the handler's transaction and flow, about `subject`.
+///
+/// # Errors
+/// [`conveyor::HandlerError`] when the outbox refuses it (a contract violation is permanent).
+pub async fn emit<E: EventData>(
+    ctx: &mut conveyor::HandlerContext<'_>,
+    subject: impl Into<String>,
+    event: &E,
+) -> Result<conveyor::Envelope, conveyor::HandlerError> {
+    let data = serde_json::to_value(event).map_err(conveyor::HandlerError::permanent)?;
+    ctx.emit(E::TYPE, subject, data).await
+}
+
+/// A closed-list value as the contract spells it (`payment-declined`).
+pub fn wire_name<T: Serialize>(value: T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

@@ -1,8 +1,6 @@
 //! `conveyor`: the operator's and producer's command line for Conveyor.
 
-mod catalog;
 mod commands;
-mod database;
 mod generated;
 mod telemetry;
 
@@ -22,9 +20,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the runtime end to end on the local broker and database and check that every
-    /// event was applied exactly once. Exits non-zero if not.
+    /// Run every service in this process, place orders through the saga, and check the
+    /// system's invariants. Exits non-zero if one fails.
     Demo(commands::demo::DemoArgs),
+    /// Run the messaging runtime alone on a demo ledger: exactly-once handling, a retry,
+    /// dead letters (and, with --fail-account, a failure to replay with `conveyor dlq`).
+    DemoLedger(commands::ledger_demo::DemoArgs),
+    /// Run services in this process: `all`, or some of users, inventory, orders, payments,
+    /// shipping. Each listens on its own port (<SERVICE>_PORT); Ctrl-C stops them cleanly.
+    Serve(commands::serve::ServeArgs),
     /// Declare or export the broker topology (exchanges, queues, bindings).
     #[command(subcommand)]
     Topology(commands::topology::TopologyCommand),
@@ -48,12 +52,15 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo fails events on purpose; its summary reports them instead of a log line each.
     let default_filter = match cli.command {
-        Command::Demo(_) => "error,lapin=off",
+        Command::Demo(_) | Command::DemoLedger(_) => "error,lapin=off",
+        Command::Serve(_) => "info,lapin=off",
         _ => "warn,lapin=off",
     };
     telemetry::init(default_filter);
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::DemoLedger(args) => commands::ledger_demo::run(args).await,
+        Command::Serve(args) => commands::serve::run(args).await,
         Command::Dlq(command) => commands::dlq::run(command).await,
         Command::Schema(command) => commands::schema::run(command),
         Command::Topology(command) => commands::topology::run(command).await,

@@ -40,6 +40,8 @@ fn rabbitmqctl(args: &[&str]) {
 pub struct TestEnv {
     pub vhost: String,
     pub database: String,
+    /// More databases made with [`TestEnv::create_database`], dropped with the rest.
+    extra_databases: std::sync::Mutex<Vec<String>>,
     pub amqp: AmqpConfig,
     pub pool: PgPool,
     pub names: Names,
@@ -98,6 +100,7 @@ impl TestEnv {
         Self {
             vhost,
             database,
+            extra_databases: std::sync::Mutex::default(),
             amqp,
             pool,
             names: Names::default(),
@@ -110,6 +113,19 @@ impl TestEnv {
         let channel = connection.create_channel().await.unwrap();
         topology.declare(&channel).await.unwrap();
         connection.close(200, "done".into()).await.unwrap();
+    }
+
+    /// Another database of this test's own (one per service, say); returns its URL.
+    pub async fn create_database(&self, suffix: &str) -> String {
+        let name = format!("{}_{suffix}", self.database);
+        let admin = PgPool::connect(&postgres_admin_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        self.extra_databases.lock().unwrap().push(name.clone());
+        database_url(&name)
     }
 
     pub fn database_url(&self) -> String {
@@ -259,7 +275,13 @@ pub fn database_url(database: &str) -> String {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        let database = self.database.clone();
+        let mut databases = vec![self.database.clone()];
+        databases.extend(
+            self.extra_databases
+                .lock()
+                .map(|extra| extra.clone())
+                .unwrap_or_default(),
+        );
         // Async clean-up cannot run in `drop`; a thread with its own runtime can.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -268,12 +290,14 @@ impl Drop for TestEnv {
                 .unwrap();
             runtime.block_on(async {
                 let admin = PgPool::connect(&postgres_admin_url()).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await
-                .map(|_| ())
+                for database in databases {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await?;
+                }
+                Ok::<(), sqlx::Error>(())
             })
         })
         .join();

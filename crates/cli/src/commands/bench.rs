@@ -20,8 +20,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use sqlx::PgPool;
 
-use crate::database;
-
 const BENCH_SERVICE: &str = "bench";
 const BENCH_EVENT: &str = "bench.event";
 const CONFIRMS_IN_FLIGHT: usize = 1000;
@@ -82,7 +80,7 @@ async fn runtime(messages: u64, runs: usize, json: bool) -> anyhow::Result<()> {
     );
     let database_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/conveyor_bench".to_owned());
-    let pool = database::connect_or_create(&database_url, PG_CONNECTIONS + 2).await?;
+    let pool = platform::connect_or_create(&database_url, PG_CONNECTIONS + 2).await?;
     conveyor::install(&pool).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS bench_rows (id BIGSERIAL PRIMARY KEY, value BIGINT NOT NULL)",

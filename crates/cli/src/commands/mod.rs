@@ -4,5 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod events;
+pub(crate) mod ledger_demo;
 pub(crate) mod schema;
+pub(crate) mod serve;
 pub(crate) mod topology;

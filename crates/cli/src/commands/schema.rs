@@ -11,7 +11,7 @@ use events_schema::compat::{SchemaSet, breaking_changes};
 use events_schema::{EventContract, asyncapi, to_yaml};
 use serde_json::Value;
 
-use crate::{catalog, generated};
+use crate::generated;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SchemaCommand {
@@ -155,12 +155,12 @@ fn check(against: Option<String>, dir: &Path) -> anyhow::Result<()> {
     )
 }
 
-fn asyncapi_text() -> String {
-    to_yaml(&asyncapi::document(&catalog::service_events()))
+fn asyncapi_text() -> anyhow::Result<String> {
+    Ok(to_yaml(&asyncapi::document(&system::service_events()?)))
 }
 
 fn write_asyncapi(output: &Path, check: bool) -> anyhow::Result<()> {
-    generated::write_or_check(output, &asyncapi_text(), check, "conveyor schema asyncapi")
+    generated::write_or_check(output, &asyncapi_text()?, check, "conveyor schema asyncapi")
 }
 
 fn validate(file: &Path) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use conveyor::{AmqpConfig, Names};
 
-use crate::{catalog, generated};
+use crate::generated;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TopologyCommand {
@@ -38,7 +38,7 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
 
 async fn apply() -> anyhow::Result<()> {
     let amqp = AmqpConfig::from_env("conveyor topology");
-    let topology = catalog::topology(&Names::default());
+    let topology = system::all_topology(&Names::default())?;
     let connection = amqp.connect().await?;
     let channel = connection.create_channel().await?;
     topology.declare(&channel).await?;
@@ -52,17 +52,17 @@ async fn apply() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn definitions_text(vhost: &str) -> String {
-    let definitions = catalog::topology(&Names::default()).to_definitions(vhost);
-    let mut text = serde_json::to_string_pretty(&definitions).unwrap_or_default();
+fn definitions_text(vhost: &str) -> anyhow::Result<String> {
+    let definitions = system::all_topology(&Names::default())?.to_definitions(vhost);
+    let mut text = serde_json::to_string_pretty(&definitions)?;
     text.push('\n');
-    text
+    Ok(text)
 }
 
 fn export(output: &Path, vhost: &str, check: bool) -> anyhow::Result<()> {
     generated::write_or_check(
         output,
-        &definitions_text(vhost),
+        &definitions_text(vhost)?,
         check,
         "conveyor topology export",
     )

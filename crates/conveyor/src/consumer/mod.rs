@@ -9,7 +9,7 @@ mod worker;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -68,6 +68,8 @@ pub enum ConsumerSetupError {
 /// Counts of what the consumer did, shared with whoever holds a clone.
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
+    /// Whether a broker session is up right now (for readiness checks).
+    pub connected: AtomicBool,
     pub handled: AtomicU64,
     pub duplicates: AtomicU64,
     pub retried: AtomicU64,
@@ -75,6 +77,10 @@ pub struct ConsumerStats {
 }
 
 impl ConsumerStats {
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
     pub fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }

@@ -62,6 +62,11 @@ pub(crate) async fn run_session(
         ));
     }
     tracing::info!(service = %consumer.registry.service, workers = consumer.options.concurrency, "Consumer connected.");
+    consumer
+        .registry
+        .stats
+        .connected
+        .store(true, Ordering::Relaxed);
     let mut result = Ok(());
     while let Some(joined) = workers.join_next().await {
         let failure = match joined {
@@ -77,6 +82,11 @@ pub(crate) async fn run_session(
         workers.abort_all();
         while workers.join_next().await.is_some() {}
     }
+    consumer
+        .registry
+        .stats
+        .connected
+        .store(false, Ordering::Relaxed);
     let _ = connection.close(CLOSE_OK, "consumer stopped".into()).await;
     result
 }

@@ -1,0 +1,87 @@
+//! A service's configuration, read once from the environment (12-factor) and checked before
+//! anything starts.
+
+use std::net::IpAddr;
+
+use conveyor::{AmqpConfig, Names};
+
+/// Settings every service has.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub service: String,
+    pub database_url: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    pub listen_addr: IpAddr,
+    pub amqp: AmqpConfig,
+    pub names: Names,
+}
+
+/// The environment holds a value that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?} is not valid: {expected}")]
+pub struct ConfigError {
+    variable: String,
+    value: String,
+    expected: &'static str,
+}
+
+impl ConfigError {
+    pub fn new(variable: &str, value: &str, expected: &'static str) -> Self {
+        Self {
+            variable: variable.to_owned(),
+            value: value.to_owned(),
+            expected,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Reads `<SERVICE>_DATABASE_URL`, `<SERVICE>_PORT`, `LISTEN_ADDR` and `AMQP_URL`, with
+    /// DESIGN.md's defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable whose value cannot work.
+    pub fn from_env(service: &str, default_port: u16) -> Result<Self, ConfigError> {
+        let prefix = service.to_ascii_uppercase();
+        let database_url = std::env::var(format!("{prefix}_DATABASE_URL"))
+            .unwrap_or_else(|_| format!("postgres://postgres@127.0.0.1:5432/conveyor_{service}"));
+        let port = parse_env(
+            &format!("{prefix}_PORT"),
+            default_port,
+            "a port number (0-65535)",
+        )?;
+        let listen_addr = parse_env(
+            "LISTEN_ADDR",
+            IpAddr::from([127, 0, 0, 1]),
+            "an IP address, like 127.0.0.1 or 0.0.0.0",
+        )?;
+        Ok(Self {
+            service: service.to_owned(),
+            database_url,
+            port,
+            listen_addr,
+            amqp: AmqpConfig::from_env(format!("{service}-service")),
+            names: Names::default(),
+        })
+    }
+}
+
+/// Reads and parses an environment variable, or gives the default when it is unset.
+///
+/// # Errors
+/// [`ConfigError`] when it is set but does not parse.
+pub fn parse_env<T: std::str::FromStr>(
+    variable: &str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    match std::env::var(variable) {
+        Ok(value) => value.trim().parse().map_err(|_| ConfigError {
+            variable: variable.to_owned(),
+            value,
+            expected,
+        }),
+        Err(_) => Ok(default),
+    }
+}

@@ -1,0 +1,100 @@
+//! JSON errors for HTTP APIs: every error a client sees is `{"error": "..."}` with a status
+//! that says whose fault it is.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// An HTTP error with a message meant for the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// Unexpected failures are logged with their cause and reported without internals.
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "Request failed.");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service could not complete the request; try again shortly",
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        anyhow::Error::from(error).into()
+    }
+}
+
+impl From<conveyor::OutboxError> for ApiError {
+    fn from(error: conveyor::OutboxError) -> Self {
+        match error {
+            conveyor::OutboxError::Contract { .. } => Self::unprocessable(error.to_string()),
+            conveyor::OutboxError::Database { .. } => anyhow::Error::from(error).into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        (self.status, body).into_response()
+    }
+}
+
+/// A JSON request body whose rejection (bad JSON, a missing or mistyped field) is a JSON
+/// error saying what is wrong, like every other error.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// Parses an id from a path or query, naming what it should have been.
+///
+/// # Errors
+/// A 404 naming the id: a malformed id cannot name anything that exists.
+pub fn parse_uuid(text: &str, what: &str) -> ApiResult<Uuid> {
+    text.parse()
+        .map_err(|_| ApiError::not_found(format!("no {what} {text:?}: ids are UUIDs")))
+}

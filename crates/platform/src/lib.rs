@@ -1,0 +1,21 @@
+//! Service plumbing shared by every Conveyor service.
+//!
+//! # Layout
+//!
+//! - `config`: a service's settings from the environment, checked at start-up.
+//! - `database`: connecting to a service's own database, creating it if missing.
+//! - `http`: JSON errors and the health routes.
+//! - `telemetry`: structured logs, set up once per process.
+//! - `service`: the runner that starts the HTTP server, the consumer, the outbox relay and
+//!   background tasks, and stops them all on shutdown.
+
+pub mod config;
+mod database;
+mod http;
+mod service;
+pub mod telemetry;
+
+pub use config::{ConfigError, ServiceConfig};
+pub use database::connect_or_create;
+pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
+pub use service::{BackgroundTask, Service, ServiceParts};

@@ -1,0 +1,157 @@
+//! Runs one service: its HTTP API (with `/healthz` and `/readyz`), its consumer, its outbox
+//! relay and its background tasks, all stopped by one shutdown. `build` binds first, so
+//! tests ask for port 0 and read the port back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use conveyor::{Consumer, ConsumerStats, OutboxRelay, Shutdown};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::config::ServiceConfig;
+use crate::database::connect_or_create;
+
+/// A long-running task of a service, stopped by the shutdown it is given.
+pub type BackgroundTask =
+    Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What a service brings: its routes (with their state applied), its consumer, its tasks.
+pub struct ServiceParts {
+    pub router: Router,
+    pub consumer: Option<Consumer>,
+    pub background: Vec<BackgroundTask>,
+}
+
+/// A service ready to run: database migrated, port bound.
+pub struct Service {
+    config: ServiceConfig,
+    pool: PgPool,
+    listener: TcpListener,
+    parts: ServiceParts,
+}
+
+impl Service {
+    /// Connects to the service's database (creating it if missing), applies its migrations
+    /// and the runtime's tables, binds its port, and assembles its parts.
+    ///
+    /// # Errors
+    /// When the database is unreachable, a migration fails or the port is taken.
+    pub async fn build(
+        config: ServiceConfig,
+        migrator: &'static Migrator,
+        assemble: impl FnOnce(&PgPool) -> anyhow::Result<ServiceParts>,
+    ) -> anyhow::Result<Self> {
+        let pool = connect_or_create(&config.database_url, 16).await?;
+        migrator
+            .run(&pool)
+            .await
+            .with_context(|| format!("the {} database's migrations failed", config.service))?;
+        conveyor::install(&pool).await?;
+        let address = (config.listen_addr, config.port);
+        let listener = TcpListener::bind(address).await.with_context(|| {
+            format!(
+                "cannot listen on {}:{} for {}: is the port taken? Set {}_PORT",
+                config.listen_addr,
+                config.port,
+                config.service,
+                config.service.to_ascii_uppercase()
+            )
+        })?;
+        let parts = assemble(&pool)?;
+        Ok(Self {
+            config,
+            pool,
+            listener,
+            parts,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or_default()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` fires, then stops taking requests and deliveries, finishes
+    /// what is in hand, flushes the outbox and returns.
+    ///
+    /// # Errors
+    /// When the HTTP server fails.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Self {
+            config,
+            pool,
+            listener,
+            parts,
+        } = self;
+        let mut tasks = JoinSet::new();
+        let relay = OutboxRelay::new(pool.clone(), config.amqp.clone(), config.names.clone());
+        tasks.spawn(relay.run(shutdown.clone()));
+        let consumer_stats = parts.consumer.as_ref().map(Consumer::stats);
+        if let Some(consumer) = parts.consumer {
+            tasks.spawn(consumer.run(config.amqp.clone(), pool.clone(), shutdown.clone()));
+        }
+        for task in parts.background {
+            tasks.spawn(task(shutdown.clone()));
+        }
+        let health = Arc::new(Health {
+            pool,
+            consumer: consumer_stats,
+        });
+        let router = parts.router.merge(
+            Router::new()
+                .route("/healthz", get(|| async { "ok" }))
+                .route("/readyz", get(ready))
+                .with_state(health),
+        );
+        tracing::info!(service = %config.service, port = listener.local_addr()?.port(), "Service started.");
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.fired().await })
+            .await;
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(service = %config.service, "Service stopped.");
+        served.context("the HTTP server failed")
+    }
+}
+
+struct Health {
+    pool: PgPool,
+    consumer: Option<Arc<ConsumerStats>>,
+}
+
+/// Ready when the database answers and the consumer (if any) holds a broker session.
+async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let ping = sqlx::query("SELECT 1").execute(&health.pool);
+    let database = matches!(
+        tokio::time::timeout(Duration::from_secs(1), ping).await,
+        Ok(Ok(_))
+    );
+    let broker = health
+        .consumer
+        .as_ref()
+        .is_none_or(|stats| stats.is_connected());
+    let status = if database && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body =
+        serde_json::json!({ "ready": database && broker, "database": database, "broker": broker });
+    (status, axum::Json(body))
+}

@@ -1,0 +1,156 @@
+//! Placing orders: a mix that reaches every path of the saga, at a chosen concurrency and
+//! rate, with some customers cancelling right after placing (racing the saga).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::api::Api;
+use super::setup::Fixtures;
+
+/// How many orders, how many in flight, how fast.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub orders: usize,
+    pub concurrency: usize,
+    /// Orders per second offered; as fast as the concurrency allows when `None`.
+    pub rate: Option<f64>,
+}
+
+/// The path an order was made to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Regular,
+    LowCredit,
+    FarAway,
+    Scarce,
+    CustomerCancel,
+}
+
+/// An order as placed.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order_id: String,
+    pub path: Path,
+    /// For customer cancels: whether the cancel came before the saga ended.
+    pub cancel_accepted: Option<bool>,
+}
+
+fn path_of(index: usize) -> Path {
+    match index % 20 {
+        14 => Path::LowCredit,
+        15 => Path::FarAway,
+        16 => Path::Scarce,
+        17 => Path::CustomerCancel,
+        _ => Path::Regular,
+    }
+}
+
+fn order_body(fixtures: &Fixtures, index: usize, path: Path) -> Value {
+    let regular = &fixtures.regular_users[index % fixtures.regular_users.len()];
+    let product = &fixtures.products[index % fixtures.products.len()];
+    let (user, items) = match path {
+        Path::LowCredit => (
+            &fixtures.low_credit_user,
+            json!([{ "sku": product, "quantity": 3 }]),
+        ),
+        Path::FarAway => (
+            &fixtures.far_away_user,
+            json!([{ "sku": product, "quantity": 1 }]),
+        ),
+        Path::Scarce => (
+            regular,
+            json!([{ "sku": fixtures.scarce_product, "quantity": 3 }]),
+        ),
+        Path::Regular | Path::CustomerCancel => {
+            let second = &fixtures.products[(index + 1) % fixtures.products.len()];
+            (
+                regular,
+                json!([{ "sku": product, "quantity": 1 + index % 3 }, { "sku": second, "quantity": 1 }]),
+            )
+        }
+    };
+    json!({ "user_id": user, "items": items })
+}
+
+async fn place_one(
+    api: &Api,
+    fixtures: &Fixtures,
+    run: &str,
+    index: usize,
+) -> anyhow::Result<Placed> {
+    let path = path_of(index);
+    let body = order_body(fixtures, index, path);
+    let key = format!("{run}-{index}");
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "orders",
+            "/orders",
+            Some(&body),
+            &[("Idempotency-Key", &key)],
+        )
+        .await?;
+    anyhow::ensure!(
+        status == StatusCode::CREATED,
+        "placing order {index} answered {status}: {answer}"
+    );
+    let order_id = answer["id"].as_str().unwrap_or_default().to_owned();
+    let cancel_accepted = if path == Path::CustomerCancel {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "orders",
+                &format!("/orders/{order_id}/cancel"),
+                None,
+                &[],
+            )
+            .await?;
+        anyhow::ensure!(
+            status == StatusCode::OK || status == StatusCode::CONFLICT,
+            "cancelling order {order_id} answered {status}: {answer}"
+        );
+        Some(status == StatusCode::OK)
+    } else {
+        None
+    };
+    Ok(Placed {
+        order_id,
+        path,
+        cancel_accepted,
+    })
+}
+
+/// Places `options.orders` orders; calls `progress` with the count placed so far.
+///
+/// # Errors
+/// The first order a service refused, or a service that could not be reached.
+pub(crate) async fn place(
+    api: &Api,
+    fixtures: &Fixtures,
+    options: &LoadOptions,
+    progress: impl Fn(usize) + Send + Sync,
+) -> anyhow::Result<Vec<Placed>> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    let done = AtomicUsize::new(0);
+    futures_util::stream::iter(0..options.orders)
+        .map(|index| {
+            let (run, done, progress) = (&run, &done, &progress);
+            async move {
+                if let Some(rate) = options.rate {
+                    let due = started + Duration::from_secs_f64(index as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let placed = place_one(api, fixtures, run, index).await?;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                anyhow::Ok(placed)
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect()
+        .await
+}

@@ -1,0 +1,228 @@
+//! The product API.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use conveyor::Outbox;
+use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
+use platform::{ApiError, ApiResult, JsonBody};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub(crate) struct AppState {
+    pub(crate) pool: PgPool,
+    pub(crate) outbox: Outbox,
+}
+
+type AppResult = ApiResult<(StatusCode, Json<Value>)>;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/products", post(create))
+        .route("/products/{sku}", get(show).patch(change))
+        .route("/products/{sku}/stock", put(set_stock))
+        .route("/reservations/{order_id}", get(reservation))
+        .with_state(state)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Product {
+    sku: String,
+    name: String,
+    price_cents: i64,
+    currency: String,
+    stock: i32,
+    reserved: i32,
+    version: i64,
+}
+
+impl Product {
+    fn to_json(&self) -> Value {
+        json!({
+            "sku": self.sku, "name": self.name, "price_cents": self.price_cents,
+            "currency": self.currency, "stock": self.stock, "reserved": self.reserved,
+            "available": self.stock - self.reserved, "version": self.version,
+        })
+    }
+}
+
+fn sku_problem(sku: &str) -> Option<String> {
+    let valid = (2..=32).contains(&sku.len())
+        && sku
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
+        && !sku.starts_with('-');
+    (!valid).then(|| format!("sku {sku:?} must be 2 to 32 upper-case letters, digits and dashes"))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewProduct {
+    sku: String,
+    name: String,
+    price_cents: i64,
+    #[serde(default = "default_currency")]
+    currency: String,
+    stock: i32,
+}
+
+fn default_currency() -> String {
+    "EUR".to_owned()
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    JsonBody(new): JsonBody<NewProduct>,
+) -> AppResult {
+    let mut problems: Vec<String> = sku_problem(&new.sku).into_iter().collect();
+    if new.name.trim().is_empty() {
+        problems.push("name is empty".to_owned());
+    }
+    if new.price_cents < 0 || new.stock < 0 {
+        problems.push("price_cents and stock must not be negative".to_owned());
+    }
+    if new.currency.len() != 3 || !new.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        problems.push(format!(
+            "currency {:?} is not an ISO 4217 code like EUR",
+            new.currency
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable(problems.join("; ")));
+    }
+    let mut tx = state.pool.begin().await?;
+    let product = sqlx::query_as::<_, Product>(
+        "INSERT INTO products (sku, name, price_cents, currency, stock, version) VALUES ($1, $2, $3, $4, $5, 1)
+         ON CONFLICT (sku) DO NOTHING RETURNING *",
+    )
+    .bind(&new.sku)
+    .bind(&new.name)
+    .bind(new.price_cents)
+    .bind(&new.currency)
+    .bind(new.stock)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::conflict(format!("product {} already exists", new.sku)))?;
+    let created = ProductCreatedV1 {
+        sku: product.sku.clone(),
+        name: product.name.clone(),
+        price_cents: product.price_cents,
+        currency: product.currency.clone(),
+        version: product.version,
+    };
+    let event = events_schema::envelope(crate::SERVICE, &created).with_subject(product.sku.clone());
+    state.outbox.add(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(product.to_json())))
+}
+
+async fn show(State(state): State<Arc<AppState>>, Path(sku): Path<String>) -> AppResult {
+    let product = sqlx::query_as::<_, Product>("SELECT * FROM products WHERE sku = $1")
+        .bind(&sku)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no product {sku}")))?;
+    Ok((StatusCode::OK, Json(product.to_json())))
+}
+
+#[derive(Debug, Deserialize)]
+struct ProductChange {
+    name: Option<String>,
+    price_cents: Option<i64>,
+}
+
+async fn change(
+    State(state): State<Arc<AppState>>,
+    Path(sku): Path<String>,
+    JsonBody(change): JsonBody<ProductChange>,
+) -> AppResult {
+    if change
+        .name
+        .as_deref()
+        .is_some_and(|name| name.trim().is_empty())
+        || change.price_cents.is_some_and(|p| p < 0)
+    {
+        return Err(ApiError::unprocessable(
+            "name must not be empty and price_cents not negative",
+        ));
+    }
+    let mut tx = state.pool.begin().await?;
+    let product = sqlx::query_as::<_, Product>(
+        "UPDATE products SET name = COALESCE($2, name), price_cents = COALESCE($3, price_cents),
+         version = version + 1 WHERE sku = $1 RETURNING *",
+    )
+    .bind(&sku)
+    .bind(change.name)
+    .bind(change.price_cents)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no product {sku}")))?;
+    let updated = ProductUpdatedV1 {
+        sku: product.sku.clone(),
+        name: product.name.clone(),
+        price_cents: product.price_cents,
+        currency: product.currency.clone(),
+        version: product.version,
+    };
+    let event = events_schema::envelope(crate::SERVICE, &updated).with_subject(product.sku.clone());
+    state.outbox.add(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok((StatusCode::OK, Json(product.to_json())))
+}
+
+#[derive(Debug, Deserialize)]
+struct Stock {
+    stock: i32,
+}
+
+async fn set_stock(
+    State(state): State<Arc<AppState>>,
+    Path(sku): Path<String>,
+    JsonBody(body): JsonBody<Stock>,
+) -> AppResult {
+    let product = sqlx::query_as::<_, Product>(
+        "UPDATE products SET stock = $2 WHERE sku = $1 AND $2 >= reserved RETURNING *",
+    )
+    .bind(&sku)
+    .bind(body.stock)
+    .fetch_optional(&state.pool)
+    .await?;
+    match product {
+        Some(product) => Ok((StatusCode::OK, Json(product.to_json()))),
+        None => {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM products WHERE sku = $1)")
+                    .bind(&sku)
+                    .fetch_one(&state.pool)
+                    .await?;
+            if exists {
+                Err(ApiError::conflict(format!(
+                    "stock of {sku} cannot go below what is reserved"
+                )))
+            } else {
+                Err(ApiError::not_found(format!("no product {sku}")))
+            }
+        }
+    }
+}
+
+async fn reservation(
+    State(state): State<Arc<AppState>>,
+    Path(order_id): Path<String>,
+) -> AppResult {
+    let order_id = platform::parse_uuid(&order_id, "order")?;
+    let row: Option<(String, sqlx::types::Json<Value>)> =
+        sqlx::query_as("SELECT status, items FROM reservations WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let (status, items) =
+        row.ok_or_else(|| ApiError::not_found(format!("no reservation for order {order_id}")))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "order_id": order_id, "status": status, "items": items.0 })),
+    ))
+}

@@ -1,0 +1,79 @@
+//! The inventory service: the product catalogue (published as `product.created` and
+//! `product.updated` for cached copies), stock, and the saga's reservations — reserve on
+//! `order.created` (`inventory.reserved` or `inventory.rejected`), release on
+//! `order.cancelled` (`inventory.released`) if it had reserved.
+//!
+//! # Layout
+//!
+//! - `http`: the product API.
+//! - `saga`: the event handlers.
+
+mod http;
+mod saga;
+
+use std::sync::Arc;
+
+use conveyor::{Consumer, ConsumerOptions, Outbox, Shutdown};
+use platform::{Service, ServiceConfig, ServiceParts};
+use sqlx::migrate::Migrator;
+
+pub const SERVICE: &str = "inventory";
+/// The event types this service emits (for the AsyncAPI document).
+pub const EMITS: &[&str] = &[
+    "product.created",
+    "product.updated",
+    "inventory.reserved",
+    "inventory.rejected",
+    "inventory.released",
+];
+pub const DEFAULT_PORT: u16 = 8083;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The consumer, also used to declare and export this service's topology.
+///
+/// # Errors
+/// When the contract's schemas do not compile.
+pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
+    Ok(Consumer::builder(SERVICE)
+        .names(config.names.clone())
+        .contract(events_schema::EventContract::shared()?)
+        // One worker: reservations of different orders touch the same product rows, and one
+        // worker batching them avoids lock waits and deadlocks between workers.
+        .options(ConsumerOptions {
+            concurrency: 1,
+            ..ConsumerOptions::default()
+        })
+        .handler(saga::ReserveStock)
+        .handler(saga::ReleaseStock)
+        .build()?)
+}
+
+/// Connects, migrates and binds; the returned service reports its port.
+///
+/// # Errors
+/// When the database, a migration or the port fails.
+pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
+    let contract = events_schema::EventContract::shared()?;
+    let consumer = consumer(&config)?;
+    Service::build(config, &MIGRATOR, |pool| {
+        let state = Arc::new(http::AppState {
+            pool: pool.clone(),
+            outbox: Outbox::new().with_contract(contract),
+        });
+        Ok(ServiceParts {
+            router: http::router(state),
+            consumer: Some(consumer),
+            background: Vec::new(),
+        })
+    })
+    .await
+}
+
+/// Runs the service until `shutdown` fires.
+///
+/// # Errors
+/// As [`build`], or when the HTTP server fails.
+pub async fn run(config: ServiceConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    build(config).await?.run(shutdown).await
+}

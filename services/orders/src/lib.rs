@@ -1,0 +1,162 @@
+//! The orders service: places orders checked against its cached copies of users and
+//! products (`order.created`), follows the saga's answers to `confirmed` (on
+//! `shipment.scheduled`) or `cancelled` with the reason (on `inventory.rejected`,
+//! `payment.declined`, `shipment.failed`, a customer's cancel, or the saga deadline), and
+//! announces the end (`order.confirmed`, `order.cancelled`).
+//!
+//! # Layout
+//!
+//! - `http`: the order API and the cached copies' lookups.
+//! - `order`: the order row and the two ways it ends.
+//! - `saga`: the handlers of the other services' answers.
+//! - `caches`: the cached copies of users and products, guarded by version.
+//! - `deadline`: the background task that cancels orders past the saga deadline.
+
+mod caches;
+mod deadline;
+mod http;
+mod order;
+mod saga;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::{Consumer, Outbox, Shutdown};
+use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
+use sqlx::migrate::Migrator;
+
+pub const SERVICE: &str = "orders";
+/// The event types this service emits (for the AsyncAPI document).
+pub const EMITS: &[&str] = &["order.created", "order.confirmed", "order.cancelled"];
+pub const DEFAULT_PORT: u16 = 8082;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Orders' own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A pending order older than this is cancelled with `deadline-passed`.
+    pub saga_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            saga_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// `ORDER_SAGA_TIMEOUT`: `30s`, `1500ms`, `2m`, or a number of seconds.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when it does not parse or is zero.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let Ok(text) = std::env::var("ORDER_SAGA_TIMEOUT") else {
+            return Ok(Self::default());
+        };
+        let saga_timeout = parse_duration(&text)
+            .filter(|timeout| !timeout.is_zero())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "ORDER_SAGA_TIMEOUT",
+                    &text,
+                    "a duration like 30s, 1500ms or 2m",
+                )
+            })?;
+        Ok(Self { saga_timeout })
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Some(millis) = text.strip_suffix("ms") {
+        return millis.parse().ok().map(Duration::from_millis);
+    }
+    if let Some(minutes) = text.strip_suffix('m') {
+        return minutes
+            .parse::<u64>()
+            .ok()
+            .map(|m| Duration::from_secs(m * 60));
+    }
+    text.strip_suffix('s')
+        .unwrap_or(text)
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The consumer, also used to declare and export this service's topology.
+///
+/// # Errors
+/// When the contract's schemas do not compile.
+pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
+    Ok(Consumer::builder(SERVICE)
+        .names(config.names.clone())
+        .contract(events_schema::EventContract::shared()?)
+        .handler(caches::UserRegistered)
+        .handler(caches::UserUpdated)
+        .handler(caches::UserDeactivated)
+        .handler(caches::ProductCreated)
+        .handler(caches::ProductUpdated)
+        .handler(saga::InventoryRejected)
+        .handler(saga::PaymentDeclined)
+        .handler(saga::ShipmentFailed)
+        .handler(saga::ShipmentScheduled)
+        .build()?)
+}
+
+/// Connects, migrates and binds; the returned service reports its port.
+///
+/// # Errors
+/// When the database, a migration or the port fails.
+pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
+    let contract = events_schema::EventContract::shared()?;
+    let consumer = consumer(&config)?;
+    Service::build(config, &MIGRATOR, |pool| {
+        let outbox = Outbox::new().with_contract(contract);
+        let state = Arc::new(http::AppState {
+            pool: pool.clone(),
+            outbox: outbox.clone(),
+            saga_timeout: settings.saga_timeout,
+        });
+        let watchdog = deadline::Watchdog {
+            pool: pool.clone(),
+            outbox,
+            saga_timeout: settings.saga_timeout,
+        };
+        Ok(ServiceParts {
+            router: http::router(state),
+            consumer: Some(consumer),
+            background: vec![Box::new(move |shutdown| Box::pin(watchdog.run(shutdown)))],
+        })
+    })
+    .await
+}
+
+/// Runs the service until `shutdown` fires.
+///
+/// # Errors
+/// As [`build`], or when the HTTP server fails.
+pub async fn run(
+    config: ServiceConfig,
+    settings: Settings,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    build(config, settings).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saga_timeouts_parse_in_the_units_operators_write() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

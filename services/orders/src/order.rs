@@ -1,0 +1,109 @@
+//! An order as stored and served, and the two ways a pending order ends.
+
+use chrono::{DateTime, Utc};
+use conveyor::{Envelope, Outbox, OutboxError};
+use events_schema::orders::{CancelReason, OrderCancelledV1, OrderConfirmedV1, PricedItem};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Order {
+    pub(crate) id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) status: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) detail: Option<String>,
+    pub(crate) items: sqlx::types::Json<Vec<PricedItem>>,
+    pub(crate) total_cents: i64,
+    pub(crate) currency: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
+impl Order {
+    pub(crate) fn to_json(&self) -> Value {
+        let latency_ms = self.finished_at.map(|finished| {
+            (finished - self.created_at)
+                .num_microseconds()
+                .unwrap_or_default() as f64
+                / 1000.0
+        });
+        json!({
+            "id": self.id, "user_id": self.user_id, "status": self.status, "reason": self.reason,
+            "detail": self.detail, "items": self.items.0, "total_cents": self.total_cents,
+            "currency": self.currency, "created_at": self.created_at, "finished_at": self.finished_at,
+            "latency_ms": latency_ms,
+        })
+    }
+}
+
+/// The text a reason is stored and served as: the contract's (`payment-declined`).
+pub(crate) fn reason_text(reason: CancelReason) -> String {
+    events_schema::wire_name(reason)
+}
+
+/// Cancels `order_id` if it is still pending; returns the `order.cancelled` event to emit,
+/// or `None` when the order had already ended (a late answer changes nothing).
+pub(crate) async fn cancel(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    reason: CancelReason,
+    detail: String,
+) -> Result<Option<OrderCancelledV1>, sqlx::Error> {
+    let user_id: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE orders SET status = 'cancelled', reason = $2, detail = $3, finished_at = clock_timestamp()
+         WHERE id = $1 AND status = 'pending' RETURNING user_id",
+    )
+    .bind(order_id)
+    .bind(reason_text(reason))
+    .bind(&detail)
+    .fetch_optional(tx)
+    .await?;
+    Ok(user_id.map(|user_id| OrderCancelledV1 {
+        order_id,
+        user_id,
+        reason,
+        detail: Some(detail),
+    }))
+}
+
+/// Confirms `order_id` if it is still pending; `None` when it had already ended.
+pub(crate) async fn confirm(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<OrderConfirmedV1>, sqlx::Error> {
+    let row: Option<(Uuid, i64, String)> = sqlx::query_as(
+        "UPDATE orders SET status = 'confirmed', finished_at = clock_timestamp()
+         WHERE id = $1 AND status = 'pending' RETURNING user_id, total_cents, currency",
+    )
+    .bind(order_id)
+    .fetch_optional(tx)
+    .await?;
+    Ok(
+        row.map(|(user_id, total_cents, currency)| OrderConfirmedV1 {
+            order_id,
+            user_id,
+            total_cents,
+            currency,
+        }),
+    )
+}
+
+/// An order event that starts or continues the order's own flow (correlation = order id).
+pub(crate) fn order_event<E: events_schema::EventData>(order_id: Uuid, event: &E) -> Envelope {
+    events_schema::envelope(crate::SERVICE, event)
+        .with_subject(order_id.to_string())
+        .with_correlation_id(order_id)
+}
+
+/// Writes a cancellation decided here (customer, deadline) to the outbox.
+pub(crate) async fn publish_cancelled(
+    outbox: &Outbox,
+    tx: &mut PgConnection,
+    cancelled: &OrderCancelledV1,
+) -> Result<(), OutboxError> {
+    outbox
+        .add(tx, &order_event(cancelled.order_id, cancelled))
+        .await
+}

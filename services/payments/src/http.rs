@@ -1,0 +1,75 @@
+//! `GET /payments?order_id=…` and the cached copy's `GET /cache/users/{id}`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use platform::{ApiError, ApiResult, parse_uuid};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub(crate) struct AppState {
+    pub(crate) pool: PgPool,
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/payments", get(list))
+        .route("/cache/users/{id}", get(cached_user))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct PaymentQuery {
+    order_id: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+struct Payment {
+    id: Uuid,
+    order_id: Uuid,
+    user_id: Uuid,
+    amount_cents: i64,
+    currency: String,
+    status: String,
+    reason: Option<String>,
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<PaymentQuery>,
+) -> ApiResult<Json<Value>> {
+    let order_id = query
+        .order_id
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("give ?order_id=<uuid>"))
+        .and_then(|id| parse_uuid(id, "order"))?;
+    let payments: Vec<Payment> = sqlx::query_as(
+        "SELECT id, order_id, user_id, amount_cents, currency, status, reason FROM payments WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(json!({ "payments": payments })))
+}
+
+async fn cached_user(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_uuid(&id, "user")?;
+    let row: Option<(Option<i64>, bool, i64)> = sqlx::query_as(
+        "SELECT credit_limit_cents, active, version FROM users_cache WHERE user_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (credit_limit_cents, active, version) =
+        row.ok_or_else(|| ApiError::not_found(format!("user {id} is not cached yet")))?;
+    Ok(Json(
+        json!({ "user_id": id, "credit_limit_cents": credit_limit_cents, "active": active, "version": version }),
+    ))
+}

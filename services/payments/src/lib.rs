@@ -1,0 +1,74 @@
+//! The payments service: on `inventory.reserved` it charges the order against the user's
+//! credit limit from its cached copy of users (`payment.captured` or `payment.declined`);
+//! on `order.cancelled` it refunds what it captured (`payment.refunded`).
+//!
+//! # Layout
+//!
+//! - `http`: `GET /payments?order_id=…` and `GET /cache/users/{id}`.
+//! - `saga`: charging and refunding.
+//! - `users_cache`: the cached copy of users, guarded by version.
+
+mod http;
+mod saga;
+mod users_cache;
+
+use std::sync::Arc;
+
+use conveyor::{Consumer, ConsumerOptions, Shutdown};
+use platform::{Service, ServiceConfig, ServiceParts};
+use sqlx::migrate::Migrator;
+
+pub const SERVICE: &str = "payments";
+/// The event types this service emits (for the AsyncAPI document).
+pub const EMITS: &[&str] = &["payment.captured", "payment.declined", "payment.refunded"];
+pub const DEFAULT_PORT: u16 = 8084;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The consumer, also used to declare and export this service's topology.
+///
+/// # Errors
+/// When the contract's schemas do not compile.
+pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
+    Ok(Consumer::builder(SERVICE)
+        .names(config.names.clone())
+        .contract(events_schema::EventContract::shared()?)
+        // One worker: an order's answer and its cancellation may arrive together, and two
+        // workers could each miss the other's uncommitted row (charge and refund both skip).
+        // Batches keep one worker fast.
+        .options(ConsumerOptions {
+            concurrency: 1,
+            ..ConsumerOptions::default()
+        })
+        .handler(users_cache::Registered)
+        .handler(users_cache::Updated)
+        .handler(users_cache::Deactivated)
+        .handler(saga::Charge)
+        .handler(saga::Refund)
+        .build()?)
+}
+
+/// Connects, migrates and binds; the returned service reports its port.
+///
+/// # Errors
+/// When the database, a migration or the port fails.
+pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
+    let consumer = consumer(&config)?;
+    Service::build(config, &MIGRATOR, |pool| {
+        let state = Arc::new(http::AppState { pool: pool.clone() });
+        Ok(ServiceParts {
+            router: http::router(state),
+            consumer: Some(consumer),
+            background: Vec::new(),
+        })
+    })
+    .await
+}
+
+/// Runs the service until `shutdown` fires.
+///
+/// # Errors
+/// As [`build`], or when the HTTP server fails.
+pub async fn run(config: ServiceConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    build(config).await?.run(shutdown).await
+}

@@ -1,0 +1,133 @@
+//! The shipping service: on `payment.captured` it schedules a shipment to the user's address
+//! from its cached copy of users (`shipment.scheduled`), or fails when the country is not
+//! served (`shipment.failed`); on `order.cancelled` it cancels a scheduled shipment
+//! (`shipment.cancelled`).
+//!
+//! # Layout
+//!
+//! - `http`: `GET /shipments?order_id=…` and `GET /cache/users/{id}`.
+//! - `saga`: scheduling and cancelling.
+//! - `users_cache`: the cached copy of users' addresses, guarded by version.
+
+mod http;
+mod saga;
+mod users_cache;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use conveyor::{Consumer, ConsumerOptions, Shutdown};
+use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
+use sqlx::migrate::Migrator;
+
+pub const SERVICE: &str = "shipping";
+/// The event types this service emits (for the AsyncAPI document).
+pub const EMITS: &[&str] = &[
+    "shipment.scheduled",
+    "shipment.failed",
+    "shipment.cancelled",
+];
+pub const DEFAULT_PORT: u16 = 8085;
+/// Countries served when `SHIPPING_COUNTRIES` is not set.
+pub const DEFAULT_COUNTRIES: &str = "AT,BE,CH,DE,DK,ES,FI,FR,GB,IE,IT,LU,NL,NO,PL,PT,SE,US,CA";
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Shipping's own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// ISO 3166-1 alpha-2 codes of the countries shipments go to.
+    pub countries: BTreeSet<String>,
+}
+
+impl Settings {
+    /// `SHIPPING_COUNTRIES`: comma-separated ISO codes.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when an entry is not a two-letter upper-case code.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let text =
+            std::env::var("SHIPPING_COUNTRIES").unwrap_or_else(|_| DEFAULT_COUNTRIES.to_owned());
+        let countries = Self::parse(&text).ok_or_else(|| {
+            ConfigError::new(
+                "SHIPPING_COUNTRIES",
+                &text,
+                "comma-separated ISO 3166-1 alpha-2 codes, like FR,DE,IE",
+            )
+        })?;
+        Ok(Self { countries })
+    }
+
+    fn parse(text: &str) -> Option<BTreeSet<String>> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|code| !code.is_empty())
+            .map(|code| {
+                (code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase()))
+                    .then(|| code.to_owned())
+            })
+            .collect()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            countries: Self::parse(DEFAULT_COUNTRIES).unwrap_or_default(),
+        }
+    }
+}
+
+/// The consumer, also used to declare and export this service's topology.
+///
+/// # Errors
+/// When the contract's schemas do not compile.
+pub fn consumer(config: &ServiceConfig, settings: &Settings) -> anyhow::Result<Consumer> {
+    Ok(Consumer::builder(SERVICE)
+        .names(config.names.clone())
+        .contract(events_schema::EventContract::shared()?)
+        // One worker: an order's answer and its cancellation may arrive together, and two
+        // workers could each miss the other's uncommitted row (charge and refund both skip).
+        // Batches keep one worker fast.
+        .options(ConsumerOptions {
+            concurrency: 1,
+            ..ConsumerOptions::default()
+        })
+        .handler(users_cache::Registered)
+        .handler(users_cache::Updated)
+        .handler(users_cache::Deactivated)
+        .handler(saga::Schedule {
+            countries: Arc::new(settings.countries.clone()),
+        })
+        .handler(saga::Cancel)
+        .build()?)
+}
+
+/// Connects, migrates and binds; the returned service reports its port.
+///
+/// # Errors
+/// When the database, a migration or the port fails.
+pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
+    let consumer = consumer(&config, &settings)?;
+    Service::build(config, &MIGRATOR, |pool| {
+        let state = Arc::new(http::AppState { pool: pool.clone() });
+        Ok(ServiceParts {
+            router: http::router(state),
+            consumer: Some(consumer),
+            background: Vec::new(),
+        })
+    })
+    .await
+}
+
+/// Runs the service until `shutdown` fires.
+///
+/// # Errors
+/// As [`build`], or when the HTTP server fails.
+pub async fn run(
+    config: ServiceConfig,
+    settings: Settings,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    build(config, settings).await?.run(shutdown).await
+}

@@ -1,0 +1,94 @@
+//! The cached copy of users' addresses. A change applies only if its version is newer than
+//! the one held, so reordering never regresses the copy.
+
+use conveyor::{EventHandler, HandlerContext, HandlerError};
+use events_schema::EventData;
+use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
+use uuid::Uuid;
+
+async fn upsert(
+    ctx: &mut HandlerContext<'_>,
+    user_id: Uuid,
+    address: &Address,
+    version: i64,
+) -> Result<(), HandlerError> {
+    sqlx::query(
+        "INSERT INTO users_cache (user_id, line1, city, postal_code, country, active, version)
+         VALUES ($1, $2, $3, $4, $5, true, $6)
+         ON CONFLICT (user_id) DO UPDATE SET line1 = EXCLUDED.line1, city = EXCLUDED.city,
+             postal_code = EXCLUDED.postal_code, country = EXCLUDED.country, version = EXCLUDED.version
+         WHERE users_cache.version < EXCLUDED.version",
+    )
+    .bind(user_id)
+    .bind(&address.line1)
+    .bind(&address.city)
+    .bind(&address.postal_code)
+    .bind(&address.country)
+    .bind(version)
+    .execute(ctx.tx())
+    .await?;
+    Ok(())
+}
+
+pub(crate) struct Registered;
+
+impl EventHandler for Registered {
+    type Event = UserRegisteredV1;
+
+    fn event_type(&self) -> &'static str {
+        UserRegisteredV1::TYPE
+    }
+
+    async fn handle(
+        &self,
+        user: UserRegisteredV1,
+        ctx: &mut HandlerContext<'_>,
+    ) -> Result<(), HandlerError> {
+        upsert(ctx, user.user_id, &user.address, user.version).await
+    }
+}
+
+pub(crate) struct Updated;
+
+impl EventHandler for Updated {
+    type Event = UserUpdatedV1;
+
+    fn event_type(&self) -> &'static str {
+        UserUpdatedV1::TYPE
+    }
+
+    async fn handle(
+        &self,
+        user: UserUpdatedV1,
+        ctx: &mut HandlerContext<'_>,
+    ) -> Result<(), HandlerError> {
+        upsert(ctx, user.user_id, &user.address, user.version).await
+    }
+}
+
+pub(crate) struct Deactivated;
+
+impl EventHandler for Deactivated {
+    type Event = UserDeactivatedV1;
+
+    fn event_type(&self) -> &'static str {
+        UserDeactivatedV1::TYPE
+    }
+
+    async fn handle(
+        &self,
+        user: UserDeactivatedV1,
+        ctx: &mut HandlerContext<'_>,
+    ) -> Result<(), HandlerError> {
+        sqlx::query(
+            "INSERT INTO users_cache (user_id, active, version) VALUES ($1, false, $2)
+             ON CONFLICT (user_id) DO UPDATE SET active = false, version = EXCLUDED.version
+             WHERE users_cache.version < EXCLUDED.version",
+        )
+        .bind(user.user_id)
+        .bind(user.version)
+        .execute(ctx.tx())
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! The users API.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use conveyor::Outbox;
+use events_schema::users::Address;
+use platform::{ApiError, ApiResult, JsonBody, parse_uuid};
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::user::{User, problems};
+
+pub(crate) struct AppState {
+    pub(crate) pool: PgPool,
+    pub(crate) outbox: Outbox,
+}
+
+type AppResult = ApiResult<(StatusCode, Json<Value>)>;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/users", post(register))
+        .route("/users/{id}", get(show).patch(change))
+        .route("/users/{id}/deactivate", post(deactivate))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct NewUser {
+    email: String,
+    name: String,
+    address: Address,
+    credit_limit_cents: i64,
+    #[serde(default = "default_currency")]
+    currency: String,
+}
+
+fn default_currency() -> String {
+    "EUR".to_owned()
+}
+
+async fn register(
+    State(state): State<Arc<AppState>>,
+    JsonBody(new): JsonBody<NewUser>,
+) -> AppResult {
+    let problems = problems(
+        &new.email,
+        &new.name,
+        &new.address,
+        new.credit_limit_cents,
+        &new.currency,
+    );
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable(problems.join("; ")));
+    }
+    let user = User {
+        id: Uuid::now_v7(),
+        email: new.email.trim().to_owned(),
+        name: new.name,
+        line1: new.address.line1,
+        city: new.address.city,
+        postal_code: new.address.postal_code,
+        country: new.address.country,
+        credit_limit_cents: new.credit_limit_cents,
+        currency: new.currency,
+        status: "active".to_owned(),
+        version: 1,
+    };
+    let mut tx = state.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, line1, city, postal_code, country, credit_limit_cents, currency, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(user.id)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(&user.line1)
+    .bind(&user.city)
+    .bind(&user.postal_code)
+    .bind(&user.country)
+    .bind(user.credit_limit_cents)
+    .bind(&user.currency)
+    .bind(user.version)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::conflict(format!(
+            "a user with email {} already exists",
+            user.email
+        )));
+    }
+    let event = events_schema::envelope(crate::SERVICE, &user.registered())
+        .with_subject(user.id.to_string());
+    state.outbox.add(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(user.to_json())))
+}
+
+async fn load(pool: &PgPool, id: &str) -> ApiResult<User> {
+    let id = parse_uuid(id, "user")?;
+    sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
+}
+
+async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
+    let user = load(&state.pool, &id).await?;
+    Ok((StatusCode::OK, Json(user.to_json())))
+}
+
+#[derive(Debug, Deserialize)]
+struct UserChange {
+    email: Option<String>,
+    name: Option<String>,
+    address: Option<Address>,
+    credit_limit_cents: Option<i64>,
+}
+
+async fn change(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    JsonBody(change): JsonBody<UserChange>,
+) -> AppResult {
+    let id = parse_uuid(&id, "user")?;
+    let mut tx = state.pool.begin().await?;
+    let mut user = sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
+    if user.status == "deactivated" {
+        return Err(ApiError::conflict(format!("user {id} is deactivated")));
+    }
+    if let Some(email) = change.email {
+        user.email = email.trim().to_owned();
+    }
+    if let Some(name) = change.name {
+        user.name = name;
+    }
+    if let Some(address) = change.address {
+        (user.line1, user.city, user.postal_code, user.country) = (
+            address.line1,
+            address.city,
+            address.postal_code,
+            address.country,
+        );
+    }
+    if let Some(limit) = change.credit_limit_cents {
+        user.credit_limit_cents = limit;
+    }
+    let problems = problems(
+        &user.email,
+        &user.name,
+        &user.address(),
+        user.credit_limit_cents,
+        &user.currency,
+    );
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable(problems.join("; ")));
+    }
+    user.version += 1;
+    sqlx::query(
+        "UPDATE users SET email = $2, name = $3, line1 = $4, city = $5, postal_code = $6, country = $7,
+         credit_limit_cents = $8, version = $9 WHERE id = $1",
+    )
+    .bind(user.id)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(&user.line1)
+    .bind(&user.city)
+    .bind(&user.postal_code)
+    .bind(&user.country)
+    .bind(user.credit_limit_cents)
+    .bind(user.version)
+    .execute(&mut *tx)
+    .await
+    .map_err(|error| match error.as_database_error() {
+        Some(db) if db.is_unique_violation() => ApiError::conflict(format!("another user has email {}", user.email)),
+        _ => error.into(),
+    })?;
+    let event =
+        events_schema::envelope(crate::SERVICE, &user.updated()).with_subject(user.id.to_string());
+    state.outbox.add(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok((StatusCode::OK, Json(user.to_json())))
+}
+
+async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
+    let id = parse_uuid(&id, "user")?;
+    let mut tx = state.pool.begin().await?;
+    let user = sqlx::query_as::<_, User>(
+        "UPDATE users SET status = 'deactivated', version = version + 1
+         WHERE id = $1 AND status = 'active' RETURNING *",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(user) = user else {
+        // Already deactivated is fine (idempotent); unknown is not.
+        let existing = load(&state.pool, &id.to_string()).await?;
+        return Ok((StatusCode::OK, Json(existing.to_json())));
+    };
+    let event = events_schema::envelope(crate::SERVICE, &user.deactivated())
+        .with_subject(user.id.to_string());
+    state.outbox.add(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok((StatusCode::OK, Json(user.to_json())))
+}

@@ -1,0 +1,109 @@
+//! A user as stored and as published.
+
+use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub(crate) struct User {
+    pub(crate) id: Uuid,
+    pub(crate) email: String,
+    pub(crate) name: String,
+    pub(crate) line1: String,
+    pub(crate) city: String,
+    pub(crate) postal_code: String,
+    pub(crate) country: String,
+    pub(crate) credit_limit_cents: i64,
+    pub(crate) currency: String,
+    pub(crate) status: String,
+    pub(crate) version: i64,
+}
+
+impl User {
+    pub(crate) fn address(&self) -> Address {
+        Address {
+            line1: self.line1.clone(),
+            city: self.city.clone(),
+            postal_code: self.postal_code.clone(),
+            country: self.country.clone(),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id, "email": self.email, "name": self.name, "address": self.address(),
+            "credit_limit_cents": self.credit_limit_cents, "currency": self.currency,
+            "status": self.status, "version": self.version,
+        })
+    }
+
+    pub(crate) fn registered(&self) -> UserRegisteredV1 {
+        UserRegisteredV1 {
+            user_id: self.id,
+            email: self.email.clone(),
+            name: self.name.clone(),
+            address: self.address(),
+            credit_limit_cents: self.credit_limit_cents,
+            currency: self.currency.clone(),
+            version: self.version,
+        }
+    }
+
+    pub(crate) fn updated(&self) -> UserUpdatedV1 {
+        UserUpdatedV1 {
+            user_id: self.id,
+            email: self.email.clone(),
+            name: self.name.clone(),
+            address: self.address(),
+            credit_limit_cents: self.credit_limit_cents,
+            currency: self.currency.clone(),
+            version: self.version,
+        }
+    }
+
+    pub(crate) fn deactivated(&self) -> UserDeactivatedV1 {
+        UserDeactivatedV1 {
+            user_id: self.id,
+            version: self.version,
+        }
+    }
+}
+
+/// Every problem with a user's fields, so a client fixes them all at once.
+pub(crate) fn problems(
+    email: &str,
+    name: &str,
+    address: &Address,
+    credit_limit_cents: i64,
+    currency: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let parts: Vec<&str> = email.split('@').collect();
+    if parts.len() != 2 || parts[0].is_empty() || !parts[1].contains('.') {
+        problems.push(format!("email {email:?} is not an email address"));
+    }
+    if name.trim().is_empty() {
+        problems.push("name is empty".to_owned());
+    }
+    if address.line1.trim().is_empty()
+        || address.city.trim().is_empty()
+        || address.postal_code.trim().is_empty()
+    {
+        problems.push("address needs line1, city and postal_code".to_owned());
+    }
+    if address.country.len() != 2 || !address.country.chars().all(|c| c.is_ascii_uppercase()) {
+        problems.push(format!(
+            "address.country {:?} is not an ISO 3166-1 alpha-2 code like FR",
+            address.country
+        ));
+    }
+    if credit_limit_cents < 0 {
+        problems.push("credit_limit_cents is negative".to_owned());
+    }
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        problems.push(format!(
+            "currency {currency:?} is not an ISO 4217 code like EUR"
+        ));
+    }
+    problems
+}

@@ -1,0 +1,209 @@
+//! Starting the system on a test's own vhost and databases, and talking to it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use conveyor::{AmqpConfig, Names, Shutdown, ShutdownTrigger};
+use conveyor_testkit::TestEnv;
+use serde_json::{Value, json};
+use system::scenario::Api;
+
+pub(crate) struct System {
+    pub(crate) env: TestEnv,
+    pub(crate) api: Api,
+    urls: BTreeMap<String, String>,
+    stop: ShutdownTrigger,
+    running: Option<system::Running>,
+}
+
+pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
+    let env = TestEnv::new().await;
+    let mut database_urls = BTreeMap::new();
+    for service in system::SERVICES {
+        database_urls.insert(service.to_owned(), env.create_database(service).await);
+    }
+    let config = system::SystemConfig {
+        amqp: AmqpConfig::new(env.amqp.url(), "system test"),
+        database_urls,
+        ports: BTreeMap::new(),
+        listen_addr: [127, 0, 0, 1].into(),
+        names: Names::default(),
+        orders: orders_service::Settings { saga_timeout },
+        shipping: shipping_service::Settings::default(),
+    };
+    let (stop, shutdown) = Shutdown::new();
+    let chosen: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+    let running = system::start(&config, &chosen, shutdown).await.unwrap();
+    let mut urls = running.urls.clone();
+    // Services not started still need a URL for the client; nothing answers there.
+    for service in system::SERVICES {
+        urls.entry(service.to_owned())
+            .or_insert_with(|| "http://127.0.0.1:9".to_owned());
+    }
+    System {
+        api: Api::new(&urls).unwrap(),
+        urls,
+        env,
+        stop,
+        running: Some(running),
+    }
+}
+
+impl System {
+    pub(crate) fn urls(&self) -> BTreeMap<String, String> {
+        self.urls.clone()
+    }
+
+    pub(crate) async fn stop(mut self) {
+        self.stop.fire();
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(30), running.wait())
+                .await
+                .expect("services stop within 30 s")
+                .unwrap();
+        }
+    }
+
+    pub(crate) async fn user(&self, country: &str, credit_limit_cents: i64) -> String {
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        let body = json!({
+            "email": format!("{name}@example.com"), "name": "Test User",
+            "address": { "line1": "1 Test Road", "city": "Testville", "postal_code": "12345", "country": country },
+            "credit_limit_cents": credit_limit_cents,
+        });
+        let user = self.api.post("users", "/users", &body).await.unwrap();
+        user["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn product(&self, price_cents: i64, stock: i64) -> String {
+        let sku = format!(
+            "SKU-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10].to_ascii_uppercase()
+        );
+        let body = json!({ "sku": sku, "name": "Test product", "price_cents": price_cents, "stock": stock });
+        self.api
+            .post("inventory", "/products", &body)
+            .await
+            .unwrap();
+        sku
+    }
+
+    /// Waits until the running services' copies know `users` and `products`.
+    pub(crate) async fn wait_for_caches(
+        &self,
+        users: &[&str],
+        products: &[&str],
+        services: &[&str],
+    ) {
+        let mut paths = Vec::new();
+        for user in users {
+            for service in services
+                .iter()
+                .filter(|s| ["orders", "payments", "shipping"].contains(s))
+            {
+                paths.push((*service, format!("/cache/users/{user}")));
+            }
+        }
+        for sku in products {
+            paths.push(("orders", format!("/cache/products/{sku}")));
+        }
+        for (service, path) in paths {
+            self.eventually(&format!("{service} caches {path}"), || async {
+                let (status, _) = self
+                    .api
+                    .call(reqwest::Method::GET, service, &path, None, &[])
+                    .await
+                    .unwrap();
+                status.is_success()
+            })
+            .await;
+        }
+    }
+
+    pub(crate) async fn place(&self, user: &str, items: Value) -> Value {
+        self.api
+            .post(
+                "orders",
+                "/orders",
+                &json!({ "user_id": user, "items": items }),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the order is no longer pending, and returns it.
+    pub(crate) async fn final_order(&self, order_id: &str) -> Value {
+        let path = format!("/orders/{order_id}");
+        self.eventually(&format!("order {order_id} ends"), || async {
+            let order = self.api.get("orders", &path).await.unwrap();
+            order["status"] != "pending"
+        })
+        .await;
+        self.api.get("orders", &path).await.unwrap()
+    }
+
+    pub(crate) async fn payments(&self, order_id: &str) -> Vec<Value> {
+        let answer = self
+            .api
+            .get("payments", &format!("/payments?order_id={order_id}"))
+            .await
+            .unwrap();
+        answer["payments"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub(crate) async fn shipments(&self, order_id: &str) -> Vec<Value> {
+        let answer = self
+            .api
+            .get("shipping", &format!("/shipments?order_id={order_id}"))
+            .await
+            .unwrap();
+        answer["shipments"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub(crate) async fn reservation(&self, order_id: &str) -> Option<String> {
+        let (status, answer) = self
+            .api
+            .call(
+                reqwest::Method::GET,
+                "inventory",
+                &format!("/reservations/{order_id}"),
+                None,
+                &[],
+            )
+            .await
+            .unwrap();
+        status
+            .is_success()
+            .then(|| answer["status"].as_str().unwrap().to_owned())
+    }
+
+    pub(crate) async fn reserved(&self, sku: &str) -> i64 {
+        let product = self
+            .api
+            .get("inventory", &format!("/products/{sku}"))
+            .await
+            .unwrap();
+        product["reserved"].as_i64().unwrap()
+    }
+
+    /// Polls `condition` until it holds, failing the test after 30 s.
+    pub(crate) async fn eventually<F, Fut>(&self, what: &str, condition: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition().await {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Publishes an event straight to `conveyor.events`, as a misbehaving broker or producer
+    /// might deliver it: late, early or twice.
+    pub(crate) async fn publish(&self, envelope: &conveyor::Envelope) {
+        self.env.publish(envelope).await;
+    }
+}
+
+pub(crate) const ALL: [&str; 5] = ["users", "inventory", "orders", "payments", "shipping"];

@@ -1,0 +1,153 @@
+//! Events delivered twice and out of order, published by hand: the end state is the same.
+
+use std::time::Duration;
+
+use events_schema::EventData;
+use events_schema::inventory::{InventoryReservedV1, Item};
+use events_schema::orders::{CancelReason, OrderCancelledV1};
+use events_schema::payments::PaymentCapturedV1;
+use events_schema::users::{Address, UserRegisteredV1, UserUpdatedV1};
+use uuid::Uuid;
+
+use crate::helpers::{ALL, start};
+
+fn address(country: &str) -> Address {
+    Address {
+        line1: "1 Shuffle Lane".into(),
+        city: "Reorder".into(),
+        postal_code: "999".into(),
+        country: country.into(),
+    }
+}
+
+#[tokio::test]
+async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywhere() {
+    let system = start(&ALL, Duration::from_secs(30)).await;
+    let user_id = Uuid::now_v7();
+    let registered = UserRegisteredV1 {
+        user_id,
+        email: "shuffled@example.com".into(),
+        name: "Shuffled".into(),
+        address: address("FR"),
+        credit_limit_cents: 100,
+        currency: "EUR".into(),
+        version: 1,
+    };
+    let update = |version: i64, credit: i64, country: &str| UserUpdatedV1 {
+        user_id,
+        email: "shuffled@example.com".into(),
+        name: "Shuffled".into(),
+        address: address(country),
+        credit_limit_cents: credit,
+        currency: "EUR".into(),
+        version,
+    };
+    let v2 = events_schema::envelope("users", &update(2, 200, "DE"));
+    let v3 = events_schema::envelope("users", &update(3, 300, "IE"));
+    let v1 = events_schema::envelope("users", &registered);
+
+    // Newest first, then older ones, each of them twice.
+    for event in [&v3, &v1, &v2, &v3, &v2, &v1] {
+        system.publish(event).await;
+    }
+
+    let payments_copy = format!("/cache/users/{user_id}");
+    system
+        .eventually("every copy has version 3", || async {
+            let mut at_three = true;
+            for service in ["orders", "payments", "shipping"] {
+                let (status, body) = system
+                    .api
+                    .call(reqwest::Method::GET, service, &payments_copy, None, &[])
+                    .await
+                    .unwrap();
+                at_three &= status.is_success() && body["version"] == 3;
+            }
+            at_three
+        })
+        .await;
+    // Let any straggler land before judging that nothing went backwards.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let payments = system.api.get("payments", &payments_copy).await.unwrap();
+    let shipping = system.api.get("shipping", &payments_copy).await.unwrap();
+    assert_eq!(payments["credit_limit_cents"], 300);
+    assert_eq!(shipping["country"], "IE");
+    assert_eq!(payments["version"], 3);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
+    let system = start(&ALL, Duration::from_secs(30)).await;
+    let user = system.user("FR", 1_000_000).await;
+    system.wait_for_caches(&[&user], &[], &ALL).await;
+    let user_id: Uuid = user.parse().unwrap();
+    let order_id = Uuid::now_v7();
+    let cancelled = OrderCancelledV1 {
+        order_id,
+        user_id,
+        reason: CancelReason::CustomerCancelled,
+        detail: None,
+    };
+    let reserved = InventoryReservedV1 {
+        order_id,
+        items: vec![Item {
+            sku: "GHOST-1".into(),
+            quantity: 1,
+        }],
+        user_id: Some(user_id),
+        total_cents: Some(999),
+        currency: Some("EUR".into()),
+    };
+    let captured = PaymentCapturedV1 {
+        order_id,
+        payment_id: Uuid::now_v7(),
+        user_id,
+        amount_cents: 999,
+        currency: "EUR".into(),
+    };
+    let as_event = |data: serde_json::Value, event_type: &str| {
+        conveyor::Envelope::new("orders", event_type, data).with_correlation_id(order_id)
+    };
+
+    // The cancellation first; then the late answers, each twice.
+    system
+        .publish(&events_schema::envelope("orders", &cancelled).with_correlation_id(order_id))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        system
+            .publish(&as_event(
+                serde_json::to_value(&reserved).unwrap(),
+                InventoryReservedV1::TYPE,
+            ))
+            .await;
+        system
+            .publish(&as_event(
+                serde_json::to_value(&captured).unwrap(),
+                PaymentCapturedV1::TYPE,
+            ))
+            .await;
+    }
+
+    // Wait for the late events to be consumed: the queues drain.
+    for service in ["payments", "shipping"] {
+        let queue = system.env.names.service_queue(service);
+        system
+            .eventually(&format!("{queue} drains"), || async {
+                system.env.queue_len(&queue).await == 0
+            })
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = order_id.to_string();
+    assert!(
+        system.payments(&id).await.is_empty(),
+        "no charge for a cancelled order"
+    );
+    assert!(
+        system.shipments(&id).await.is_empty(),
+        "no shipment for a cancelled order"
+    );
+    system.stop().await;
+}
