@@ -2,7 +2,6 @@
 
 mod commands;
 mod generated;
-mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -56,7 +55,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(_) => "info,lapin=off",
         _ => "warn,lapin=off",
     };
-    telemetry::init(default_filter);
+    platform::telemetry::init("conveyor", default_filter);
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args).await,
         Command::DemoLedger(args) => commands::ledger_demo::run(args).await,

@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::config::ServiceConfig;
 use crate::database::connect_or_create;
@@ -114,12 +115,15 @@ impl Service {
             pool,
             consumer: consumer_stats,
         });
-        let router = parts.router.merge(
-            Router::new()
-                .route("/healthz", get(|| async { "ok" }))
-                .route("/readyz", get(ready))
-                .with_state(health),
-        );
+        let router = parts
+            .router
+            .merge(
+                Router::new()
+                    .route("/healthz", get(|| async { "ok" }))
+                    .route("/readyz", get(ready))
+                    .with_state(health),
+            )
+            .layer(axum::middleware::from_fn(request_span));
         tracing::info!(service = %config.service, port = listener.local_addr()?.port(), "Service started.");
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.fired().await })
@@ -128,6 +132,20 @@ impl Service {
         tracing::info!(service = %config.service, "Service stopped.");
         served.context("the HTTP server failed")
     }
+}
+
+/// Runs each request in its own span, so the events it writes start a trace.
+async fn request_span(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        otel.kind = "server",
+    );
+    next.run(request).instrument(span).await
 }
 
 struct Health {

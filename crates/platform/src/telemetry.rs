@@ -1,25 +1,43 @@
-//! Logging, set up once per process: `RUST_LOG` picks the level (default `info`), and
-//! `LOG_FORMAT=json|pretty` the form (default: pretty on a terminal, JSON otherwise).
+//! Logging and tracing, set up once per process.
+//!
+//! Logs: `RUST_LOG` picks the level (default given by the caller), `LOG_FORMAT=json|pretty`
+//! the form (default: pretty on a terminal, JSON otherwise). Tracing: every span at info and
+//! above is also an OpenTelemetry span, whatever the log level, so each HTTP request and each
+//! handled event has a trace context that the runtime carries in `traceparent` to the next
+//! service: one trace follows an order through every hop. Spans are not exported yet.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-pub fn init() {
+/// Installs the process's subscriber; later calls keep the first one.
+pub fn init(service: &str, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,lapin=warn"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = match std::env::var("LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("pretty") => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second call (tests, the all-in-one process) keeps the first subscriber.
-    let _ = if json {
-        builder.json().try_init()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if json {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        builder.try_init()
+        fmt.with_filter(filter).boxed()
     };
+    let provider = SdkTracerProvider::builder().build();
+    let tracer = provider.tracer(service.to_owned());
+    opentelemetry::global::set_tracer_provider(provider);
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(LevelFilter::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init();
 }

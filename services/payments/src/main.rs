@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    platform::telemetry::init();
+    platform::telemetry::init("payments-service", "info,lapin=warn");
     let outcome = async {
         let config = platform::ServiceConfig::from_env(
             payments_service::SERVICE,

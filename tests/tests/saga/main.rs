@@ -5,3 +5,4 @@ mod compensation;
 mod concurrency;
 mod helpers;
 mod reordering;
+mod tracing;
