@@ -6,4 +6,5 @@ mod delivery;
 mod failures;
 mod faults;
 mod outbox;
+mod publishing;
 mod tracing_context;
