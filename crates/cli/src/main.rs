@@ -41,6 +41,9 @@ enum Command {
     /// Publish events or watch them pass.
     #[command(subcommand)]
     Events(commands::events::EventsCommand),
+    /// Rebuild a service's cached copies of other services' data.
+    #[command(subcommand)]
+    Cache(commands::cache::CacheCommand),
     /// Measure the runtime against raw RabbitMQ and Postgres on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -65,6 +68,7 @@ async fn main() -> std::process::ExitCode {
         Command::Topology(command) => commands::topology::run(command).await,
         Command::Events(command) => commands::events::run(command).await,
         Command::Bench(command) => commands::bench::run(command).await,
+        Command::Cache(command) => commands::cache::run(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

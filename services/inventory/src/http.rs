@@ -25,6 +25,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/products", post(create))
         .route("/products/{sku}", get(show).patch(change))
         .route("/products/{sku}/stock", put(set_stock))
+        .route("/products/republish", post(republish))
         .route("/reservations/{order_id}", get(reservation))
         .with_state(state)
 }
@@ -225,4 +226,29 @@ async fn reservation(
         StatusCode::OK,
         Json(json!({ "order_id": order_id, "status": status, "items": items.0 })),
     ))
+}
+
+/// Publishes every product's current state again (`product.updated`), so a service whose
+/// cached copy is empty or damaged can rebuild it; current copies ignore the repeats.
+async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
+    let mut tx = state.pool.begin().await?;
+    let products: Vec<Product> = sqlx::query_as("SELECT * FROM products ORDER BY sku")
+        .fetch_all(&mut *tx)
+        .await?;
+    let events: Vec<_> = products
+        .iter()
+        .map(|product| {
+            let updated = ProductUpdatedV1 {
+                sku: product.sku.clone(),
+                name: product.name.clone(),
+                price_cents: product.price_cents,
+                currency: product.currency.clone(),
+                version: product.version,
+            };
+            events_schema::envelope(crate::SERVICE, &updated).with_subject(product.sku.clone())
+        })
+        .collect();
+    state.outbox.add_all(&mut tx, &events).await?;
+    tx.commit().await?;
+    Ok((StatusCode::OK, Json(json!({ "republished": events.len() }))))
 }

@@ -28,6 +28,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/users", post(register))
         .route("/users/{id}", get(show).patch(change))
         .route("/users/{id}/deactivate", post(deactivate))
+        .route("/users/republish", post(republish))
         .with_state(state)
 }
 
@@ -213,4 +214,31 @@ async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     state.outbox.add(&mut tx, &event).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(user.to_json())))
+}
+
+/// Publishes every user's current state again (`user.updated`, or `user.deactivated`), so a
+/// service whose cached copy is empty or damaged can rebuild it. Copies that are current
+/// ignore the repeats: their versions are not newer.
+async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
+    let mut tx = state.pool.begin().await?;
+    let users: Vec<User> = sqlx::query_as("SELECT * FROM users ORDER BY id")
+        .fetch_all(&mut *tx)
+        .await?;
+    let events: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let event = if user.status == "deactivated" {
+                events_schema::envelope(crate::SERVICE, &user.deactivated())
+            } else {
+                events_schema::envelope(crate::SERVICE, &user.updated())
+            };
+            event.with_subject(user.id.to_string())
+        })
+        .collect();
+    state.outbox.add_all(&mut tx, &events).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({ "republished": events.len() })),
+    ))
 }

@@ -12,6 +12,7 @@ pub(crate) struct System {
     pub(crate) env: TestEnv,
     pub(crate) api: Api,
     urls: BTreeMap<String, String>,
+    database_urls: BTreeMap<String, String>,
     stop: ShutdownTrigger,
     running: Option<system::Running>,
 }
@@ -24,7 +25,7 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
     }
     let config = system::SystemConfig {
         amqp: AmqpConfig::new(env.amqp.url(), "system test"),
-        database_urls,
+        database_urls: database_urls.clone(),
         ports: BTreeMap::new(),
         listen_addr: [127, 0, 0, 1].into(),
         names: Names::default(),
@@ -43,6 +44,7 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
     System {
         api: Api::new(&urls).unwrap(),
         urls,
+        database_urls,
         env,
         stop,
         running: Some(running),
@@ -50,6 +52,10 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
 }
 
 impl System {
+    pub(crate) fn database_url(&self, service: &str) -> String {
+        self.database_urls[service].clone()
+    }
+
     pub(crate) fn urls(&self) -> BTreeMap<String, String> {
         self.urls.clone()
     }

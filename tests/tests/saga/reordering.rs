@@ -151,3 +151,88 @@ async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
     );
     system.stop().await;
 }
+
+#[tokio::test]
+async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
+    let system = start(&ALL, Duration::from_secs(30)).await;
+    let active = system.user("FR", 4321).await;
+    let gone = system.user("DE", 1234).await;
+    let sku = system.product(1999, 5).await;
+    system
+        .api
+        .post(
+            "users",
+            &format!("/users/{gone}/deactivate"),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    system
+        .wait_for_caches(&[&active, &gone], &[&sku], &ALL)
+        .await;
+    system
+        .eventually("payments knows the deactivation", || async {
+            system
+                .api
+                .get("payments", &format!("/cache/users/{gone}"))
+                .await
+                .unwrap()["active"]
+                == false
+        })
+        .await;
+    // The payments copy is lost, as if payments had started on an empty database.
+    let payments_db = damage::connect(&system.database_url("payments")).await;
+    damage::execute(&payments_db, "DELETE FROM users_cache").await;
+
+    let republished = system::caches::rebuild(&system.api, "payments")
+        .await
+        .unwrap();
+
+    assert_eq!(republished["users"], 2);
+    system
+        .eventually("payments has both users again", || async {
+            let first = system
+                .api
+                .get("payments", &format!("/cache/users/{active}"))
+                .await;
+            let second = system
+                .api
+                .get("payments", &format!("/cache/users/{gone}"))
+                .await;
+            first.is_ok() && second.is_ok()
+        })
+        .await;
+    let restored = system
+        .api
+        .get("payments", &format!("/cache/users/{active}"))
+        .await
+        .unwrap();
+    let deactivated = system
+        .api
+        .get("payments", &format!("/cache/users/{gone}"))
+        .await
+        .unwrap();
+    assert_eq!(restored["credit_limit_cents"], 4321);
+    assert_eq!(restored["active"], true);
+    assert_eq!(deactivated["active"], false);
+    // Copies that were current ignore the repeats: orders still knows the deactivation.
+    let orders_copy = system
+        .api
+        .get("orders", &format!("/cache/users/{gone}"))
+        .await
+        .unwrap();
+    assert_eq!(orders_copy["active"], false);
+    assert!(system::caches::rebuild(&system.api, "users").await.is_err());
+    system.stop().await;
+}
+
+/// Direct database access for the one test that damages a service's table on purpose.
+mod damage {
+    pub(crate) async fn connect(url: &str) -> sqlx::PgPool {
+        sqlx::PgPool::connect(url).await.unwrap()
+    }
+
+    pub(crate) async fn execute(pool: &sqlx::PgPool, statement: &'static str) {
+        sqlx::query(statement).execute(pool).await.unwrap();
+    }
+}

@@ -1,0 +1,39 @@
+//! `conveyor cache rebuild <service>`: a service started empty (or with a damaged copy)
+//! rebuilds its cached copies of other services' data.
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+use system::scenario::Api;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Ask the sources of SERVICE's cached copies (users, inventory) to publish their current
+    /// state again; SERVICE's consumer fills what it lacks, and ignores what it has (versions
+    /// are not newer). The sources are found at <SOURCE>_URL (default http://127.0.0.1:<port>).
+    Rebuild {
+        /// orders, payments or shipping.
+        service: String,
+    },
+}
+
+pub(crate) async fn run(command: CacheCommand) -> anyhow::Result<()> {
+    let CacheCommand::Rebuild { service } = command;
+    let mut urls = BTreeMap::new();
+    for (name, port) in [
+        ("users", 8081),
+        ("orders", 8082),
+        ("inventory", 8083),
+        ("payments", 8084),
+        ("shipping", 8085),
+    ] {
+        let variable = format!("{}_URL", name.to_ascii_uppercase());
+        let url = std::env::var(&variable).unwrap_or_else(|_| format!("http://127.0.0.1:{port}"));
+        urls.insert(name.to_owned(), url.trim_end_matches('/').to_owned());
+    }
+    let republished = system::caches::rebuild(&Api::new(&urls)?, &service).await?;
+    for (source, count) in republished {
+        println!("{source} republished {count} events for {service}'s copies.");
+    }
+    Ok(())
+}
