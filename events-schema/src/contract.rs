@@ -100,31 +100,27 @@ impl EventContract {
     /// # Errors
     /// [`Violation`] saying which field is wrong, or that the type or version is unknown.
     pub fn validate(&self, event_type: &str, version: &str, data: &Value) -> Result<(), Violation> {
-        let known: Vec<u32> = SCHEMAS
-            .iter()
-            .filter(|file| file.event_type == event_type)
-            .map(|file| file.version)
-            .collect();
-        if known.is_empty() {
-            return Err(Violation::UnknownType {
-                event_type: event_type.to_owned(),
-            });
-        }
         let validator = version.parse::<u32>().ok().and_then(|number| {
             self.validators
                 .get(&(event_type.to_owned(), number))
                 .map(|v| (number, v))
         });
+        // The known versions are only needed to explain a miss; hits skip the scan.
         let Some((number, validator)) = validator else {
-            let known = known
+            let known: Vec<String> = SCHEMAS
                 .iter()
-                .map(|v| format!("v{v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+                .filter(|file| file.event_type == event_type)
+                .map(|file| format!("v{}", file.version))
+                .collect();
+            if known.is_empty() {
+                return Err(Violation::UnknownType {
+                    event_type: event_type.to_owned(),
+                });
+            }
             return Err(Violation::UnknownVersion {
                 event_type: event_type.to_owned(),
                 version: format!("v{version}"),
-                known,
+                known: known.join(", "),
             });
         };
         let errors: Vec<String> = validator

@@ -59,17 +59,19 @@ pub fn envelope<E: EventData>(service: &str, data: &E) -> conveyor::Envelope {
     envelope
 }
 
-/// Emits `event` from a handler, in the handler's transaction and flow, about `subject`.
+/// Emits `event` from a handler, in the handler's transaction and flow, about `subject`
+/// (an order id, a sku).
 ///
 /// # Errors
 /// [`conveyor::HandlerError`] when the outbox refuses it (a contract violation is permanent).
 pub async fn emit<E: EventData>(
     ctx: &mut conveyor::HandlerContext<'_>,
-    subject: impl Into<String>,
+    subject: impl std::fmt::Display,
     event: &E,
-) -> Result<conveyor::Envelope, conveyor::HandlerError> {
+) -> Result<(), conveyor::HandlerError> {
     let data = serde_json::to_value(event).map_err(conveyor::HandlerError::permanent)?;
-    ctx.emit(E::TYPE, subject, data).await
+    ctx.emit(E::TYPE, subject.to_string(), data).await?;
+    Ok(())
 }
 
 /// A closed-list value as the contract spells it (`payment-declined`).

@@ -58,7 +58,7 @@ impl EventHandler for ReserveStock {
                     total_cents: Some(order.total_cents),
                     currency: Some(order.currency),
                 };
-                emit(ctx, order.order_id, &reserved).await
+                events_schema::emit(ctx, order.order_id, &reserved).await
             }
             Err((reason, skus)) => {
                 record(tx, order.order_id, "rejected", &items).await?;
@@ -67,7 +67,7 @@ impl EventHandler for ReserveStock {
                     reason,
                     skus,
                 };
-                emit(ctx, order.order_id, &rejected).await
+                events_schema::emit(ctx, order.order_id, &rejected).await
             }
         }
     }
@@ -131,16 +131,6 @@ async fn record(
     Ok(())
 }
 
-async fn emit<E: EventData>(
-    ctx: &mut HandlerContext<'_>,
-    order_id: Uuid,
-    event: &E,
-) -> Result<(), HandlerError> {
-    events_schema::emit(ctx, order_id.to_string(), event)
-        .await
-        .map(|_| ())
-}
-
 /// On `order.cancelled`: release what was reserved for it, if anything.
 pub(crate) struct ReleaseStock;
 
@@ -181,6 +171,6 @@ impl EventHandler for ReleaseStock {
             order_id: cancelled.order_id,
             items,
         };
-        emit(ctx, cancelled.order_id, &event).await
+        events_schema::emit(ctx, cancelled.order_id, &event).await
     }
 }

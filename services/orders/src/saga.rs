@@ -12,16 +12,6 @@ use uuid::Uuid;
 
 use crate::order;
 
-async fn emit<E: EventData>(
-    ctx: &mut HandlerContext<'_>,
-    order_id: Uuid,
-    event: &E,
-) -> Result<(), HandlerError> {
-    events_schema::emit(ctx, order_id.to_string(), event)
-        .await
-        .map(|_| ())
-}
-
 async fn cancel(
     ctx: &mut HandlerContext<'_>,
     order_id: Uuid,
@@ -29,7 +19,7 @@ async fn cancel(
     detail: String,
 ) -> Result<(), HandlerError> {
     match order::cancel(ctx.tx(), order_id, reason, detail).await? {
-        Some(cancelled) => emit(ctx, order_id, &cancelled).await,
+        Some(cancelled) => events_schema::emit(ctx, order_id, &cancelled).await,
         None => Ok(()),
     }
 }
@@ -131,7 +121,7 @@ impl EventHandler for ShipmentScheduled {
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         match order::confirm(ctx.tx(), scheduled.order_id).await? {
-            Some(confirmed) => emit(ctx, scheduled.order_id, &confirmed).await,
+            Some(confirmed) => events_schema::emit(ctx, scheduled.order_id, &confirmed).await,
             None => Ok(()),
         }
     }

@@ -10,16 +10,6 @@ use events_schema::payments::{
 };
 use uuid::Uuid;
 
-async fn emit<E: EventData>(
-    ctx: &mut HandlerContext<'_>,
-    order_id: Uuid,
-    event: &E,
-) -> Result<(), HandlerError> {
-    events_schema::emit(ctx, order_id.to_string(), event)
-        .await
-        .map(|_| ())
-}
-
 /// On `inventory.reserved`: charge the order's total, or decline it.
 pub(crate) struct Charge;
 
@@ -104,7 +94,7 @@ impl EventHandler for Charge {
                     amount_cents: amount,
                     currency,
                 };
-                emit(ctx, order_id, &captured).await
+                events_schema::emit(ctx, order_id, &captured).await
             }
             Some(reason) => {
                 let declined = PaymentDeclinedV1 {
@@ -114,7 +104,7 @@ impl EventHandler for Charge {
                     currency,
                     reason,
                 };
-                emit(ctx, order_id, &declined).await
+                events_schema::emit(ctx, order_id, &declined).await
             }
         }
     }
@@ -157,6 +147,6 @@ impl EventHandler for Refund {
             amount_cents,
             currency,
         };
-        emit(ctx, cancelled.order_id, &event).await
+        events_schema::emit(ctx, cancelled.order_id, &event).await
     }
 }

@@ -13,16 +13,6 @@ use events_schema::shipping::{
 use events_schema::users::Address;
 use uuid::Uuid;
 
-async fn emit<E: EventData>(
-    ctx: &mut HandlerContext<'_>,
-    order_id: Uuid,
-    event: &E,
-) -> Result<(), HandlerError> {
-    events_schema::emit(ctx, order_id.to_string(), event)
-        .await
-        .map(|_| ())
-}
-
 /// On `payment.captured`: ship to the user's cached address, if its country is served.
 pub(crate) struct Schedule {
     pub(crate) countries: Arc<BTreeSet<String>>,
@@ -85,7 +75,7 @@ impl EventHandler for Schedule {
                 reason: ShipmentFailure::UndeliverableCountry,
                 country: Some(country),
             };
-            return emit(ctx, order_id, &failed).await;
+            return events_schema::emit(ctx, order_id, &failed).await;
         }
         let shipment_id = Uuid::now_v7();
         sqlx::query("INSERT INTO shipments (id, order_id, user_id, country, status) VALUES ($1, $2, $3, $4, 'scheduled')")
@@ -106,7 +96,7 @@ impl EventHandler for Schedule {
                 country,
             },
         };
-        emit(ctx, order_id, &scheduled).await
+        events_schema::emit(ctx, order_id, &scheduled).await
     }
 }
 
@@ -145,6 +135,6 @@ impl EventHandler for Cancel {
             order_id: cancelled.order_id,
             shipment_id,
         };
-        emit(ctx, cancelled.order_id, &event).await
+        events_schema::emit(ctx, cancelled.order_id, &event).await
     }
 }
