@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::EventData;
+use crate::{Event, EventData};
 
 /// A quantity of one product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,9 +33,12 @@ pub struct InventoryReservedV1 {
     pub currency: Option<String>,
 }
 
-impl EventData for InventoryReservedV1 {
+impl Event for InventoryReservedV1 {
     const TYPE: &'static str = "inventory.reserved";
     const VERSION: u32 = 1;
+}
+
+impl EventData for InventoryReservedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -62,9 +65,12 @@ pub struct InventoryRejectedV1 {
     pub skus: Vec<String>,
 }
 
-impl EventData for InventoryRejectedV1 {
+impl Event for InventoryRejectedV1 {
     const TYPE: &'static str = "inventory.rejected";
     const VERSION: u32 = 1;
+}
+
+impl EventData for InventoryRejectedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -80,9 +86,12 @@ pub struct InventoryReleasedV1 {
     pub items: Vec<Item>,
 }
 
-impl EventData for InventoryReleasedV1 {
+impl Event for InventoryReleasedV1 {
     const TYPE: &'static str = "inventory.released";
     const VERSION: u32 = 1;
+}
+
+impl EventData for InventoryReleasedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),

@@ -28,50 +28,22 @@ pub mod users;
 mod yaml;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 pub use catalog::{ENVELOPE_SCHEMA, SCHEMAS, SchemaFile, schema_for};
 pub use contract::{ContractError, EventContract, Violation};
 pub use yaml::to_yaml;
 
-/// A Rust type for one version of one event's `data`.
-pub trait EventData: Serialize + DeserializeOwned {
-    const TYPE: &'static str;
-    const VERSION: u32;
+pub use conveyor::Event;
 
+/// A Rust type for one version of one event's `data`, whose schema is in `schemas/`.
+pub trait EventData: Event {
     /// A realistic value, used to prove the type and its schema agree.
     fn sample() -> Self;
-
-    /// The envelope's `dataschema` for this version.
-    fn dataschema() -> String {
-        format!("events-schema/{}/v{}", Self::TYPE, Self::VERSION)
-    }
 }
 
 /// Wraps typed data in an envelope from `service`, with the right type and `dataschema`.
 pub fn envelope<E: EventData>(service: &str, data: &E) -> conveyor::Envelope {
-    let mut envelope = conveyor::Envelope::new(
-        service,
-        E::TYPE,
-        serde_json::to_value(data).unwrap_or_default(),
-    );
-    envelope.dataschema = Some(E::dataschema());
-    envelope
-}
-
-/// Emits `event` from a handler, in the handler's transaction and flow, about `subject`
-/// (an order id, a sku).
-///
-/// # Errors
-/// [`conveyor::HandlerError`] when the outbox refuses it (a contract violation is permanent).
-pub async fn emit<E: EventData>(
-    ctx: &mut conveyor::HandlerContext<'_>,
-    subject: impl std::fmt::Display,
-    event: &E,
-) -> Result<(), conveyor::HandlerError> {
-    let data = serde_json::to_value(event).map_err(conveyor::HandlerError::permanent)?;
-    ctx.emit(E::TYPE, subject.to_string(), data).await?;
-    Ok(())
+    conveyor::Envelope::of(service, data)
 }
 
 /// A closed-list value as the contract spells it (`payment-declined`).

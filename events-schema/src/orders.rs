@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::EventData;
+use crate::{Event, EventData};
 
 /// One line of an order, priced when the order was placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,9 +22,12 @@ pub struct OrderCreatedV1 {
     pub currency: String,
 }
 
-impl EventData for OrderCreatedV1 {
+impl Event for OrderCreatedV1 {
     const TYPE: &'static str = "order.created";
     const VERSION: u32 = 1;
+}
+
+impl EventData for OrderCreatedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -48,9 +51,12 @@ pub struct OrderConfirmedV1 {
     pub currency: String,
 }
 
-impl EventData for OrderConfirmedV1 {
+impl Event for OrderConfirmedV1 {
     const TYPE: &'static str = "order.confirmed";
     const VERSION: u32 = 1;
+}
+
+impl EventData for OrderConfirmedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -81,9 +87,12 @@ pub struct OrderCancelledV1 {
     pub detail: Option<String>,
 }
 
-impl EventData for OrderCancelledV1 {
+impl Event for OrderCancelledV1 {
     const TYPE: &'static str = "order.cancelled";
     const VERSION: u32 = 1;
+}
+
+impl EventData for OrderCancelledV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::EventData;
+use crate::{Event, EventData};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentCapturedV1 {
@@ -14,9 +14,12 @@ pub struct PaymentCapturedV1 {
     pub currency: String,
 }
 
-impl EventData for PaymentCapturedV1 {
+impl Event for PaymentCapturedV1 {
     const TYPE: &'static str = "payment.captured";
     const VERSION: u32 = 1;
+}
+
+impl EventData for PaymentCapturedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -46,9 +49,12 @@ pub struct PaymentDeclinedV1 {
     pub reason: DeclineReason,
 }
 
-impl EventData for PaymentDeclinedV1 {
+impl Event for PaymentDeclinedV1 {
     const TYPE: &'static str = "payment.declined";
     const VERSION: u32 = 1;
+}
+
+impl EventData for PaymentDeclinedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -68,9 +74,12 @@ pub struct PaymentRefundedV1 {
     pub currency: String,
 }
 
-impl EventData for PaymentRefundedV1 {
+impl Event for PaymentRefundedV1 {
     const TYPE: &'static str = "payment.refunded";
     const VERSION: u32 = 1;
+}
+
+impl EventData for PaymentRefundedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),

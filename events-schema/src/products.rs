@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::EventData;
+use crate::{Event, EventData};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductCreatedV1 {
@@ -13,9 +13,12 @@ pub struct ProductCreatedV1 {
     pub version: i64,
 }
 
-impl EventData for ProductCreatedV1 {
+impl Event for ProductCreatedV1 {
     const TYPE: &'static str = "product.created";
     const VERSION: u32 = 1;
+}
+
+impl EventData for ProductCreatedV1 {
     fn sample() -> Self {
         Self {
             sku: "TEA-GREEN".into(),
@@ -37,9 +40,12 @@ pub struct ProductUpdatedV1 {
     pub version: i64,
 }
 
-impl EventData for ProductUpdatedV1 {
+impl Event for ProductUpdatedV1 {
     const TYPE: &'static str = "product.updated";
     const VERSION: u32 = 1;
+}
+
+impl EventData for ProductUpdatedV1 {
     fn sample() -> Self {
         Self {
             sku: "TEA-GREEN".into(),

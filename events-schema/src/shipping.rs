@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::EventData;
 use crate::users::Address;
+use crate::{Event, EventData};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentScheduledV1 {
@@ -14,9 +14,12 @@ pub struct ShipmentScheduledV1 {
     pub address: Address,
 }
 
-impl EventData for ShipmentScheduledV1 {
+impl Event for ShipmentScheduledV1 {
     const TYPE: &'static str = "shipment.scheduled";
     const VERSION: u32 = 1;
+}
+
+impl EventData for ShipmentScheduledV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -48,9 +51,12 @@ pub struct ShipmentFailedV1 {
     pub country: Option<String>,
 }
 
-impl EventData for ShipmentFailedV1 {
+impl Event for ShipmentFailedV1 {
     const TYPE: &'static str = "shipment.failed";
     const VERSION: u32 = 1;
+}
+
+impl EventData for ShipmentFailedV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),
@@ -66,9 +72,12 @@ pub struct ShipmentCancelledV1 {
     pub shipment_id: Uuid,
 }
 
-impl EventData for ShipmentCancelledV1 {
+impl Event for ShipmentCancelledV1 {
     const TYPE: &'static str = "shipment.cancelled";
     const VERSION: u32 = 1;
+}
+
+impl EventData for ShipmentCancelledV1 {
     fn sample() -> Self {
         Self {
             order_id: Uuid::now_v7(),

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::EventData;
+use crate::{Event, EventData};
 
 /// A postal address; `country` is an ISO 3166-1 alpha-2 code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,9 +36,12 @@ pub struct UserRegisteredV1 {
     pub version: i64,
 }
 
-impl EventData for UserRegisteredV1 {
+impl Event for UserRegisteredV1 {
     const TYPE: &'static str = "user.registered";
     const VERSION: u32 = 1;
+}
+
+impl EventData for UserRegisteredV1 {
     fn sample() -> Self {
         Self {
             user_id: Uuid::now_v7(),
@@ -64,9 +67,12 @@ pub struct UserUpdatedV1 {
     pub version: i64,
 }
 
-impl EventData for UserUpdatedV1 {
+impl Event for UserUpdatedV1 {
     const TYPE: &'static str = "user.updated";
     const VERSION: u32 = 1;
+}
+
+impl EventData for UserUpdatedV1 {
     fn sample() -> Self {
         let registered = UserRegisteredV1::sample();
         Self {
@@ -87,9 +93,12 @@ pub struct UserDeactivatedV1 {
     pub version: i64,
 }
 
-impl EventData for UserDeactivatedV1 {
+impl Event for UserDeactivatedV1 {
     const TYPE: &'static str = "user.deactivated";
     const VERSION: u32 = 1;
+}
+
+impl EventData for UserDeactivatedV1 {
     fn sample() -> Self {
         Self {
             user_id: Uuid::now_v7(),

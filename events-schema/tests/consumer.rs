@@ -17,10 +17,6 @@ struct RecordOrder;
 impl EventHandler for RecordOrder {
     type Event = OrderCreatedV1;
 
-    fn event_type(&self) -> &'static str {
-        OrderCreatedV1::TYPE
-    }
-
     async fn handle(
         &self,
         order: OrderCreatedV1,

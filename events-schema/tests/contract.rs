@@ -8,7 +8,7 @@ use events_schema::payments::*;
 use events_schema::products::*;
 use events_schema::shipping::*;
 use events_schema::users::*;
-use events_schema::{ENVELOPE_SCHEMA, EventContract, EventData, SCHEMAS, Violation};
+use events_schema::{ENVELOPE_SCHEMA, Event, EventContract, EventData, SCHEMAS, Violation};
 use serde_json::{Value, json};
 
 type Decode = fn(&Value) -> Result<(), String>;

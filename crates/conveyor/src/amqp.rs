@@ -1,5 +1,9 @@
 //! One place that opens broker connections, shared by publisher, relay and consumer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use lapin::options::QueueDeclareOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
@@ -8,29 +12,47 @@ use lapin::{Channel, Connection, ConnectionProperties};
 /// The broker URL used when `AMQP_URL` is not set.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// Where the broker is and how this process names its connections.
+/// Where the brokers are and how this process names its connections.
+///
+/// `AMQP_URL` may list several brokers of one cluster, separated by commas. Each new
+/// connection starts with the next broker in turn (spreading connections over the nodes)
+/// and moves on to the others when one cannot be reached, so a lost node is replaced by a
+/// live one at the next reconnect.
 #[derive(Clone)]
 pub struct AmqpConfig {
-    url: String,
+    urls: Arc<[String]>,
     connection_name: String,
+    /// Which broker the next connection tries first; shared by clones.
+    next: Arc<AtomicUsize>,
 }
 
-/// The broker could not be reached.
+/// How long one broker may take to accept a connection before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// No broker could be reached.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "could not connect to RabbitMQ at {url}: {source}. Is the broker running, and do AMQP_URL's host, credentials and vhost match it?"
+    "could not connect to RabbitMQ at {urls}: {reasons}. Is the broker running, and do AMQP_URL's hosts, credentials and vhost match it?"
 )]
 pub struct ConnectError {
-    url: String,
-    #[source]
-    source: lapin::Error,
+    urls: String,
+    reasons: String,
 }
 
 impl AmqpConfig {
+    /// `url`: one broker URL, or several of one cluster separated by commas.
     pub fn new(url: impl Into<String>, connection_name: impl Into<String>) -> Self {
+        let urls: Vec<String> = url
+            .into()
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
         Self {
-            url: url.into(),
+            urls: urls.into(),
             connection_name: connection_name.into(),
+            next: Arc::default(),
         }
     }
 
@@ -40,39 +62,78 @@ impl AmqpConfig {
         Self::new(url, connection_name)
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The URL with the password masked, for logs and error messages.
-    pub fn redacted_url(&self) -> String {
-        match (self.url.find("://"), self.url.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                let credentials = &self.url[scheme_end + 3..at];
-                let user = credentials.split(':').next().unwrap_or_default();
-                format!(
-                    "{}{user}:***{}",
-                    &self.url[..scheme_end + 3],
-                    &self.url[at..]
-                )
-            }
-            _ => self.url.clone(),
+    /// The same brokers, with connections named `connection_name`.
+    #[must_use]
+    pub fn named(&self, connection_name: impl Into<String>) -> Self {
+        Self {
+            urls: Arc::clone(&self.urls),
+            connection_name: connection_name.into(),
+            next: Arc::default(),
         }
     }
 
-    /// Opens a new connection; recovery is Conveyor's own (each loop reconnects), not lapin's.
+    /// The brokers, as given (comma-separated).
+    pub fn url(&self) -> String {
+        self.urls.join(",")
+    }
+
+    /// Each broker's URL.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The URLs with passwords masked, for logs and error messages.
+    pub fn redacted_url(&self) -> String {
+        self.urls
+            .iter()
+            .map(|url| redact(url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Opens a new connection to the next broker that accepts one; recovery is Conveyor's own
+    /// (each loop reconnects), not lapin's.
     ///
     /// # Errors
-    /// [`ConnectError`] when the broker refuses or cannot be reached.
+    /// [`ConnectError`] when every broker refuses or cannot be reached.
     pub async fn connect(&self) -> Result<Connection, ConnectError> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(self.connection_name.clone().into());
-        Connection::connect(&self.url, properties)
-            .await
-            .map_err(|source| ConnectError {
-                url: self.redacted_url(),
-                source,
-            })
+        let count = self.urls.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut reasons = Vec::new();
+        for offset in 0..count {
+            let url = &self.urls[(first + offset) % count];
+            let properties = ConnectionProperties::default()
+                .with_connection_name(self.connection_name.clone().into());
+            let attempt =
+                tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties));
+            match attempt.await {
+                Ok(Ok(connection)) => return Ok(connection),
+                Ok(Err(error)) => reasons.push(format!("{}: {error}", redact(url))),
+                Err(_) => reasons.push(format!(
+                    "{}: no answer within {CONNECT_TIMEOUT:?}",
+                    redact(url)
+                )),
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push("AMQP_URL names no broker".to_owned());
+        }
+        Err(ConnectError {
+            urls: self.redacted_url(),
+            reasons: reasons.join("; "),
+        })
+    }
+}
+
+/// `url` with its password masked.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -115,5 +176,39 @@ mod tests {
         let config = AmqpConfig::new("amqp://app:s3cret@broker:5672/%2f", "test");
         assert_eq!(config.redacted_url(), "amqp://app:***@broker:5672/%2f");
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn several_brokers_are_listed_with_commas_and_each_is_redacted() {
+        let config = AmqpConfig::new(
+            "amqp://app:s3cret@node1:5672/%2f, amqp://app:s3cret@node2:5672/%2f,",
+            "test",
+        );
+        assert_eq!(config.urls().len(), 2);
+        assert_eq!(
+            config.redacted_url(),
+            "amqp://app:***@node1:5672/%2f,amqp://app:***@node2:5672/%2f"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_is_down_is_skipped_for_the_next_one() {
+        // Port 9 on loopback refuses at once; the second URL is the test broker.
+        let broker = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned());
+        let config = AmqpConfig::new(
+            format!("amqp://guest:guest@127.0.0.1:9/%2f,{broker}"),
+            "test",
+        );
+        for _ in 0..2 {
+            let connection = config.connect().await.unwrap();
+            assert!(connection.status().connected());
+            connection.close(200, "done".into()).await.unwrap();
+        }
+        let down = AmqpConfig::new("amqp://guest:secret@127.0.0.1:9/%2f", "test");
+        let error = down.connect().await.unwrap_err().to_string();
+        assert!(
+            error.contains("127.0.0.1:9") && !error.contains("secret"),
+            "{error}"
+        );
     }
 }

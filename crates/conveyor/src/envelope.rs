@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::event::Event;
+
 /// The content type of a message body in structured CloudEvents mode.
 pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
 const SPEC_VERSION: &str = "1.0";
@@ -66,6 +68,16 @@ impl Envelope {
         }
     }
 
+    /// A new event carrying `data`, typed: `type` and `dataschema` come from [`Event`].
+    pub fn of<E: Event>(service: &str, data: &E) -> Self {
+        // A derived `Serialize` of strings, numbers and ids cannot fail; `Null` would be
+        // refused by the contract rather than published.
+        let value = serde_json::to_value(data).unwrap_or_default();
+        let mut envelope = Self::new(service, E::TYPE, value);
+        envelope.dataschema = Some(E::dataschema());
+        envelope
+    }
+
     #[must_use]
     pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
@@ -113,6 +125,31 @@ impl Envelope {
     }
 }
 
+/// An envelope's attributes without its data, read from a stored body without decoding the
+/// data: what the relay needs to set a message's AMQP properties.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnvelopeHead {
+    pub(crate) id: Uuid,
+    pub(crate) source: String,
+    #[serde(rename = "type")]
+    pub(crate) event_type: String,
+    pub(crate) time: DateTime<Utc>,
+    pub(crate) correlationid: Uuid,
+}
+
+impl EnvelopeHead {
+    /// # Errors
+    /// [`EnvelopeError`] when the body is not an envelope.
+    pub(crate) fn from_bytes(body: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(serde_json::from_slice(body)?)
+    }
+
+    /// The service name taken from `source` (`/services/orders` → `orders`).
+    pub(crate) fn service(&self) -> &str {
+        self.source.rsplit('/').next().unwrap_or(&self.source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +163,17 @@ mod tests {
         assert_eq!(parsed, event);
         assert_eq!(parsed.correlationid, parsed.id);
         assert_eq!(parsed.service(), "orders");
+    }
+
+    #[test]
+    fn the_head_of_a_stored_envelope_is_read_without_its_data() {
+        let event = Envelope::new("orders", "order.created", json!({"items": [1, 2, 3]}));
+        let head = EnvelopeHead::from_bytes(&event.to_bytes()).unwrap();
+        assert_eq!(head.id, event.id);
+        assert_eq!(head.event_type, "order.created");
+        assert_eq!(head.service(), "orders");
+        assert_eq!(head.time, event.time);
+        assert_eq!(head.correlationid, event.correlationid);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - `envelope`: the CloudEvents 1.0 envelope every message travels in.
+//! - `event`: an event type as the runtime knows it: its name, version and data.
 //! - `headers`: names of the AMQP headers Conveyor reads and writes.
 //! - `trace_context`: W3C `traceparent` injected on publish, continued on consume.
 //! - `contract`: the hook an event contract plugs into, checked on publish and on consume.
@@ -13,7 +14,8 @@
 //! - `store`: the runtime's outbox and inbox tables.
 //! - `outbox`: writing events inside the caller's transaction.
 //! - `relay`: publishing committed outbox rows, shared safely by several relays.
-//! - `consumer`: handlers, batches in one transaction with the inbox, retries, dead letters.
+//! - `consumer`: handlers, batches in one transaction with the inbox, per-key locks,
+//!   retries, dead letters.
 //! - `dead_letter`: the operators' reading, grouping, replay, move and purge of dead letters.
 //! - `shutdown`: the shutdown token and the SIGTERM/SIGINT future.
 //! - `backoff`: delays between reconnection attempts.
@@ -24,6 +26,7 @@ mod consumer;
 mod contract;
 pub mod dead_letter;
 mod envelope;
+mod event;
 pub mod headers;
 mod outbox;
 mod publisher;
@@ -37,10 +40,11 @@ pub use amqp::{AmqpConfig, ConnectError, DEFAULT_AMQP_URL, declare_passive, is_n
 pub use backoff::Backoff;
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerOptions, ConsumerSetupError, ConsumerStats, DeadLetterKind,
-    EventHandler, EventMeta, HandlerContext, HandlerError,
+    EventHandler, EventMeta, HandlerContext, HandlerError, key_lock_id,
 };
 pub use contract::{Contract, ContractViolation};
 pub use envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope, EnvelopeError};
+pub use event::Event;
 pub use outbox::{Outbox, OutboxError};
 pub use publisher::{ConfirmChannel, OutgoingMessage, PublishError, Publisher};
 pub use relay::{OutboxRelay, RelayError, RelayOptions};

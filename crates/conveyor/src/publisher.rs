@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::amqp::{AmqpConfig, ConnectError};
 use crate::backoff::Backoff;
 use crate::contract::{Contract, ContractViolation};
-use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope};
+use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope, EnvelopeError, EnvelopeHead};
 use crate::headers;
 use crate::topology::Names;
 use crate::trace_context::{self, TraceHeaders};
@@ -33,16 +33,45 @@ impl OutgoingMessage {
     /// An event for `conveyor.events`, routed by its type, with the AMQP properties mirroring
     /// the envelope and the trace context in its headers.
     pub fn event(names: &Names, envelope: &Envelope, trace: &TraceHeaders) -> Self {
-        let mut amqp_headers = FieldTable::default();
-        for (key, value) in trace {
-            headers::set_str(&mut amqp_headers, key, value);
-        }
+        let head = EventHead {
+            id: envelope.id,
+            event_type: &envelope.event_type,
+            service: envelope.service(),
+            correlation_id: envelope.correlationid,
+            time: envelope.time,
+        };
         Self {
             exchange: names.events_exchange(),
             routing_key: envelope.event_type.clone(),
+            properties: event_properties(&head, trace),
             body: envelope.to_bytes(),
-            properties: event_properties(envelope, amqp_headers),
         }
+    }
+
+    /// An event stored as envelope bytes (an outbox row), sent as it is: only the attributes
+    /// the AMQP properties mirror are read, the data is not decoded.
+    ///
+    /// # Errors
+    /// [`EnvelopeError`] when the bytes are not an envelope.
+    pub(crate) fn stored_event(
+        names: &Names,
+        body: Vec<u8>,
+        trace: &TraceHeaders,
+    ) -> Result<Self, EnvelopeError> {
+        let stored = EnvelopeHead::from_bytes(&body)?;
+        let head = EventHead {
+            id: stored.id,
+            event_type: &stored.event_type,
+            service: stored.service(),
+            correlation_id: stored.correlationid,
+            time: stored.time,
+        };
+        Ok(Self {
+            exchange: names.events_exchange(),
+            routing_key: stored.event_type.clone(),
+            properties: event_properties(&head, trace),
+            body,
+        })
     }
 
     fn message_id(&self) -> String {
@@ -53,13 +82,26 @@ impl OutgoingMessage {
     }
 }
 
-fn event_properties(envelope: &Envelope, amqp_headers: FieldTable) -> BasicProperties {
-    let timestamp = u64::try_from(envelope.time.timestamp()).unwrap_or_default();
+/// The envelope attributes that AMQP properties mirror.
+struct EventHead<'a> {
+    id: uuid::Uuid,
+    event_type: &'a str,
+    service: &'a str,
+    correlation_id: uuid::Uuid,
+    time: chrono::DateTime<chrono::Utc>,
+}
+
+fn event_properties(head: &EventHead<'_>, trace: &TraceHeaders) -> BasicProperties {
+    let mut amqp_headers = FieldTable::default();
+    for (key, value) in trace {
+        headers::set_str(&mut amqp_headers, key, value);
+    }
+    let timestamp = u64::try_from(head.time.timestamp()).unwrap_or_default();
     BasicProperties::default()
-        .with_message_id(envelope.id.to_string().into())
-        .with_type(envelope.event_type.as_str().into())
-        .with_app_id(envelope.service().into())
-        .with_correlation_id(envelope.correlationid.to_string().into())
+        .with_message_id(head.id.to_string().into())
+        .with_type(head.event_type.into())
+        .with_app_id(head.service.into())
+        .with_correlation_id(head.correlation_id.to_string().into())
         .with_timestamp(timestamp)
         .with_content_type(CLOUDEVENTS_CONTENT_TYPE.into())
         .with_delivery_mode(PERSISTENT)

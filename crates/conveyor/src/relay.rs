@@ -1,22 +1,25 @@
 //! The outbox relay: publishes committed outbox rows with confirms and marks them sent only
 //! after the broker confirmed them.
 //!
-//! Several relays may share one table: each takes a batch with `FOR UPDATE SKIP LOCKED`, so
-//! no row is published by two relays at once, and a relay that dies releases its rows when
-//! its transaction ends. Ordering: one relay publishes in insertion order; with several
-//! relays, or after a failed batch is retried, events may arrive out of order, so consumers
-//! order by the versions the events carry, not by arrival.
+//! Several relays (and the workers within one) share one table: each takes a batch with
+//! `FOR UPDATE SKIP LOCKED`, so no row is published by two at once, and one that dies
+//! releases its rows when its transaction ends. Ordering: batches are published side by
+//! side and a failed batch is retried later, so events may arrive out of order; consumers
+//! order by the versions the events carry, and the saga by its per-order state, never by
+//! arrival.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::Connection;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgPool, Row};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::amqp::{AmqpConfig, ConnectError};
 use crate::backoff::Backoff;
-use crate::envelope::Envelope;
 use crate::publisher::{ConfirmChannel, OutgoingMessage, PublishError};
 use crate::shutdown::Shutdown;
 use crate::store::OUTBOX_CHANNEL;
@@ -27,21 +30,29 @@ use crate::topology::Names;
 pub struct RelayOptions {
     /// Rows per transaction, all published with their confirms in flight together.
     pub batch_size: i64,
+    /// Batches in flight at once, each in its own transaction and channel: while one waits
+    /// for its confirms, the next is read and published, so the broker stays busy.
+    pub workers: usize,
     /// The safety-net poll when no notification arrives.
     pub poll_interval: Duration,
     /// Published rows are deleted after this long.
     pub retention: Duration,
     /// How long the last flush may take at shutdown.
     pub flush_timeout: Duration,
+    /// The longest a batch waits for its confirms (a broker under a memory or disk alarm
+    /// sends none); the batch's transaction is rolled back then and tried again later.
+    pub confirm_timeout: Duration,
 }
 
 impl Default for RelayOptions {
     fn default() -> Self {
         Self {
             batch_size: 500,
+            workers: 2,
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(24 * 3600),
             flush_timeout: Duration::from_secs(10),
+            confirm_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -55,6 +66,17 @@ pub enum RelayError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    #[error(
+        "the broker confirmed no batch within {0:?}: it may be blocked by a memory or disk alarm; the rows stay unsent and are tried again"
+    )]
+    ConfirmTimeout(Duration),
+}
+
+impl RelayError {
+    /// Whether the broker session is suspect and must be opened anew.
+    fn ends_session(&self) -> bool {
+        !matches!(self, Self::Database(_))
+    }
 }
 
 struct BrokerSession {
@@ -90,24 +112,37 @@ impl OutboxRelay {
     /// database connections are re-established with backoff; rows stay in the outbox
     /// meanwhile, so nothing committed is lost.
     pub async fn run(self, shutdown: Shutdown) {
+        let relay = Arc::new(self);
+        let work = Arc::new(Notify::new());
+        let listener = tokio::spawn(Arc::clone(&relay).listen(Arc::clone(&work), shutdown.clone()));
+        let mut workers = JoinSet::new();
+        for index in 0..relay.options.workers.max(1) {
+            let worker = Arc::clone(&relay).work(index, Arc::clone(&work), shutdown.clone());
+            workers.spawn(worker);
+        }
+        while workers.join_next().await.is_some() {}
+        listener.abort();
+    }
+
+    /// One worker: a batch at a time, in its own transaction and on its own channel.
+    async fn work(self: Arc<Self>, index: usize, work: Arc<Notify>, shutdown: Shutdown) {
         let mut session: Option<BrokerSession> = None;
-        let mut listener: Option<PgListener> = None;
         let mut backoff = Backoff::default();
         let mut last_cleanup = Instant::now();
         while !shutdown.is_fired() {
-            if listener.is_none() {
-                listener = self.listen().await;
-            }
             match self.relay_batch(&mut session).await {
-                Ok(count) => {
+                Ok(count) if count < self.batch_len() => {
                     backoff.reset();
-                    if count < self.batch_len() {
-                        self.wait_for_work(&mut listener, &shutdown).await;
+                    tokio::select! {
+                        () = work.notified() => {}
+                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                        () = shutdown.fired() => {}
                     }
                 }
+                Ok(_) => backoff.reset(),
                 Err(error) => {
                     tracing::warn!(%error, "Outbox relay pass failed; retrying.");
-                    if matches!(error, RelayError::Publish(_) | RelayError::Connect(_)) {
+                    if error.ends_session() {
                         session = None;
                     }
                     tokio::select! {
@@ -116,7 +151,8 @@ impl OutboxRelay {
                     }
                 }
             }
-            if last_cleanup.elapsed() > Duration::from_secs(60) {
+            // One worker cleans up, so replicas and workers do not all delete at once.
+            if index == 0 && last_cleanup.elapsed() > Duration::from_secs(60) {
                 self.delete_expired().await;
                 last_cleanup = Instant::now();
             }
@@ -128,36 +164,20 @@ impl OutboxRelay {
         usize::try_from(self.options.batch_size).unwrap_or(usize::MAX)
     }
 
-    async fn listen(&self) -> Option<PgListener> {
-        let connect = async {
-            let mut listener = PgListener::connect_with(&self.pool).await?;
-            listener.listen(OUTBOX_CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match connect.await {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "Outbox relay cannot listen for notifications; polling.");
-                None
+    /// Wakes a worker after each commit that wrote to the outbox. A wake-up given while no
+    /// worker waits is kept for the next one, so none is lost between two batches.
+    async fn listen(self: Arc<Self>, work: Arc<Notify>, shutdown: Shutdown) {
+        let mut backoff = Backoff::default();
+        while !shutdown.is_fired() {
+            let error = tokio::select! {
+                error = notify_on_commit(&self.pool, &work) => error,
+                () = shutdown.fired() => return,
+            };
+            tracing::warn!(%error, "Outbox relay cannot listen for notifications; polling meanwhile.");
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = shutdown.fired() => return,
             }
-        }
-    }
-
-    async fn wait_for_work(&self, listener: &mut Option<PgListener>, shutdown: &Shutdown) {
-        let notified = async {
-            match listener.as_mut() {
-                Some(active) => {
-                    if active.recv().await.is_err() {
-                        *listener = None;
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = notified => {}
-            () = tokio::time::sleep(self.options.poll_interval) => {}
-            () = shutdown.fired() => {}
         }
     }
 
@@ -195,23 +215,29 @@ impl OutboxRelay {
         }
         let mut ids = Vec::with_capacity(rows.len());
         let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             ids.push(row.try_get::<i64, _>("id")?);
             messages.push(self.message_from_row(row)?);
         }
-        if session.is_none() {
-            let connection = self.amqp.connect().await?;
-            let channel = ConfirmChannel::open(&connection)
-                .await
-                .map_err(PublishError::from)?;
-            *session = Some(BrokerSession {
-                _connection: connection,
-                channel,
-            });
-        }
-        if let Some(active) = session.as_ref() {
-            active.channel.publish_all(&messages).await?;
-        }
+        let channel = match session {
+            Some(active) => &active.channel,
+            None => {
+                let connection = self.amqp.connect().await?;
+                let channel = ConfirmChannel::open(&connection)
+                    .await
+                    .map_err(PublishError::from)?;
+                &session
+                    .insert(BrokerSession {
+                        _connection: connection,
+                        channel,
+                    })
+                    .channel
+            }
+        };
+        // The rows stay locked while the confirms are awaited; the timeout bounds that.
+        tokio::time::timeout(self.options.confirm_timeout, channel.publish_all(&messages))
+            .await
+            .map_err(|_| RelayError::ConfirmTimeout(self.options.confirm_timeout))??;
         sqlx::query("UPDATE conveyor.outbox SET published_at = now() WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
@@ -221,14 +247,12 @@ impl OutboxRelay {
         Ok(ids.len())
     }
 
-    fn message_from_row(
-        &self,
-        row: &sqlx::postgres::PgRow,
-    ) -> Result<OutgoingMessage, sqlx::Error> {
+    fn message_from_row(&self, row: PgRow) -> Result<OutgoingMessage, sqlx::Error> {
         let payload: Vec<u8> = row.try_get("payload")?;
         let trace: sqlx::types::Json<BTreeMap<String, String>> = row.try_get("trace")?;
-        match Envelope::from_bytes(&payload) {
-            Ok(envelope) => Ok(OutgoingMessage::event(&self.names, &envelope, &trace.0)),
+        // The stored bytes are sent as they are; only the attributes AMQP mirrors are read.
+        match OutgoingMessage::stored_event(&self.names, payload, &trace.0) {
+            Ok(message) => Ok(message),
             // Written by hand, not through `Outbox::add`: publish it as it is rather than block
             // the outbox behind it; consumers dead-letter it as malformed, where it is visible.
             Err(error) => {
@@ -238,7 +262,7 @@ impl OutboxRelay {
                 Ok(OutgoingMessage {
                     exchange: self.names.events_exchange(),
                     routing_key: event_type.clone(),
-                    body: payload,
+                    body: row.try_get("payload")?,
                     properties: lapin::BasicProperties::default()
                         .with_message_id(event_id.to_string().into())
                         .with_type(event_type.into())
@@ -258,5 +282,22 @@ impl OutboxRelay {
         if let Err(error) = result {
             tracing::warn!(%error, "Could not delete expired outbox rows.");
         }
+    }
+}
+
+/// Wakes a worker on every outbox notification, until the listening connection fails.
+async fn notify_on_commit(pool: &PgPool, work: &Notify) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(listener) => listener,
+        Err(error) => return error,
+    };
+    if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
+        return error;
+    }
+    loop {
+        if let Err(error) = listener.recv().await {
+            return error;
+        }
+        work.notify_one();
     }
 }

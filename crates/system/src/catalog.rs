@@ -7,16 +7,15 @@ use conveyor::{Names, Topology};
 use events_schema::asyncapi::ServiceEvents;
 use platform::ServiceConfig;
 
-/// Every service, in start order.
-pub const SERVICES: [&str; 5] = ["users", "inventory", "orders", "payments", "shipping"];
+use crate::roster::ServiceName;
 
-fn config_for(service: &str, names: &Names) -> ServiceConfig {
+fn config_for(service: ServiceName, names: &Names) -> ServiceConfig {
     ServiceConfig {
-        service: service.to_owned(),
+        service: service.as_str().to_owned(),
         database_url: String::new(),
         port: 0,
         listen_addr: [127, 0, 0, 1].into(),
-        amqp: conveyor::AmqpConfig::new(conveyor::DEFAULT_AMQP_URL, service),
+        amqp: conveyor::AmqpConfig::new(conveyor::DEFAULT_AMQP_URL, service.as_str()),
         names: names.clone(),
     }
 }
@@ -26,15 +25,11 @@ fn config_for(service: &str, names: &Names) -> ServiceConfig {
 /// # Errors
 /// When the event contract does not compile.
 pub(crate) fn consumers(names: &Names) -> anyhow::Result<Vec<conveyor::Consumer>> {
-    Ok(vec![
-        inventory_service::consumer(&config_for("inventory", names))?,
-        orders_service::consumer(&config_for("orders", names))?,
-        payments_service::consumer(&config_for("payments", names))?,
-        shipping_service::consumer(
-            &config_for("shipping", names),
-            &shipping_service::Settings::default(),
-        )?,
-    ])
+    let mut consumers = Vec::new();
+    for service in ServiceName::all() {
+        consumers.extend(service.consumer(&config_for(service, names))?);
+    }
+    Ok(consumers)
 }
 
 /// Exchanges, queues and bindings of the whole system, as the services declare them.
@@ -62,21 +57,17 @@ pub fn service_events() -> anyhow::Result<Vec<ServiceEvents>> {
             (topology.service, topology.event_types)
         })
         .collect();
-    let emits: [(&str, &[&str]); 5] = [
-        ("users", users_service::EMITS),
-        ("inventory", inventory_service::EMITS),
-        ("orders", orders_service::EMITS),
-        ("payments", payments_service::EMITS),
-        ("shipping", shipping_service::EMITS),
-    ];
-    Ok(emits
-        .into_iter()
-        .map(|(service, sends)| ServiceEvents {
-            service: service.to_owned(),
-            sends: sends.iter().map(|event| (*event).to_owned()).collect(),
+    Ok(ServiceName::all()
+        .map(|service| ServiceEvents {
+            service: service.as_str().to_owned(),
+            sends: service
+                .emits()
+                .iter()
+                .map(|event| (*event).to_owned())
+                .collect(),
             receives: receives
                 .iter()
-                .find(|(name, _)| name == service)
+                .find(|(name, _)| name == service.as_str())
                 .map(|(_, types)| types.clone())
                 .unwrap_or_default(),
         })

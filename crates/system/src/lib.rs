@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - `caches`: rebuilding a service's cached copies from their sources.
+//! - `roster`: the one exhaustive list of services, and everything known of each.
 //! - `catalog`: what each service sends and receives, from the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
 //! - `scenario`: the order scenario `conveyor demo` runs and the end-to-end tests check:
@@ -12,8 +13,10 @@
 
 pub mod caches;
 mod catalog;
+mod roster;
 pub mod scenario;
 mod start;
 
-pub use catalog::{SERVICES, all_topology, service_events};
-pub use start::{Running, SystemConfig, start};
+pub use catalog::{all_topology, service_events};
+pub use roster::ServiceName;
+pub use start::{Running, SystemConfig, start, start_replicas};

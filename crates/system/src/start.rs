@@ -8,14 +8,16 @@ use conveyor::{AmqpConfig, Names, Shutdown};
 use platform::ServiceConfig;
 use tokio::task::JoinSet;
 
+use crate::roster::ServiceName;
+
 /// Where the services' databases, broker and ports are.
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
     pub amqp: AmqpConfig,
     /// One URL per service.
-    pub database_urls: BTreeMap<String, String>,
+    pub database_urls: BTreeMap<ServiceName, String>,
     /// One port per service; 0 picks a free one.
-    pub ports: BTreeMap<String, u16>,
+    pub ports: BTreeMap<ServiceName, u16>,
     pub listen_addr: IpAddr,
     pub names: Names,
     pub orders: orders_service::Settings,
@@ -31,16 +33,10 @@ impl SystemConfig {
         let mut database_urls = BTreeMap::new();
         let mut ports = BTreeMap::new();
         let mut listen_addr = IpAddr::from([127, 0, 0, 1]);
-        for (service, port) in [
-            ("users", users_service::DEFAULT_PORT),
-            ("inventory", inventory_service::DEFAULT_PORT),
-            ("orders", orders_service::DEFAULT_PORT),
-            ("payments", payments_service::DEFAULT_PORT),
-            ("shipping", shipping_service::DEFAULT_PORT),
-        ] {
-            let config = ServiceConfig::from_env(service, port)?;
-            database_urls.insert(service.to_owned(), config.database_url);
-            ports.insert(service.to_owned(), config.port);
+        for service in ServiceName::all() {
+            let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
+            database_urls.insert(service, config.database_url);
+            ports.insert(service, config.port);
             listen_addr = config.listen_addr;
         }
         Ok(Self {
@@ -54,13 +50,25 @@ impl SystemConfig {
         })
     }
 
-    fn service(&self, service: &str) -> ServiceConfig {
+    /// The settings of one instance of `service`; instances after the first take a free port.
+    fn instance(&self, service: ServiceName, replica: usize) -> ServiceConfig {
+        let port = if replica == 0 {
+            self.ports.get(&service).copied().unwrap_or(0)
+        } else {
+            0
+        };
         ServiceConfig {
-            service: service.to_owned(),
-            database_url: self.database_urls.get(service).cloned().unwrap_or_default(),
-            port: self.ports.get(service).copied().unwrap_or(0),
+            service: service.as_str().to_owned(),
+            database_url: self
+                .database_urls
+                .get(&service)
+                .cloned()
+                .unwrap_or_default(),
+            port,
             listen_addr: self.listen_addr,
-            amqp: AmqpConfig::new(self.amqp.url(), format!("{service}-service")),
+            amqp: self
+                .amqp
+                .named(format!("{service}-service-{}", replica + 1)),
             names: self.names.clone(),
         }
     }
@@ -68,12 +76,28 @@ impl SystemConfig {
 
 /// Services running in this process.
 pub struct Running {
-    /// Base URL of each started service's HTTP API.
-    pub urls: BTreeMap<String, String>,
+    /// Base URLs of each started service's instances.
+    pub urls: BTreeMap<ServiceName, Vec<String>>,
     tasks: JoinSet<(String, anyhow::Result<()>)>,
 }
 
 impl Running {
+    /// The first instance's base URL of each started service, by name.
+    pub fn first_urls(&self) -> BTreeMap<String, String> {
+        self.urls
+            .iter()
+            .filter_map(|(service, urls)| Some((service.to_string(), urls.first()?.clone())))
+            .collect()
+    }
+
+    /// Every instance's base URL of each started service, by name.
+    pub fn replica_urls(&self) -> BTreeMap<String, Vec<String>> {
+        self.urls
+            .iter()
+            .map(|(service, urls)| (service.to_string(), urls.clone()))
+            .collect()
+    }
+
     /// Waits until every service has stopped (after the shutdown fired).
     ///
     /// # Errors
@@ -91,57 +115,64 @@ impl Running {
 }
 
 /// Declares the whole topology (so no event is published before the queues that want it
-/// exist), then builds and starts `services` (all when empty).
+/// exist), then builds and starts `services` (all when empty), one instance each.
 ///
 /// # Errors
 /// When the broker is unreachable, or a service cannot be built; nothing keeps running then.
 pub async fn start(
     config: &SystemConfig,
-    services: &[String],
+    services: &[ServiceName],
     shutdown: Shutdown,
 ) -> anyhow::Result<Running> {
-    let chosen: Vec<String> = if services.is_empty() {
-        crate::SERVICES.iter().map(|s| (*s).to_owned()).collect()
+    start_replicas(config, services, 1, shutdown).await
+}
+
+/// As [`start`], with `replicas` instances of each service: each its own pool, consumer,
+/// relay and port, all on the service's one database and queue, as separate processes would.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_replicas(
+    config: &SystemConfig,
+    services: &[ServiceName],
+    replicas: usize,
+    shutdown: Shutdown,
+) -> anyhow::Result<Running> {
+    anyhow::ensure!(
+        replicas >= 1,
+        "at least one replica of each service is needed"
+    );
+    let chosen: Vec<ServiceName> = if services.is_empty() {
+        ServiceName::all().collect()
     } else {
         services.to_vec()
     };
-    if let Some(unknown) = chosen
-        .iter()
-        .find(|service| !crate::SERVICES.contains(&service.as_str()))
-    {
-        anyhow::bail!(
-            "unknown service {unknown:?}: choose from {}",
-            crate::SERVICES.join(", ")
-        );
-    }
     let connection = config.amqp.connect().await?;
     crate::all_topology(&config.names)?
         .declare(&connection.create_channel().await?)
         .await?;
     let _ = connection.close(200, "topology declared".into()).await;
     let mut built = Vec::new();
-    for service in &chosen {
-        let service_config = config.service(service);
-        let runner = match service.as_str() {
-            "users" => users_service::build(service_config).await?,
-            "inventory" => inventory_service::build(service_config).await?,
-            "orders" => orders_service::build(service_config, config.orders.clone()).await?,
-            "payments" => payments_service::build(service_config).await?,
-            _ => shipping_service::build(service_config, config.shipping.clone()).await?,
-        };
-        built.push((service.clone(), runner));
+    for replica in 0..replicas {
+        for service in &chosen {
+            let runner = service
+                .build(config.instance(*service, replica), config)
+                .await?;
+            built.push((*service, runner));
+        }
     }
-    let mut urls = BTreeMap::new();
+    let host = if config.listen_addr.is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        config.listen_addr.to_string()
+    };
+    let mut urls: BTreeMap<ServiceName, Vec<String>> = BTreeMap::new();
     let mut tasks = JoinSet::new();
     for (service, runner) in built {
-        let host = if config.listen_addr.is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            config.listen_addr.to_string()
-        };
-        urls.insert(service.clone(), format!("http://{host}:{}", runner.port()));
+        let url = format!("http://{host}:{}", runner.port());
+        urls.entry(service).or_default().push(url);
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { (service, runner.run(shutdown).await) });
+        tasks.spawn(async move { (service.to_string(), runner.run(shutdown).await) });
     }
     Ok(Running { urls, tasks })
 }

@@ -9,7 +9,7 @@ use conveyor::{AmqpConfig, Consumer, Envelope, EventHandler, HandlerContext, Han
 use conveyor::{ConsumerOptions, Shutdown, ShutdownTrigger};
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::{BasicProperties, Connection};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
@@ -90,6 +90,10 @@ impl TestEnv {
         .execute(&pool)
         .await
         .unwrap();
+        sqlx::query("CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
         sqlx::query("CREATE TABLE bug AS SELECT false AS fixed")
             .execute(&pool)
             .await
@@ -253,16 +257,40 @@ impl TestEnv {
 
     /// Starts the test service's consumer in the background.
     pub async fn start_consumer(&self, options: ConsumerOptions) -> RunningConsumer {
+        self.run_consumer(options, self.pool.clone()).await
+    }
+
+    /// Starts one more instance of the test service's consumer, with its own connection
+    /// pool, as another process of the same service would run.
+    pub async fn start_replica(&self, options: ConsumerOptions) -> RunningConsumer {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&self.database_url())
+            .await
+            .unwrap();
+        self.run_consumer(options, pool).await
+    }
+
+    async fn run_consumer(&self, options: ConsumerOptions, pool: PgPool) -> RunningConsumer {
         let consumer = test_consumer(options);
         self.declare(&consumer.topology()).await;
         let stats = consumer.stats();
         let (trigger, shutdown) = Shutdown::new();
-        let task = tokio::spawn(consumer.run(self.amqp.clone(), self.pool.clone(), shutdown));
+        let task = tokio::spawn(consumer.run(self.amqp.clone(), pool, shutdown));
         RunningConsumer {
             trigger,
             task,
             stats,
         }
+    }
+
+    /// The value of a counter that [`TestEvent::counter`] adds to.
+    pub async fn counter(&self, name: &str) -> i64 {
+        sqlx::query_scalar("SELECT coalesce((SELECT value FROM counters WHERE name = $1), 0)")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 }
 
@@ -329,14 +357,25 @@ impl RunningConsumer {
 }
 
 /// What a test event asks its handler to do.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestEvent {
     pub n: i64,
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// The keys it is serialized on, instead of the envelope's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+    /// A counter in `counters` to add one to by reading, pausing and writing back: two
+    /// handlers of the same counter running at once lose one of the additions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl conveyor::Event for TestEvent {
+    const TYPE: &'static str = EVENT_TYPE;
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Behaviour {
     #[default]
@@ -356,8 +395,11 @@ pub struct RecordingHandler;
 impl EventHandler for RecordingHandler {
     type Event = TestEvent;
 
-    fn event_type(&self) -> &'static str {
-        EVENT_TYPE
+    fn keys(&self, event: &TestEvent, meta: &conveyor::EventMeta) -> Vec<String> {
+        event
+            .keys
+            .clone()
+            .unwrap_or_else(|| meta.subject.iter().cloned().collect())
     }
 
     async fn handle(
@@ -394,6 +436,9 @@ impl EventHandler for RecordingHandler {
                 }
             }
         }
+        if let Some(counter) = &event.counter {
+            add_one_slowly(ctx, counter).await?;
+        }
         let trace_id = current_trace_id();
         let message_id = ctx.event().id;
         sqlx::query("INSERT INTO handled (message_id, n, previous_attempts, trace_id) VALUES ($1, $2, $3, $4)")
@@ -405,6 +450,28 @@ impl EventHandler for RecordingHandler {
             .await?;
         Ok(())
     }
+}
+
+/// A read-modify-write with no row lock of its own, so only the runtime's per-key lock keeps
+/// two additions to one counter apart.
+async fn add_one_slowly(ctx: &mut HandlerContext<'_>, counter: &str) -> Result<(), HandlerError> {
+    let value: i64 =
+        sqlx::query_scalar("SELECT coalesce((SELECT value FROM counters WHERE name = $1), 0)")
+            .bind(counter)
+            .fetch_one(ctx.tx())
+            .await?;
+    sqlx::query("SELECT pg_sleep(0.002)")
+        .execute(ctx.tx())
+        .await?;
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+    )
+    .bind(counter)
+    .bind(value + 1)
+    .execute(ctx.tx())
+    .await?;
+    Ok(())
 }
 
 fn current_trace_id() -> Option<String> {

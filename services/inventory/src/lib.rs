@@ -13,7 +13,7 @@ mod saga;
 
 use std::sync::Arc;
 
-use conveyor::{Consumer, ConsumerOptions, Outbox, Shutdown};
+use conveyor::{Consumer, Outbox, Shutdown};
 use platform::{Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
@@ -38,14 +38,8 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
     Ok(Consumer::builder(SERVICE)
         .names(config.names.clone())
         .contract(events_schema::EventContract::shared()?)
-        // One worker: reservations of different orders touch the same product rows, and one
-        // worker batching them avoids lock waits and deadlocks between workers.
-        .options(ConsumerOptions {
-            concurrency: 1,
-            ..ConsumerOptions::default()
-        })
         .handler(saga::ReserveStock)
-        .handler(saga::ReleaseStock)
+        .handler(order_saga::UndoOnCancel(saga::ReleaseStock))
         .build()?)
 }
 

@@ -2,12 +2,14 @@
 //! Each handler runs in the consumer's transaction, so its effects and the events it emits
 //! commit together, once.
 
-use conveyor::{EventHandler, HandlerContext, HandlerError};
-use events_schema::EventData;
+use std::collections::BTreeMap;
+
+use conveyor::{EventHandler, EventMeta, HandlerContext, HandlerError};
 use events_schema::inventory::{
     InventoryRejectedV1, InventoryReleasedV1, InventoryReservedV1, Item, RejectReason,
 };
-use events_schema::orders::{OrderCancelledV1, OrderCreatedV1};
+use events_schema::orders::OrderCreatedV1;
+use order_saga::Compensation;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -17,8 +19,12 @@ pub(crate) struct ReserveStock;
 impl EventHandler for ReserveStock {
     type Event = OrderCreatedV1;
 
-    fn event_type(&self) -> &'static str {
-        OrderCreatedV1::TYPE
+    /// The order, like its cancellation; and each product, so reservations of one product
+    /// are decided one at a time, with their locks taken in one order everywhere.
+    fn keys(&self, order: &OrderCreatedV1, _meta: &EventMeta) -> Vec<String> {
+        let mut keys = vec![order_saga::order_key(order.order_id)];
+        keys.extend(order.items.iter().map(|item| format!("sku:{}", item.sku)));
+        keys
     }
 
     async fn handle(
@@ -27,27 +33,16 @@ impl EventHandler for ReserveStock {
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         let tx = ctx.tx();
-        let already: Option<bool> = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)
-                 OR EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1)",
-        )
-        .bind(order.order_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if already == Some(true) {
+        let acted: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)")
+                .bind(order.order_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if acted || order_saga::is_cancelled(tx, order.order_id).await? {
             // Acted on already, or cancelled before it got here: nothing to reserve.
             return Ok(());
         }
-        let mut items: Vec<Item> = order
-            .items
-            .iter()
-            .map(|item| Item {
-                sku: item.sku.clone(),
-                quantity: item.quantity,
-            })
-            .collect();
-        // Rows locked in one order everywhere, so concurrent reservations cannot deadlock.
-        items.sort_by(|a, b| a.sku.cmp(&b.sku));
+        let items = items_by_sku(&order);
         match reserve(tx, &items).await? {
             Ok(()) => {
                 record(tx, order.order_id, "reserved", &items).await?;
@@ -58,7 +53,7 @@ impl EventHandler for ReserveStock {
                     total_cents: Some(order.total_cents),
                     currency: Some(order.currency),
                 };
-                events_schema::emit(ctx, order.order_id, &reserved).await
+                ctx.emit(order.order_id, &reserved).await
             }
             Err((reason, skus)) => {
                 record(tx, order.order_id, "rejected", &items).await?;
@@ -67,10 +62,27 @@ impl EventHandler for ReserveStock {
                     reason,
                     skus,
                 };
-                events_schema::emit(ctx, order.order_id, &rejected).await
+                ctx.emit(order.order_id, &rejected).await
             }
         }
     }
+}
+
+/// One line per product, quantities added up, sorted by sku: each product is checked
+/// against its stock once for the whole order, and rows are locked in one order everywhere.
+fn items_by_sku(order: &OrderCreatedV1) -> Vec<Item> {
+    let mut quantities: BTreeMap<&str, i32> = BTreeMap::new();
+    for item in &order.items {
+        let quantity = quantities.entry(item.sku.as_str()).or_default();
+        *quantity = quantity.saturating_add(item.quantity);
+    }
+    quantities
+        .into_iter()
+        .map(|(sku, quantity)| Item {
+            sku: sku.to_owned(),
+            quantity,
+        })
+        .collect()
 }
 
 /// Takes the quantities from available stock; on a shortfall, takes nothing and names the
@@ -131,34 +143,25 @@ async fn record(
     Ok(())
 }
 
-/// On `order.cancelled`: release what was reserved for it, if anything.
+/// On `order.cancelled`: release what was reserved for it (`inventory.released`).
 pub(crate) struct ReleaseStock;
 
-impl EventHandler for ReleaseStock {
-    type Event = OrderCancelledV1;
+impl Compensation for ReleaseStock {
+    type Undone = InventoryReleasedV1;
 
-    fn event_type(&self) -> &'static str {
-        OrderCancelledV1::TYPE
-    }
-
-    async fn handle(
+    async fn undo(
         &self,
-        cancelled: OrderCancelledV1,
-        ctx: &mut HandlerContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let tx = ctx.tx();
-        sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(cancelled.order_id)
-            .execute(&mut *tx)
-            .await?;
+        tx: &mut PgConnection,
+        order_id: Uuid,
+    ) -> Result<Option<InventoryReleasedV1>, HandlerError> {
         let released: Option<sqlx::types::Json<Vec<Item>>> = sqlx::query_scalar(
             "UPDATE reservations SET status = 'released' WHERE order_id = $1 AND status = 'reserved' RETURNING items",
         )
-        .bind(cancelled.order_id)
+        .bind(order_id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(sqlx::types::Json(items)) = released else {
-            return Ok(());
+            return Ok(None);
         };
         for item in &items {
             sqlx::query("UPDATE products SET reserved = reserved - $2 WHERE sku = $1")
@@ -167,10 +170,6 @@ impl EventHandler for ReleaseStock {
                 .execute(&mut *tx)
                 .await?;
         }
-        let event = InventoryReleasedV1 {
-            order_id: cancelled.order_id,
-            items,
-        };
-        events_schema::emit(ctx, cancelled.order_id, &event).await
+        Ok(Some(InventoryReleasedV1 { order_id, items }))
     }
 }

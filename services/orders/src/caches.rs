@@ -2,7 +2,6 @@
 //! applies only if its version is newer than the one held.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
-use events_schema::EventData;
 use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
 use events_schema::users::{UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
 use uuid::Uuid;
@@ -52,9 +51,6 @@ pub(crate) struct UserRegistered;
 
 impl EventHandler for UserRegistered {
     type Event = UserRegisteredV1;
-    fn event_type(&self) -> &'static str {
-        UserRegisteredV1::TYPE
-    }
     async fn handle(
         &self,
         event: UserRegisteredV1,
@@ -68,9 +64,6 @@ pub(crate) struct UserUpdated;
 
 impl EventHandler for UserUpdated {
     type Event = UserUpdatedV1;
-    fn event_type(&self) -> &'static str {
-        UserUpdatedV1::TYPE
-    }
     async fn handle(
         &self,
         event: UserUpdatedV1,
@@ -84,9 +77,6 @@ pub(crate) struct UserDeactivated;
 
 impl EventHandler for UserDeactivated {
     type Event = UserDeactivatedV1;
-    fn event_type(&self) -> &'static str {
-        UserDeactivatedV1::TYPE
-    }
     async fn handle(
         &self,
         event: UserDeactivatedV1,
@@ -100,9 +90,6 @@ pub(crate) struct ProductCreated;
 
 impl EventHandler for ProductCreated {
     type Event = ProductCreatedV1;
-    fn event_type(&self) -> &'static str {
-        ProductCreatedV1::TYPE
-    }
     async fn handle(
         &self,
         event: ProductCreatedV1,
@@ -123,9 +110,6 @@ pub(crate) struct ProductUpdated;
 
 impl EventHandler for ProductUpdated {
     type Event = ProductUpdatedV1;
-    fn event_type(&self) -> &'static str {
-        ProductUpdatedV1::TYPE
-    }
     async fn handle(
         &self,
         event: ProductUpdatedV1,

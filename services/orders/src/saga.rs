@@ -3,7 +3,6 @@
 //! that acted compensate on `order.cancelled`.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
-use events_schema::EventData;
 use events_schema::inventory::InventoryRejectedV1;
 use events_schema::orders::CancelReason;
 use events_schema::payments::PaymentDeclinedV1;
@@ -19,7 +18,7 @@ async fn cancel(
     detail: String,
 ) -> Result<(), HandlerError> {
     match order::cancel(ctx.tx(), order_id, reason, detail).await? {
-        Some(cancelled) => events_schema::emit(ctx, order_id, &cancelled).await,
+        Some(cancelled) => ctx.emit(order_id, &cancelled).await,
         None => Ok(()),
     }
 }
@@ -28,10 +27,6 @@ pub(crate) struct InventoryRejected;
 
 impl EventHandler for InventoryRejected {
     type Event = InventoryRejectedV1;
-
-    fn event_type(&self) -> &'static str {
-        InventoryRejectedV1::TYPE
-    }
 
     async fn handle(
         &self,
@@ -57,10 +52,6 @@ pub(crate) struct PaymentDeclined;
 
 impl EventHandler for PaymentDeclined {
     type Event = PaymentDeclinedV1;
-
-    fn event_type(&self) -> &'static str {
-        PaymentDeclinedV1::TYPE
-    }
 
     async fn handle(
         &self,
@@ -88,10 +79,6 @@ pub(crate) struct ShipmentFailed;
 impl EventHandler for ShipmentFailed {
     type Event = ShipmentFailedV1;
 
-    fn event_type(&self) -> &'static str {
-        ShipmentFailedV1::TYPE
-    }
-
     async fn handle(
         &self,
         failed: ShipmentFailedV1,
@@ -111,17 +98,13 @@ pub(crate) struct ShipmentScheduled;
 impl EventHandler for ShipmentScheduled {
     type Event = ShipmentScheduledV1;
 
-    fn event_type(&self) -> &'static str {
-        ShipmentScheduledV1::TYPE
-    }
-
     async fn handle(
         &self,
         scheduled: ShipmentScheduledV1,
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         match order::confirm(ctx.tx(), scheduled.order_id).await? {
-            Some(confirmed) => events_schema::emit(ctx, scheduled.order_id, &confirmed).await,
+            Some(confirmed) => ctx.emit(scheduled.order_id, &confirmed).await,
             None => Ok(()),
         }
     }

@@ -14,7 +14,7 @@ mod users_cache;
 
 use std::sync::Arc;
 
-use conveyor::{Consumer, ConsumerOptions, Shutdown};
+use conveyor::{Consumer, Shutdown};
 use platform::{Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
@@ -33,18 +33,11 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
     Ok(Consumer::builder(SERVICE)
         .names(config.names.clone())
         .contract(events_schema::EventContract::shared()?)
-        // One worker: an order's answer and its cancellation may arrive together, and two
-        // workers could each miss the other's uncommitted row (charge and refund both skip).
-        // Batches keep one worker fast.
-        .options(ConsumerOptions {
-            concurrency: 1,
-            ..ConsumerOptions::default()
-        })
         .handler(users_cache::Registered)
         .handler(users_cache::Updated)
         .handler(users_cache::Deactivated)
         .handler(saga::Charge)
-        .handler(saga::Refund)
+        .handler(order_saga::UndoOnCancel(saga::Refund))
         .build()?)
 }
 

@@ -1,13 +1,13 @@
 //! Charging and refunding, keyed by order: at most one payment per order, whatever is
 //! redelivered or reordered.
 
-use conveyor::{EventHandler, HandlerContext, HandlerError};
-use events_schema::EventData;
+use conveyor::{EventHandler, EventMeta, HandlerContext, HandlerError};
 use events_schema::inventory::InventoryReservedV1;
-use events_schema::orders::OrderCancelledV1;
 use events_schema::payments::{
     DeclineReason, PaymentCapturedV1, PaymentDeclinedV1, PaymentRefundedV1,
 };
+use order_saga::Compensation;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// On `inventory.reserved`: charge the order's total, or decline it.
@@ -16,8 +16,12 @@ pub(crate) struct Charge;
 impl EventHandler for Charge {
     type Event = InventoryReservedV1;
 
-    fn event_type(&self) -> &'static str {
-        InventoryReservedV1::TYPE
+    /// The order, like its cancellation; and the user, so that one user's charges are
+    /// decided one at a time.
+    fn keys(&self, reserved: &InventoryReservedV1, _meta: &EventMeta) -> Vec<String> {
+        let mut keys = vec![order_saga::order_key(reserved.order_id)];
+        keys.extend(reserved.user_id.map(|user_id| format!("user:{user_id}")));
+        keys
     }
 
     async fn handle(
@@ -34,14 +38,12 @@ impl EventHandler for Charge {
             )));
         };
         let tx = ctx.tx();
-        let settled: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1)
-                 OR EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1)",
-        )
-        .bind(order_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if settled {
+        let charged: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1)")
+                .bind(order_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if charged || order_saga::is_cancelled(tx, order_id).await? {
             // Charged or declined already, or cancelled before the charge: nothing to do.
             return Ok(());
         }
@@ -94,7 +96,7 @@ impl EventHandler for Charge {
                     amount_cents: amount,
                     currency,
                 };
-                events_schema::emit(ctx, order_id, &captured).await
+                ctx.emit(order_id, &captured).await
             }
             Some(reason) => {
                 let declined = PaymentDeclinedV1 {
@@ -104,49 +106,37 @@ impl EventHandler for Charge {
                     currency,
                     reason,
                 };
-                events_schema::emit(ctx, order_id, &declined).await
+                ctx.emit(order_id, &declined).await
             }
         }
     }
 }
 
-/// On `order.cancelled`: refund a captured payment, and remember the cancellation so a late
-/// `inventory.reserved` charges nothing.
+/// On `order.cancelled`: refund a captured payment (`payment.refunded`).
 pub(crate) struct Refund;
 
-impl EventHandler for Refund {
-    type Event = OrderCancelledV1;
+impl Compensation for Refund {
+    type Undone = PaymentRefundedV1;
 
-    fn event_type(&self) -> &'static str {
-        OrderCancelledV1::TYPE
-    }
-
-    async fn handle(
+    async fn undo(
         &self,
-        cancelled: OrderCancelledV1,
-        ctx: &mut HandlerContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let tx = ctx.tx();
-        sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(cancelled.order_id)
-            .execute(&mut *tx)
-            .await?;
+        tx: &mut PgConnection,
+        order_id: Uuid,
+    ) -> Result<Option<PaymentRefundedV1>, HandlerError> {
         let refunded: Option<(Uuid, i64, String)> = sqlx::query_as(
             "UPDATE payments SET status = 'refunded', updated_at = now()
              WHERE order_id = $1 AND status = 'captured' RETURNING id, amount_cents, currency",
         )
-        .bind(cancelled.order_id)
-        .fetch_optional(&mut *tx)
+        .bind(order_id)
+        .fetch_optional(tx)
         .await?;
-        let Some((payment_id, amount_cents, currency)) = refunded else {
-            return Ok(());
-        };
-        let event = PaymentRefundedV1 {
-            order_id: cancelled.order_id,
-            payment_id,
-            amount_cents,
-            currency,
-        };
-        events_schema::emit(ctx, cancelled.order_id, &event).await
+        Ok(
+            refunded.map(|(payment_id, amount_cents, currency)| PaymentRefundedV1 {
+                order_id,
+                payment_id,
+                amount_cents,
+                currency,
+            }),
+        )
     }
 }

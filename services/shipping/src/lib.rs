@@ -16,7 +16,7 @@ mod users_cache;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use conveyor::{Consumer, ConsumerOptions, Shutdown};
+use conveyor::{Consumer, Shutdown};
 use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
@@ -86,20 +86,13 @@ pub fn consumer(config: &ServiceConfig, settings: &Settings) -> anyhow::Result<C
     Ok(Consumer::builder(SERVICE)
         .names(config.names.clone())
         .contract(events_schema::EventContract::shared()?)
-        // One worker: an order's answer and its cancellation may arrive together, and two
-        // workers could each miss the other's uncommitted row (charge and refund both skip).
-        // Batches keep one worker fast.
-        .options(ConsumerOptions {
-            concurrency: 1,
-            ..ConsumerOptions::default()
-        })
         .handler(users_cache::Registered)
         .handler(users_cache::Updated)
         .handler(users_cache::Deactivated)
         .handler(saga::Schedule {
             countries: Arc::new(settings.countries.clone()),
         })
-        .handler(saga::Cancel)
+        .handler(order_saga::UndoOnCancel(saga::Cancel))
         .build()?)
 }
 

@@ -3,14 +3,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use conveyor::{EventHandler, HandlerContext, HandlerError};
-use events_schema::EventData;
-use events_schema::orders::OrderCancelledV1;
+use conveyor::{EventHandler, EventMeta, HandlerContext, HandlerError};
 use events_schema::payments::PaymentCapturedV1;
 use events_schema::shipping::{
     ShipmentCancelledV1, ShipmentFailedV1, ShipmentFailure, ShipmentScheduledV1,
 };
 use events_schema::users::Address;
+use order_saga::Compensation;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// On `payment.captured`: ship to the user's cached address, if its country is served.
@@ -28,8 +28,8 @@ type CachedAddress = (
 impl EventHandler for Schedule {
     type Event = PaymentCapturedV1;
 
-    fn event_type(&self) -> &'static str {
-        PaymentCapturedV1::TYPE
+    fn keys(&self, payment: &PaymentCapturedV1, _meta: &EventMeta) -> Vec<String> {
+        vec![order_saga::order_key(payment.order_id)]
     }
 
     async fn handle(
@@ -39,15 +39,14 @@ impl EventHandler for Schedule {
     ) -> Result<(), HandlerError> {
         let order_id = payment.order_id;
         let tx = ctx.tx();
-        let settled: bool = sqlx::query_scalar(
+        let acted: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = $1)
-                 OR EXISTS (SELECT 1 FROM failed_orders WHERE order_id = $1)
-                 OR EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1)",
+                 OR EXISTS (SELECT 1 FROM failed_orders WHERE order_id = $1)",
         )
         .bind(order_id)
         .fetch_one(&mut *tx)
         .await?;
-        if settled {
+        if acted || order_saga::is_cancelled(tx, order_id).await? {
             return Ok(());
         }
         let cached: Option<CachedAddress> = sqlx::query_as(
@@ -75,7 +74,7 @@ impl EventHandler for Schedule {
                 reason: ShipmentFailure::UndeliverableCountry,
                 country: Some(country),
             };
-            return events_schema::emit(ctx, order_id, &failed).await;
+            return ctx.emit(order_id, &failed).await;
         }
         let shipment_id = Uuid::now_v7();
         sqlx::query("INSERT INTO shipments (id, order_id, user_id, country, status) VALUES ($1, $2, $3, $4, 'scheduled')")
@@ -96,45 +95,31 @@ impl EventHandler for Schedule {
                 country,
             },
         };
-        events_schema::emit(ctx, order_id, &scheduled).await
+        ctx.emit(order_id, &scheduled).await
     }
 }
 
-/// On `order.cancelled`: cancel a scheduled shipment, and remember the cancellation so a
-/// late `payment.captured` ships nothing.
+/// On `order.cancelled`: cancel a scheduled shipment (`shipment.cancelled`).
 pub(crate) struct Cancel;
 
-impl EventHandler for Cancel {
-    type Event = OrderCancelledV1;
+impl Compensation for Cancel {
+    type Undone = ShipmentCancelledV1;
 
-    fn event_type(&self) -> &'static str {
-        OrderCancelledV1::TYPE
-    }
-
-    async fn handle(
+    async fn undo(
         &self,
-        cancelled: OrderCancelledV1,
-        ctx: &mut HandlerContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let tx = ctx.tx();
-        sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(cancelled.order_id)
-            .execute(&mut *tx)
-            .await?;
+        tx: &mut PgConnection,
+        order_id: Uuid,
+    ) -> Result<Option<ShipmentCancelledV1>, HandlerError> {
         let shipment: Option<Uuid> = sqlx::query_scalar(
             "UPDATE shipments SET status = 'cancelled', updated_at = now()
              WHERE order_id = $1 AND status = 'scheduled' RETURNING id",
         )
-        .bind(cancelled.order_id)
-        .fetch_optional(&mut *tx)
+        .bind(order_id)
+        .fetch_optional(tx)
         .await?;
-        let Some(shipment_id) = shipment else {
-            return Ok(());
-        };
-        let event = ShipmentCancelledV1 {
-            order_id: cancelled.order_id,
+        Ok(shipment.map(|shipment_id| ShipmentCancelledV1 {
+            order_id,
             shipment_id,
-        };
-        events_schema::emit(ctx, cancelled.order_id, &event).await
+        }))
     }
 }

@@ -2,7 +2,6 @@
 //! the one held, so reordering never regresses the copy.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
-use events_schema::EventData;
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
 use uuid::Uuid;
 
@@ -35,10 +34,6 @@ pub(crate) struct Registered;
 impl EventHandler for Registered {
     type Event = UserRegisteredV1;
 
-    fn event_type(&self) -> &'static str {
-        UserRegisteredV1::TYPE
-    }
-
     async fn handle(
         &self,
         user: UserRegisteredV1,
@@ -53,10 +48,6 @@ pub(crate) struct Updated;
 impl EventHandler for Updated {
     type Event = UserUpdatedV1;
 
-    fn event_type(&self) -> &'static str {
-        UserUpdatedV1::TYPE
-    }
-
     async fn handle(
         &self,
         user: UserUpdatedV1,
@@ -70,10 +61,6 @@ pub(crate) struct Deactivated;
 
 impl EventHandler for Deactivated {
     type Event = UserDeactivatedV1;
-
-    fn event_type(&self) -> &'static str {
-        UserDeactivatedV1::TYPE
-    }
 
     async fn handle(
         &self,

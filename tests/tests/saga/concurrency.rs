@@ -88,9 +88,13 @@ async fn two_hundred_concurrent_orders_satisfy_every_invariant() {
         rate: None,
     };
     let amqp = conveyor::AmqpConfig::new(system.env.amqp.url(), "system test checks");
-    let urls = system.urls();
+    let urls = system
+        .urls()
+        .into_iter()
+        .map(|(service, url)| (service, vec![url]))
+        .collect();
 
-    let report = scenario::run(&urls, &amqp, &options, Duration::from_secs(120), |_| {})
+    let report = scenario::run(urls, &amqp, &options, Duration::from_secs(120), |_| {})
         .await
         .unwrap();
 

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use conveyor::{AmqpConfig, Names, Shutdown, ShutdownTrigger};
 use conveyor_testkit::TestEnv;
 use serde_json::{Value, json};
+use system::ServiceName;
 use system::scenario::Api;
 
 pub(crate) struct System {
     pub(crate) env: TestEnv,
     pub(crate) api: Api,
     urls: BTreeMap<String, String>,
-    database_urls: BTreeMap<String, String>,
+    database_urls: BTreeMap<ServiceName, String>,
     stop: ShutdownTrigger,
     running: Option<system::Running>,
 }
@@ -20,8 +21,8 @@ pub(crate) struct System {
 pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
     let env = TestEnv::new().await;
     let mut database_urls = BTreeMap::new();
-    for service in system::SERVICES {
-        database_urls.insert(service.to_owned(), env.create_database(service).await);
+    for service in ServiceName::all() {
+        database_urls.insert(service, env.create_database(service.as_str()).await);
     }
     let config = system::SystemConfig {
         amqp: AmqpConfig::new(env.amqp.url(), "system test"),
@@ -33,12 +34,15 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
         shipping: shipping_service::Settings::default(),
     };
     let (stop, shutdown) = Shutdown::new();
-    let chosen: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+    let chosen: Vec<ServiceName> = services
+        .iter()
+        .map(|service| ServiceName::parse(service).unwrap())
+        .collect();
     let running = system::start(&config, &chosen, shutdown).await.unwrap();
-    let mut urls = running.urls.clone();
+    let mut urls = running.first_urls();
     // Services not started still need a URL for the client; nothing answers there.
-    for service in system::SERVICES {
-        urls.entry(service.to_owned())
+    for service in ServiceName::all() {
+        urls.entry(service.to_string())
             .or_insert_with(|| "http://127.0.0.1:9".to_owned());
     }
     System {
@@ -53,7 +57,7 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
 
 impl System {
     pub(crate) fn database_url(&self, service: &str) -> String {
-        self.database_urls[service].clone()
+        self.database_urls[&ServiceName::parse(service).unwrap()].clone()
     }
 
     pub(crate) fn urls(&self) -> BTreeMap<String, String> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use events_schema::EventData;
+use events_schema::Event;
 use events_schema::inventory::{InventoryReservedV1, Item};
 use events_schema::orders::{CancelReason, OrderCancelledV1};
 use events_schema::payments::PaymentCapturedV1;
@@ -184,7 +184,7 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
     let payments_db = damage::connect(&system.database_url("payments")).await;
     damage::execute(&payments_db, "DELETE FROM users_cache").await;
 
-    let republished = system::caches::rebuild(&system.api, "payments")
+    let republished = system::caches::rebuild(&system.api, system::ServiceName::Payments)
         .await
         .unwrap();
 
@@ -222,7 +222,11 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
         .await
         .unwrap();
     assert_eq!(orders_copy["active"], false);
-    assert!(system::caches::rebuild(&system.api, "users").await.is_err());
+    assert!(
+        system::caches::rebuild(&system.api, system::ServiceName::Users)
+            .await
+            .is_err()
+    );
     system.stop().await;
 }
 

@@ -360,15 +360,19 @@ impl Bench {
     }
 }
 
+/// A bench event; its data is ignored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct BenchEvent {}
+
+impl conveyor::Event for BenchEvent {
+    const TYPE: &'static str = BENCH_EVENT;
+}
+
 /// A handler whose only work is the inbox row the runtime writes for it.
 struct CountingHandler;
 
 impl EventHandler for CountingHandler {
-    type Event = serde::de::IgnoredAny;
-
-    fn event_type(&self) -> &'static str {
-        BENCH_EVENT
-    }
+    type Event = BenchEvent;
 
     async fn handle(
         &self,

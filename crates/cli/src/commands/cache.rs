@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use clap::Subcommand;
+use system::ServiceName;
 use system::scenario::Api;
 
 #[derive(Debug, Subcommand)]
@@ -19,19 +20,15 @@ pub(crate) enum CacheCommand {
 
 pub(crate) async fn run(command: CacheCommand) -> anyhow::Result<()> {
     let CacheCommand::Rebuild { service } = command;
+    let service = ServiceName::parse(&service)?;
     let mut urls = BTreeMap::new();
-    for (name, port) in [
-        ("users", 8081),
-        ("orders", 8082),
-        ("inventory", 8083),
-        ("payments", 8084),
-        ("shipping", 8085),
-    ] {
-        let variable = format!("{}_URL", name.to_ascii_uppercase());
-        let url = std::env::var(&variable).unwrap_or_else(|_| format!("http://127.0.0.1:{port}"));
-        urls.insert(name.to_owned(), url.trim_end_matches('/').to_owned());
+    for source in ServiceName::all() {
+        let variable = format!("{}_URL", source.as_str().to_ascii_uppercase());
+        let url = std::env::var(&variable)
+            .unwrap_or_else(|_| format!("http://127.0.0.1:{}", source.default_port()));
+        urls.insert(source.to_string(), url.trim_end_matches('/').to_owned());
     }
-    let republished = system::caches::rebuild(&Api::new(&urls)?, &service).await?;
+    let republished = system::caches::rebuild(&Api::new(&urls)?, service).await?;
     for (source, count) in republished {
         println!("{source} republished {count} events for {service}'s copies.");
     }

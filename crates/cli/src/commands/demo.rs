@@ -21,6 +21,11 @@ pub(crate) struct DemoArgs {
     /// Orders per second to offer; as fast as the concurrency allows if not given.
     #[arg(long)]
     rate: Option<f64>,
+    /// Instances of every service, each with its own database pool, consumer, outbox relay
+    /// and port, all on the service's one database and queue, as separate processes would
+    /// run; orders are placed across the orders instances in turn.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    replicas: u16,
     /// How long to wait for every order to be confirmed or cancelled, in seconds.
     #[arg(long, default_value_t = 120)]
     settle_timeout: u64,
@@ -42,7 +47,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Free ports: the demo never clashes with a `conveyor serve` already running.
     config.ports.values_mut().for_each(|port| *port = 0);
     let (stop, shutdown) = Shutdown::new();
-    let running = system::start(&config, &[], shutdown).await?;
+    let running =
+        system::start_replicas(&config, &[], usize::from(args.replicas), shutdown).await?;
     let progress = ProgressBar::new(args.orders as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} orders placed {per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -56,7 +62,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rate: args.rate,
     };
     let outcome = scenario::run(
-        &running.urls,
+        running.replica_urls(),
         &config.amqp,
         &options,
         Duration::from_secs(args.settle_timeout),
@@ -69,9 +75,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let report = outcome?;
     stopped?;
     if args.json {
-        println!("{}", to_json(&report));
+        println!("{}", to_json(&report, args.replicas));
     } else {
-        print_summary(&report);
+        print_summary(&report, args.replicas);
     }
     anyhow::ensure!(
         report.all_hold(),
@@ -80,8 +86,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn to_json(report: &Report) -> serde_json::Value {
+fn to_json(report: &Report, replicas: u16) -> serde_json::Value {
     json!({
+        "replicas": replicas,
         "orders": { "placed": report.placed, "confirmed": report.confirmed, "cancelled": report.cancelled },
         "latency_ms": report.latency_ms,
         "orders_per_second": report.orders_per_second,
@@ -92,7 +99,7 @@ fn to_json(report: &Report) -> serde_json::Value {
     })
 }
 
-fn print_summary(report: &Report) {
+fn print_summary(report: &Report, replicas: u16) {
     let cancelled: usize = report.cancelled.values().sum();
     let reasons: Vec<String> = report
         .cancelled
@@ -104,7 +111,15 @@ fn print_summary(report: &Report) {
         .iter()
         .map(|(what, n)| format!("{what} {n}"))
         .collect();
-    println!("Conveyor demo: {} orders through the saga", report.placed);
+    let instances = if replicas == 1 {
+        "one instance of each service".to_owned()
+    } else {
+        format!("{replicas} instances of each service")
+    };
+    println!(
+        "Conveyor demo: {} orders through the saga, {instances}",
+        report.placed
+    );
     println!("  placed           {}", report.placed);
     println!("  confirmed        {}", report.confirmed);
     println!("  cancelled        {cancelled}  ({})", reasons.join(", "));

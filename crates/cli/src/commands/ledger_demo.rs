@@ -12,7 +12,7 @@ use conveyor::{
     Names, Outbox, OutboxRelay, Publisher, Shutdown,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -34,13 +34,17 @@ pub(crate) struct DemoArgs {
     json: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Transfer {
     run: Uuid,
     account: String,
     amount_cents: i64,
     #[serde(default)]
     flaky: bool,
+}
+
+impl conveyor::Event for Transfer {
+    const TYPE: &'static str = EVENT_TYPE;
 }
 
 /// Records each transfer in the demo's ledger table, inside the handling transaction.
@@ -50,10 +54,6 @@ struct LedgerHandler {
 
 impl EventHandler for LedgerHandler {
     type Event = Transfer;
-
-    fn event_type(&self) -> &'static str {
-        EVENT_TYPE
-    }
 
     async fn handle(
         &self,

@@ -1,8 +1,10 @@
 //! Handling a batch of deliveries in one transaction with the inbox.
 //!
-//! The fast path runs every handler in one transaction and commits once. If any handler
-//! fails, that transaction is rolled back and the batch is handled again with a savepoint
-//! per message, so one failure rolls back only its own message.
+//! The fast path locks the batch's keys, runs every handler in one transaction and commits
+//! once. If any handler fails, that transaction is rolled back and the batch is handled
+//! again with a savepoint per message, so one failure rolls back only its own message. If
+//! another transaction holds one of the keys past the lock timeout, the batch goes one by
+//! one without waiting: messages whose key is busy are retried later, the others proceed.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -15,7 +17,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::Registry;
-use super::handler::{DynHandler, EventMeta, HandleFailure, HandlerContext, HandlerError};
+use super::handler::{
+    DynHandler, EventMeta, HandleFailure, HandlerContext, HandlerError, Prepared,
+};
+use super::key_lock::{self, Locked};
 use super::outcome::{DeadLetterKind, Outcome};
 use crate::envelope::Envelope;
 use crate::headers;
@@ -23,7 +28,7 @@ use crate::trace_context;
 
 /// A delivery ready to hand to its handler.
 struct Decoded {
-    envelope: Envelope,
+    prepared: Prepared,
     meta: EventMeta,
     handler: Arc<dyn DynHandler>,
     span: tracing::Span,
@@ -46,18 +51,18 @@ impl Incoming {
         }
         Self { delivery, decoded }
     }
+
+    fn decoded(&self) -> Option<&Decoded> {
+        self.decoded.as_ref().ok()
+    }
 }
 
 fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> {
     let amqp_headers = delivery.properties.headers().clone().unwrap_or_default();
     let previous_attempts = headers::get_u32(&amqp_headers, headers::ATTEMPTS).unwrap_or(0);
-    let envelope = Envelope::from_bytes(&delivery.data).map_err(|error| {
-        Outcome::dead_letter(
-            DeadLetterKind::Malformed,
-            error.to_string(),
-            previous_attempts,
-        )
-    })?;
+    let dead_letter = |kind, error: String| Outcome::dead_letter(kind, error, previous_attempts);
+    let envelope = Envelope::from_bytes(&delivery.data)
+        .map_err(|error| dead_letter(DeadLetterKind::Malformed, error.to_string()))?;
     let handler = registry
         .handlers
         .get(&envelope.event_type)
@@ -67,12 +72,12 @@ fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> 
                 "no handler for event type {:?} in service {}",
                 envelope.event_type, registry.service
             );
-            Outcome::dead_letter(DeadLetterKind::UnknownType, error, previous_attempts)
+            dead_letter(DeadLetterKind::UnknownType, error)
         })?;
     if let Some(contract) = &registry.contract {
-        contract.check(&envelope).map_err(|violation| {
-            Outcome::dead_letter(DeadLetterKind::Schema, violation.message, previous_attempts)
-        })?;
+        contract
+            .check(&envelope)
+            .map_err(|violation| dead_letter(DeadLetterKind::Schema, violation.message))?;
     }
     let span = tracing::info_span!(
         "handle",
@@ -85,21 +90,47 @@ fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> 
     trace_context::continue_trace(&span, &amqp_headers);
     let meta = EventMeta {
         id: envelope.id,
-        event_type: envelope.event_type.clone(),
-        subject: envelope.subject.clone(),
+        event_type: envelope.event_type,
+        subject: envelope.subject,
         correlation_id: envelope.correlationid,
         previous_attempts,
     };
+    let prepared = handler
+        .prepare(envelope.data, &meta)
+        .map_err(|error| dead_letter(DeadLetterKind::Schema, error))?;
     Ok(Decoded {
-        envelope,
+        prepared,
         meta,
         handler,
         span,
     })
 }
 
+/// How a one-by-one pass takes its keys' locks.
+#[derive(Clone, Copy)]
+enum KeyLocks<'a> {
+    /// Every key of the batch up front, waiting for each (in ascending order).
+    WaitForAll(&'a [i64]),
+    /// Each message's own keys just before it, without waiting: a message whose key another
+    /// transaction holds is retried later, so one stuck key cannot hold up the others.
+    TryEach,
+}
+
+/// How the fast path ended.
+enum Together {
+    Done(Vec<Outcome>),
+    /// A handler failed: the batch goes one by one, so only that message is undone.
+    HandlerFailed,
+    /// A key stayed locked by another transaction past `lock_timeout`.
+    KeysBusy,
+}
+
 /// Handles `batch`, committing the inbox rows, the handlers' changes and their follow-up
 /// events together. Returns one outcome per delivery, in order.
+///
+/// Before any handler runs, the batch takes the advisory lock of every key its events
+/// carry, in one global order, so no other worker or process handles an event with one of
+/// those keys until this transaction ends, and two batches never deadlock on them.
 ///
 /// # Errors
 /// The database error when the transaction itself fails; nothing was committed and the
@@ -112,10 +143,25 @@ pub(crate) async fn process(
     if !batch.iter().any(|incoming| incoming.decoded.is_ok()) {
         return Ok(outcomes_without_handlers(batch));
     }
-    if let Some(outcomes) = process_together(registry, pool, batch).await? {
-        return Ok(outcomes);
+    let keys = key_lock::lock_ids(
+        &registry.service,
+        batch
+            .iter()
+            .filter_map(Incoming::decoded)
+            .flat_map(|decoded| decoded.prepared.keys.iter().map(String::as_str)),
+    );
+    match process_together(registry, pool, batch, &keys).await? {
+        Together::Done(outcomes) => return Ok(outcomes),
+        Together::HandlerFailed => {
+            let waited = process_one_by_one(registry, pool, batch, KeyLocks::WaitForAll(&keys));
+            if let Some(outcomes) = waited.await? {
+                return Ok(outcomes);
+            }
+        }
+        Together::KeysBusy => {}
     }
-    process_one_by_one(registry, pool, batch).await
+    let outcomes = process_one_by_one(registry, pool, batch, KeyLocks::TryEach).await?;
+    Ok(outcomes.unwrap_or_default())
 }
 
 fn outcomes_without_handlers(batch: &[Incoming]) -> Vec<Outcome> {
@@ -128,22 +174,22 @@ fn outcomes_without_handlers(batch: &[Incoming]) -> Vec<Outcome> {
         .collect()
 }
 
-/// The fast path; `None` when a handler failed and the batch must go one by one.
+/// The fast path: every message in one transaction, committed once.
 async fn process_together(
     registry: &Registry,
     pool: &PgPool,
     batch: &[Incoming],
-) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    keys: &[i64],
+) -> Result<Together, sqlx::Error> {
+    let mut tx = registry.begin(pool).await?;
+    if key_lock::lock_all(&mut tx, keys).await? == Locked::TimedOut {
+        tx.rollback().await?;
+        return Ok(Together::KeysBusy);
+    }
     let ids: Vec<Uuid> = batch
         .iter()
-        .filter_map(|incoming| {
-            incoming
-                .decoded
-                .as_ref()
-                .ok()
-                .map(|decoded| decoded.meta.id)
-        })
+        .filter_map(Incoming::decoded)
+        .map(|decoded| decoded.meta.id)
         .collect();
     let mut fresh: HashSet<Uuid> = sqlx::query_scalar(
         "INSERT INTO conveyor.inbox (consumer, message_id) SELECT $1, UNNEST($2::uuid[])
@@ -171,65 +217,98 @@ async fn process_together(
         }
         if run_handler(registry, &mut tx, decoded).await.is_err() {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(Together::HandlerFailed);
         }
         outcomes.push(Outcome::Handled);
+    }
+    tx.commit().await?;
+    Ok(Together::Done(outcomes))
+}
+
+/// One transaction with a savepoint per message, so a failure undoes only its own message.
+/// `None` when waiting for the batch's keys timed out (only with [`KeyLocks::WaitForAll`]).
+async fn process_one_by_one(
+    registry: &Registry,
+    pool: &PgPool,
+    batch: &[Incoming],
+    locks: KeyLocks<'_>,
+) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
+    let mut tx = registry.begin(pool).await?;
+    if let KeyLocks::WaitForAll(keys) = locks
+        && key_lock::lock_all(&mut tx, keys).await? == Locked::TimedOut
+    {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for incoming in batch {
+        let outcome = match &incoming.decoded {
+            Ok(decoded) => process_in_savepoint(registry, &mut tx, decoded, locks).await?,
+            Err(outcome) => outcome.clone(),
+        };
+        outcomes.push(outcome);
     }
     tx.commit().await?;
     Ok(Some(outcomes))
 }
 
-async fn process_one_by_one(
+async fn process_in_savepoint(
     registry: &Registry,
-    pool: &PgPool,
-    batch: &[Incoming],
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for incoming in batch {
-        let decoded = match &incoming.decoded {
-            Ok(decoded) => decoded,
-            Err(outcome) => {
-                outcomes.push(outcome.clone());
-                continue;
-            }
-        };
-        sqlx::query("SAVEPOINT conveyor_message")
-            .execute(&mut *tx)
-            .await?;
-        let claimed = sqlx::query(
-            "INSERT INTO conveyor.inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(&registry.service)
-        .bind(decoded.meta.id)
+    tx: &mut PgConnection,
+    decoded: &Decoded,
+    locks: KeyLocks<'_>,
+) -> Result<Outcome, sqlx::Error> {
+    sqlx::query("SAVEPOINT conveyor_message")
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            sqlx::query("RELEASE SAVEPOINT conveyor_message")
-                .execute(&mut *tx)
-                .await?;
-            outcomes.push(Outcome::Duplicate);
-            continue;
-        }
-        match run_handler(registry, &mut tx, decoded).await {
-            Ok(()) => {
-                sqlx::query("RELEASE SAVEPOINT conveyor_message")
-                    .execute(&mut *tx)
-                    .await?;
-                outcomes.push(Outcome::Handled);
-            }
-            Err(failure) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT conveyor_message")
-                    .execute(&mut *tx)
-                    .await?;
-                outcomes.push(failure_outcome(registry, &decoded.meta, failure));
-            }
+        .await?;
+    if matches!(locks, KeyLocks::TryEach) {
+        let keys = key_lock::lock_ids(
+            &registry.service,
+            decoded.prepared.keys.iter().map(String::as_str),
+        );
+        if !key_lock::try_lock_all(tx, &keys).await? {
+            rollback_to_savepoint(tx).await?;
+            return Ok(busy_key_outcome(registry, decoded));
         }
     }
-    tx.commit().await?;
-    Ok(outcomes)
+    let claimed = sqlx::query(
+        "INSERT INTO conveyor.inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(&registry.service)
+    .bind(decoded.meta.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        release_savepoint(tx).await?;
+        return Ok(Outcome::Duplicate);
+    }
+    match run_handler(registry, tx, decoded).await {
+        Ok(()) => {
+            release_savepoint(tx).await?;
+            Ok(Outcome::Handled)
+        }
+        Err(failure) => {
+            rollback_to_savepoint(tx).await?;
+            Ok(failure_outcome(registry, &decoded.meta, failure))
+        }
+    }
+}
+
+async fn release_savepoint(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("RELEASE SAVEPOINT conveyor_message")
+        .execute(tx)
+        .await
+        .map(drop)
+}
+
+/// Undoes the message's work; a key lock taken since the savepoint is released with it.
+async fn rollback_to_savepoint(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("ROLLBACK TO SAVEPOINT conveyor_message")
+        .execute(tx)
+        .await
+        .map(drop)
 }
 
 async fn run_handler(
@@ -238,14 +317,13 @@ async fn run_handler(
     decoded: &Decoded,
 ) -> Result<(), HandleFailure> {
     let mut ctx = HandlerContext::new(tx, &decoded.meta, &registry.outbox, &registry.service);
-    let data = decoded.envelope.data.clone();
-    let call = decoded.handler.call(data, &mut ctx);
+    let call = decoded.handler.call(&decoded.prepared, &mut ctx);
     let result = AssertUnwindSafe(call)
         .catch_unwind()
         .instrument(decoded.span.clone())
         .await;
     match result {
-        Ok(outcome) => outcome,
+        Ok(outcome) => outcome.map_err(HandleFailure::Handler),
         Err(panic) => Err(HandleFailure::Panic(panic_message(panic.as_ref()))),
     }
 }
@@ -262,9 +340,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 fn failure_outcome(registry: &Registry, meta: &EventMeta, failure: HandleFailure) -> Outcome {
     let attempts = meta.previous_attempts + 1;
     let outcome = match failure {
-        HandleFailure::Schema(error) => {
-            Outcome::dead_letter(DeadLetterKind::Schema, error, attempts)
-        }
         HandleFailure::Panic(error) => {
             Outcome::dead_letter(DeadLetterKind::Permanent, error, attempts)
         }
@@ -275,9 +350,25 @@ fn failure_outcome(registry: &Registry, meta: &EventMeta, failure: HandleFailure
             Outcome::transient(&registry.retry_tiers, attempts, format!("{error:#}"))
         }
     };
+    log_failure(registry, meta, &outcome);
+    outcome
+}
+
+/// A message whose key another transaction held: retried like a transient failure.
+fn busy_key_outcome(registry: &Registry, decoded: &Decoded) -> Outcome {
+    let error = format!(
+        "another transaction held the lock of key {:?} for longer than {:?}",
+        decoded.prepared.keys, registry.lock_timeout
+    );
+    let attempts = decoded.meta.previous_attempts + 1;
+    let outcome = Outcome::transient(&registry.retry_tiers, attempts, error);
+    log_failure(registry, &decoded.meta, &outcome);
+    outcome
+}
+
+fn log_failure(registry: &Registry, meta: &EventMeta, outcome: &Outcome) {
     tracing::warn!(
         service = %registry.service, event_id = %meta.id, event_type = %meta.event_type,
         outcome = ?outcome, "Handler failed."
     );
-    outcome
 }

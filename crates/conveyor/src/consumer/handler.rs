@@ -1,14 +1,15 @@
 //! What a service implements to handle one event type, and what its handler may touch.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
+use crate::event::Event;
 use crate::outbox::{Outbox, OutboxError};
 
 /// Handles one event type for one service.
@@ -17,11 +18,17 @@ use crate::outbox::{Outbox, OutboxError};
 /// holds the follow-up events it emits: it should change nothing outside `ctx.tx()`, because
 /// a failed batch is rolled back and handled again.
 pub trait EventHandler: Send + Sync + 'static {
-    /// The event's `data`, decoded; a body that does not decode is dead-lettered as `schema`.
-    type Event: DeserializeOwned + Send + 'static;
+    /// The event handled; its [`Event::TYPE`] is the routing key the service's queue binds.
+    /// Data that does not decode into it is dead-lettered as `schema`.
+    type Event: Event;
 
-    /// The event type handled, which is also the routing key the service's queue binds.
-    fn event_type(&self) -> &'static str;
+    /// The keys this event is serialized on: two events of this service that share a key
+    /// are never handled at the same time, by two workers or two processes. The default is
+    /// the envelope's `subject` (the order id of every saga event); none means no lock.
+    fn keys(&self, event: &Self::Event, meta: &EventMeta) -> Vec<String> {
+        let _ = event;
+        meta.subject.iter().cloned().collect()
+    }
 
     fn handle(
         &self,
@@ -126,59 +133,79 @@ impl<'t> HandlerContext<'t> {
     }
 
     /// Emits a follow-up event in the same transaction, in the same flow (correlation id)
-    /// and caused by the event being handled.
+    /// and caused by the event being handled, about `subject` (an order id, a sku).
     ///
     /// # Errors
+    /// [`HandlerError::Permanent`] when the event breaks its contract,
     /// [`HandlerError::Transient`] when the outbox insert fails.
-    pub async fn emit(
+    pub async fn emit<E: Event>(
         &mut self,
-        event_type: &str,
-        subject: impl Into<String>,
-        data: Value,
-    ) -> Result<Envelope, HandlerError> {
-        let envelope = Envelope::new(self.service, event_type, data)
-            .with_subject(subject)
+        subject: impl std::fmt::Display,
+        event: &E,
+    ) -> Result<(), HandlerError> {
+        let envelope = Envelope::of(self.service, event)
+            .with_subject(subject.to_string())
             .caused_by(self.meta.id, self.meta.correlation_id);
         self.outbox.add(self.tx, &envelope).await?;
-        Ok(envelope)
+        Ok(())
     }
 }
 
-/// Why a message could not be handled, before it is routed to a retry or dead letter.
+/// Why a handler's run did not succeed, before it is routed to a retry or dead letter.
 #[derive(Debug)]
 pub(crate) enum HandleFailure {
-    Schema(String),
     Handler(HandlerError),
     Panic(String),
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// An event decoded for its handler before any transaction starts, with its keys.
+pub(crate) struct Prepared {
+    event: Box<dyn Any + Send + Sync>,
+    pub(crate) keys: Vec<String>,
+}
+
 /// An [`EventHandler`] with its event type erased, so one consumer holds many.
 pub(crate) trait DynHandler: Send + Sync {
+    /// Decodes `data` into the handler's event.
+    ///
+    /// # Errors
+    /// Why the data does not fit the event type (dead-lettered as `schema`).
+    fn prepare(&self, data: Value, meta: &EventMeta) -> Result<Prepared, String>;
+
     fn call<'a>(
         &'a self,
-        data: Value,
+        prepared: &'a Prepared,
         ctx: &'a mut HandlerContext<'_>,
-    ) -> BoxFuture<'a, Result<(), HandleFailure>>;
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
 }
 
 impl<H: EventHandler> DynHandler for H {
+    fn prepare(&self, data: Value, meta: &EventMeta) -> Result<Prepared, String> {
+        let event = serde_json::from_value::<H::Event>(data)
+            .map_err(|error| format!("data does not match {}: {error}", H::Event::TYPE))?;
+        Ok(Prepared {
+            keys: self.keys(&event, meta),
+            event: Box::new(event),
+        })
+    }
+
     fn call<'a>(
         &'a self,
-        data: Value,
+        prepared: &'a Prepared,
         ctx: &'a mut HandlerContext<'_>,
-    ) -> BoxFuture<'a, Result<(), HandleFailure>> {
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        // The batch may run twice (rolled back, then one by one), so the handler gets a copy.
+        let event = prepared.event.downcast_ref::<H::Event>().cloned();
         Box::pin(async move {
-            let event = serde_json::from_value::<H::Event>(data).map_err(|error| {
-                HandleFailure::Schema(format!(
-                    "data does not match {}: {error}",
-                    self.event_type()
+            let event = event.ok_or_else(|| {
+                HandlerError::permanent(anyhow::anyhow!(
+                    "the runtime prepared another type than {}",
+                    H::Event::TYPE
                 ))
             })?;
-            self.handle(event, ctx)
-                .await
-                .map_err(HandleFailure::Handler)
+            self.handle(event, ctx).await
         })
     }
 }

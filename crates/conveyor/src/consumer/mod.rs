@@ -4,6 +4,7 @@
 
 mod batch;
 mod handler;
+mod key_lock;
 mod outcome;
 mod worker;
 
@@ -12,14 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres};
 
 pub use handler::{EventHandler, EventMeta, HandlerContext, HandlerError};
+pub use key_lock::key_lock_id;
 pub use outcome::DeadLetterKind;
 
 use crate::amqp::AmqpConfig;
 use crate::backoff::Backoff;
 use crate::contract::Contract;
+use crate::event::Event;
 use crate::outbox::Outbox;
 use crate::shutdown::Shutdown;
 use crate::store;
@@ -37,6 +40,10 @@ pub struct ConsumerOptions {
     pub batch_size: usize,
     /// Delays before the first, second, … retry of a transient failure.
     pub retry_tiers: Vec<Duration>,
+    /// The longest a batch waits for a lock (an event key's, or a row a handler locks)
+    /// that another transaction holds. Past it, a batch's events whose key is busy are
+    /// retried later and the rest proceed; a handler's wait becomes a transient failure.
+    pub lock_timeout: Duration,
 }
 
 impl Default for ConsumerOptions {
@@ -50,6 +57,7 @@ impl Default for ConsumerOptions {
                 Duration::from_secs(10),
                 Duration::from_secs(60),
             ],
+            lock_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -107,6 +115,20 @@ pub(crate) struct Registry {
     outbox: Outbox,
     contract: Option<Arc<dyn Contract>>,
     stats: Arc<ConsumerStats>,
+    lock_timeout: Duration,
+    /// `BEGIN` plus the lock timeout, sent as one round trip.
+    begin: Arc<str>,
+}
+
+impl Registry {
+    /// Starts a handling transaction whose lock waits end after `lock_timeout`.
+    async fn begin(
+        &self,
+        pool: &PgPool,
+    ) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        pool.begin_with(sqlx::AssertSqlSafe(Arc::clone(&self.begin)))
+            .await
+    }
 }
 
 /// Collects handlers for one service.
@@ -142,8 +164,8 @@ impl ConsumerBuilder {
 
     /// Registers `handler` for its event type; the service's queue binds that type.
     #[must_use]
-    pub fn handler(mut self, handler: impl EventHandler) -> Self {
-        let event_type = handler.event_type().to_owned();
+    pub fn handler<H: EventHandler>(mut self, handler: H) -> Self {
+        let event_type = <H::Event as Event>::TYPE.to_owned();
         if self
             .handlers
             .insert(event_type.clone(), Arc::new(handler))
@@ -189,6 +211,8 @@ impl ConsumerBuilder {
             },
             contract: self.contract,
             stats: Arc::default(),
+            lock_timeout: options.lock_timeout,
+            begin: begin_statement(options.lock_timeout),
         };
         Ok(Consumer {
             registry: Arc::new(registry),
@@ -262,6 +286,13 @@ impl Consumer {
             }
         }
     }
+}
+
+/// `BEGIN` with `lock_timeout` set for the transaction (whole milliseconds; 0 would mean
+/// "wait forever" to Postgres, so at least 1).
+fn begin_statement(lock_timeout: Duration) -> Arc<str> {
+    let millis = lock_timeout.as_millis().clamp(1, i32::MAX as u128);
+    format!("BEGIN; SET LOCAL lock_timeout = {millis}").into()
 }
 
 /// Sleeps for `delay`; `true` if shutdown fired first.

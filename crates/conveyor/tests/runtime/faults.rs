@@ -85,7 +85,7 @@ async fn sigterm_during_a_stream_loses_nothing() {
     let events: Vec<_> = (0..5_000).map(event).collect();
     publisher.publish_events(&events).await.unwrap();
 
-    let mut service = child::spawn("consumer", &env.database_url(), env.amqp.url());
+    let mut service = child::spawn("consumer", &env.database_url(), &env.amqp.url());
     env.wait_for_handled(200, Duration::from_secs(60)).await;
     child::send_signal(&service, "TERM");
     let exit = tokio::task::spawn_blocking(move || service.wait().unwrap())

@@ -5,6 +5,7 @@ mod child;
 mod delivery;
 mod failures;
 mod faults;
+mod keys;
 mod outbox;
 mod publishing;
 mod tracing_context;

@@ -57,7 +57,7 @@ async fn events_left_by_a_killed_relay_are_published_after_a_restart() {
     let consumer = env.start_consumer(Default::default()).await;
     commit_to_outbox(&env, 0..20_000).await;
 
-    let mut relay_process = child::spawn("relay", &env.database_url(), env.amqp.url());
+    let mut relay_process = child::spawn("relay", &env.database_url(), &env.amqp.url());
     let wait_for_progress = async {
         while published_count(&env).await == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1,26 +1,45 @@
 //! A small client of the services' HTTP APIs, with errors that say which call failed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
-/// Base URLs of the services, and one HTTP client for all.
+/// Base URLs of the services' instances, and one HTTP client for all. Calls to a service
+/// with several instances go to each in turn.
 #[derive(Clone)]
 pub struct Api {
     client: Client,
-    urls: BTreeMap<String, String>,
+    urls: BTreeMap<String, Vec<String>>,
+    turn: Arc<AtomicUsize>,
 }
 
 impl Api {
+    /// One instance per service.
+    ///
     /// # Errors
     /// When a service's URL is missing.
     pub fn new(urls: &BTreeMap<String, String>) -> anyhow::Result<Self> {
-        for service in crate::SERVICES {
+        Self::with_replicas(
+            urls.iter()
+                .map(|(service, url)| (service.clone(), vec![url.clone()]))
+                .collect(),
+        )
+    }
+
+    /// Several instances per service.
+    ///
+    /// # Errors
+    /// When a service has no URL.
+    pub fn with_replicas(urls: BTreeMap<String, Vec<String>>) -> anyhow::Result<Self> {
+        for service in crate::ServiceName::all() {
             anyhow::ensure!(
-                urls.contains_key(service),
+                urls.get(service.as_str())
+                    .is_some_and(|urls| !urls.is_empty()),
                 "no URL for the {service} service"
             );
         }
@@ -30,8 +49,19 @@ impl Api {
             .build()?;
         Ok(Self {
             client,
-            urls: urls.clone(),
+            urls,
+            turn: Arc::default(),
         })
+    }
+
+    /// The base URL of the instance of `service` whose turn it is.
+    fn base_url(&self, service: &str) -> anyhow::Result<&str> {
+        let urls = self
+            .urls
+            .get(service)
+            .with_context(|| format!("no URL for the {service} service"))?;
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        Ok(&urls[turn % urls.len()])
     }
 
     /// Sends a request and returns the status and the JSON body.
@@ -46,7 +76,7 @@ impl Api {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(StatusCode, Value)> {
-        let url = format!("{}{path}", self.urls[service]);
+        let url = format!("{}{path}", self.base_url(service)?);
         let mut request = self.client.request(method.clone(), &url);
         for (name, value) in headers {
             request = request.header(*name, *value);

@@ -80,9 +80,9 @@ pub(crate) async fn wait_until_settled(
 pub(crate) async fn dead_letters(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     let connection = amqp.connect().await?;
     let mut total = 0;
-    for service in crate::SERVICES {
+    for service in crate::ServiceName::all() {
         let channel = connection.create_channel().await?;
-        let queue = conveyor::Names::default().dead_letter_queue(service);
+        let queue = conveyor::Names::default().dead_letter_queue(service.as_str());
         if let Ok(declared) = conveyor::declare_passive(&channel, &queue).await {
             total += u64::from(declared.message_count());
             let _ = channel.close(200, "counted".into()).await;

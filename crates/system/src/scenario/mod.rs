@@ -27,13 +27,13 @@ pub use setup::Fixtures;
 /// # Errors
 /// When a service does not answer, or orders do not end within `settle_timeout`.
 pub async fn run(
-    urls: &BTreeMap<String, String>,
+    urls: BTreeMap<String, Vec<String>>,
     amqp: &conveyor::AmqpConfig,
     options: &LoadOptions,
     settle_timeout: Duration,
     progress: impl Fn(usize) + Send + Sync,
 ) -> anyhow::Result<Report> {
-    let api = Api::new(urls)?;
+    let api = Api::with_replicas(urls)?;
     let dead_letters_before = check::dead_letters(amqp).await?;
     let fixtures = setup::create(&api).await?;
     setup::wait_for_caches(&api, &fixtures, Duration::from_secs(30)).await?;

@@ -60,7 +60,8 @@ async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<String>> {
 
 pub(crate) async fn run(json: bool) -> anyhow::Result<()> {
     let amqp = amqp();
-    let services = dead_letter_queues(amqp.url()).await?;
+    let first = amqp.urls().first().cloned().unwrap_or_default();
+    let services = dead_letter_queues(&first).await?;
     let mut rows = Vec::with_capacity(services.len());
     for service in &services {
         let queue = DeadLetterQueue::open(&amqp, &Names::default(), service).await?;
