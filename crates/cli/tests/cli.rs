@@ -98,7 +98,7 @@ fn exported_definitions_import_into_rabbitmq() {
     let listing = String::from_utf8_lossy(&queues.stdout);
     assert!(listing.contains("orders.events\tquorum"), "{listing}");
     assert!(listing.contains("payments.dlq\tquorum"), "{listing}");
-    assert!(listing.contains("shipping.retry.10s\tclassic"), "{listing}");
+    assert!(listing.contains("shipping.retry.10s\tquorum"), "{listing}");
     // Applying the code's topology over the imported one must agree on every argument.
     let applied = conveyor(&["topology", "apply"], &vhost.url());
     assert!(

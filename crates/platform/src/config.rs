@@ -5,11 +5,18 @@ use std::net::IpAddr;
 
 use conveyor::{AmqpConfig, Names};
 
+/// Database connections per service instance unless `<SERVICE>_DATABASE_POOL_SIZE` says;
+/// five services with three instances each stay within Postgres's default 100 connections
+/// only with a smaller figure (`conveyor demo --replicas` picks one).
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
 /// Settings every service has.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub service: String,
     pub database_url: String,
+    /// Connections to its database at most, shared by HTTP, consumer, relay and tasks.
+    pub pool_size: u32,
     /// 0 picks a free port (tests).
     pub port: u16,
     pub listen_addr: IpAddr,
@@ -51,6 +58,19 @@ impl ServiceConfig {
             default_port,
             "a port number (0-65535)",
         )?;
+        let pool_variable = format!("{prefix}_DATABASE_POOL_SIZE");
+        let pool_size = parse_env(
+            &pool_variable,
+            DEFAULT_POOL_SIZE,
+            "a number of connections from 2 to 1000",
+        )?;
+        if !(2..=1000).contains(&pool_size) {
+            return Err(ConfigError::new(
+                &pool_variable,
+                &pool_size.to_string(),
+                "a number of connections from 2 to 1000",
+            ));
+        }
         let listen_addr = parse_env(
             "LISTEN_ADDR",
             IpAddr::from([127, 0, 0, 1]),
@@ -59,6 +79,7 @@ impl ServiceConfig {
         Ok(Self {
             service: service.to_owned(),
             database_url,
+            pool_size,
             port,
             listen_addr,
             amqp: AmqpConfig::from_env(format!("{service}-service")),

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - `binary`: what every service binary does: `--help`, logging, signals, exit status.
 //! - `config`: a service's settings from the environment, checked at start-up.
 //! - `database`: connecting to a service's own database, creating it if missing.
 //! - `http`: JSON errors and the health routes.
@@ -9,12 +10,14 @@
 //! - `service`: the runner that starts the HTTP server, the consumer, the outbox relay and
 //!   background tasks, and stops them all on shutdown.
 
+mod binary;
 pub mod config;
 mod database;
 mod http;
 mod service;
 pub mod telemetry;
 
+pub use binary::{About, Setting, help, run_binary};
 pub use config::{ConfigError, ServiceConfig};
 pub use database::connect_or_create;
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};

@@ -53,7 +53,7 @@ impl Service {
         migrator: &'static Migrator,
         assemble: impl FnOnce(&PgPool) -> anyhow::Result<ServiceParts>,
     ) -> anyhow::Result<Self> {
-        let pool = connect_or_create(&config.database_url, 16).await?;
+        let pool = connect_or_create(&config.database_url, config.pool_size).await?;
         migrator
             .run(&pool)
             .await

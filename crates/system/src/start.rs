@@ -18,6 +18,8 @@ pub struct SystemConfig {
     pub database_urls: BTreeMap<ServiceName, String>,
     /// One port per service; 0 picks a free one.
     pub ports: BTreeMap<ServiceName, u16>,
+    /// Database connections per service instance.
+    pub pool_size: u32,
     pub listen_addr: IpAddr,
     pub names: Names,
     pub orders: orders_service::Settings,
@@ -33,16 +35,19 @@ impl SystemConfig {
         let mut database_urls = BTreeMap::new();
         let mut ports = BTreeMap::new();
         let mut listen_addr = IpAddr::from([127, 0, 0, 1]);
+        let mut pool_size = platform::config::DEFAULT_POOL_SIZE;
         for service in ServiceName::all() {
             let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
             database_urls.insert(service, config.database_url);
             ports.insert(service, config.port);
             listen_addr = config.listen_addr;
+            pool_size = config.pool_size;
         }
         Ok(Self {
             amqp: AmqpConfig::from_env("conveyor"),
             database_urls,
             ports,
+            pool_size,
             listen_addr,
             names: Names::default(),
             orders: orders_service::Settings::from_env()?,
@@ -64,6 +69,7 @@ impl SystemConfig {
                 .get(&service)
                 .cloned()
                 .unwrap_or_default(),
+            pool_size: self.pool_size,
             port,
             listen_addr: self.listen_addr,
             amqp: self
@@ -149,7 +155,7 @@ pub async fn start_replicas(
     };
     let connection = config.amqp.connect().await?;
     crate::all_topology(&config.names)?
-        .declare(&connection.create_channel().await?)
+        .declare(&connection)
         .await?;
     let _ = connection.close(200, "topology declared".into()).await;
     let mut built = Vec::new();

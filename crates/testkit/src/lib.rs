@@ -2,6 +2,8 @@
 //! for each test, removed when it ends, and a recording test service whose handler does what
 //! each event asks (succeed, fail in a chosen way, panic).
 
+mod broker;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub use broker::Broker;
+
 pub const SERVICE: &str = "ledger";
 pub const EVENT_TYPE: &str = "test.happened";
 
@@ -23,21 +27,9 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .arg("-q")
-        .output()
-        .expect("rabbitmqctl runs (tests need a local RabbitMQ)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// One test's own vhost and database.
 pub struct TestEnv {
+    pub broker: Broker,
     pub vhost: String,
     pub database: String,
     /// More databases made with [`TestEnv::create_database`], dropped with the rest.
@@ -63,12 +55,18 @@ fn install_tracing() {
 }
 
 impl TestEnv {
+    /// A vhost on the local broker, and a database.
     pub async fn new() -> Self {
+        Self::on(Broker::local()).await
+    }
+
+    /// A vhost on `broker`, and a database.
+    pub async fn on(broker: Broker) -> Self {
         install_tracing();
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
         let vhost = format!("conveyor-test-{id}");
-        rabbitmqctl(&["add_vhost", &vhost]);
-        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+        broker.ctl(&["add_vhost", &vhost]);
+        broker.ctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
         let database = format!("conveyor_test_{id}");
         let admin = PgPool::connect(&postgres_admin_url()).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
@@ -98,11 +96,9 @@ impl TestEnv {
             .execute(&pool)
             .await
             .unwrap();
-        let amqp = AmqpConfig::new(
-            format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
-            format!("test {vhost}"),
-        );
+        let amqp = AmqpConfig::new(broker.url(&vhost), format!("test {vhost}"));
         Self {
+            broker,
             vhost,
             database,
             extra_databases: std::sync::Mutex::default(),
@@ -115,8 +111,7 @@ impl TestEnv {
     /// Declares a topology up front, so events published before a consumer starts are queued.
     pub async fn declare(&self, topology: &conveyor::Topology) {
         let connection = self.connect().await;
-        let channel = connection.create_channel().await.unwrap();
-        topology.declare(&channel).await.unwrap();
+        topology.declare(&connection).await.unwrap();
         connection.close(200, "done".into()).await.unwrap();
     }
 
@@ -216,8 +211,26 @@ impl TestEnv {
             .unwrap();
     }
 
+    /// The type of `queue` (`classic`, `quorum`), as the broker reports it.
+    pub fn queue_type(&self, queue: &str) -> String {
+        self.broker
+            .ctl(&[
+                "list_queues",
+                "-p",
+                &self.vhost,
+                "name",
+                "type",
+                "--no-table-headers",
+            ])
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .map(|(_, kind)| kind.trim().to_owned())
+            .unwrap_or_else(|| panic!("no queue {queue} in {}", self.vhost))
+    }
+
     pub fn close_all_connections(&self) {
-        rabbitmqctl(&[
+        self.broker.ctl(&[
             "close_all_connections",
             "-p",
             &self.vhost,
@@ -333,9 +346,7 @@ impl Drop for TestEnv {
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop test database {}", self.database);
         }
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.vhost, "-q"])
-            .output();
+        self.broker.ctl_quietly(&["delete_vhost", &self.vhost]);
     }
 }
 
@@ -482,6 +493,42 @@ fn current_trace_id() -> Option<String> {
     span_context
         .is_valid()
         .then(|| span_context.trace_id().to_string())
+}
+
+/// Checks a service binary as an operator meets it: `--help` explains every setting it
+/// reads, an argument is refused with a pointer to `--help`, and a setting that cannot work
+/// stops it at once with an error naming the variable.
+pub fn check_service_binary(binary: &str, service: &str) {
+    let prefix = service.to_ascii_uppercase();
+    let help = Command::new(binary).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{binary} --help failed: {text}");
+    for variable in [
+        "AMQP_URL".to_owned(),
+        format!("{prefix}_DATABASE_URL"),
+        format!("{prefix}_PORT"),
+        "LISTEN_ADDR".to_owned(),
+    ] {
+        assert!(
+            text.contains(&variable),
+            "--help does not name {variable}: {text}"
+        );
+    }
+    let stray = Command::new(binary).arg("--port=80").output().unwrap();
+    let stderr = String::from_utf8_lossy(&stray.stderr);
+    assert_eq!(stray.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--help"), "{stderr}");
+    let bad = Command::new(binary)
+        .env(format!("{prefix}_PORT"), "eighty")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{prefix}_PORT=\"eighty\" is not valid")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 pub fn test_consumer(options: ConsumerOptions) -> Consumer {

@@ -27,6 +27,13 @@ pub const EMITS: &[&str] = &[
     "inventory.released",
 ];
 pub const DEFAULT_PORT: u16 = 8083;
+/// What `inventory-service --help` says.
+pub const ABOUT: platform::About = platform::About {
+    service: SERVICE,
+    default_port: DEFAULT_PORT,
+    summary: "keeps the product catalogue and stock, reserves stock for new orders (inventory.reserved or inventory.rejected) and releases it for cancelled ones.",
+    settings: &[],
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

@@ -29,6 +29,16 @@ pub const SERVICE: &str = "orders";
 /// The event types this service emits (for the AsyncAPI document).
 pub const EMITS: &[&str] = &["order.created", "order.confirmed", "order.cancelled"];
 pub const DEFAULT_PORT: u16 = 8082;
+/// What `orders-service --help` says.
+pub const ABOUT: platform::About = platform::About {
+    service: SERVICE,
+    default_port: DEFAULT_PORT,
+    summary: "places orders against its cached copies of users and products, follows each order's saga to confirmed or cancelled, and cancels orders past the saga deadline.",
+    settings: &[platform::Setting {
+        variable: "ORDER_SAGA_TIMEOUT",
+        meaning: "a pending order older than this is cancelled as deadline-passed, like 30s, 1500ms or 2m [default: 30s]",
+    }],
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

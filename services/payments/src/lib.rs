@@ -22,6 +22,13 @@ pub const SERVICE: &str = "payments";
 /// The event types this service emits (for the AsyncAPI document).
 pub const EMITS: &[&str] = &["payment.captured", "payment.declined", "payment.refunded"];
 pub const DEFAULT_PORT: u16 = 8084;
+/// What `payments-service --help` says.
+pub const ABOUT: platform::About = platform::About {
+    service: SERVICE,
+    default_port: DEFAULT_PORT,
+    summary: "charges orders against the user's credit limit from its cached copy of users (payment.captured or payment.declined) and refunds cancelled ones.",
+    settings: &[],
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

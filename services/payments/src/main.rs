@@ -2,21 +2,12 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    platform::telemetry::init("payments-service", "info,lapin=warn");
-    let outcome = async {
+    platform::run_binary(&payments_service::ABOUT, |shutdown| async move {
         let config = platform::ServiceConfig::from_env(
             payments_service::SERVICE,
             payments_service::DEFAULT_PORT,
         )?;
-        let shutdown = conveyor::Shutdown::from_future(conveyor::shutdown::signal());
         payments_service::run(config, shutdown).await
-    };
-    match outcome.await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "payments-service failed.");
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
+    .await
 }

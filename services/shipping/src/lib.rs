@@ -28,6 +28,16 @@ pub const EMITS: &[&str] = &[
     "shipment.cancelled",
 ];
 pub const DEFAULT_PORT: u16 = 8085;
+/// What `shipping-service --help` says.
+pub const ABOUT: platform::About = platform::About {
+    service: SERVICE,
+    default_port: DEFAULT_PORT,
+    summary: "schedules a shipment to the user's cached address once an order is paid (shipment.scheduled, or shipment.failed where the country is not served) and cancels it for cancelled orders.",
+    settings: &[platform::Setting {
+        variable: "SHIPPING_COUNTRIES",
+        meaning: "comma-separated ISO codes of the countries served [default: EU countries, GB, NO, CH, US, CA]",
+    }],
+};
 /// Countries served when `SHIPPING_COUNTRIES` is not set.
 pub const DEFAULT_COUNTRIES: &str = "AT,BE,CH,DE,DK,ES,FI,FR,GB,IE,IT,LU,NL,NO,PL,PT,SE,US,CA";
 

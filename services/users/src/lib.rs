@@ -20,6 +20,13 @@ pub const SERVICE: &str = "users";
 /// The event types this service emits (for the AsyncAPI document).
 pub const EMITS: &[&str] = &["user.registered", "user.updated", "user.deactivated"];
 pub const DEFAULT_PORT: u16 = 8081;
+/// What `users-service --help` says.
+pub const ABOUT: platform::About = platform::About {
+    service: SERVICE,
+    default_port: DEFAULT_PORT,
+    summary: "registers users, changes and deactivates them, issues their events (user.registered, user.updated, user.deactivated) for other services' cached copies.",
+    settings: &[],
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

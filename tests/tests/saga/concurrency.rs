@@ -86,6 +86,7 @@ async fn two_hundred_concurrent_orders_satisfy_every_invariant() {
         orders: 200,
         concurrency: 32,
         rate: None,
+        ..LoadOptions::default()
     };
     let amqp = conveyor::AmqpConfig::new(system.env.amqp.url(), "system test checks");
     let urls = system

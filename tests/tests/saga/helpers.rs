@@ -19,7 +19,11 @@ pub(crate) struct System {
 }
 
 pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
-    let env = TestEnv::new().await;
+    start_on(TestEnv::new().await, services, saga_timeout).await
+}
+
+/// As [`start`], on a test environment of the caller's (a vhost on a cluster, say).
+pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Duration) -> System {
     let mut database_urls = BTreeMap::new();
     for service in ServiceName::all() {
         database_urls.insert(service, env.create_database(service.as_str()).await);
@@ -28,6 +32,7 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
         amqp: AmqpConfig::new(env.amqp.url(), "system test"),
         database_urls: database_urls.clone(),
         ports: BTreeMap::new(),
+        pool_size: 8,
         listen_addr: [127, 0, 0, 1].into(),
         names: Names::default(),
         orders: orders_service::Settings { saga_timeout },

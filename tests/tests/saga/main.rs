@@ -1,8 +1,12 @@
-//! The order saga end to end: every service in this process, each test with its own vhost
-//! and databases, orders placed and inspected through the services' HTTP APIs.
+//! The order saga end to end, each test with its own vhost and databases, orders placed and
+//! inspected through the services' HTTP APIs: every service in this process, or (replicas)
+//! each service binary as several processes of its own.
 
+mod cluster;
 mod compensation;
 mod concurrency;
 mod helpers;
+mod processes;
 mod reordering;
+mod replicas;
 mod tracing;

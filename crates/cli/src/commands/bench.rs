@@ -127,8 +127,8 @@ async fn runtime(messages: u64, runs: usize, json: bool) -> anyhow::Result<()> {
 
 impl Bench {
     async fn declare(&self, connection: &Connection) -> anyhow::Result<()> {
+        self.topology.declare(connection).await?;
         let channel = connection.create_channel().await?;
-        self.topology.declare(&channel).await?;
         let mut quorum = FieldTable::default();
         quorum.insert(
             "x-queue-type".into(),

@@ -46,6 +46,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = system::SystemConfig::from_env()?;
     // Free ports: the demo never clashes with a `conveyor serve` already running.
     config.ports.values_mut().for_each(|port| *port = 0);
+    // Every instance has its own pool; together they stay within Postgres's default 100.
+    config.pool_size = config.pool_size.min((32 / u32::from(args.replicas)).max(4));
     let (stop, shutdown) = Shutdown::new();
     let running =
         system::start_replicas(&config, &[], usize::from(args.replicas), shutdown).await?;
@@ -60,6 +62,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         orders: args.orders,
         concurrency: args.concurrency,
         rate: args.rate,
+        ..LoadOptions::default()
     };
     let outcome = scenario::run(
         running.replica_urls(),

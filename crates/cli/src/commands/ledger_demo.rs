@@ -120,9 +120,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()?;
     let topology = consumer.topology();
     let connection = amqp.connect().await?;
-    topology
-        .declare(&connection.create_channel().await?)
-        .await?;
+    topology.declare(&connection).await?;
     let stats = consumer.stats();
     let (stop, shutdown) = Shutdown::new();
     let consumer_task = tokio::spawn(consumer.run(amqp.clone(), pool.clone(), shutdown.clone()));

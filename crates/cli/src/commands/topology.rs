@@ -40,8 +40,7 @@ async fn apply() -> anyhow::Result<()> {
     let amqp = AmqpConfig::from_env("conveyor topology");
     let topology = system::all_topology(&Names::default())?;
     let connection = amqp.connect().await?;
-    let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
+    topology.declare(&connection).await?;
     connection.close(200, "topology applied".into()).await?;
     println!(
         "Declared {} exchanges and {} queues on {}.",

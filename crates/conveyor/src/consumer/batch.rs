@@ -346,6 +346,15 @@ fn failure_outcome(registry: &Registry, meta: &EventMeta, failure: HandleFailure
         HandleFailure::Handler(HandlerError::Permanent(error)) => {
             Outcome::dead_letter(DeadLetterKind::Permanent, format!("{error:#}"), attempts)
         }
+        HandleFailure::Handler(HandlerError::Transient(error))
+            if key_lock::caused_by_lock_conflict(&error) =>
+        {
+            Outcome::conflict(
+                &registry.retry_tiers,
+                meta.previous_attempts,
+                format!("{error:#}"),
+            )
+        }
         HandleFailure::Handler(HandlerError::Transient(error)) => {
             Outcome::transient(&registry.retry_tiers, attempts, format!("{error:#}"))
         }
@@ -354,14 +363,13 @@ fn failure_outcome(registry: &Registry, meta: &EventMeta, failure: HandleFailure
     outcome
 }
 
-/// A message whose key another transaction held: retried like a transient failure.
+/// A message whose key another transaction held: retried without counting as a failure.
 fn busy_key_outcome(registry: &Registry, decoded: &Decoded) -> Outcome {
     let error = format!(
         "another transaction held the lock of key {:?} for longer than {:?}",
         decoded.prepared.keys, registry.lock_timeout
     );
-    let attempts = decoded.meta.previous_attempts + 1;
-    let outcome = Outcome::transient(&registry.retry_tiers, attempts, error);
+    let outcome = Outcome::conflict(&registry.retry_tiers, decoded.meta.previous_attempts, error);
     log_failure(registry, &decoded.meta, &outcome);
     outcome
 }

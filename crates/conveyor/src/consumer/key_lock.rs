@@ -5,8 +5,9 @@
 
 use sqlx::PgConnection;
 
-/// SQLSTATE `lock_not_available`: `lock_timeout` expired while waiting.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// SQLSTATEs of a lost race for a lock, which retrying resolves: `lock_not_available`
+/// (`lock_timeout` expired), `deadlock_detected`, `serialization_failure`.
+const LOCK_CONFLICTS: [&str; 3] = ["55P03", "40P01", "40001"];
 
 /// The advisory lock id of `key` in `service`.
 ///
@@ -40,8 +41,8 @@ pub(crate) fn lock_ids<'k>(service: &str, keys: impl IntoIterator<Item = &'k str
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Locked {
     All,
-    /// Another transaction held one longer than `lock_timeout`; this transaction is aborted
-    /// and must be rolled back.
+    /// Another transaction held one longer than `lock_timeout` (or waited on this one in a
+    /// cycle); this transaction is aborted and must be rolled back.
     TimedOut,
 }
 
@@ -60,7 +61,7 @@ pub(crate) async fn lock_all(tx: &mut PgConnection, ids: &[i64]) -> Result<Locke
         .await;
     match taken {
         Ok(_) => Ok(Locked::All),
-        Err(error) if is_lock_timeout(&error) => Ok(Locked::TimedOut),
+        Err(error) if is_lock_conflict(&error) => Ok(Locked::TimedOut),
         Err(error) => Err(error),
     }
 }
@@ -83,12 +84,20 @@ pub(crate) async fn try_lock_all(tx: &mut PgConnection, ids: &[i64]) -> Result<b
     .await
 }
 
-/// Whether `error` says a lock wait outlasted `lock_timeout`.
-pub(crate) fn is_lock_timeout(error: &sqlx::Error) -> bool {
+/// Whether `error` says a lock wait outlasted `lock_timeout`, or was a deadlock.
+pub(crate) fn is_lock_conflict(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .and_then(|db| db.code())
-        .is_some_and(|code| code == LOCK_NOT_AVAILABLE)
+        .is_some_and(|code| LOCK_CONFLICTS.contains(&code.as_ref()))
+}
+
+/// Whether a handler's error was caused by a lost race for a lock, anywhere in its chain.
+pub(crate) fn caused_by_lock_conflict(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(is_lock_conflict)
 }
 
 #[cfg(test)]

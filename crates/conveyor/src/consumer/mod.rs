@@ -42,8 +42,14 @@ pub struct ConsumerOptions {
     pub retry_tiers: Vec<Duration>,
     /// The longest a batch waits for a lock (an event key's, or a row a handler locks)
     /// that another transaction holds. Past it, a batch's events whose key is busy are
-    /// retried later and the rest proceed; a handler's wait becomes a transient failure.
+    /// retried later (after the first retry tier, without counting as a failed attempt)
+    /// and the rest proceed. Waiting behind busy batches on a shared key is normal, so keep
+    /// it well above a batch's duration.
     pub lock_timeout: Duration,
+    /// How long a handling transaction may sit idle (a handler awaiting something other
+    /// than the database) before Postgres ends it, releasing its locks: a hung handler
+    /// cannot hold its keys for ever.
+    pub idle_transaction_timeout: Duration,
 }
 
 impl Default for ConsumerOptions {
@@ -57,7 +63,8 @@ impl Default for ConsumerOptions {
                 Duration::from_secs(10),
                 Duration::from_secs(60),
             ],
-            lock_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(20),
+            idle_transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -69,7 +76,7 @@ pub enum ConsumerSetupError {
     DuplicateHandler { service: String, event_type: String },
     #[error("service {service} has no handlers: register at least one before running")]
     NoHandlers { service: String },
-    #[error("consumer option {0} must be at least 1")]
+    #[error("consumer option {0} must be at least 1 (retry_tiers: at least one delay)")]
     ZeroOption(&'static str),
 }
 
@@ -195,6 +202,7 @@ impl ConsumerBuilder {
             ("concurrency", options.concurrency),
             ("prefetch", usize::from(options.prefetch)),
             ("batch_size", options.batch_size),
+            ("retry_tiers", options.retry_tiers.len()),
         ] {
             if value == 0 {
                 return Err(ConsumerSetupError::ZeroOption(name));
@@ -212,7 +220,7 @@ impl ConsumerBuilder {
             contract: self.contract,
             stats: Arc::default(),
             lock_timeout: options.lock_timeout,
-            begin: begin_statement(options.lock_timeout),
+            begin: begin_statement(options.lock_timeout, options.idle_transaction_timeout),
         };
         Ok(Consumer {
             registry: Arc::new(registry),
@@ -288,11 +296,16 @@ impl Consumer {
     }
 }
 
-/// `BEGIN` with `lock_timeout` set for the transaction (whole milliseconds; 0 would mean
-/// "wait forever" to Postgres, so at least 1).
-fn begin_statement(lock_timeout: Duration) -> Arc<str> {
-    let millis = lock_timeout.as_millis().clamp(1, i32::MAX as u128);
-    format!("BEGIN; SET LOCAL lock_timeout = {millis}").into()
+/// `BEGIN` with the transaction's time limits (whole milliseconds; 0 would mean "no limit"
+/// to Postgres, so at least 1).
+fn begin_statement(lock_timeout: Duration, idle_timeout: Duration) -> Arc<str> {
+    let millis = |limit: Duration| limit.as_millis().clamp(1, i32::MAX as u128);
+    format!(
+        "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
+        millis(lock_timeout),
+        millis(idle_timeout)
+    )
+    .into()
 }
 
 /// Sleeps for `delay`; `true` if shutdown fired first.

@@ -99,6 +99,17 @@ impl Outcome {
         }
     }
 
+    /// A lost race for a lock (a busy key, a deadlock, a lock timeout): retried after the
+    /// first tier, and not counted as a failed attempt, so contention never exhausts the
+    /// tiers into a dead letter. `attempts` counts earlier failures only.
+    pub(crate) fn conflict(tiers: &[Duration], attempts: u32, error: String) -> Self {
+        Self::Retry {
+            delay: tiers.first().copied().unwrap_or(Duration::from_secs(1)),
+            attempts,
+            error,
+        }
+    }
+
     /// The message that carries this delivery to its retry queue or dead-letter queue.
     pub(crate) fn message(
         &self,

@@ -46,9 +46,7 @@ pub(crate) async fn run_session(
     shutdown: &Shutdown,
 ) -> Result<(), SessionError> {
     let connection = amqp.connect().await?;
-    let setup = connection.create_channel().await?;
-    consumer.topology().declare(&setup).await?;
-    let _ = setup.close(CLOSE_OK, "topology declared".into()).await;
+    consumer.topology().declare(&connection).await?;
     let mut workers = JoinSet::new();
     for index in 0..consumer.options.concurrency {
         let channel = connection.create_channel().await?;

@@ -9,3 +9,4 @@ mod keys;
 mod outbox;
 mod publishing;
 mod tracing_context;
+mod upgrade;

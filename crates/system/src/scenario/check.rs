@@ -42,13 +42,28 @@ impl Report {
     pub fn all_hold(&self) -> bool {
         self.invariants.iter().all(|invariant| invariant.ok)
     }
+
+    /// Whether two readings saw the same outcome: nothing moved between them.
+    pub(crate) fn same_state(&self, other: &Self) -> bool {
+        let details = |report: &Self| -> Vec<String> {
+            report
+                .invariants
+                .iter()
+                .map(|invariant| invariant.detail.clone())
+                .collect()
+        };
+        self.confirmed == other.confirmed
+            && self.cancelled == other.cancelled
+            && self.compensations == other.compensations
+            && details(self) == details(other)
+    }
 }
 
 /// Waits until no order of this run is pending.
 ///
 /// # Errors
 /// When some are still pending after `within`.
-pub(crate) async fn wait_until_settled(
+pub async fn wait_until_settled(
     api: &Api,
     fixtures: &Fixtures,
     within: Duration,
@@ -77,13 +92,37 @@ pub(crate) async fn wait_until_settled(
 ///
 /// # Errors
 /// When the broker cannot be reached.
-pub(crate) async fn dead_letters(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
+pub async fn dead_letters(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     let connection = amqp.connect().await?;
     let mut total = 0;
     for service in crate::ServiceName::all() {
         let channel = connection.create_channel().await?;
         let queue = conveyor::Names::default().dead_letter_queue(service.as_str());
         if let Ok(declared) = conveyor::declare_passive(&channel, &queue).await {
+            total += u64::from(declared.message_count());
+            let _ = channel.close(200, "counted".into()).await;
+        }
+    }
+    let _ = connection.close(200, "counted".into()).await;
+    Ok(total)
+}
+
+/// Messages waiting in the services' queues and retry tiers (dead letters left out): work
+/// still to do.
+///
+/// # Errors
+/// When the broker cannot be reached.
+pub(crate) async fn queued(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
+    let names = conveyor::Names::default();
+    let topology = crate::all_topology(&names)?;
+    let connection = amqp.connect().await?;
+    let mut total = 0;
+    for queue in topology.queue_names() {
+        if queue.ends_with(".dlq") || queue == names.unrouted() {
+            continue;
+        }
+        let channel = connection.create_channel().await?;
+        if let Ok(declared) = conveyor::declare_passive(&channel, queue).await {
             total += u64::from(declared.message_count());
             let _ = channel.close(200, "counted".into()).await;
         }
@@ -159,7 +198,7 @@ fn invariant(name: &'static str, failures: &[String], ok_detail: String) -> Inva
 ///
 /// # Errors
 /// When a service cannot be reached.
-pub(crate) async fn report(
+pub async fn report(
     api: &Api,
     fixtures: &Fixtures,
     placed: &[Placed],

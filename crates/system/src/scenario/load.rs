@@ -18,6 +18,24 @@ pub struct LoadOptions {
     pub concurrency: usize,
     /// Orders per second offered; as fast as the concurrency allows when `None`.
     pub rate: Option<f64>,
+    /// Every this many orders, one is cancelled by its customer soon after it is placed,
+    /// racing the saga; 0 for none.
+    pub cancel_every: usize,
+    /// How long after placing a customer cancels: spread evenly from at once to this, so
+    /// cancels land at every step of the saga, not only before its first.
+    pub cancel_within: Duration,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            orders: 200,
+            concurrency: 32,
+            rate: None,
+            cancel_every: 20,
+            cancel_within: Duration::ZERO,
+        }
+    }
 }
 
 /// The path an order was made to take.
@@ -39,12 +57,12 @@ pub struct Placed {
     pub cancel_accepted: Option<bool>,
 }
 
-fn path_of(index: usize) -> Path {
+fn path_of(index: usize, cancel_every: usize) -> Path {
     match index % 20 {
         14 => Path::LowCredit,
         15 => Path::FarAway,
         16 => Path::Scarce,
-        17 => Path::CustomerCancel,
+        _ if cancel_every > 0 && index % cancel_every == cancel_every - 1 => Path::CustomerCancel,
         _ => Path::Regular,
     }
 }
@@ -81,8 +99,9 @@ async fn place_one(
     fixtures: &Fixtures,
     run: &str,
     index: usize,
+    options: &LoadOptions,
 ) -> anyhow::Result<Placed> {
-    let path = path_of(index);
+    let path = path_of(index, options.cancel_every);
     let body = order_body(fixtures, index, path);
     let key = format!("{run}-{index}");
     let (status, answer) = api
@@ -100,6 +119,7 @@ async fn place_one(
     );
     let order_id = answer["id"].as_str().unwrap_or_default().to_owned();
     let cancel_accepted = if path == Path::CustomerCancel {
+        tokio::time::sleep(cancel_delay(index, options.cancel_within)).await;
         let (status, answer) = api
             .call(
                 Method::POST,
@@ -124,11 +144,18 @@ async fn place_one(
     })
 }
 
+/// A delay from zero to `within`, spread evenly over the orders (a fixed stride through
+/// 97 steps, so runs repeat and consecutive cancels differ).
+fn cancel_delay(index: usize, within: Duration) -> Duration {
+    let step = (index * 37) % 97;
+    within.mul_f64(step as f64 / 96.0)
+}
+
 /// Places `options.orders` orders; calls `progress` with the count placed so far.
 ///
 /// # Errors
 /// The first order a service refused, or a service that could not be reached.
-pub(crate) async fn place(
+pub async fn place(
     api: &Api,
     fixtures: &Fixtures,
     options: &LoadOptions,
@@ -145,7 +172,7 @@ pub(crate) async fn place(
                     let due = started + Duration::from_secs_f64(index as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let placed = place_one(api, fixtures, run, index).await?;
+                let placed = place_one(api, fixtures, run, index, options).await?;
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                 anyhow::Ok(placed)
             }

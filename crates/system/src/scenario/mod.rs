@@ -13,11 +13,11 @@ mod load;
 mod setup;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use api::Api;
-pub use check::{Invariant, Report};
-pub use load::{LoadOptions, Placed};
+pub use check::{Invariant, Report, dead_letters, report, wait_until_settled};
+pub use load::{LoadOptions, Placed, place};
 pub use setup::Fixtures;
 
 /// Runs the whole scenario against running services.
@@ -35,12 +35,51 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let api = Api::with_replicas(urls)?;
     let dead_letters_before = check::dead_letters(amqp).await?;
-    let fixtures = setup::create(&api).await?;
-    setup::wait_for_caches(&api, &fixtures, Duration::from_secs(30)).await?;
+    let fixtures = prepare(&api).await?;
     let placed = load::place(&api, &fixtures, options, progress).await?;
-    check::wait_until_settled(&api, &fixtures, settle_timeout).await?;
+    settle(&api, amqp, &fixtures, &placed, settle_timeout).await?;
     let dead_letters = check::dead_letters(amqp)
         .await?
         .saturating_sub(dead_letters_before);
     check::report(&api, &fixtures, &placed, dead_letters).await
+}
+
+/// Creates this run's users and products, and waits until every cached copy has them.
+///
+/// # Errors
+/// When a service refuses, or a copy is still behind after 30 s.
+pub async fn prepare(api: &Api) -> anyhow::Result<Fixtures> {
+    let fixtures = setup::create(api).await?;
+    setup::wait_for_caches(api, &fixtures, Duration::from_secs(30)).await?;
+    Ok(fixtures)
+}
+
+/// Waits until no order is pending, then until the flow is quiet: no message waits in any
+/// service's queue or retry tier, and what the services say has not changed for a second
+/// (so compensations of the last cancellations are in). Returns what they then say.
+///
+/// # Errors
+/// When orders are still pending, or the flow is not quiet, after `within`.
+pub async fn settle(
+    api: &Api,
+    amqp: &conveyor::AmqpConfig,
+    fixtures: &Fixtures,
+    placed: &[Placed],
+    within: Duration,
+) -> anyhow::Result<Report> {
+    let deadline = Instant::now() + within;
+    check::wait_until_settled(api, fixtures, within).await?;
+    let mut last = check::report(api, fixtures, placed, 0).await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = check::report(api, fixtures, placed, 0).await?;
+        if now.same_state(&last) && check::queued(amqp).await? == 0 {
+            return Ok(now);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the services' state still changes after {within:?}"
+        );
+        last = now;
+    }
 }

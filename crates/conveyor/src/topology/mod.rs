@@ -1,11 +1,13 @@
 //! The broker topology of DESIGN.md as data: declared idempotently at start-up and exported
 //! as RabbitMQ definitions from the same description, so the two cannot drift.
+//!
+//! - `declare`: declaring it on a broker, upgrading queues an older release declared.
+
+mod declare;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use lapin::Channel;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use serde_json::{Value, json};
 
@@ -133,6 +135,20 @@ struct ExchangeSpec {
 struct QueueSpec {
     name: String,
     arguments: Arguments,
+    upgrade: Upgrade,
+}
+
+/// What declaring does when the queue exists with other arguments (an older release's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upgrade {
+    /// Delete it once it is empty (the broker checks, atomically) and declare it anew. Only
+    /// for queues that every message reaches by a mandatory publish without an alternate
+    /// exchange: one published while the queue is missing comes back to its publisher as
+    /// unroutable and is sent again, never lost.
+    ReplaceWhenEmpty,
+    /// Keep it with its old arguments and say so: a message routed to it while it is
+    /// missing would go elsewhere (the unrouted queue) or be dropped by the broker.
+    KeepOld,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,16 +158,7 @@ struct BindingSpec {
     routing_key: String,
 }
 
-/// A declaration the broker refused.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the broker refused to declare {what}: {source}. If it already exists with other settings, delete it or align broker-config/ with the code."
-)]
-pub struct TopologyError {
-    what: String,
-    #[source]
-    source: lapin::Error,
-}
+pub use declare::TopologyError;
 
 /// Exchanges, queues and bindings, all durable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,7 +182,7 @@ impl Topology {
         topology.exchange(unrouted.clone(), ExchangeKind::Fanout, []);
         topology.exchange(names.retry_exchange(), ExchangeKind::Direct, []);
         topology.exchange(names.dead_letter_exchange(), ExchangeKind::Direct, []);
-        topology.queue(unrouted.clone(), quorum([]));
+        topology.queue(unrouted.clone(), quorum([]), Upgrade::KeepOld);
         topology.bind(unrouted.clone(), unrouted, String::new());
         topology
     }
@@ -204,6 +211,7 @@ impl Topology {
                     Argument::Text(dead_letter_key.clone()),
                 ),
             ]),
+            Upgrade::KeepOld,
         );
         for event_type in &service.event_types {
             self.bind(names.events_exchange(), queue.clone(), event_type.clone());
@@ -211,20 +219,28 @@ impl Topology {
         for delay in &service.retry_tiers {
             let retry_queue = names.retry_queue(name, *delay);
             let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-            // A classic queue: its only job is to hold a message for the TTL, then hand it
-            // back to the service's own queue through the default exchange.
+            // Holds a message for the TTL, then hands it back to the service's own queue
+            // through the default exchange. A quorum queue, so a retry survives the loss of
+            // a node, with at-least-once dead-lettering (which needs reject-publish): the
+            // message leaves only once the service's queue has confirmed it.
             self.queue(
                 retry_queue.clone(),
-                Arguments::from([
+                quorum([
                     ("x-message-ttl", Argument::Number(ttl)),
                     ("x-dead-letter-exchange", Argument::Text(String::new())),
                     ("x-dead-letter-routing-key", Argument::Text(queue.clone())),
+                    (
+                        "x-dead-letter-strategy",
+                        Argument::Text("at-least-once".to_owned()),
+                    ),
+                    ("x-overflow", Argument::Text("reject-publish".to_owned())),
                 ]),
+                Upgrade::ReplaceWhenEmpty,
             );
             self.bind(names.retry_exchange(), retry_queue.clone(), retry_queue);
         }
         let dead_letter_queue = names.dead_letter_queue(name);
-        self.queue(dead_letter_queue.clone(), quorum([]));
+        self.queue(dead_letter_queue.clone(), quorum([]), Upgrade::KeepOld);
         self.bind(
             names.dead_letter_exchange(),
             dead_letter_queue,
@@ -245,8 +261,12 @@ impl Topology {
         });
     }
 
-    fn queue(&mut self, name: String, arguments: Arguments) {
-        self.queues.push(QueueSpec { name, arguments });
+    fn queue(&mut self, name: String, arguments: Arguments, upgrade: Upgrade) {
+        self.queues.push(QueueSpec {
+            name,
+            arguments,
+            upgrade,
+        });
     }
 
     fn bind(&mut self, exchange: String, queue: String, routing_key: String) {
@@ -265,57 +285,6 @@ impl Topology {
     /// Names of every exchange.
     pub fn exchange_names(&self) -> impl Iterator<Item = &str> {
         self.exchanges.iter().map(|exchange| exchange.name.as_str())
-    }
-
-    /// Declares everything; safe to repeat, as declarations are idempotent.
-    ///
-    /// # Errors
-    /// [`TopologyError`] naming the exchange, queue or binding the broker refused.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), TopologyError> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        for exchange in &self.exchanges {
-            channel
-                .exchange_declare(
-                    exchange.name.as_str().into(),
-                    exchange.kind.to_lapin(),
-                    durable,
-                    field_table(&exchange.arguments),
-                )
-                .await
-                .map_err(|source| refused(format!("exchange {}", exchange.name), source))?;
-        }
-        for queue in &self.queues {
-            channel
-                .queue_declare(
-                    queue.name.as_str().into(),
-                    QueueDeclareOptions::durable(),
-                    field_table(&queue.arguments),
-                )
-                .await
-                .map_err(|source| refused(format!("queue {}", queue.name), source))?;
-        }
-        for binding in &self.bindings {
-            channel
-                .queue_bind(
-                    binding.queue.as_str().into(),
-                    binding.exchange.as_str().into(),
-                    binding.routing_key.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|source| {
-                    let what = format!(
-                        "binding {} -> {} ({})",
-                        binding.exchange, binding.queue, binding.routing_key
-                    );
-                    refused(what, source)
-                })?;
-        }
-        Ok(())
     }
 
     /// RabbitMQ's definitions format, importable with `rabbitmqctl import_definitions`.
@@ -365,10 +334,6 @@ fn quorum<const N: usize>(extra: [(&'static str, Argument); N]) -> Arguments {
     let mut arguments = Arguments::from(extra);
     arguments.insert("x-queue-type", Argument::Text("quorum".to_owned()));
     arguments
-}
-
-fn refused(what: String, source: lapin::Error) -> TopologyError {
-    TopologyError { what, source }
 }
 
 fn field_table(arguments: &Arguments) -> FieldTable {
@@ -427,6 +392,19 @@ mod tests {
         let definitions = topology.to_definitions("/");
         let retry = &definitions["queues"][3];
         assert_eq!(retry["arguments"]["x-message-ttl"], 1500);
+        // Replicated, and a retry leaves only once the service's queue confirmed it.
+        assert_eq!(retry["arguments"]["x-queue-type"], "quorum");
+        assert_eq!(
+            retry["arguments"]["x-dead-letter-strategy"],
+            "at-least-once"
+        );
+        assert_eq!(retry["arguments"]["x-overflow"], "reject-publish");
+        // The backstop against a consumer that crashes on a message.
+        let service_queue = &definitions["queues"][1];
+        assert_eq!(
+            service_queue["arguments"]["x-delivery-limit"],
+            DELIVERY_LIMIT
+        );
         assert_eq!(
             retry["arguments"]["x-dead-letter-routing-key"],
             "orders.events"

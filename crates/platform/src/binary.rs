@@ -1,0 +1,131 @@
+//! What every service binary does around its service: `--help`, logging, SIGTERM/SIGINT,
+//! and an exit status with the error's whole cause chain.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use conveyor::Shutdown;
+
+/// A setting a service reads from the environment, for `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub variable: &'static str,
+    pub meaning: &'static str,
+}
+
+/// How a binary describes itself in `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct About {
+    /// `payments`: names the binary (`payments-service`) and its variables (`PAYMENTS_…`).
+    pub service: &'static str,
+    pub default_port: u16,
+    /// One sentence: what the service does.
+    pub summary: &'static str,
+    /// Settings of this service only, beside the ones every service reads.
+    pub settings: &'static [Setting],
+}
+
+/// Runs a service binary: answers `--help`, refuses unknown arguments (settings come from
+/// the environment), sets up logging, and runs `service` until SIGTERM or SIGINT.
+pub async fn run_binary<F, Fut>(about: &About, service: F) -> ExitCode
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let binary = format!("{}-service", about.service);
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if arguments
+        .iter()
+        .any(|argument| argument == "--help" || argument == "-h")
+    {
+        print!("{}", help(about));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(argument) = arguments.first() {
+        eprintln!(
+            "error: unexpected argument {argument:?}: {binary} takes its settings from the environment; see {binary} --help"
+        );
+        return ExitCode::from(2);
+    }
+    crate::telemetry::init(&binary, "info,lapin=warn");
+    let shutdown = Shutdown::from_future(conveyor::shutdown::signal());
+    match service(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "{binary} failed.");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `--help` text: what the service does and every variable it reads, with defaults.
+pub fn help(about: &About) -> String {
+    let prefix = about.service.to_ascii_uppercase();
+    let mut settings = vec![
+        (
+            "AMQP_URL".to_owned(),
+            format!(
+                "RabbitMQ broker URL; several brokers of one cluster separated by commas \
+                 (each connection fails over to the next) [default: {}]",
+                conveyor::DEFAULT_AMQP_URL
+            ),
+        ),
+        (
+            format!("{prefix}_DATABASE_URL"),
+            format!(
+                "its own Postgres database, created if missing \
+                 [default: postgres://postgres@127.0.0.1:5432/conveyor_{}]",
+                about.service
+            ),
+        ),
+        (
+            format!("{prefix}_DATABASE_POOL_SIZE"),
+            format!(
+                "connections to that database at most, from 2 [default: {}]",
+                crate::config::DEFAULT_POOL_SIZE
+            ),
+        ),
+        (
+            format!("{prefix}_PORT"),
+            format!(
+                "HTTP port; 0 picks a free one [default: {}]",
+                about.default_port
+            ),
+        ),
+        (
+            "LISTEN_ADDR".to_owned(),
+            "address the HTTP API listens on [default: 127.0.0.1]".to_owned(),
+        ),
+        (
+            "RUST_LOG".to_owned(),
+            "log filter [default: info]".to_owned(),
+        ),
+        (
+            "LOG_FORMAT".to_owned(),
+            "json or pretty [default: pretty on a terminal, else json]".to_owned(),
+        ),
+    ];
+    settings.extend(
+        about
+            .settings
+            .iter()
+            .map(|setting| (setting.variable.to_owned(), setting.meaning.to_owned())),
+    );
+    let width = settings
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = format!(
+        "{}-service: {}\n\nUsage: {}-service\n\nIt takes no arguments; its settings come from the environment. \
+         Run as many instances as you like on the same database and broker: every instance \
+         shares the work, and events about one order are never handled by two at once.\n\nSettings:\n",
+        about.service, about.summary, about.service
+    );
+    for (name, meaning) in settings {
+        text.push_str(&format!("  {name:<width$}  {meaning}\n"));
+    }
+    text.push_str("\nSIGTERM or SIGINT stops it cleanly: HTTP and deliveries stop, work in hand finishes, the outbox is flushed.\n");
+    text
+}

@@ -1,0 +1,144 @@
+//! Three processes of every service binary on one database each and one vhost: orders
+//! placed across every orders process, customers cancelling at once, one process of each
+//! service killed with SIGKILL mid-way — and the books still balance.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use conveyor::Names;
+use conveyor_testkit::TestEnv;
+use system::ServiceName;
+use system::scenario::{self, Api, LoadOptions};
+
+use crate::processes::ServiceProcess;
+
+const REPLICAS: usize = 3;
+
+/// Every service's environment: the test's vhost, one database per service, small pools
+/// (fifteen processes share Postgres's connections).
+async fn environment(env: &TestEnv) -> Vec<(String, String)> {
+    let mut variables = vec![("AMQP_URL".to_owned(), env.amqp.url())];
+    for service in ServiceName::all() {
+        let prefix = service.as_str().to_ascii_uppercase();
+        let url = env.create_database(service.as_str()).await;
+        variables.push((format!("{prefix}_DATABASE_URL"), url));
+        variables.push((format!("{prefix}_DATABASE_POOL_SIZE"), "4".to_owned()));
+    }
+    variables
+}
+
+fn api(processes: &[ServiceProcess]) -> Api {
+    let mut urls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for process in processes {
+        urls.entry(process.service.to_string())
+            .or_default()
+            .push(process.url.clone());
+    }
+    Api::with_replicas(urls).unwrap()
+}
+
+async fn wait_until_ready(processes: &[ServiceProcess]) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for process in processes {
+        let url = format!("{}/readyz", process.url);
+        while !client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|answer| answer.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "{url} is not ready after 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Orders this run placed that are still pending.
+async fn pending(api: &Api, fixtures: &scenario::Fixtures) -> usize {
+    let mut pending = 0;
+    for user in fixtures.all_users() {
+        let orders = api
+            .get("orders", &format!("/orders?user_id={user}&status=pending"))
+            .await
+            .unwrap();
+        pending += orders["orders"].as_array().map_or(0, Vec::len);
+    }
+    pending
+}
+
+#[tokio::test]
+async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_killed() {
+    let env = TestEnv::new().await;
+    let variables = environment(&env).await;
+    env.declare(&system::all_topology(&Names::default()).unwrap())
+        .await;
+    let mut processes: Vec<ServiceProcess> = Vec::new();
+    for _ in 0..REPLICAS {
+        for service in ServiceName::all() {
+            processes.push(ServiceProcess::spawn(service, &variables));
+        }
+    }
+    wait_until_ready(&processes).await;
+    let everyone = api(&processes);
+    let fixtures = scenario::prepare(&everyone).await.unwrap();
+    // About two in five orders are cancelled by their customer within 150 ms of placing
+    // it, racing every step of the saga.
+    let half = LoadOptions {
+        orders: 250,
+        concurrency: 48,
+        rate: None,
+        cancel_every: 2,
+        cancel_within: Duration::from_millis(40),
+    };
+
+    let mut placed = scenario::place(&everyone, &fixtures, &half, |_| {})
+        .await
+        .unwrap();
+    let in_flight = pending(&everyone, &fixtures).await;
+    // One process of each consuming service dies at once, with work in its hands.
+    let killed = [
+        ServiceName::Inventory,
+        ServiceName::Payments,
+        ServiceName::Shipping,
+        ServiceName::Orders,
+    ];
+    for service in killed {
+        let victim = processes
+            .iter()
+            .position(|process| process.service == service)
+            .unwrap();
+        processes.remove(victim).kill();
+    }
+    let survivors = api(&processes);
+    placed.extend(
+        scenario::place(&survivors, &fixtures, &half, |_| {})
+            .await
+            .unwrap(),
+    );
+    scenario::settle(
+        &survivors,
+        &env.amqp,
+        &fixtures,
+        &placed,
+        Duration::from_secs(180),
+    )
+    .await
+    .unwrap();
+    let dead_letters = scenario::dead_letters(&env.amqp).await.unwrap();
+    let report = scenario::report(&survivors, &fixtures, &placed, dead_letters)
+        .await
+        .unwrap();
+    for process in processes {
+        process.stop().await;
+    }
+
+    assert!(in_flight > 0, "the kills hit no order in flight");
+    assert_eq!(report.placed, 500);
+    for invariant in &report.invariants {
+        assert!(invariant.ok, "{}: {}", invariant.name, invariant.detail);
+    }
+    assert!(report.customer_cancels_accepted > 0, "{report:?}");
+    assert!(report.compensations["payments refunded"] > 0, "{report:?}");
+    assert!(report.confirmed > 100, "{report:?}");
+}
