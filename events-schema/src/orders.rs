@@ -85,6 +85,9 @@ pub struct OrderCancelledV1 {
     pub reason: CancelReason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The products the order named (absent from producers that predate the field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skus: Vec<String>,
 }
 
 impl Event for OrderCancelledV1 {
@@ -99,6 +102,7 @@ impl EventData for OrderCancelledV1 {
             user_id: Uuid::now_v7(),
             reason: CancelReason::DeadlinePassed,
             detail: Some("no answer from payments within 30 s".into()),
+            skus: vec!["TEA-GREEN".into()],
         }
     }
 }

@@ -86,7 +86,7 @@ impl AmqpConfig {
     pub fn redacted_url(&self) -> String {
         self.urls
             .iter()
-            .map(|url| redact(url))
+            .map(|url| redact_url(url))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -108,10 +108,10 @@ impl AmqpConfig {
                 tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties));
             match attempt.await {
                 Ok(Ok(connection)) => return Ok(connection),
-                Ok(Err(error)) => reasons.push(format!("{}: {error}", redact(url))),
+                Ok(Err(error)) => reasons.push(format!("{}: {error}", redact_url(url))),
                 Err(_) => reasons.push(format!(
                     "{}: no answer within {CONNECT_TIMEOUT:?}",
-                    redact(url)
+                    redact_url(url)
                 )),
             }
         }
@@ -125,8 +125,9 @@ impl AmqpConfig {
     }
 }
 
-/// `url` with its password masked.
-fn redact(url: &str) -> String {
+/// `url` (any `scheme://user:password@host…`) with its password masked, for logs and
+/// error messages.
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];

@@ -135,6 +135,8 @@ pub(crate) struct EnvelopeHead {
     pub(crate) event_type: String,
     pub(crate) time: DateTime<Utc>,
     pub(crate) correlationid: Uuid,
+    #[serde(default)]
+    pub(crate) subject: Option<String>,
 }
 
 impl EnvelopeHead {

@@ -36,7 +36,9 @@ mod store;
 mod topology;
 mod trace_context;
 
-pub use amqp::{AmqpConfig, ConnectError, DEFAULT_AMQP_URL, declare_passive, is_not_found};
+pub use amqp::{
+    AmqpConfig, ConnectError, DEFAULT_AMQP_URL, declare_passive, is_not_found, redact_url,
+};
 pub use backoff::Backoff;
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerOptions, ConsumerSetupError, ConsumerStats, DeadLetterKind,
@@ -50,5 +52,8 @@ pub use publisher::{ConfirmChannel, OutgoingMessage, PublishError, Publisher};
 pub use relay::{OutboxRelay, RelayError, RelayOptions};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use store::{OUTBOX_CHANNEL, install};
-pub use topology::{DELIVERY_LIMIT, Names, ServiceTopology, Topology, TopologyError};
+pub use topology::{
+    DELIVERY_LIMIT, Names, ServiceTopology, Topology, TopologyError, UNROUTED_MAX_AGE,
+    UNROUTED_MAX_LENGTH,
+};
 pub use trace_context::{TraceHeaders, capture_current as capture_trace_context};

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::amqp::{AmqpConfig, ConnectError};
 use crate::backoff::Backoff;
 use crate::contract::{Contract, ContractViolation};
-use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope, EnvelopeError, EnvelopeHead};
+use crate::envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope, EnvelopeHead};
 use crate::headers;
 use crate::topology::Names;
 use crate::trace_context::{self, TraceHeaders};
@@ -48,17 +48,14 @@ impl OutgoingMessage {
         }
     }
 
-    /// An event stored as envelope bytes (an outbox row), sent as it is: only the attributes
-    /// the AMQP properties mirror are read, the data is not decoded.
-    ///
-    /// # Errors
-    /// [`EnvelopeError`] when the bytes are not an envelope.
+    /// An event stored as envelope bytes (an outbox row) whose head was read, sent as it
+    /// is: the data is not decoded.
     pub(crate) fn stored_event(
         names: &Names,
+        stored: &EnvelopeHead,
         body: Vec<u8>,
         trace: &TraceHeaders,
-    ) -> Result<Self, EnvelopeError> {
-        let stored = EnvelopeHead::from_bytes(&body)?;
+    ) -> Self {
         let head = EventHead {
             id: stored.id,
             event_type: &stored.event_type,
@@ -66,12 +63,12 @@ impl OutgoingMessage {
             correlation_id: stored.correlationid,
             time: stored.time,
         };
-        Ok(Self {
+        Self {
             exchange: names.events_exchange(),
             routing_key: stored.event_type.clone(),
             properties: event_properties(&head, trace),
             body,
-        })
+        }
     }
 
     fn message_id(&self) -> String {
@@ -200,6 +197,36 @@ impl ConfirmChannel {
     /// [`PublishError`] for the first message the broker did not take; some of the others may
     /// have been stored, so callers publish again (consumers dedupe by message id).
     pub async fn publish_all(&self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        let outcomes = self.publish_each(messages).await?;
+        outcomes
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
+    /// Sends every message, then waits for all the confirms, and says for each whether the
+    /// broker took it: a nack or an unroutable message is that message's own `Err`.
+    ///
+    /// # Errors
+    /// [`PublishError`] when the channel or connection failed: what was not confirmed may
+    /// or may not be stored.
+    pub async fn publish_each(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), PublishError>>, PublishError> {
+        let pending = self.send_all(messages).await?;
+        Self::confirmations(pending, messages).await
+    }
+
+    /// Sends every message without waiting for its confirm; the confirms are awaited with
+    /// [`ConfirmChannel::confirmations`], so the next messages can go out meanwhile.
+    ///
+    /// # Errors
+    /// [`PublishError`] when the channel or connection failed.
+    pub async fn send_all(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<PublisherConfirm>, PublishError> {
         let mut pending: Vec<PublisherConfirm> = Vec::with_capacity(messages.len());
         for message in messages {
             let confirm = self
@@ -218,13 +245,28 @@ impl ConfirmChannel {
                 .map_err(|error| PublishError::from_broker(error, &message.exchange))?;
             pending.push(confirm);
         }
-        let mut first_error = None;
+        Ok(pending)
+    }
+
+    /// Waits for the confirms of `messages` sent with [`ConfirmChannel::send_all`] and says
+    /// for each whether the broker took it.
+    ///
+    /// # Errors
+    /// [`PublishError`] when the channel or connection failed.
+    pub async fn confirmations(
+        pending: Vec<PublisherConfirm>,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), PublishError>>, PublishError> {
+        let mut outcomes = Vec::with_capacity(messages.len());
         for (confirm, message) in pending.into_iter().zip(messages) {
             let confirmation = confirm
                 .await
                 .map_err(|error| PublishError::from_broker(error, &message.exchange))?;
             let error = match confirmation {
-                Confirmation::Ack(None) | Confirmation::NotRequested => continue,
+                Confirmation::Ack(None) | Confirmation::NotRequested => {
+                    outcomes.push(Ok(()));
+                    continue;
+                }
                 Confirmation::Ack(Some(_)) => PublishError::Unroutable {
                     message_id: message.message_id(),
                     exchange: message.exchange.clone(),
@@ -236,9 +278,9 @@ impl ConfirmChannel {
                     routing_key: message.routing_key.clone(),
                 },
             };
-            first_error.get_or_insert(error);
+            outcomes.push(Err(error));
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(outcomes)
     }
 }
 

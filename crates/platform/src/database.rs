@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use anyhow::Context;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, PgPool};
 
 /// Connects to `url`, creating the database through the server's `postgres` database if it
@@ -12,8 +12,13 @@ use sqlx::{ConnectOptions, PgPool};
 /// # Errors
 /// When the URL is malformed, the server is unreachable, or the database cannot be created.
 pub async fn connect_or_create(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)
-        .with_context(|| format!("{url} is not a valid Postgres URL"))?;
+    let mut options = PgConnectOptions::from_str(url)
+        .with_context(|| format!("{} is not a valid Postgres URL", conveyor::redact_url(url)))?;
+    if is_loopback(&options) && !names_ssl_mode(url) {
+        // Encrypting traffic that never leaves the machine costs CPU on both sides and
+        // protects nothing; an `sslmode` in the URL (or PGSSLMODE) still decides.
+        options = options.ssl_mode(PgSslMode::Disable);
+    }
     let name = options
         .get_database()
         .context("the database URL names no database")?
@@ -44,4 +49,47 @@ pub async fn connect_or_create(url: &str, max_connections: u32) -> anyhow::Resul
         .connect_with(options)
         .await
         .with_context(|| format!("cannot connect to database {name}"))
+}
+
+/// Whether the server is on this machine: a loopback address or a Unix socket.
+fn is_loopback(options: &PgConnectOptions) -> bool {
+    let host = options.get_host();
+    host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// Whether the URL or the environment chose an SSL mode.
+fn names_ssl_mode(url: &str) -> bool {
+    std::env::var_os("PGSSLMODE").is_some()
+        || url.split_once('?').is_some_and(|(_, query)| {
+            query
+                .split('&')
+                .any(|pair| pair.starts_with("sslmode=") || pair.starts_with("ssl-mode="))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_url_is_named_without_its_password() {
+        let url = "postgres://app:pa@ss#word@db:5432/orders";
+        let message = conveyor::redact_url(url);
+        assert!(!message.contains("pa@ss"), "{message}");
+        assert!(message.starts_with("postgres://app:***@"), "{message}");
+    }
+
+    #[test]
+    fn only_servers_on_this_machine_skip_tls() {
+        let local = PgConnectOptions::from_str("postgres://postgres@127.0.0.1:5432/x").unwrap();
+        let remote = PgConnectOptions::from_str("postgres://postgres@db.example:5432/x").unwrap();
+        assert!(is_loopback(&local));
+        assert!(!is_loopback(&remote));
+        assert!(names_ssl_mode("postgres://h/x?sslmode=require"));
+    }
 }

@@ -39,9 +39,18 @@ pub(crate) fn consumers(names: &Names) -> anyhow::Result<Vec<conveyor::Consumer>
 /// As [`consumers`].
 pub fn all_topology(names: &Names) -> anyhow::Result<Topology> {
     let mut topology = Topology::shared(names);
+    let mut subscribed = BTreeSet::new();
     for consumer in consumers(names)? {
-        topology.add_service(names, &consumer.service_topology());
+        let service = consumer.service_topology();
+        subscribed.extend(service.event_types.iter().cloned());
+        topology.add_service(names, &service);
     }
+    let unsubscribed: BTreeSet<String> = events_schema::SCHEMAS
+        .iter()
+        .map(|schema| schema.event_type.to_owned())
+        .filter(|event_type| !subscribed.contains(event_type))
+        .collect();
+    topology.discard_unsubscribed(names, unsubscribed);
     Ok(topology)
 }
 

@@ -6,10 +6,12 @@
 //! # Layout
 //!
 //! - `http`: the product API.
-//! - `saga`: the event handlers.
+//! - `reserve`: reserving an order's stock, all or nothing, on `order.created`.
+//! - `release`: giving it back on `order.cancelled`.
 
 mod http;
-mod saga;
+mod release;
+mod reserve;
 
 use std::sync::Arc;
 
@@ -45,8 +47,8 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
     Ok(Consumer::builder(SERVICE)
         .names(config.names.clone())
         .contract(events_schema::EventContract::shared()?)
-        .handler(saga::ReserveStock)
-        .handler(order_saga::UndoOnCancel(saga::ReleaseStock))
+        .handler(reserve::ReserveStock)
+        .handler(order_saga::UndoOnCancel(release::ReleaseStock))
         .build()?)
 }
 

@@ -1,5 +1,8 @@
 //! `inventory-service`: the inventory service as its own process.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     platform::run_binary(&inventory_service::ABOUT, |shutdown| async move {

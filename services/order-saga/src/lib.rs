@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //!
-//! - [`is_cancelled`] and [`remember_cancelled`]: the guard a step checks first.
+//! - [`settled_query!`] and [`is_settled`]: the guard a step checks first, in one query.
+//! - [`remember_cancelled`]: what the guard reads.
 //! - [`order_key`]: the key a step is serialized on, the same as its cancellation's.
 //! - [`Compensation`] and [`UndoOnCancel`]: the `order.cancelled` handler that records the
 //!   cancellation and undoes the service's step.
@@ -24,12 +25,38 @@ pub fn order_key(order_id: Uuid) -> String {
     order_id.to_string()
 }
 
-/// Whether this service saw `order_id` cancelled: its step must not be taken any more.
+/// The query a step's guard runs: whether the step for order `$1` is settled, because this
+/// service took it already (`$acted`, an SQL condition on `$1`) or saw the order cancelled.
+/// One query, one round trip.
+#[macro_export]
+macro_rules! settled_query {
+    ($acted:literal) => {
+        concat!("SELECT ", $crate::settled_condition!($acted))
+    };
+}
+
+/// The condition of [`settled_query!`], to embed in a query of the step's own.
+#[macro_export]
+macro_rules! settled_condition {
+    ($acted:literal) => {
+        concat!(
+            "(",
+            $acted,
+            ") OR EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1)"
+        )
+    };
+}
+
+/// Runs a [`settled_query!`] for `order_id`: `true` when the step must not be taken (again).
 ///
 /// # Errors
 /// The database's error.
-pub async fn is_cancelled(tx: &mut PgConnection, order_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1)")
+pub async fn is_settled(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    settled_query: &'static str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(settled_query)
         .bind(order_id)
         .fetch_one(tx)
         .await
@@ -52,6 +79,14 @@ pub trait Compensation: Send + Sync + 'static {
     /// The event announcing the undo (`inventory.released`, `payment.refunded`, …).
     type Undone: Event;
 
+    /// Keys the undo needs beside the order's: those of shared rows it changes, the same
+    /// ones the step takes (inventory's products), so an undo and another order's step never
+    /// lock those rows crosswise.
+    fn extra_keys(&self, cancelled: &OrderCancelledV1) -> Vec<String> {
+        let _ = cancelled;
+        Vec::new()
+    }
+
     /// Undoes the step taken for `order_id`, if one was taken and is not undone yet, and
     /// returns the event that says so; `None` when there was nothing to undo.
     fn undo(
@@ -70,7 +105,9 @@ impl<C: Compensation> EventHandler for UndoOnCancel<C> {
 
     /// The order: the same key as the step it undoes.
     fn keys(&self, cancelled: &OrderCancelledV1, _meta: &EventMeta) -> Vec<String> {
-        vec![order_key(cancelled.order_id)]
+        let mut keys = vec![order_key(cancelled.order_id)];
+        keys.extend(self.0.extra_keys(cancelled));
+        keys
     }
 
     async fn handle(

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use conveyor::{Outbox, Shutdown};
-use events_schema::orders::{CancelReason, OrderCancelledV1};
+use events_schema::orders::{CancelReason, OrderCancelledV1, PricedItem};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::order::{order_event, reason_text};
+use crate::order::{order_event, reason_text, skus_of};
 
 pub(crate) struct Watchdog {
     pub(crate) pool: PgPool,
@@ -37,11 +37,11 @@ impl Watchdog {
 
     async fn cancel_overdue(&self) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let overdue: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        let overdue: Vec<(Uuid, Uuid, sqlx::types::Json<Vec<PricedItem>>)> = sqlx::query_as(
             "UPDATE orders SET status = 'cancelled', reason = $1, detail = $2, finished_at = clock_timestamp()
              WHERE id IN (SELECT id FROM orders WHERE status = 'pending' AND deadline_at < clock_timestamp()
                           ORDER BY deadline_at LIMIT 500 FOR UPDATE SKIP LOCKED)
-             RETURNING id, user_id",
+             RETURNING id, user_id, items",
         )
         .bind(reason_text(CancelReason::DeadlinePassed))
         .bind(format!("no answer within {:?}", self.saga_timeout))
@@ -52,12 +52,13 @@ impl Watchdog {
         }
         let events: Vec<_> = overdue
             .iter()
-            .map(|(order_id, user_id)| {
+            .map(|(order_id, user_id, items)| {
                 let cancelled = OrderCancelledV1 {
                     order_id: *order_id,
                     user_id: *user_id,
                     reason: CancelReason::DeadlinePassed,
                     detail: Some(format!("no answer within {:?}", self.saga_timeout)),
+                    skus: skus_of(items),
                 };
                 order_event(*order_id, &cancelled)
             })

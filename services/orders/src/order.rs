@@ -51,21 +51,29 @@ pub(crate) async fn cancel(
     reason: CancelReason,
     detail: String,
 ) -> Result<Option<OrderCancelledV1>, sqlx::Error> {
-    let user_id: Option<Uuid> = sqlx::query_scalar(
+    let cancelled: Option<(Uuid, sqlx::types::Json<Vec<PricedItem>>)> = sqlx::query_as(
         "UPDATE orders SET status = 'cancelled', reason = $2, detail = $3, finished_at = clock_timestamp()
-         WHERE id = $1 AND status = 'pending' RETURNING user_id",
+         WHERE id = $1 AND status = 'pending' RETURNING user_id, items",
     )
     .bind(order_id)
     .bind(reason_text(reason))
     .bind(&detail)
     .fetch_optional(tx)
     .await?;
-    Ok(user_id.map(|user_id| OrderCancelledV1 {
+    Ok(cancelled.map(|(user_id, items)| OrderCancelledV1 {
         order_id,
         user_id,
         reason,
         detail: Some(detail),
+        skus: skus_of(&items),
     }))
+}
+
+/// The products an order names, each once.
+pub(crate) fn skus_of(items: &[PricedItem]) -> Vec<String> {
+    let skus: std::collections::BTreeSet<&str> =
+        items.iter().map(|item| item.sku.as_str()).collect();
+    skus.into_iter().map(str::to_owned).collect()
 }
 
 /// Confirms `order_id` if it is still pending; `None` when it had already ended.

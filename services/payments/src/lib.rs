@@ -5,11 +5,13 @@
 //! # Layout
 //!
 //! - `http`: `GET /payments?order_id=…` and `GET /cache/users/{id}`.
-//! - `saga`: charging and refunding.
+//! - `charge`: charging an order against the user's credit balance, or declining it.
+//! - `refund`: refunding a cancelled order's payment.
 //! - `users_cache`: the cached copy of users, guarded by version.
 
+mod charge;
 mod http;
-mod saga;
+mod refund;
 mod users_cache;
 
 use std::sync::Arc;
@@ -43,8 +45,8 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
         .handler(users_cache::Registered)
         .handler(users_cache::Updated)
         .handler(users_cache::Deactivated)
-        .handler(saga::Charge)
-        .handler(order_saga::UndoOnCancel(saga::Refund))
+        .handler(charge::Charge)
+        .handler(order_saga::UndoOnCancel(refund::Refund))
         .build()?)
 }
 

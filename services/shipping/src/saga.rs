@@ -39,23 +39,27 @@ impl EventHandler for Schedule {
     ) -> Result<(), HandlerError> {
         let order_id = payment.order_id;
         let tx = ctx.tx();
-        let acted: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = $1)
-                 OR EXISTS (SELECT 1 FROM failed_orders WHERE order_id = $1)",
-        )
-        .bind(order_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if acted || order_saga::is_cancelled(tx, order_id).await? {
+        // The address, unless this service settled the order already: one round trip.
+        const ADDRESS_UNLESS_SETTLED: &str = concat!(
+            "SELECT line1, city, postal_code, country
+             FROM (SELECT 1) AS one LEFT JOIN users_cache ON users_cache.user_id = $2
+             WHERE NOT (",
+            order_saga::settled_condition!(
+                "EXISTS (SELECT 1 FROM shipments WHERE order_id = $1)
+                 OR EXISTS (SELECT 1 FROM failed_orders WHERE order_id = $1)"
+            ),
+            ")"
+        );
+        let cached: Option<CachedAddress> = sqlx::query_as(ADDRESS_UNLESS_SETTLED)
+            .bind(order_id)
+            .bind(payment.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(cached) = cached else {
+            // Shipped or failed already, or cancelled before it got here.
             return Ok(());
-        }
-        let cached: Option<CachedAddress> = sqlx::query_as(
-            "SELECT line1, city, postal_code, country FROM users_cache WHERE user_id = $1",
-        )
-        .bind(payment.user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((Some(line1), Some(city), Some(postal_code), Some(country))) = cached else {
+        };
+        let (Some(line1), Some(city), Some(postal_code), Some(country)) = cached else {
             // Payments charged, so the user exists: this copy is behind. Retry.
             return Err(HandlerError::transient(anyhow::anyhow!(
                 "user {} has no address in the shipping copy of users yet",

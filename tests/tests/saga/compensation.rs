@@ -107,15 +107,7 @@ async fn an_undeliverable_country_cancels_the_order_refunds_and_releases() {
 
     assert_eq!(order["status"], "cancelled");
     assert_eq!(order["reason"], "shipment-failed");
-    system
-        .eventually("the payment is refunded", || async {
-            system
-                .payments(order_id)
-                .await
-                .first()
-                .is_some_and(|p| p["status"] == "refunded")
-        })
-        .await;
+    system.wait_until_refunded(order_id).await;
     system
         .eventually("the reservation is released", || async {
             system.reservation(order_id).await.as_deref() == Some("released")
@@ -143,15 +135,7 @@ async fn an_order_past_the_saga_deadline_is_cancelled_and_compensated() {
 
     assert_eq!(order["status"], "cancelled");
     assert_eq!(order["reason"], "deadline-passed");
-    system
-        .eventually("the payment is refunded", || async {
-            system
-                .payments(order_id)
-                .await
-                .first()
-                .is_some_and(|p| p["status"] == "refunded")
-        })
-        .await;
+    system.wait_until_refunded(order_id).await;
     system
         .eventually("the reservation is released", || async {
             system.reservation(order_id).await.as_deref() == Some("released")
@@ -270,5 +254,47 @@ async fn the_same_idempotency_key_gives_the_same_order_and_one_saga() {
         .unwrap();
     assert_eq!(all["orders"].as_array().unwrap().len(), 1);
     assert_eq!(system.reserved(&sku).await, 1);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_credit_limit_is_a_balance_across_orders_and_a_refund_frees_it() {
+    let system = start(&ALL, Duration::from_secs(30)).await;
+    let user = system.user("FR", 3000).await;
+    let sku = system.product(1000, 100).await;
+    system.wait_for_caches(&[&user], &[&sku], &ALL).await;
+
+    // Five orders of 1000 at once against a limit of 3000: three fit, two must be declined.
+    let placed = futures_util::future::join_all(
+        (0..5).map(|_| system.place(&user, json!([{ "sku": sku, "quantity": 1 }]))),
+    )
+    .await;
+    let mut confirmed = Vec::new();
+    for order in &placed {
+        let id = order["id"].as_str().unwrap();
+        let done = system.final_order(id).await;
+        match done["status"].as_str() {
+            Some("confirmed") => confirmed.push(id.to_owned()),
+            _ => assert_eq!(done["reason"], "payment-declined", "{done}"),
+        }
+    }
+    assert_eq!(
+        confirmed.len(),
+        3,
+        "orders within the balance are confirmed"
+    );
+
+    // An undeliverable order is charged, then refunded: the refund frees the balance, so a
+    // second order of the whole limit is charged too.
+    let far_away = system.user("AQ", 1000).await;
+    system.wait_for_caches(&[&far_away], &[], &ALL).await;
+    for _ in 0..2 {
+        let placed = system
+            .place(&far_away, json!([{ "sku": sku, "quantity": 1 }]))
+            .await;
+        let id = placed["id"].as_str().unwrap();
+        assert_eq!(system.final_order(id).await["reason"], "shipment-failed");
+        system.wait_until_refunded(id).await;
+    }
     system.stop().await;
 }

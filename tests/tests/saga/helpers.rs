@@ -146,6 +146,20 @@ impl System {
             .unwrap()
     }
 
+    /// Waits until the order's payment is refunded.
+    pub(crate) async fn wait_until_refunded(&self, order_id: &str) {
+        self.eventually(
+            &format!("order {order_id}'s payment is refunded"),
+            || async {
+                self.payments(order_id)
+                    .await
+                    .first()
+                    .is_some_and(|p| p["status"] == "refunded")
+            },
+        )
+        .await;
+    }
+
     /// Waits until the order is no longer pending, and returns it.
     pub(crate) async fn final_order(&self, order_id: &str) -> Value {
         let path = format!("/orders/{order_id}");

@@ -88,6 +88,7 @@ async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
         user_id,
         reason: CancelReason::CustomerCancelled,
         detail: None,
+        skus: vec!["GHOST-1".into()],
     };
     let reserved = InventoryReservedV1 {
         order_id,

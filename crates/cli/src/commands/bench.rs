@@ -22,6 +22,8 @@ use sqlx::PgPool;
 
 const BENCH_SERVICE: &str = "bench";
 const BENCH_EVENT: &str = "bench.event";
+/// The routing key of the raw publish through `conveyor.events`.
+const RAW_EVENT: &str = "bench.raw";
 const CONFIRMS_IN_FLIGHT: usize = 1000;
 const PG_CONNECTIONS: u32 = 8;
 
@@ -58,6 +60,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
 #[derive(Debug, Default, Clone, Copy)]
 struct Figures {
     raw_publish: f64,
+    raw_publish_events: f64,
     relay: f64,
     raw_consume: f64,
     consumer: f64,
@@ -70,6 +73,8 @@ struct Bench {
     names: Names,
     topology: Topology,
     raw_queue: String,
+    /// Bound to `conveyor.events`, for the raw publish along the relay's path.
+    raw_events_queue: String,
     messages: u64,
 }
 
@@ -100,6 +105,7 @@ async fn runtime(messages: u64, runs: usize, json: bool) -> anyhow::Result<()> {
         amqp: AmqpConfig::from_env("conveyor bench"),
         pool,
         raw_queue: format!("{}.raw", names.events_exchange()),
+        raw_events_queue: format!("{}.raw-events", names.events_exchange()),
         topology: Topology::for_service(&names, &service),
         names,
         messages,
@@ -134,11 +140,22 @@ impl Bench {
             "x-queue-type".into(),
             AMQPValue::LongString("quorum".into()),
         );
+        for queue in [&self.raw_queue, &self.raw_events_queue] {
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    quorum.clone(),
+                )
+                .await?;
+        }
         channel
-            .queue_declare(
-                self.raw_queue.as_str().into(),
-                QueueDeclareOptions::durable(),
-                quorum,
+            .queue_bind(
+                self.raw_events_queue.as_str().into(),
+                self.names.events_exchange().as_str().into(),
+                RAW_EVENT.into(),
+                Default::default(),
+                FieldTable::default(),
             )
             .await?;
         Ok(())
@@ -153,6 +170,7 @@ impl Bench {
         let mut figures = Figures::default();
         progress.set_message(format!("run {run}: raw publish"));
         figures.raw_publish = self.raw_publish(connection).await?;
+        figures.raw_publish_events = self.raw_publish_events(connection).await?;
         progress.inc(1);
         progress.set_message(format!("run {run}: raw consume"));
         figures.raw_consume = self.raw_consume(connection).await?;
@@ -169,30 +187,57 @@ impl Bench {
         Ok(figures)
     }
 
-    /// 1 KiB persistent messages to a quorum queue with a window of confirms in flight.
+    /// 1 KiB persistent messages to a quorum queue with a window of confirms in flight,
+    /// through the default exchange: the broker's fastest path.
     async fn raw_publish(&self, connection: &Connection) -> anyhow::Result<f64> {
+        self.publish_window(connection, "", &self.raw_queue, false)
+            .await
+    }
+
+    /// The same through `conveyor.events` (a topic exchange, mandatory), the path every
+    /// event takes, the relay's included; then those messages are dropped.
+    async fn raw_publish_events(&self, connection: &Connection) -> anyhow::Result<f64> {
+        let exchange = self.names.events_exchange();
+        let rate = self
+            .publish_window(connection, &exchange, RAW_EVENT, true)
+            .await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .queue_purge(self.raw_events_queue.as_str().into(), Default::default())
+            .await?;
+        channel.close(200, "done".into()).await?;
+        Ok(rate)
+    }
+
+    async fn publish_window(
+        &self,
+        connection: &Connection,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+    ) -> anyhow::Result<f64> {
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         let body = vec![b'x'; 1024];
+        let options = BasicPublishOptions {
+            mandatory,
+            ..BasicPublishOptions::default()
+        };
         let started = Instant::now();
         let mut in_flight = VecDeque::with_capacity(CONFIRMS_IN_FLIGHT);
         for _ in 0..self.messages {
             if in_flight.len() == CONFIRMS_IN_FLIGHT
                 && let Some(oldest) = in_flight.pop_front()
             {
-                let confirmation: lapin::Confirmation = oldest.await?;
-                anyhow::ensure!(
-                    confirmation.is_ack(),
-                    "the broker nacked a benchmark message"
-                );
+                ensure_stored(oldest).await?;
             }
             let confirm = channel
                 .basic_publish(
-                    "".into(),
-                    self.raw_queue.as_str().into(),
-                    BasicPublishOptions::default(),
+                    exchange.into(),
+                    routing_key.into(),
+                    options,
                     &body,
                     BasicProperties::default().with_delivery_mode(2),
                 )
@@ -200,10 +245,7 @@ impl Bench {
             in_flight.push_back(confirm);
         }
         for confirm in in_flight {
-            anyhow::ensure!(
-                confirm.await?.is_ack(),
-                "the broker nacked a benchmark message"
-            );
+            ensure_stored(confirm).await?;
         }
         let rate = per_second(self.messages, started.elapsed());
         channel.close(200, "done".into()).await?;
@@ -268,7 +310,7 @@ impl Bench {
 
     /// Fills the outbox (untimed), then times one relay publishing all of it.
     async fn relay(&self) -> anyhow::Result<f64> {
-        sqlx::query("TRUNCATE conveyor.outbox")
+        sqlx::query("TRUNCATE conveyor.outbox, conveyor.published")
             .execute(&self.pool)
             .await?;
         let padding = "x".repeat(900);
@@ -277,11 +319,14 @@ impl Bench {
         while next < self.messages {
             let chunk: Vec<_> = (next..(next + 1000).min(self.messages))
                 .map(|n| {
+                    // A subject per event of a thousand: the consumer takes a lock per key,
+                    // as every service does.
                     Envelope::new(
                         BENCH_SERVICE,
                         BENCH_EVENT,
                         serde_json::json!({ "n": n, "padding": padding }),
                     )
+                    .with_subject(format!("key-{}", n % 1000))
                 })
                 .collect();
             next += chunk.len() as u64;
@@ -296,11 +341,10 @@ impl Bench {
                 .run(shutdown),
         );
         loop {
-            let unsent: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM conveyor.outbox WHERE published_at IS NULL",
-            )
-            .fetch_one(&self.pool)
-            .await?;
+            let unsent: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM conveyor.outbox WHERE parked_at IS NULL")
+                    .fetch_one(&self.pool)
+                    .await?;
             if unsent == 0 {
                 break;
             }
@@ -346,7 +390,10 @@ impl Bench {
         let Ok(channel) = connection.create_channel().await else {
             return;
         };
-        let queues = self.topology.queue_names().chain([self.raw_queue.as_str()]);
+        let queues = self
+            .topology
+            .queue_names()
+            .chain([self.raw_queue.as_str(), self.raw_events_queue.as_str()]);
         for queue in queues {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -383,6 +430,15 @@ impl EventHandler for CountingHandler {
     }
 }
 
+async fn ensure_stored(confirm: lapin::PublisherConfirm) -> anyhow::Result<()> {
+    let confirmation = confirm.await?;
+    anyhow::ensure!(
+        matches!(confirmation, lapin::Confirmation::Ack(None)),
+        "the broker did not store a benchmark message: {confirmation:?}"
+    );
+    Ok(())
+}
+
 fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
 }
@@ -401,6 +457,7 @@ fn median(runs: &[Figures]) -> Figures {
     let of = |pick: fn(&Figures) -> f64| median_of(runs.iter().map(pick).collect());
     Figures {
         raw_publish: of(|f| f.raw_publish),
+        raw_publish_events: of(|f| f.raw_publish_events),
         relay: of(|f| f.relay),
         raw_consume: of(|f| f.raw_consume),
         consumer: of(|f| f.consumer),
@@ -409,40 +466,51 @@ fn median(runs: &[Figures]) -> Figures {
 }
 
 fn report(figures: &Figures, messages: u64, runs: usize, json: bool) {
-    let relay_ratio = figures.relay / figures.raw_publish;
+    let relay_ratio = figures.relay / figures.raw_publish_events;
+    let relay_to_fastest = figures.relay / figures.raw_publish;
     let consumer_ratio = figures.consumer / figures.raw_consume;
     if json {
         let report = serde_json::json!({
             "messages": messages, "runs": runs,
             "per_second": {
-                "raw_publish": figures.raw_publish.round(), "outbox_relay": figures.relay.round(),
+                "raw_publish": figures.raw_publish.round(),
+                "raw_publish_events_exchange": figures.raw_publish_events.round(),
+                "outbox_relay": figures.relay.round(),
                 "raw_consume": figures.raw_consume.round(), "consumer_with_inbox": figures.consumer.round(),
                 "postgres_commits_8_connections": figures.pg_commits.round(),
             },
-            "ratios": { "relay_to_raw_publish": relay_ratio, "consumer_to_raw_consume": consumer_ratio },
+            "ratios": {
+                "relay_to_raw_publish_same_path": relay_ratio,
+                "relay_to_raw_publish_default_exchange": relay_to_fastest,
+                "consumer_to_raw_consume": consumer_ratio,
+            },
         });
         println!("{report}");
         return;
     }
     println!("Runtime benchmark: {messages} messages per figure, median of {runs} runs");
     println!(
-        "  raw publish, 1 KiB to a quorum queue, {CONFIRMS_IN_FLIGHT} confirms in flight  {:>9.0} msg/s",
+        "  raw publish, 1 KiB to a quorum queue, {CONFIRMS_IN_FLIGHT} in flight, default exchange  {:>9.0} msg/s",
         figures.raw_publish
     );
     println!(
-        "  outbox relay (target >= 10,000/s)                          {:>9.0} ev/s   {relay_ratio:.2} x raw publish",
+        "  raw publish, the same through conveyor.events (topic, mandatory)  {:>9.0} msg/s",
+        figures.raw_publish_events
+    );
+    println!(
+        "  outbox relay (target >= 10,000/s)                                 {:>9.0} ev/s   {relay_ratio:.2} x raw publish on its path, {relay_to_fastest:.2} x through the default exchange",
         figures.relay
     );
     println!(
-        "  raw consume, ack each                                      {:>9.0} msg/s",
+        "  raw consume, ack each                                             {:>9.0} msg/s",
         figures.raw_consume
     );
     println!(
-        "  consumer with inbox (target >= 3,000/s)                    {:>9.0} ev/s   {consumer_ratio:.2} x raw consume",
+        "  consumer with inbox, a lock per key (target >= 3,000/s)           {:>9.0} ev/s   {consumer_ratio:.2} x raw consume",
         figures.consumer
     );
     println!(
-        "  postgres single-row commits, {PG_CONNECTIONS} connections                  {:>9.0} /s",
+        "  postgres single-row commits, {PG_CONNECTIONS} connections                         {:>9.0} /s",
         figures.pg_commits
     );
 }

@@ -46,8 +46,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = system::SystemConfig::from_env()?;
     // Free ports: the demo never clashes with a `conveyor serve` already running.
     config.ports.values_mut().for_each(|port| *port = 0);
-    // Every instance has its own pool; together they stay within Postgres's default 100.
-    config.pool_size = config.pool_size.min((32 / u32::from(args.replicas)).max(4));
+    // Every instance has its own pool; together they stay within 80 of Postgres's default
+    // 100 connections.
+    let instances = u32::from(args.replicas) * system::ServiceName::all().count() as u32;
+    config.pool_size = config.pool_size.min((80 / instances).max(2));
     let (stop, shutdown) = Shutdown::new();
     let running =
         system::start_replicas(&config, &[], usize::from(args.replicas), shutdown).await?;

@@ -182,25 +182,15 @@ async fn process_together(
     keys: &[i64],
 ) -> Result<Together, sqlx::Error> {
     let mut tx = registry.begin(pool).await?;
-    if key_lock::lock_all(&mut tx, keys).await? == Locked::TimedOut {
-        tx.rollback().await?;
-        return Ok(Together::KeysBusy);
-    }
     let ids: Vec<Uuid> = batch
         .iter()
         .filter_map(Incoming::decoded)
         .map(|decoded| decoded.meta.id)
         .collect();
-    let mut fresh: HashSet<Uuid> = sqlx::query_scalar(
-        "INSERT INTO conveyor.inbox (consumer, message_id) SELECT $1, UNNEST($2::uuid[])
-         ON CONFLICT DO NOTHING RETURNING message_id",
-    )
-    .bind(&registry.service)
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    let Some(mut fresh) = lock_and_claim(&mut tx, &registry.service, keys, &ids).await? else {
+        tx.rollback().await?;
+        return Ok(Together::KeysBusy);
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     for incoming in batch {
         let decoded = match &incoming.decoded {
@@ -223,6 +213,36 @@ async fn process_together(
     }
     tx.commit().await?;
     Ok(Together::Done(outcomes))
+}
+
+/// Takes the batch's key locks (in the order given) and records its message ids in the
+/// inbox, in one round trip; returns the ids not seen before, or `None` when a key stayed
+/// busy past the lock timeout (the transaction must be rolled back).
+async fn lock_and_claim(
+    tx: &mut PgConnection,
+    service: &str,
+    keys: &[i64],
+    ids: &[Uuid],
+) -> Result<Option<HashSet<Uuid>>, sqlx::Error> {
+    // The CTE's aggregate takes every lock, in array order, before the first inbox row.
+    let claimed = sqlx::query_scalar(
+        "WITH locked AS MATERIALIZED (
+             SELECT count(pg_advisory_xact_lock(key)) AS taken FROM unnest($3::bigint[]) AS key
+         )
+         INSERT INTO conveyor.inbox (consumer, message_id)
+         SELECT $1, message_id FROM locked, unnest($2::uuid[]) AS message_id
+         ON CONFLICT DO NOTHING RETURNING message_id",
+    )
+    .bind(service)
+    .bind(ids)
+    .bind(keys)
+    .fetch_all(tx)
+    .await;
+    match claimed {
+        Ok(fresh) => Ok(Some(fresh.into_iter().collect())),
+        Err(error) if key_lock::is_lock_conflict(&error) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// One transaction with a savepoint per message, so a failure undoes only its own message.

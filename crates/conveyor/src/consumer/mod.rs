@@ -32,7 +32,9 @@ use handler::DynHandler;
 /// How a consumer takes work from the broker.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
-    /// Channels consuming in parallel, each handling its own batches.
+    /// Channels consuming in parallel, each handling its own batches (and holding one
+    /// database connection while it does). Events that share a key never run at once,
+    /// whatever the number.
     pub concurrency: usize,
     /// Unacknowledged deliveries the broker may send each channel.
     pub prefetch: u16,
@@ -55,6 +57,9 @@ pub struct ConsumerOptions {
 impl Default for ConsumerOptions {
     fn default() -> Self {
         Self {
+            // Two channels keep a handler that awaits something slow from stalling the
+            // queue. Where the database is the limit more workers are safe, not faster
+            // (the demo measured 1, 2 and 4 workers: 491, 448 and 409 orders/s).
             concurrency: 2,
             prefetch: 200,
             batch_size: 100,
@@ -263,6 +268,12 @@ impl Consumer {
 
     pub fn topology(&self) -> Topology {
         Topology::for_service(&self.registry.names, &self.service_topology())
+    }
+
+    /// Channels consuming in parallel, each holding one database connection while it
+    /// handles a batch.
+    pub fn workers(&self) -> usize {
+        self.options.concurrency
     }
 
     pub fn stats(&self) -> Arc<ConsumerStats> {

@@ -156,9 +156,16 @@ async fn handle_batch(
     shutdown: &Shutdown,
 ) -> Result<bool, SessionError> {
     let mut backoff = Backoff::default();
+    let started = std::time::Instant::now();
     let outcomes = loop {
         match batch::process(registry, pool, &batch).await {
-            Ok(outcomes) => break outcomes,
+            Ok(outcomes) => {
+                tracing::debug!(
+                    service = %registry.service, size = batch.len(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "Batch handled."
+                );
+                break outcomes;
+            }
             Err(error) => {
                 tracing::warn!(service = %registry.service, %error, "Database unavailable; holding the batch and retrying.");
                 if sleep_or_shutdown(backoff.next_delay(), shutdown).await {

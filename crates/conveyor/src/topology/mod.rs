@@ -15,6 +15,13 @@ use serde_json::{Value, json};
 /// a backstop for a consumer that crashes on it; kept well above expected restarts.
 pub const DELIVERY_LIMIT: i64 = 50;
 
+/// `conveyor.unrouted` keeps at most this many events (the oldest go first): enough to see
+/// what went wrong, never enough to fill the broker's memory or disk.
+pub const UNROUTED_MAX_LENGTH: i64 = 100_000;
+
+/// And each for at most a week.
+pub const UNROUTED_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Names of every exchange and queue, optionally under a prefix (tests use one each).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
@@ -45,6 +52,11 @@ impl Names {
     /// Where events no queue is bound for end up (exchange and queue share the name).
     pub fn unrouted(&self) -> String {
         self.qualify("conveyor.unrouted")
+    }
+
+    /// Where events of known types that no service subscribes to go: dropped at once.
+    pub fn unsubscribed(&self) -> String {
+        self.qualify("conveyor.unsubscribed")
     }
 
     pub fn retry_exchange(&self) -> String {
@@ -182,9 +194,41 @@ impl Topology {
         topology.exchange(unrouted.clone(), ExchangeKind::Fanout, []);
         topology.exchange(names.retry_exchange(), ExchangeKind::Direct, []);
         topology.exchange(names.dead_letter_exchange(), ExchangeKind::Direct, []);
-        topology.queue(unrouted.clone(), quorum([]), Upgrade::KeepOld);
+        let max_age = i64::try_from(UNROUTED_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+        topology.queue(
+            unrouted.clone(),
+            quorum([
+                ("x-max-length", Argument::Number(UNROUTED_MAX_LENGTH)),
+                ("x-overflow", Argument::Text("drop-head".to_owned())),
+                ("x-message-ttl", Argument::Number(max_age)),
+            ]),
+            Upgrade::KeepOld,
+        );
         topology.bind(unrouted.clone(), unrouted, String::new());
         topology
+    }
+
+    /// Routes `event_types` (known types that no service subscribes to, like a saga's
+    /// closing events) to a queue that keeps nothing: publishing them is normal in
+    /// publish/subscribe, so they must neither pile up nor be counted as unrouted. A
+    /// service that subscribes later gets its copies beside it.
+    pub fn discard_unsubscribed(
+        &mut self,
+        names: &Names,
+        event_types: impl IntoIterator<Item = String>,
+    ) {
+        let queue = names.unsubscribed();
+        self.queue(
+            queue.clone(),
+            quorum([
+                ("x-max-length", Argument::Number(0)),
+                ("x-overflow", Argument::Text("drop-head".to_owned())),
+            ]),
+            Upgrade::ReplaceWhenEmpty,
+        );
+        for event_type in event_types {
+            self.bind(names.events_exchange(), queue.clone(), event_type);
+        }
     }
 
     /// The shared part plus one service's queue, bindings, retry tiers and dead-letter queue.

@@ -15,7 +15,7 @@ async fn commit_to_outbox(env: &TestEnv, numbers: std::ops::Range<i64>) {
 }
 
 async fn published_count(env: &TestEnv) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM conveyor.outbox WHERE published_at IS NOT NULL")
+    sqlx::query_scalar("SELECT count(*) FROM conveyor.published")
         .fetch_one(&env.pool)
         .await
         .unwrap()

@@ -1,0 +1,255 @@
+//! The outbox relay: publishes committed outbox rows with confirms and marks them sent only
+//! after the broker confirmed them.
+//!
+//! Every instance of a service runs a relay; the one holding the outbox's leader lock
+//! (`election`) publishes and the others stand by, taking over within a poll interval when
+//! the leader's database session ends. The leader's `pipeline` reads and publishes batch
+//! after batch while earlier ones await their confirms; `rows` records each row's fate: a
+//! confirmed row leaves the outbox for the log of what was sent, a refused one keeps its
+//! error and is parked after too many refusals. A crash anywhere leaves unconfirmed rows in
+//! the outbox, to be sent again (at least once; consumers' inboxes drop the repeats).
+//!
+//! Ordering: rows are sent oldest first, but a row whose transaction committed late, or a
+//! batch sent again after a failure, arrives after newer ones; consumers order by the
+//! versions the events carry, and the saga by its per-order state, never by arrival.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use tokio::sync::Notify;
+
+mod cursor;
+mod election;
+mod pipeline;
+mod rows;
+
+use election::Leadership;
+
+use crate::amqp::{AmqpConfig, ConnectError};
+use crate::backoff::Backoff;
+use crate::publisher::PublishError;
+use crate::shutdown::Shutdown;
+use crate::store::OUTBOX_CHANNEL;
+use crate::topology::Names;
+
+/// How the relay paces itself.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Rows read and published together.
+    pub batch_size: i64,
+    /// The safety-net poll when no notification arrives.
+    pub poll_interval: Duration,
+    /// The log of what was sent forgets an event after this long.
+    pub retention: Duration,
+    /// How long the last flush may take at shutdown (the leading relay flushes; standbys
+    /// leave their rows to it).
+    pub flush_timeout: Duration,
+    /// The longest a batch waits to be sent and confirmed (a broker under a memory or disk
+    /// alarm takes nothing and confirms nothing); the relay then opens a new session and
+    /// sends the unconfirmed rows again.
+    pub confirm_timeout: Duration,
+    /// Times the broker may refuse one row (a nack, no queue bound) before the row is
+    /// parked with its error and the relay moves past it.
+    pub max_attempts: i32,
+    /// A row larger than this is parked at once: the broker would refuse it and close the
+    /// channel (RabbitMQ's `max_message_size`; broker-config sets 16 MiB).
+    pub max_message_bytes: usize,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(24 * 3600),
+            flush_timeout: Duration::from_secs(10),
+            confirm_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// One relay pass failed; the loop backs off and tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("the outbox could not be read or updated: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(
+        "the broker confirmed no batch within {0:?}: it may be blocked by a memory or disk alarm; the rows stay unsent and are tried again"
+    )]
+    ConfirmTimeout(Duration),
+}
+
+/// Publishes what the outbox holds until shut down.
+pub struct OutboxRelay {
+    pool: PgPool,
+    amqp: AmqpConfig,
+    names: Names,
+    options: RelayOptions,
+}
+
+impl OutboxRelay {
+    pub fn new(pool: PgPool, amqp: AmqpConfig, names: Names) -> Self {
+        Self {
+            pool,
+            amqp,
+            names,
+            options: RelayOptions::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_options(mut self, options: RelayOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Relays until `shutdown` fires, then flushes what is left and returns. Lost broker or
+    /// database connections are re-established with backoff; rows stay in the outbox
+    /// meanwhile, so nothing committed is lost.
+    pub async fn run(self, shutdown: Shutdown) {
+        let relay = Arc::new(self);
+        let mut backoff = Backoff::default();
+        while !shutdown.is_fired() {
+            let interval = relay.options.poll_interval;
+            match Leadership::acquire(&relay.pool, interval, &shutdown).await {
+                Ok(Some(leadership)) => {
+                    backoff.reset();
+                    Arc::clone(&relay).lead(leadership, &shutdown).await;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "Outbox relay cannot reach the database to take its turn; retrying.");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                        () = shutdown.fired() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays while elected: a listener and the pipeline, until shutdown or lost
+    /// leadership; then the pipeline flushes what is left.
+    async fn lead(self: Arc<Self>, mut leadership: Leadership, shutdown: &Shutdown) {
+        tracing::info!("This instance relays the outbox.");
+        let (stop, stopping) = Shutdown::new();
+        let work = Arc::new(Notify::new());
+        let listener = tokio::spawn(Arc::clone(&self).listen(Arc::clone(&work), stopping.clone()));
+        let cleanup = tokio::spawn(Arc::clone(&self).clean_up(stopping.clone()));
+        let relaying = self.relay_until_stopped(&work, &stopping);
+        tokio::pin!(relaying);
+        tokio::select! {
+            () = &mut relaying => {}
+            () = shutdown.fired() => {
+                stop.fire();
+                relaying.await;
+            }
+            error = leadership.lost(self.options.poll_interval) => {
+                tracing::warn!(%error, "Outbox relay lost its turn (its database session ended); standing by.");
+                stop.fire();
+                relaying.await;
+            }
+        }
+        listener.abort();
+        cleanup.abort();
+    }
+
+    /// Runs the pipeline, opening it anew with backoff after a failure, until `stop` fires
+    /// and it has flushed.
+    async fn relay_until_stopped(&self, work: &Notify, stop: &Shutdown) {
+        let mut backoff = Backoff::default();
+        loop {
+            match pipeline::run(self, work, stop).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "Outbox relay failed; its unconfirmed rows stay and are sent again.");
+                    if stop.is_fired() {
+                        return;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                        () = stop.fired() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets old records once a minute while leading.
+    async fn clean_up(self: Arc<Self>, stop: Shutdown) {
+        while !stop.is_fired() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(60)) => self.delete_expired().await,
+                () = stop.fired() => {}
+            }
+        }
+    }
+
+    /// Wakes a worker after each commit that wrote to the outbox. A wake-up given while no
+    /// worker waits is kept for the next one, so none is lost between two batches.
+    async fn listen(self: Arc<Self>, work: Arc<Notify>, shutdown: Shutdown) {
+        // Listening holds a connection for good: its own, not one of the service's pool.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut backoff = Backoff::default();
+        while !shutdown.is_fired() {
+            let error = tokio::select! {
+                error = notify_on_commit(&own, &work) => error,
+                () = shutdown.fired() => return,
+            };
+            tracing::warn!(%error, "Outbox relay cannot listen for notifications; polling meanwhile.");
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = shutdown.fired() => return,
+            }
+        }
+    }
+
+    /// Forgets what was sent longer ago than the retention, a bounded chunk at a time so no
+    /// delete holds its locks for long.
+    async fn delete_expired(&self) {
+        let retention = chrono::Duration::from_std(self.options.retention).unwrap_or_default();
+        let cutoff = chrono::Utc::now() - retention;
+        // Rows published before the log existed were kept in the outbox itself.
+        for statement in [
+            "DELETE FROM conveyor.published WHERE ctid IN (
+                 SELECT ctid FROM conveyor.published WHERE published_at < $1 LIMIT 10000)",
+            "DELETE FROM conveyor.outbox WHERE ctid IN (
+                 SELECT ctid FROM conveyor.outbox WHERE published_at < $1 LIMIT 10000)",
+        ] {
+            let result = sqlx::query(statement)
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, "Could not delete expired outbox records.");
+            }
+        }
+    }
+}
+
+/// Wakes a worker on every outbox notification, until the listening connection fails.
+async fn notify_on_commit(pool: &PgPool, work: &Notify) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(listener) => listener,
+        Err(error) => return error,
+    };
+    if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
+        return error;
+    }
+    loop {
+        if let Err(error) = listener.recv().await {
+            return error;
+        }
+        work.notify_one();
+    }
+}

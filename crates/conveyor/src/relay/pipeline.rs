@@ -1,0 +1,226 @@
+//! The leading relay's pipeline, three stages joined by bounded channels: a reader
+//! publishes batch after batch without waiting for their confirms, a confirmer awaits each
+//! batch's confirms in turn, and a recorder writes each outcome to the outbox. Neither the
+//! broker nor the database waits for the other, and no database transaction stays open
+//! while the broker confirms.
+//! The reader keeps its place with a `Cursor`.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use lapin::PublisherConfirm;
+use tokio::sync::{Notify, mpsc};
+
+use super::cursor::Cursor;
+use super::rows::Pending;
+use super::{OutboxRelay, RelayError};
+use crate::publisher::{ConfirmChannel, OutgoingMessage, PublishError};
+use crate::shutdown::Shutdown;
+
+/// Batches published and not yet settled, at most.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A published batch whose confirms are awaited.
+struct InFlight {
+    rows: Vec<Pending>,
+    messages: Vec<OutgoingMessage>,
+    confirms: Vec<PublisherConfirm>,
+}
+
+/// A batch the broker answered for, to be recorded.
+struct Confirmed {
+    rows: Vec<Pending>,
+    outcomes: Vec<Result<(), PublishError>>,
+}
+
+/// What the reader and the recorder share: the ids published and not yet settled (left out
+/// of reads, so nothing goes out twice), and those the broker refused (read again soon).
+#[derive(Default)]
+struct Shared {
+    in_flight: Mutex<HashSet<i64>>,
+    refused: Mutex<Vec<i64>>,
+}
+
+impl Shared {
+    fn snapshot(&self) -> Vec<i64> {
+        lock(&self.in_flight).iter().copied().collect()
+    }
+
+    fn add(&self, rows: &[Pending]) {
+        lock(&self.in_flight).extend(rows.iter().map(|row| row.id));
+    }
+
+    fn settled(&self, rows: &[Pending], refused: Vec<i64>) {
+        let mut in_flight = lock(&self.in_flight);
+        for row in rows {
+            in_flight.remove(&row.id);
+        }
+        lock(&self.refused).extend(refused);
+    }
+
+    fn take_refused(&self) -> Vec<i64> {
+        std::mem::take(&mut *lock(&self.refused))
+    }
+
+    fn has_refused(&self) -> bool {
+        !lock(&self.refused).is_empty()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Relays until `stop` fires, then flushes what is left (within the flush timeout) and
+/// returns `Ok`; returns the error when the broker or the database fails, leaving every
+/// unsettled row in the outbox to be read again.
+pub(super) async fn run(
+    relay: &OutboxRelay,
+    work: &Notify,
+    stop: &Shutdown,
+) -> Result<(), RelayError> {
+    let connection = relay.amqp.connect().await?;
+    let channel = ConfirmChannel::open(&connection)
+        .await
+        .map_err(PublishError::from)?;
+    let (to_settle, settling) = mpsc::channel(BATCHES_IN_FLIGHT);
+    let (to_record, recording) = mpsc::channel(BATCHES_IN_FLIGHT);
+    let shared = Shared::default();
+    let result = tokio::try_join!(
+        read_and_publish(relay, &channel, &shared, to_settle, work, stop),
+        confirm(relay, settling, to_record),
+        record(relay, &shared, recording),
+    );
+    let _ = connection.close(200, "relay stopped".into()).await;
+    result.map(drop)
+}
+
+async fn read_and_publish(
+    relay: &OutboxRelay,
+    channel: &ConfirmChannel,
+    shared: &Shared,
+    to_settle: mpsc::Sender<InFlight>,
+    work: &Notify,
+    stop: &Shutdown,
+) -> Result<(), RelayError> {
+    let mut cursor = Cursor::new();
+    let mut flush_until = None;
+    let mut after_idle = true;
+    loop {
+        if stop.is_fired() {
+            let until =
+                *flush_until.get_or_insert_with(|| Instant::now() + relay.options.flush_timeout);
+            if Instant::now() > until {
+                tracing::warn!(
+                    "Outbox flush at shutdown timed out; the rest stays for the next start."
+                );
+                return Ok(());
+            }
+        }
+        let rows = read(relay, &mut cursor, shared, after_idle).await?;
+        after_idle = rows.is_empty();
+        if rows.is_empty() {
+            if stop.is_fired() {
+                return Ok(());
+            }
+            tokio::select! {
+                () = work.notified() => {}
+                () = tokio::time::sleep(idle_wait(relay, shared)) => {}
+                () = stop.fired() => {}
+            }
+            continue;
+        }
+        let messages: Vec<OutgoingMessage> = rows.iter().map(|row| row.message.clone()).collect();
+        // Sending can block too: a broker under a memory or disk alarm stops reading.
+        let confirms =
+            tokio::time::timeout(relay.options.confirm_timeout, channel.send_all(&messages))
+                .await
+                .map_err(|_| RelayError::ConfirmTimeout(relay.options.confirm_timeout))??;
+        shared.add(&rows);
+        let batch = InFlight {
+            rows,
+            messages,
+            confirms,
+        };
+        if to_settle.send(batch).await.is_err() {
+            // The confirmer stopped with an error, which `run` reports.
+            return Ok(());
+        }
+    }
+}
+
+/// The next rows to send: missing ids that turned up, else the rows after the cursor.
+async fn read(
+    relay: &OutboxRelay,
+    cursor: &mut Cursor,
+    shared: &Shared,
+    after_idle: bool,
+) -> Result<Vec<Pending>, sqlx::Error> {
+    cursor.recheck(shared.take_refused());
+    let in_flight = shared.snapshot();
+    if let Some(ids) = cursor.due_rechecks(after_idle) {
+        let found = relay.read_ids(&ids, &in_flight).await?;
+        if !found.is_empty() {
+            let found_ids: Vec<i64> = found.iter().map(|row| row.id).collect();
+            cursor.found(&found_ids);
+            return Ok(found);
+        }
+    }
+    let from = cursor.next_read();
+    // Rows in flight are all behind the cursor: only a full read needs to leave them out
+    // (and checking each row against them costs the database).
+    let skip: &[i64] = if from == 0 { &in_flight } else { &[] };
+    let rows = relay.read_pending(from, skip).await?;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    cursor.read(from, &ids);
+    Ok(rows)
+}
+
+/// How long an idle reader sleeps: a commit wakes it sooner; refused rows are tried again
+/// after a short pause.
+fn idle_wait(relay: &OutboxRelay, shared: &Shared) -> Duration {
+    if shared.has_refused() {
+        Duration::from_millis(100)
+    } else {
+        relay.options.poll_interval
+    }
+}
+
+/// Awaits each batch's confirms in turn and hands the outcomes on to be recorded.
+async fn confirm(
+    relay: &OutboxRelay,
+    mut settling: mpsc::Receiver<InFlight>,
+    to_record: mpsc::Sender<Confirmed>,
+) -> Result<(), RelayError> {
+    while let Some(batch) = settling.recv().await {
+        let timeout = relay.options.confirm_timeout;
+        let confirmed = ConfirmChannel::confirmations(batch.confirms, &batch.messages);
+        let outcomes = tokio::time::timeout(timeout, confirmed)
+            .await
+            .map_err(|_| RelayError::ConfirmTimeout(timeout))??;
+        let confirmed = Confirmed {
+            rows: batch.rows,
+            outcomes,
+        };
+        if to_record.send(confirmed).await.is_err() {
+            // The recorder stopped with an error, which `run` reports.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Records each confirmed batch's outcome in the outbox, beside the confirming of the next.
+async fn record(
+    relay: &OutboxRelay,
+    shared: &Shared,
+    mut recording: mpsc::Receiver<Confirmed>,
+) -> Result<(), RelayError> {
+    while let Some(batch) = recording.recv().await {
+        let refused = relay.settle(&batch.rows, batch.outcomes).await?;
+        shared.settled(&batch.rows, refused);
+        tracing::debug!(count = batch.rows.len(), "Relayed outbox events.");
+    }
+    Ok(())
+}

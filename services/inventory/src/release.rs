@@ -1,0 +1,45 @@
+//! On `order.cancelled`: release what was reserved for the order (`inventory.released`).
+
+use conveyor::HandlerError;
+use events_schema::inventory::{InventoryReleasedV1, Item};
+use events_schema::orders::OrderCancelledV1;
+use order_saga::Compensation;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::reserve::product_key;
+
+pub(crate) struct ReleaseStock;
+
+impl Compensation for ReleaseStock {
+    type Undone = InventoryReleasedV1;
+
+    /// The products the order named, when the cancellation says: a release then never
+    /// locks stock crosswise with another order's reservation. Without them a deadlock is
+    /// possible, which Postgres detects and the runtime retries.
+    fn extra_keys(&self, cancelled: &OrderCancelledV1) -> Vec<String> {
+        cancelled.skus.iter().map(|sku| product_key(sku)).collect()
+    }
+
+    /// Marks the reservation released and gives its quantities back, in one statement.
+    async fn undo(
+        &self,
+        tx: &mut PgConnection,
+        order_id: Uuid,
+    ) -> Result<Option<InventoryReleasedV1>, HandlerError> {
+        let released: Option<sqlx::types::Json<Vec<Item>>> = sqlx::query_scalar(
+            "WITH released AS (
+                 UPDATE reservations SET status = 'released'
+                 WHERE order_id = $1 AND status = 'reserved' RETURNING items),
+             given_back AS (
+                 UPDATE products AS p SET reserved = p.reserved - (line->>'quantity')::int
+                 FROM released, jsonb_array_elements(released.items) AS line
+                 WHERE p.sku = line->>'sku')
+             SELECT items FROM released",
+        )
+        .bind(order_id)
+        .fetch_optional(tx)
+        .await?;
+        Ok(released.map(|sqlx::types::Json(items)| InventoryReleasedV1 { order_id, items }))
+    }
+}
