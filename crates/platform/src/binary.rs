@@ -87,6 +87,14 @@ pub fn help(about: &About) -> String {
             ),
         ),
         (
+            format!("{prefix}_CONSUMER_WORKERS"),
+            format!(
+                "channels handling events at once, from 1 to 64; events that share a key never \
+                 run at once whatever the number [default: {}]",
+                conveyor::ConsumerOptions::default().concurrency
+            ),
+        ),
+        (
             format!("{prefix}_PORT"),
             format!(
                 "HTTP port; 0 picks a free one [default: {}]",

@@ -17,6 +17,9 @@ pub struct ServiceConfig {
     pub database_url: String,
     /// Connections to its database at most, shared by HTTP, consumer, relay and tasks.
     pub pool_size: u32,
+    /// The consumer's workers when `<SERVICE>_CONSUMER_WORKERS` sets them; the runtime's
+    /// default otherwise.
+    pub consumer_workers: Option<usize>,
     /// 0 picks a free port (tests).
     pub port: u16,
     pub listen_addr: IpAddr,
@@ -71,6 +74,20 @@ impl ServiceConfig {
                 "a number of connections from 2 to 1000",
             ));
         }
+        let workers_variable = format!("{prefix}_CONSUMER_WORKERS");
+        let consumer_workers = match std::env::var(&workers_variable) {
+            Ok(value) => Some(
+                value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| {
+                        ConfigError::new(&workers_variable, &value, "a number from 1 to 64")
+                    })?,
+            ),
+            Err(_) => None,
+        };
         let listen_addr = parse_env(
             "LISTEN_ADDR",
             IpAddr::from([127, 0, 0, 1]),
@@ -80,6 +97,7 @@ impl ServiceConfig {
             service: service.to_owned(),
             database_url,
             pool_size,
+            consumer_workers,
             port,
             listen_addr,
             amqp: AmqpConfig::from_env(format!("{service}-service")),

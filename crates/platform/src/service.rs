@@ -105,7 +105,10 @@ impl Service {
         let relay = OutboxRelay::new(pool.clone(), config.amqp.clone(), config.names.clone());
         tasks.spawn(relay.run(shutdown.clone()));
         let consumer_stats = parts.consumer.as_ref().map(Consumer::stats);
-        if let Some(consumer) = parts.consumer {
+        if let Some(mut consumer) = parts.consumer {
+            if let Some(workers) = config.consumer_workers {
+                consumer.set_workers(workers);
+            }
             tasks.spawn(consumer.run(config.amqp.clone(), pool.clone(), shutdown.clone()));
         }
         for task in parts.background {

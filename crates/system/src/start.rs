@@ -20,6 +20,8 @@ pub struct SystemConfig {
     pub ports: BTreeMap<ServiceName, u16>,
     /// Database connections per service instance.
     pub pool_size: u32,
+    /// Consumer workers of the services whose `<SERVICE>_CONSUMER_WORKERS` is set.
+    pub consumer_workers: BTreeMap<ServiceName, usize>,
     pub listen_addr: IpAddr,
     pub names: Names,
     pub orders: orders_service::Settings,
@@ -36,18 +38,23 @@ impl SystemConfig {
         let mut ports = BTreeMap::new();
         let mut listen_addr = IpAddr::from([127, 0, 0, 1]);
         let mut pool_size = platform::config::DEFAULT_POOL_SIZE;
+        let mut consumer_workers = BTreeMap::new();
         for service in ServiceName::all() {
             let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
             database_urls.insert(service, config.database_url);
             ports.insert(service, config.port);
             listen_addr = config.listen_addr;
             pool_size = config.pool_size;
+            if let Some(workers) = config.consumer_workers {
+                consumer_workers.insert(service, workers);
+            }
         }
         Ok(Self {
             amqp: AmqpConfig::from_env("conveyor"),
             database_urls,
             ports,
             pool_size,
+            consumer_workers,
             listen_addr,
             names: Names::default(),
             orders: orders_service::Settings::from_env()?,
@@ -70,6 +77,7 @@ impl SystemConfig {
                 .cloned()
                 .unwrap_or_default(),
             pool_size: self.pool_size,
+            consumer_workers: self.consumer_workers.get(&service).copied(),
             port,
             listen_addr: self.listen_addr,
             amqp: self

@@ -23,6 +23,8 @@ async fn environment(env: &TestEnv) -> Vec<(String, String)> {
         let url = env.create_database(service.as_str()).await;
         variables.push((format!("{prefix}_DATABASE_URL"), url));
         variables.push((format!("{prefix}_DATABASE_POOL_SIZE"), "4".to_owned()));
+        // Competing workers inside each process as well as between processes.
+        variables.push((format!("{prefix}_CONSUMER_WORKERS"), "2".to_owned()));
     }
     variables
 }

@@ -70,20 +70,24 @@ impl Cursor {
         if from == 0 {
             self.last_full_read = Instant::now();
         }
-        let mut expected = self.after + 1;
+        // A reader that has not seen a row yet knows nothing of the ids below the first one
+        // it sees (sent long ago, or rolled back): only gaps after a seen row are missing.
+        let mut expected = (self.after > 0).then_some(self.after + 1);
         for &id in ids {
             self.missing.remove(&id);
             if id <= self.after {
                 continue;
             }
-            let now = Instant::now();
-            for skipped in expected..id {
-                if self.missing.len() >= MAX_MISSING {
-                    break;
+            if let Some(expected) = expected {
+                let now = Instant::now();
+                for skipped in expected..id {
+                    if self.missing.len() >= MAX_MISSING {
+                        break;
+                    }
+                    self.missing.insert(skipped, now);
                 }
-                self.missing.insert(skipped, now);
             }
-            expected = id + 1;
+            expected = Some(id + 1);
             self.after = id;
         }
     }
@@ -120,6 +124,15 @@ mod tests {
         cursor.read(5, &[6]);
         assert_eq!(cursor.due_rechecks(true), Some(vec![3]));
         assert_eq!(cursor.next_read(), 6);
+    }
+
+    #[test]
+    fn ids_sent_before_the_reader_started_are_not_missing() {
+        let mut cursor = Cursor::new();
+        // An outbox whose earlier rows were sent by a previous process.
+        cursor.read(0, &[250_000, 250_001, 250_003]);
+        assert_eq!(cursor.due_rechecks(true), Some(vec![250_002]));
+        assert_eq!(cursor.next_read(), 250_003);
     }
 
     #[test]
