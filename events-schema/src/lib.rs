@@ -20,6 +20,7 @@ mod catalog;
 pub mod compat;
 mod contract;
 pub mod inventory;
+pub mod money;
 pub mod orders;
 pub mod payments;
 pub mod products;

@@ -1,5 +1,6 @@
 //! The product API.
 
+use events_schema::money::MAX_PRICE_CENTS;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -82,8 +83,14 @@ async fn create(
     if new.name.trim().is_empty() {
         problems.push("name is empty".to_owned());
     }
-    if new.price_cents < 0 || new.stock < 0 {
-        problems.push("price_cents and stock must not be negative".to_owned());
+    if !(0..=MAX_PRICE_CENTS).contains(&new.price_cents) {
+        problems.push(format!(
+            "price_cents {} is not between 0 and {MAX_PRICE_CENTS}",
+            new.price_cents
+        ));
+    }
+    if new.stock < 0 {
+        problems.push("stock must not be negative".to_owned());
     }
     if new.currency.len() != 3 || !new.currency.chars().all(|c| c.is_ascii_uppercase()) {
         problems.push(format!(
@@ -144,11 +151,13 @@ async fn change(
         .name
         .as_deref()
         .is_some_and(|name| name.trim().is_empty())
-        || change.price_cents.is_some_and(|p| p < 0)
+        || change
+            .price_cents
+            .is_some_and(|p| !(0..=MAX_PRICE_CENTS).contains(&p))
     {
-        return Err(ApiError::unprocessable(
-            "name must not be empty and price_cents not negative",
-        ));
+        return Err(ApiError::unprocessable(format!(
+            "name must not be empty and price_cents must be between 0 and {MAX_PRICE_CENTS}"
+        )));
     }
     let mut tx = state.pool.begin().await?;
     let product = sqlx::query_as::<_, Product>(

@@ -8,13 +8,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use conveyor::Outbox;
-use events_schema::orders::{CancelReason, OrderCreatedV1, PricedItem};
+use events_schema::orders::{CancelReason, OrderCreatedV1};
 use platform::{ApiError, ApiResult, JsonBody, parse_uuid};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::basket;
 use crate::order::{self, Order, order_event};
 
 pub(crate) struct AppState {
@@ -24,9 +25,6 @@ pub(crate) struct AppState {
 }
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
-
-const MAX_ITEMS: usize = 100;
-const MAX_QUANTITY: i32 = 1000;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -50,13 +48,71 @@ struct NewItem {
     quantity: i32,
 }
 
-async fn find_by_key(pool: &PgPool, key: &str) -> ApiResult<Option<Order>> {
-    Ok(
-        sqlx::query_as::<_, Order>("SELECT * FROM orders WHERE idempotency_key = $1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await?,
+/// The order this user placed with this Idempotency-Key, if any.
+async fn find_by_key(pool: &PgPool, user_id: Uuid, key: &str) -> ApiResult<Option<Order>> {
+    Ok(sqlx::query_as::<_, Order>(
+        "SELECT * FROM orders WHERE user_id = $1 AND idempotency_key = $2",
     )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The `Idempotency-Key` header, if the request has one.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get("idempotency-key").map(|value| value.to_str()) {
+        None => Ok(None),
+        Some(Ok(key)) if !key.trim().is_empty() && key.len() <= 200 => {
+            Ok(Some(key.trim().to_owned()))
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 200 visible characters",
+        )),
+    }
+}
+
+/// The answer to a request that repeats an Idempotency-Key: the order it placed (200), or a
+/// 422 when the key was used for a different basket (Stripe's semantics).
+fn replay(existing: &Order, lines: &[(String, i32)], key: &str) -> AppResult {
+    if basket::same_lines(&existing.items.0, lines) {
+        Ok((StatusCode::OK, Json(existing.to_json())))
+    } else {
+        Err(ApiError::unprocessable(format!(
+            "Idempotency-Key {key:?} was used for a different order ({}); use a new key for a new order",
+            existing.id
+        )))
+    }
+}
+
+async fn check_user(pool: &PgPool, user_id: Uuid) -> ApiResult<()> {
+    let active: Option<bool> =
+        sqlx::query_scalar("SELECT active FROM users_cache WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+    match active {
+        None => Err(ApiError::unprocessable(format!("unknown user {user_id}"))),
+        Some(false) => Err(ApiError::unprocessable(format!(
+            "user {user_id} is deactivated"
+        ))),
+        Some(true) => Ok(()),
+    }
+}
+
+/// Prices the basket from orders' cached copy of the products.
+async fn price_basket(pool: &PgPool, lines: &[(String, i32)]) -> ApiResult<basket::Priced> {
+    let skus: Vec<&str> = lines.iter().map(|(sku, _)| sku.as_str()).collect();
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT sku, price_cents, currency FROM products_cache WHERE sku = ANY($1)")
+            .bind(&skus)
+            .fetch_all(pool)
+            .await?;
+    let prices = rows
+        .into_iter()
+        .map(|(sku, cents, currency)| (sku, basket::Price { cents, currency }))
+        .collect();
+    basket::price(lines, &prices).map_err(|error| ApiError::unprocessable(error.to_string()))
 }
 
 async fn place(
@@ -64,91 +120,18 @@ async fn place(
     headers: HeaderMap,
     JsonBody(new): JsonBody<NewOrder>,
 ) -> AppResult {
-    let key = match headers.get("idempotency-key").map(|value| value.to_str()) {
-        None => None,
-        Some(Ok(key)) if !key.trim().is_empty() && key.len() <= 200 => Some(key.trim().to_owned()),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "Idempotency-Key must be 1 to 200 visible characters",
-            ));
-        }
-    };
-    if let Some(key) = &key
-        && let Some(existing) = find_by_key(&state.pool, key).await?
-    {
-        return Ok((StatusCode::OK, Json(existing.to_json())));
-    }
+    let key = idempotency_key(&headers)?;
     let user_id = Uuid::parse_str(&new.user_id)
         .map_err(|_| ApiError::unprocessable(format!("user_id {:?} is not a UUID", new.user_id)))?;
-    if new.items.is_empty() || new.items.len() > MAX_ITEMS {
-        return Err(ApiError::unprocessable(format!(
-            "an order needs 1 to {MAX_ITEMS} items"
-        )));
-    }
-    if let Some(item) = new
-        .items
-        .iter()
-        .find(|item| !(1..=MAX_QUANTITY).contains(&item.quantity))
+    let lines = basket::merge_lines(new.items.into_iter().map(|item| (item.sku, item.quantity)))
+        .map_err(|error| ApiError::unprocessable(error.to_string()))?;
+    if let Some(key) = &key
+        && let Some(existing) = find_by_key(&state.pool, user_id, key).await?
     {
-        return Err(ApiError::unprocessable(format!(
-            "quantity {} of {} is not between 1 and {MAX_QUANTITY}",
-            item.quantity, item.sku
-        )));
+        return replay(&existing, &lines, key);
     }
-    let active: Option<bool> =
-        sqlx::query_scalar("SELECT active FROM users_cache WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(&state.pool)
-            .await?;
-    match active {
-        None => return Err(ApiError::unprocessable(format!("unknown user {user_id}"))),
-        Some(false) => {
-            return Err(ApiError::unprocessable(format!(
-                "user {user_id} is deactivated"
-            )));
-        }
-        Some(true) => {}
-    }
-    let skus: Vec<&str> = new.items.iter().map(|item| item.sku.as_str()).collect();
-    let prices: Vec<(String, i64, String)> =
-        sqlx::query_as("SELECT sku, price_cents, currency FROM products_cache WHERE sku = ANY($1)")
-            .bind(&skus)
-            .fetch_all(&state.pool)
-            .await?;
-    let mut unknown: Vec<&str> = skus
-        .iter()
-        .copied()
-        .filter(|sku| !prices.iter().any(|(known, ..)| known == sku))
-        .collect();
-    unknown.dedup();
-    if !unknown.is_empty() {
-        return Err(ApiError::unprocessable(format!(
-            "unknown sku {}",
-            unknown.join(", ")
-        )));
-    }
-    let currency = prices[0].2.clone();
-    if prices.iter().any(|(_, _, other)| *other != currency) {
-        return Err(ApiError::unprocessable(
-            "the items are priced in different currencies",
-        ));
-    }
-    let items: Vec<PricedItem> = new
-        .items
-        .iter()
-        .map(|item| PricedItem {
-            sku: item.sku.clone(),
-            quantity: item.quantity,
-            unit_price_cents: prices
-                .iter()
-                .find(|(sku, ..)| *sku == item.sku)
-                .map_or(0, |(_, price, _)| *price),
-        })
-        .collect();
-    let total_cents: i64 = items
-        .iter()
-        .map(|item| i64::from(item.quantity) * item.unit_price_cents)
-        .sum();
+    check_user(&state.pool, user_id).await?;
+    let priced = price_basket(&state.pool, &lines).await?;
     let order_id = Uuid::now_v7();
     let deadline =
         chrono::Utc::now() + chrono::Duration::from_std(state.saga_timeout).unwrap_or_default();
@@ -156,34 +139,34 @@ async fn place(
     let inserted = sqlx::query_as::<_, Order>(
         "INSERT INTO orders (id, user_id, status, items, total_cents, currency, idempotency_key, deadline_at)
          VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
     )
     .bind(order_id)
     .bind(user_id)
-    .bind(sqlx::types::Json(&items))
-    .bind(total_cents)
-    .bind(&currency)
+    .bind(sqlx::types::Json(&priced.items))
+    .bind(priced.total_cents)
+    .bind(&priced.currency)
     .bind(&key)
     .bind(deadline)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(placed) = inserted else {
-        // The same key won a race with this request: answer with that order.
+        // The same key won a race with this request: answer as a repeat would be answered.
         drop(tx);
-        let existing = match &key {
-            Some(key) => find_by_key(&state.pool, key).await?,
-            None => None,
+        let key = key.unwrap_or_default();
+        return match find_by_key(&state.pool, user_id, &key).await? {
+            Some(existing) => replay(&existing, &lines, &key),
+            None => Err(ApiError::conflict(
+                "the order could not be placed; try again",
+            )),
         };
-        return existing
-            .map(|order| (StatusCode::OK, Json(order.to_json())))
-            .ok_or_else(|| ApiError::conflict("the order could not be placed; try again"));
     };
     let created = OrderCreatedV1 {
         order_id,
         user_id,
-        items,
-        total_cents,
-        currency,
+        items: priced.items,
+        total_cents: priced.total_cents,
+        currency: priced.currency,
     };
     state
         .outbox

@@ -12,6 +12,7 @@
 //! - `caches`: the cached copies of users and products, guarded by version.
 //! - `deadline`: the background task that cancels orders past the saga deadline.
 
+mod basket;
 mod caches;
 mod deadline;
 mod http;

@@ -38,6 +38,20 @@ impl Order {
     }
 }
 
+/// `order.cancelled`'s detail holds at most this many characters (its schema's `maxLength`).
+pub(crate) const MAX_DETAIL_CHARS: usize = 500;
+
+/// Cuts a detail that would break the event's schema, marking the cut: a cancellation never
+/// fails for the length of its explanation.
+pub(crate) fn fit_detail(detail: String) -> String {
+    if detail.chars().count() <= MAX_DETAIL_CHARS {
+        return detail;
+    }
+    let mut cut: String = detail.chars().take(MAX_DETAIL_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// The text a reason is stored and served as: the contract's (`payment-declined`).
 pub(crate) fn reason_text(reason: CancelReason) -> String {
     events_schema::wire_name(reason)
@@ -51,6 +65,7 @@ pub(crate) async fn cancel(
     reason: CancelReason,
     detail: String,
 ) -> Result<Option<OrderCancelledV1>, sqlx::Error> {
+    let detail = fit_detail(detail);
     let cancelled: Option<(Uuid, sqlx::types::Json<Vec<PricedItem>>)> = sqlx::query_as(
         "UPDATE orders SET status = 'cancelled', reason = $2, detail = $3, finished_at = clock_timestamp()
          WHERE id = $1 AND status = 'pending' RETURNING user_id, items",

@@ -23,6 +23,21 @@ async fn cancel(
     }
 }
 
+/// `names` joined with commas, as many as fit in about `max_chars`, then how many more.
+fn name_some(names: &[String], max_chars: usize) -> String {
+    let mut text = String::new();
+    for (shown, name) in names.iter().enumerate() {
+        if shown > 0 && text.chars().count() + name.chars().count() + 2 > max_chars {
+            return format!("{text}, … (+{} more)", names.len() - shown);
+        }
+        if shown > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(name);
+    }
+    text
+}
+
 pub(crate) struct InventoryRejected;
 
 impl EventHandler for InventoryRejected {
@@ -36,7 +51,7 @@ impl EventHandler for InventoryRejected {
         let detail = format!(
             "{}: {}",
             events_schema::wire_name(rejected.reason),
-            rejected.skus.join(", ")
+            name_some(&rejected.skus, 400)
         );
         cancel(
             ctx,
@@ -107,5 +122,35 @@ impl EventHandler for ShipmentScheduled {
             Some(confirmed) => ctx.emit(scheduled.order_id, &confirmed).await,
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{MAX_DETAIL_CHARS, fit_detail};
+
+    #[test]
+    fn a_rejection_naming_a_hundred_skus_fits_the_schema() {
+        let skus: Vec<String> = (0..100)
+            .map(|n| format!("WAREHOUSE-SKU-WITH-A-LONG-NAME-{n:03}"))
+            .collect();
+        let detail = format!("insufficient-stock: {}", name_some(&skus, 400));
+        assert!(detail.chars().count() <= MAX_DETAIL_CHARS, "{detail}");
+        assert!(detail.starts_with("insufficient-stock: WAREHOUSE-SKU-WITH-A-LONG-NAME-000, "));
+        assert!(detail.ends_with(" more)"), "{detail}");
+        assert_eq!(
+            name_some(&skus[..2], 400),
+            format!("{}, {}", skus[0], skus[1])
+        );
+    }
+
+    #[test]
+    fn any_detail_is_cut_to_the_schema() {
+        let long = "é".repeat(2000);
+        let cut = fit_detail(long);
+        assert_eq!(cut.chars().count(), MAX_DETAIL_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(fit_detail("short".into()), "short");
     }
 }

@@ -1,5 +1,6 @@
 //! A user as stored and as published.
 
+use events_schema::money::MAX_TOTAL_CENTS;
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -97,8 +98,10 @@ pub(crate) fn problems(
             address.country
         ));
     }
-    if credit_limit_cents < 0 {
-        problems.push("credit_limit_cents is negative".to_owned());
+    if !(0..=MAX_TOTAL_CENTS).contains(&credit_limit_cents) {
+        problems.push(format!(
+            "credit_limit_cents {credit_limit_cents} is not between 0 and {MAX_TOTAL_CENTS}"
+        ));
     }
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
         problems.push(format!(

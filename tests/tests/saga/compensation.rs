@@ -247,12 +247,7 @@ async fn the_same_idempotency_key_gives_the_same_order_and_one_saga() {
     assert_eq!(first["id"], second["id"]);
     let order_id = first["id"].as_str().unwrap();
     assert_eq!(system.final_order(order_id).await["status"], "confirmed");
-    let all = system
-        .api
-        .get("orders", &format!("/orders?user_id={user}"))
-        .await
-        .unwrap();
-    assert_eq!(all["orders"].as_array().unwrap().len(), 1);
+    assert_eq!(system.orders_of(&user).await.len(), 1);
     assert_eq!(system.reserved(&sku).await, 1);
     system.stop().await;
 }

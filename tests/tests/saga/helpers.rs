@@ -148,6 +148,16 @@ impl System {
             .unwrap()
     }
 
+    /// Every order of `user`.
+    pub(crate) async fn orders_of(&self, user: &str) -> Vec<Value> {
+        let listed = self
+            .api
+            .get("orders", &format!("/orders?user_id={user}"))
+            .await
+            .unwrap();
+        listed["orders"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Waits until the order's payment is refunded.
     pub(crate) async fn wait_until_refunded(&self, order_id: &str) {
         self.eventually(

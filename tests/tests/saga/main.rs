@@ -2,6 +2,7 @@
 //! inspected through the services' HTTP APIs: every service in this process, or (replicas)
 //! each service binary as several processes of its own.
 
+mod bad_input;
 mod cluster;
 mod compensation;
 mod concurrency;
