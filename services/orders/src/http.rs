@@ -133,12 +133,10 @@ async fn place(
     check_user(&state.pool, user_id).await?;
     let priced = price_basket(&state.pool, &lines).await?;
     let order_id = Uuid::now_v7();
-    let deadline =
-        chrono::Utc::now() + chrono::Duration::from_std(state.saga_timeout).unwrap_or_default();
     let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query_as::<_, Order>(
         "INSERT INTO orders (id, user_id, status, items, total_cents, currency, idempotency_key, deadline_at)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, clock_timestamp() + make_interval(secs => $7))
          ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
     )
     .bind(order_id)
@@ -147,7 +145,8 @@ async fn place(
     .bind(priced.total_cents)
     .bind(&priced.currency)
     .bind(&key)
-    .bind(deadline)
+    // The database's clock, the one the watchdog compares with.
+    .bind(state.saga_timeout.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(placed) = inserted else {

@@ -37,7 +37,7 @@ pub const ABOUT: platform::About = platform::About {
     summary: "places orders against its cached copies of users and products, follows each order's saga to confirmed or cancelled, and cancels orders past the saga deadline.",
     settings: &[platform::Setting {
         variable: "ORDER_SAGA_TIMEOUT",
-        meaning: "a pending order older than this is cancelled as deadline-passed, like 30s, 1500ms or 2m [default: 30s]",
+        meaning: "a pending order older than this is cancelled as deadline-passed, like 30s, 1500ms or 2m [default: 2m]; time while the broker or every orders instance is down does not count",
     }],
 };
 
@@ -53,7 +53,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            saga_timeout: Duration::from_secs(30),
+            // Well above the retry tiers (1 + 10 + 60 s), so that a retried step still
+            // completes the order instead of racing its cancellation.
+            saga_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -136,6 +138,7 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             pool: pool.clone(),
             outbox,
             saga_timeout: settings.saga_timeout,
+            broker: consumer.stats(),
         };
         Ok(ServiceParts {
             router: http::router(state),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{ALL, start};
+use crate::helpers::{ALL, order_without_shipping, start};
 
 #[tokio::test]
 async fn an_order_that_every_service_accepts_is_confirmed() {
@@ -120,17 +120,8 @@ async fn an_undeliverable_country_cancels_the_order_refunds_and_releases() {
 
 #[tokio::test]
 async fn an_order_past_the_saga_deadline_is_cancelled_and_compensated() {
-    // No shipping service: the saga stalls after the payment.
-    let running = ["users", "inventory", "orders", "payments"];
-    let system = start(&running, Duration::from_millis(1500)).await;
-    let user = system.user("FR", 1_000_000).await;
-    let sku = system.product(500, 10).await;
-    system.wait_for_caches(&[&user], &[&sku], &running).await;
-
-    let placed = system
-        .place(&user, json!([{ "sku": sku, "quantity": 1 }]))
-        .await;
-    let order_id = placed["id"].as_str().unwrap();
+    let (system, order_id) = order_without_shipping(Duration::from_millis(1500)).await;
+    let order_id = order_id.as_str();
     let order = system.final_order(order_id).await;
 
     assert_eq!(order["status"], "cancelled");

@@ -23,6 +23,21 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
 }
 
 /// As [`start`], on a test environment of the caller's (a vhost on a cluster, say).
+/// Every service but shipping, and one order placed: its saga stalls after the payment
+/// until the deadline.
+pub(crate) async fn order_without_shipping(saga_timeout: Duration) -> (System, String) {
+    let running = ["users", "inventory", "orders", "payments"];
+    let system = start(&running, saga_timeout).await;
+    let user = system.user("FR", 1_000_000).await;
+    let sku = system.product(500, 10).await;
+    system.wait_for_caches(&[&user], &[&sku], &running).await;
+    let placed = system
+        .place(&user, json!([{ "sku": sku, "quantity": 1 }]))
+        .await;
+    let order_id = placed["id"].as_str().unwrap().to_owned();
+    (system, order_id)
+}
+
 pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Duration) -> System {
     let mut database_urls = BTreeMap::new();
     for service in ServiceName::all() {

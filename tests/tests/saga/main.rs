@@ -7,6 +7,7 @@ mod cluster;
 mod compensation;
 mod concurrency;
 mod helpers;
+mod outage;
 mod processes;
 mod reordering;
 mod replicas;

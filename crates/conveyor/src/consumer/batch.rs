@@ -61,6 +61,15 @@ fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> 
     let amqp_headers = delivery.properties.headers().clone().unwrap_or_default();
     let previous_attempts = headers::get_u32(&amqp_headers, headers::ATTEMPTS).unwrap_or(0);
     let dead_letter = |kind, error: String| Outcome::dead_letter(kind, error, previous_attempts);
+    if delivery.data.len() > registry.max_body_bytes {
+        let error = format!(
+            "the body of {} bytes is over this consumer's limit of {} bytes (max_body_bytes); \
+             events this large belong in storage, with a reference in the event",
+            delivery.data.len(),
+            registry.max_body_bytes
+        );
+        return Err(dead_letter(DeadLetterKind::Malformed, error));
+    }
     let envelope = Envelope::from_bytes(&delivery.data)
         .map_err(|error| dead_letter(DeadLetterKind::Malformed, error.to_string()))?;
     let handler = registry

@@ -40,6 +40,9 @@ pub struct ConsumerOptions {
     pub prefetch: u16,
     /// Deliveries handled in one database transaction at most.
     pub batch_size: usize,
+    /// The largest body handled; a larger one is dead-lettered as `malformed` before it is
+    /// parsed. With `prefetch` and `concurrency` it bounds the memory deliveries can take.
+    pub max_body_bytes: usize,
     /// Delays before the first, second, … retry of a transient failure.
     pub retry_tiers: Vec<Duration>,
     /// The longest a batch waits for a lock (an event key's, or a row a handler locks)
@@ -63,6 +66,7 @@ impl Default for ConsumerOptions {
             concurrency: 2,
             prefetch: 200,
             batch_size: 100,
+            max_body_bytes: 256 * 1024,
             retry_tiers: vec![
                 Duration::from_secs(1),
                 Duration::from_secs(10),
@@ -128,6 +132,7 @@ pub(crate) struct Registry {
     contract: Option<Arc<dyn Contract>>,
     stats: Arc<ConsumerStats>,
     lock_timeout: Duration,
+    max_body_bytes: usize,
     /// `BEGIN` plus the lock timeout, sent as one round trip.
     begin: Arc<str>,
 }
@@ -207,6 +212,7 @@ impl ConsumerBuilder {
             ("concurrency", options.concurrency),
             ("prefetch", usize::from(options.prefetch)),
             ("batch_size", options.batch_size),
+            ("max_body_bytes", options.max_body_bytes),
             ("retry_tiers", options.retry_tiers.len()),
         ] {
             if value == 0 {
@@ -225,6 +231,7 @@ impl ConsumerBuilder {
             contract: self.contract,
             stats: Arc::default(),
             lock_timeout: options.lock_timeout,
+            max_body_bytes: options.max_body_bytes,
             begin: begin_statement(options.lock_timeout, options.idle_transaction_timeout),
         };
         Ok(Consumer {

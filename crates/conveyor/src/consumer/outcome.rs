@@ -80,7 +80,7 @@ impl Outcome {
     ) -> Self {
         Self::DeadLetter {
             kind,
-            error: error.into(),
+            error: capped(error.into()),
             attempts,
         }
     }
@@ -93,7 +93,7 @@ impl Outcome {
             Some(delay) => Self::Retry {
                 delay: *delay,
                 attempts,
-                error,
+                error: capped(error),
             },
             None => Self::dead_letter(DeadLetterKind::RetriesExhausted, error, attempts),
         }
@@ -106,7 +106,7 @@ impl Outcome {
         Self::Retry {
             delay: tiers.first().copied().unwrap_or(Duration::from_secs(1)),
             attempts,
-            error,
+            error: capped(error),
         }
     }
 
@@ -173,6 +173,17 @@ impl Outcome {
     }
 }
 
+/// An error text no longer than the header it ends in: a huge invalid message cannot make
+/// an equally huge log line.
+fn capped(mut error: String) -> String {
+    let keep = truncate(&error).len();
+    if keep < error.len() {
+        error.truncate(keep);
+        error.push('…');
+    }
+    error
+}
+
 fn truncate(text: &str) -> &str {
     if text.len() <= MAX_ERROR_LEN {
         return text;
@@ -187,6 +198,24 @@ fn truncate(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_error_is_capped_before_anyone_logs_it() {
+        let huge = "a value that is wrong; ".repeat(50_000);
+        let Outcome::DeadLetter { error, .. } =
+            Outcome::dead_letter(DeadLetterKind::Schema, huge, 0)
+        else {
+            unreachable!()
+        };
+        assert!(
+            error.len() <= MAX_ERROR_LEN + '…'.len_utf8(),
+            "{}",
+            error.len()
+        );
+        assert!(error.ends_with('…'));
+        let retry = Outcome::transient(&[Duration::from_secs(1)], 1, "é".repeat(5000));
+        assert!(matches!(retry, Outcome::Retry { error, .. } if error.len() <= MAX_ERROR_LEN + 3));
+    }
 
     #[test]
     fn transient_failures_walk_the_tiers_then_exhaust() {

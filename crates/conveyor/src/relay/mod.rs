@@ -43,6 +43,10 @@ pub struct RelayOptions {
     pub poll_interval: Duration,
     /// The log of what was sent forgets an event after this long.
     pub retention: Duration,
+    /// The inbox forgets a handled event after this long. A redelivery or a dead letter
+    /// replayed later than this is handled again, so keep it above the longest time a dead
+    /// letter may wait for its replay. The leading relay purges it, one per database.
+    pub inbox_retention: Duration,
     /// How long the last flush may take at shutdown (the leading relay flushes; standbys
     /// leave their rows to it).
     pub flush_timeout: Duration,
@@ -64,6 +68,7 @@ impl Default for RelayOptions {
             batch_size: 1000,
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(24 * 3600),
+            inbox_retention: Duration::from_secs(14 * 24 * 3600),
             flush_timeout: Duration::from_secs(10),
             confirm_timeout: Duration::from_secs(30),
             max_attempts: 5,
@@ -183,11 +188,12 @@ impl OutboxRelay {
         }
     }
 
-    /// Forgets old records once a minute while leading.
+    /// Forgets old records on taking the lead, then once a minute.
     async fn clean_up(self: Arc<Self>, stop: Shutdown) {
         while !stop.is_fired() {
+            self.delete_expired(&stop).await;
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(60)) => self.delete_expired().await,
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
                 () = stop.fired() => {}
             }
         }
@@ -214,24 +220,46 @@ impl OutboxRelay {
         }
     }
 
-    /// Forgets what was sent longer ago than the retention, a bounded chunk at a time so no
-    /// delete holds its locks for long.
-    async fn delete_expired(&self) {
-        let retention = chrono::Duration::from_std(self.options.retention).unwrap_or_default();
-        let cutoff = chrono::Utc::now() - retention;
+    /// Forgets what was sent, and what was handled, longer ago than their retentions: a
+    /// bounded chunk per statement so no delete holds its locks for long, chunk after chunk
+    /// until nothing old is left.
+    async fn delete_expired(&self, stop: &Shutdown) {
+        let cutoff = |retention: Duration| {
+            chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default()
+        };
+        let sent_before = cutoff(self.options.retention);
         // Rows published before the log existed were kept in the outbox itself.
-        for statement in [
-            "DELETE FROM conveyor.published WHERE ctid IN (
-                 SELECT ctid FROM conveyor.published WHERE published_at < $1 LIMIT 10000)",
-            "DELETE FROM conveyor.outbox WHERE ctid IN (
-                 SELECT ctid FROM conveyor.outbox WHERE published_at < $1 LIMIT 10000)",
-        ] {
-            let result = sqlx::query(statement)
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await;
-            if let Err(error) = result {
-                tracing::warn!(%error, "Could not delete expired outbox records.");
+        let work = [
+            (
+                "DELETE FROM conveyor.published WHERE ctid IN (
+                     SELECT ctid FROM conveyor.published WHERE published_at < $1 LIMIT 10000)",
+                sent_before,
+            ),
+            (
+                "DELETE FROM conveyor.outbox WHERE ctid IN (
+                     SELECT ctid FROM conveyor.outbox WHERE published_at < $1 LIMIT 10000)",
+                sent_before,
+            ),
+            (
+                "DELETE FROM conveyor.inbox WHERE ctid IN (
+                     SELECT ctid FROM conveyor.inbox WHERE handled_at < $1 LIMIT 10000)",
+                cutoff(self.options.inbox_retention),
+            ),
+        ];
+        for (statement, before) in work {
+            while !stop.is_fired() {
+                match sqlx::query(statement)
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                {
+                    Ok(done) if done.rows_affected() == 10000 => {}
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "Could not delete expired outbox or inbox records.");
+                        break;
+                    }
+                }
             }
         }
     }

@@ -185,3 +185,31 @@ async fn the_consumer_keeps_serving_after_a_poison_message() {
     assert_eq!(env.handled_and_distinct().await, (10, 10));
     assert_eq!(dead.len(), 2);
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_dead_lettered_unparsed_and_the_rest_is_handled() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    // A valid envelope, just too big: 300 KiB of padding in its data.
+    let oversized = event_with(1, json!({ "n": 1, "padding": "x".repeat(300 * 1024) }));
+    let normal = event(2);
+
+    env.publish(&oversized).await;
+    env.publish(&normal).await;
+
+    let dead = wait_for_dead_letters(&env, 1).await;
+    env.wait_for_handled(1, Duration::from_secs(15)).await;
+    consumer.stop().await;
+    let letter = &dead[0];
+    assert_eq!(letter.data, oversized.to_bytes(), "kept byte for byte");
+    assert_eq!(
+        header(letter, headers::ERROR_KIND).as_deref(),
+        Some("malformed")
+    );
+    let error = header(letter, headers::ERROR).unwrap_or_default();
+    assert!(
+        error.contains("over this consumer's limit of 262144 bytes"),
+        "{error}"
+    );
+    assert_eq!(env.handled_count().await, 1, "only the normal event");
+}

@@ -85,3 +85,66 @@ async fn events_left_by_a_killed_relay_are_published_after_a_restart() {
     assert_eq!(env.handled_and_distinct().await, (20_000, 20_000));
     assert_eq!(published_count(&env).await, 20_000);
 }
+
+#[tokio::test]
+async fn the_leading_relay_purges_handled_and_sent_records_past_their_retention() {
+    let env = TestEnv::new().await;
+    conveyor::install(&env.pool).await.unwrap();
+    // Two weeks and a day of history, one row an hour, in the inbox and in the sent log.
+    sqlx::query(
+        "INSERT INTO conveyor.inbox (consumer, message_id, handled_at)
+         SELECT 'test', gen_random_uuid(), now() - make_interval(hours => h)
+         FROM generate_series(0, 15 * 24) AS h",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO conveyor.published (event_id, event_type, created_at, published_at)
+         SELECT gen_random_uuid(), 'test.event', now() - make_interval(hours => h),
+                now() - make_interval(hours => h)
+         FROM generate_series(0, 47) AS h",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let options = conveyor::RelayOptions {
+        retention: Duration::from_secs(24 * 3600),
+        inbox_retention: Duration::from_secs(7 * 24 * 3600),
+        ..Default::default()
+    };
+    let (stop_relay, relay_shutdown) = Shutdown::new();
+    let relay = tokio::spawn(
+        OutboxRelay::new(env.pool.clone(), env.amqp.clone(), env.names.clone())
+            .with_options(options)
+            .run(relay_shutdown),
+    );
+
+    let count = |sql: &'static str| {
+        let pool = env.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let purged = async {
+        while count(
+            "SELECT count(*) FROM conveyor.inbox WHERE handled_at < now() - interval '7 days'",
+        )
+        .await
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), purged)
+        .await
+        .expect("inbox rows older than the retention are purged");
+    stop_relay.fire();
+    relay.await.unwrap();
+    // Within the retention nothing is touched: the first 7 days of hours, and 24 h of sends.
+    assert_eq!(count("SELECT count(*) FROM conveyor.inbox").await, 7 * 24);
+    assert_eq!(count("SELECT count(*) FROM conveyor.published").await, 24);
+}

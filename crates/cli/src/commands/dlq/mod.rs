@@ -52,6 +52,10 @@ pub(crate) enum DlqCommand {
     /// Send matching dead letters back to <service>.events, so only the consumer that failed
     /// sees them again. Each copy is confirmed before its dead letter is removed: a replay
     /// killed at any moment loses nothing (the consumer's inbox absorbs a copy sent twice).
+    ///
+    /// The inbox remembers handled events for 14 days (the relay's inbox retention). A dead
+    /// letter whose event was handled once and is replayed after that is handled again as if
+    /// new; a letter that was never handled (the usual case) is unaffected.
     Replay {
         #[arg(value_parser = parse_service)]
         service: String,

@@ -1,0 +1,50 @@
+//! A broker outage while orders wait: the saga deadline counts time the system could work,
+//! so the outage itself cancels nothing.
+
+use std::time::Duration;
+
+use crate::helpers::order_without_shipping;
+
+#[tokio::test]
+async fn a_broker_outage_longer_than_the_deadline_cancels_no_order() {
+    // A paid order stays pending until its 3-second deadline.
+    let (system, order_id) = order_without_shipping(Duration::from_secs(3)).await;
+    system
+        .eventually("the order is paid", || async {
+            system
+                .payments(&order_id)
+                .await
+                .first()
+                .is_some_and(|p| p["status"] == "captured")
+        })
+        .await;
+
+    // The broker goes away for this vhost for twice the deadline: nobody may connect, and
+    // every open connection is closed.
+    let vhost = system.env.vhost.clone();
+    system
+        .env
+        .broker
+        .ctl(&["clear_permissions", "-p", &vhost, "guest"]);
+    system.env.close_all_connections();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = system
+        .api
+        .get("orders", &format!("/orders/{order_id}"))
+        .await
+        .unwrap();
+    system
+        .env
+        .broker
+        .ctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+
+    assert_eq!(
+        during["status"], "pending",
+        "cancelled by the outage: {during}"
+    );
+    // Once the broker is back the deadline still holds: shipping never answers.
+    let order = system.final_order(&order_id).await;
+    assert_eq!(order["reason"], "deadline-passed");
+    system.wait_until_refunded(&order_id).await;
+    system.stop().await;
+}
