@@ -72,6 +72,11 @@ impl AmqpConfig {
         }
     }
 
+    /// The name connections show in the broker's management UI.
+    pub fn connection_name(&self) -> &str {
+        &self.connection_name
+    }
+
     /// The brokers, as given (comma-separated).
     pub fn url(&self) -> String {
         self.urls.join(",")

@@ -282,5 +282,9 @@ async fn the_credit_limit_is_a_balance_across_orders_and_a_refund_frees_it() {
         assert_eq!(system.final_order(id).await["reason"], "shipment-failed");
         system.wait_until_refunded(id).await;
     }
+    // order.confirmed, payment.refunded, inventory.released have no subscriber: normal in
+    // publish/subscribe, so nothing of them piles up as unrouted.
+    let unrouted = system.env.names.unrouted();
+    assert_eq!(system.env.queue_len(&unrouted).await, 0);
     system.stop().await;
 }

@@ -6,6 +6,7 @@ mod batch;
 mod handler;
 mod key_lock;
 mod outcome;
+mod settle;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap};
@@ -51,6 +52,11 @@ pub struct ConsumerOptions {
     /// and the rest proceed. Waiting behind busy batches on a shared key is normal, so keep
     /// it well above a batch's duration.
     pub lock_timeout: Duration,
+    /// The longest the broker may take to confirm a retry or dead-letter copy. Past it (a
+    /// memory or disk alarm blocks publishers) the session is reset and the batch, never
+    /// acknowledged, is delivered again; acknowledgements of other batches go on meanwhile,
+    /// because copies are published on a connection of their own.
+    pub publish_timeout: Duration,
     /// How long a handling transaction may sit idle (a handler awaiting something other
     /// than the database) before Postgres ends it, releasing its locks: a hung handler
     /// cannot hold its keys for ever.
@@ -73,6 +79,7 @@ impl Default for ConsumerOptions {
                 Duration::from_secs(60),
             ],
             lock_timeout: Duration::from_secs(20),
+            publish_timeout: Duration::from_secs(30),
             idle_transaction_timeout: Duration::from_secs(60),
         }
     }

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 
 use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 
 use super::batch::{self, Incoming};
 use super::outcome::Outcome;
+use super::settle::Settler;
 use super::{Consumer, ConsumerOptions, Registry, sleep_or_shutdown};
 use crate::amqp::{AmqpConfig, ConnectError};
 use crate::backoff::Backoff;
@@ -31,6 +32,11 @@ pub(crate) enum SessionError {
     Broker(#[from] lapin::Error),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(
+        "the broker confirmed no retry or dead-letter copy within {0:?} (a memory or disk \
+         alarm blocks publishers?); reconnecting, the batch will be delivered again"
+    )]
+    PublishTimeout(std::time::Duration),
     #[error("the broker cancelled the consumer on {0}")]
     Cancelled(String),
     #[error("a worker stopped unexpectedly: {0}")]
@@ -38,6 +44,7 @@ pub(crate) enum SessionError {
 }
 
 const CLOSE_OK: u16 = 200;
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) async fn run_session(
     consumer: &Consumer,
@@ -47,14 +54,24 @@ pub(crate) async fn run_session(
 ) -> Result<(), SessionError> {
     let connection = amqp.connect().await?;
     consumer.topology().declare(&connection).await?;
+    // Copies of failed deliveries go out on a connection of their own: a broker alarm
+    // blocks connections that publish, and the one that acknowledges must keep going.
+    let publishing = amqp
+        .named(format!(
+            "{} (retries and dead letters)",
+            amqp.connection_name()
+        ))
+        .connect()
+        .await?;
     let mut workers = JoinSet::new();
     for index in 0..consumer.options.concurrency {
         let channel = connection.create_channel().await?;
+        let failures = ConfirmChannel::enable(publishing.create_channel().await?).await?;
         workers.spawn(work(
             Arc::clone(&consumer.registry),
             consumer.options.clone(),
             pool.clone(),
-            channel,
+            Channels { channel, failures },
             index,
             shutdown.clone(),
         ));
@@ -85,22 +102,34 @@ pub(crate) async fn run_session(
         .stats
         .connected
         .store(false, Ordering::Relaxed);
-    let _ = connection.close(CLOSE_OK, "consumer stopped".into()).await;
+    // A connection blocked by an alarm reads nothing, not even a close: do not wait on it.
+    for connection in [&connection, &publishing] {
+        let close = connection.close(CLOSE_OK, "consumer stopped".into());
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
     result
+}
+
+/// A worker's channels: one to consume and acknowledge on, one (on the publishing
+/// connection, in confirm mode) for copies of failed deliveries.
+struct Channels {
+    channel: Channel,
+    failures: ConfirmChannel,
 }
 
 async fn work(
     registry: Arc<Registry>,
     options: ConsumerOptions,
     pool: PgPool,
-    channel: Channel,
+    channels: Channels,
     index: usize,
     shutdown: Shutdown,
 ) -> Result<(), SessionError> {
+    let Channels { channel, failures } = channels;
     channel
         .basic_qos(options.prefetch, BasicQosOptions::default())
         .await?;
-    let confirms = ConfirmChannel::enable(channel.clone()).await?;
+    let mut settler = Settler::new(channel.clone(), failures, options.publish_timeout);
     let queue = registry.names.service_queue(&registry.service);
     let tag = format!(
         "{}-{index}-{}",
@@ -119,6 +148,10 @@ async fn work(
         let first = tokio::select! {
             biased;
             () = shutdown.fired() => break,
+            confirmed = settler.next_confirmed() => {
+                confirmed?;
+                continue;
+            }
             next = deliveries.next() => next,
         };
         let first = match first {
@@ -132,10 +165,11 @@ async fn work(
                 _ => break,
             }
         }
-        if !handle_batch(&registry, &pool, &confirms, batch, &shutdown).await? {
+        if !handle_batch(&registry, &pool, &mut settler, batch, &shutdown).await? {
             break;
         }
     }
+    settler.finish(CLOSE_TIMEOUT).await;
     // Stop taking deliveries; those prefetched but not handled return to the queue on close.
     let _ = channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
@@ -151,7 +185,7 @@ async fn work(
 async fn handle_batch(
     registry: &Registry,
     pool: &PgPool,
-    confirms: &ConfirmChannel,
+    settler: &mut Settler,
     batch: Vec<Incoming>,
     shutdown: &Shutdown,
 ) -> Result<bool, SessionError> {
@@ -174,25 +208,9 @@ async fn handle_batch(
             }
         }
     };
-    let failures: Vec<_> = outcomes
-        .iter()
-        .zip(&batch)
-        .filter_map(|(outcome, incoming)| {
-            outcome.message(&registry.names, &registry.service, &incoming.delivery)
-        })
-        .collect();
-    // The failed messages must be safe in their retry or dead-letter queue before the ack.
-    confirms.publish_all(&failures).await?;
     count(registry, &outcomes);
-    if let Some(last) = batch.last() {
-        confirms
-            .channel()
-            .basic_ack(
-                last.delivery.delivery_tag,
-                BasicAckOptions { multiple: true },
-            )
-            .await?;
-    }
+    // A failed delivery is acknowledged once its retry or dead-letter copy is confirmed.
+    settler.settle(registry, &batch, &outcomes).await?;
     Ok(true)
 }
 

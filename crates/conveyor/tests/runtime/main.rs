@@ -1,6 +1,7 @@
 //! The runtime's guarantees, tested against the real RabbitMQ and Postgres: each test has its
 //! own vhost and database.
 
+mod alarm;
 mod child;
 mod delivery;
 mod failures;
