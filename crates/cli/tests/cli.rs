@@ -203,3 +203,21 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_status() {
         "the password is masked: {stderr}"
     );
 }
+
+#[test]
+fn the_benchmark_refuses_a_database_that_is_not_a_benchmarks() {
+    let output = Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args(["bench", "runtime", "--messages", "10", "--runs", "1"])
+        .env(
+            "BENCH_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("names the database \"postgres\", whose outbox and inbox"),
+        "{stderr}"
+    );
+}

@@ -193,6 +193,12 @@ async fn set_stock(
     Path(sku): Path<String>,
     JsonBody(body): JsonBody<Stock>,
 ) -> AppResult {
+    if body.stock < 0 {
+        return Err(ApiError::unprocessable(format!(
+            "stock {} is negative",
+            body.stock
+        )));
+    }
     let product = sqlx::query_as::<_, Product>(
         "UPDATE products SET stock = $2 WHERE sku = $1 AND $2 >= reserved RETURNING *",
     )

@@ -113,3 +113,23 @@ async fn an_idempotency_key_belongs_to_its_user_and_its_basket() {
     assert_eq!(system.orders_of(&alice).await.len(), 1);
     system.stop().await;
 }
+
+#[tokio::test]
+async fn negative_stock_is_a_bad_request_not_a_conflict() {
+    let system = start(&["inventory"], Duration::from_secs(30)).await;
+    let sku = system.product(100, 5).await;
+    let (status, answer) = system
+        .api
+        .call(
+            Method::PUT,
+            "inventory",
+            &format!("/products/{sku}/stock"),
+            Some(&json!({ "stock": -5 })),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"], "stock -5 is negative");
+    system.stop().await;
+}

@@ -78,6 +78,19 @@ struct Bench {
     messages: u64,
 }
 
+/// The benchmark empties the outbox and inbox of its database: never a service's.
+async fn refuse_a_real_database(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await?;
+    anyhow::ensure!(
+        name.contains("bench"),
+        "BENCH_DATABASE_URL names the database {name:?}, whose outbox and inbox the benchmark \
+         would empty; point it at a database kept for benchmarks (its name must contain \"bench\")"
+    );
+    Ok(())
+}
+
 async fn runtime(messages: u64, runs: usize, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
         messages > 0 && runs > 0,
@@ -86,6 +99,7 @@ async fn runtime(messages: u64, runs: usize, json: bool) -> anyhow::Result<()> {
     let database_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/conveyor_bench".to_owned());
     let pool = platform::connect_or_create(&database_url, PG_CONNECTIONS + 2).await?;
+    refuse_a_real_database(&pool).await?;
     conveyor::install(&pool).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS bench_rows (id BIGSERIAL PRIMARY KEY, value BIGINT NOT NULL)",

@@ -59,7 +59,13 @@ impl Incoming {
 
 fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> {
     let amqp_headers = delivery.properties.headers().clone().unwrap_or_default();
-    let previous_attempts = headers::get_u32(&amqp_headers, headers::ATTEMPTS).unwrap_or(0);
+    // Attempts counted by this runtime come back from a retry queue through the default
+    // exchange; the same header on a producer's event is not believed.
+    let previous_attempts = if came_from_retry(delivery) {
+        headers::get_u32(&amqp_headers, headers::ATTEMPTS).unwrap_or(0)
+    } else {
+        0
+    };
     let dead_letter = |kind, error: String| Outcome::dead_letter(kind, error, previous_attempts);
     if delivery.data.len() > registry.max_body_bytes {
         let error = format!(
@@ -113,6 +119,12 @@ fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> 
         handler,
         span,
     })
+}
+
+/// Whether a delivery is a retry copy coming back (retry queues hand messages back through
+/// the default exchange; producers publish to the events exchange).
+pub(crate) fn came_from_retry(delivery: &Delivery) -> bool {
+    delivery.exchange.as_str().is_empty()
 }
 
 /// How a one-by-one pass takes its keys' locks.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use lapin::BasicProperties;
 use lapin::message::Delivery;
 
 use crate::headers;
@@ -137,7 +138,10 @@ impl Outcome {
             ),
         };
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
-        if headers::get_str(&table, headers::ORIGINAL_EXCHANGE).is_none() {
+        // Where it was first published is kept from a retry copy, never taken from a producer.
+        let keep_original = super::batch::came_from_retry(delivery)
+            && headers::get_str(&table, headers::ORIGINAL_EXCHANGE).is_some();
+        if !keep_original {
             headers::set_str(
                 &mut table,
                 headers::ORIGINAL_EXCHANGE,
@@ -164,13 +168,46 @@ impl Outcome {
             exchange,
             routing_key,
             body: delivery.data.clone(),
-            properties: delivery
-                .properties
-                .clone()
+            properties: copy_properties(&delivery.properties)
                 .with_headers(table)
                 .with_delivery_mode(2),
         })
     }
+}
+
+/// The properties a retry or dead-letter copy keeps. Not a producer's `expiration` (a dead
+/// letter would silently expire from its queue), nor `user_id` or `cluster_id`, which the
+/// broker checks against the connection that publishes the copy.
+fn copy_properties(original: &BasicProperties) -> BasicProperties {
+    let mut copy = BasicProperties::default();
+    if let Some(value) = original.content_type() {
+        copy = copy.with_content_type(value.clone());
+    }
+    if let Some(value) = original.content_encoding() {
+        copy = copy.with_content_encoding(value.clone());
+    }
+    if let Some(value) = original.correlation_id() {
+        copy = copy.with_correlation_id(value.clone());
+    }
+    if let Some(value) = original.reply_to() {
+        copy = copy.with_reply_to(value.clone());
+    }
+    if let Some(value) = original.message_id() {
+        copy = copy.with_message_id(value.clone());
+    }
+    if let Some(value) = original.timestamp() {
+        copy = copy.with_timestamp(*value);
+    }
+    if let Some(value) = original.kind() {
+        copy = copy.with_type(value.clone());
+    }
+    if let Some(value) = original.app_id() {
+        copy = copy.with_app_id(value.clone());
+    }
+    if let Some(value) = original.priority() {
+        copy = copy.with_priority(*value);
+    }
+    copy
 }
 
 /// An error text no longer than the header it ends in: a huge invalid message cannot make

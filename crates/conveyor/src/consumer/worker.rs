@@ -169,14 +169,13 @@ async fn work(
             break;
         }
     }
-    settler.finish(CLOSE_TIMEOUT).await;
     // Stop taking deliveries; those prefetched but not handled return to the queue on close.
-    let _ = channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
-    let _ = channel
-        .close(CLOSE_OK, "consumer shutting down".into())
-        .await;
+    // A broker that went away unnoticed answers nothing: no step waits on it for long.
+    let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, cancel).await;
+    settler.finish(CLOSE_TIMEOUT).await;
+    let close = channel.close(CLOSE_OK, "consumer shutting down".into());
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     Ok(())
 }
 

@@ -213,3 +213,56 @@ async fn a_body_over_the_limit_is_dead_lettered_unparsed_and_the_rest_is_handled
     );
     assert_eq!(env.handled_count().await, 1, "only the normal event");
 }
+
+#[tokio::test]
+async fn a_producers_attempt_and_origin_headers_are_not_believed() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let flaky = event_with(1, json!({ "n": 1, "behaviour": { "transient-times": 1 } }));
+    let mut forged = lapin::types::FieldTable::default();
+    headers::set_u32(&mut forged, headers::ATTEMPTS, 99);
+    headers::set_str(&mut forged, headers::ORIGINAL_EXCHANGE, "somewhere.else");
+    headers::set_str(&mut forged, headers::ORIGINAL_ROUTING_KEY, "not.this");
+    let properties = BasicProperties::default().with_headers(forged);
+
+    env.publish_raw(EVENT_TYPE, &flaky.to_bytes(), properties)
+        .await;
+
+    // One transient failure is retried like any first failure, then handled.
+    env.wait_for_handled(1, Duration::from_secs(15)).await;
+    consumer.stop().await;
+    let dead_letters = env.names.dead_letter_queue(SERVICE);
+    assert_eq!(env.queue_len(&dead_letters).await, 0);
+    let attempts: i32 = sqlx::query_scalar("SELECT previous_attempts FROM handled WHERE n = 1")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test]
+async fn a_dead_letter_does_not_inherit_a_producers_expiration_or_origin() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let doomed = event_with(1, json!({ "n": 1, "behaviour": "permanent" }));
+    let mut forged = lapin::types::FieldTable::default();
+    headers::set_str(&mut forged, headers::ORIGINAL_EXCHANGE, "somewhere.else");
+    let properties = BasicProperties::default()
+        .with_expiration("5000".into())
+        .with_headers(forged);
+
+    env.publish_raw(EVENT_TYPE, &doomed.to_bytes(), properties)
+        .await;
+
+    let dead = wait_for_dead_letters(&env, 1).await;
+    consumer.stop().await;
+    assert_eq!(
+        dead[0].properties.expiration(),
+        &None,
+        "it would expire from the DLQ"
+    );
+    assert_ne!(
+        header(&dead[0], headers::ORIGINAL_EXCHANGE).as_deref(),
+        Some("somewhere.else")
+    );
+}
