@@ -2,6 +2,7 @@
 
 mod commands;
 mod generated;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 

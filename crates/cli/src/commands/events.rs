@@ -4,8 +4,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use conveyor::{AmqpConfig, Envelope, Names, Publisher};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
 use uuid::Uuid;
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +117,15 @@ async fn tail(pattern: &str, json: bool, limit: Option<u64>) -> anyhow::Result<(
         .connect()
         .await?;
     let channel = connection.create_channel().await?;
+    // A paused or slow terminal must not make the broker or this process buffer without
+    // bound: a small prefetch, and a queue that drops its oldest events past 10,000.
+    channel.basic_qos(100, BasicQosOptions::default()).await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(10_000));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("drop-head".into()),
+    );
     // Server-named, exclusive and auto-deleted: it vanishes with this command.
     let queue = channel
         .queue_declare(
@@ -124,7 +135,7 @@ async fn tail(pattern: &str, json: bool, limit: Option<u64>) -> anyhow::Result<(
                 auto_delete: true,
                 ..QueueDeclareOptions::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await?;
     channel
@@ -162,7 +173,10 @@ async fn tail(pattern: &str, json: bool, limit: Option<u64>) -> anyhow::Result<(
         };
         let Some(delivery) = next else { break };
         let delivery = delivery?;
-        println!("{}", describe(&delivery.data, json));
+        println!(
+            "{}",
+            crate::terminal::printable(&describe(&delivery.data, json))
+        );
         delivery.ack(BasicAckOptions::default()).await?;
         seen += 1;
     }

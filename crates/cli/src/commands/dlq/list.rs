@@ -24,6 +24,19 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// Whether an http:// URL names this machine.
+fn is_loopback(url: &str) -> bool {
+    let host = url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<String>> {
     let uri: lapin::uri::AMQPUri = amqp_url
         .parse()
@@ -34,7 +47,21 @@ async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<String>> {
         "{base}/api/queues/{}?columns=name",
         percent_encode(&uri.vhost)
     );
-    let response = reqwest::Client::new()
+    anyhow::ensure!(
+        base.starts_with("http://"),
+        "RABBITMQ_MANAGEMENT_URL={base:?}: only http:// is supported by this build; reach an \
+         https-only API through a local tunnel (ssh -L 15672:localhost:15672 …)"
+    );
+    if !is_loopback(&base) {
+        eprintln!(
+            "warning: AMQP_URL's user and password go unencrypted to {base}; prefer a local \
+             tunnel to the management API"
+        );
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()?;
+    let response = client
         .get(&url)
         .basic_auth(&uri.authority.userinfo.username, Some(&uri.authority.userinfo.password))
         .send()
@@ -103,4 +130,17 @@ pub(crate) async fn run(json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_stay_on_this_machine_only_for_loopback_urls() {
+        assert!(is_loopback("http://127.0.0.1:15672"));
+        assert!(is_loopback("http://localhost:15672/"));
+        assert!(!is_loopback("http://rabbit.internal:15672"));
+        assert!(!is_loopback("http://10.0.0.5:15672"));
+    }
 }

@@ -151,6 +151,7 @@ fn amqp() -> conveyor::AmqpConfig {
     conveyor::AmqpConfig::from_env("conveyor dlq")
 }
 
-fn or_dash(value: Option<&str>) -> &str {
-    value.unwrap_or("-")
+/// A header's value as an operator's terminal may show it, or `-`.
+fn or_dash(value: Option<&str>) -> std::borrow::Cow<'_, str> {
+    crate::terminal::printable(value.unwrap_or("-"))
 }

@@ -73,6 +73,6 @@ fn print_letter(letter: &DeadLetter, raw: bool) {
         letter.body_pretty()
     };
     for line in body.lines() {
-        println!("  | {line}");
+        println!("  | {}", crate::terminal::printable(line));
     }
 }
