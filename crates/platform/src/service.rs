@@ -102,8 +102,11 @@ impl Service {
             parts,
         } = self;
         let mut tasks = JoinSet::new();
+        // The relay stops last, on a signal of its own: what HTTP requests and the consumer's
+        // last batch wrote to the outbox is in its final flush.
+        let (stop_relay, relay_shutdown) = Shutdown::new();
         let relay = OutboxRelay::new(pool.clone(), config.amqp.clone(), config.names.clone());
-        tasks.spawn(relay.run(shutdown.clone()));
+        let relay = tokio::spawn(relay.run(relay_shutdown));
         let consumer_stats = parts.consumer.as_ref().map(Consumer::stats);
         if let Some(mut consumer) = parts.consumer {
             if let Some(workers) = config.consumer_workers {
@@ -132,6 +135,10 @@ impl Service {
             .with_graceful_shutdown(async move { shutdown.fired().await })
             .await;
         while tasks.join_next().await.is_some() {}
+        stop_relay.fire();
+        if let Err(error) = relay.await {
+            tracing::error!(%error, "The outbox relay ended abnormally.");
+        }
         tracing::info!(service = %config.service, "Service stopped.");
         served.context("the HTTP server failed")
     }

@@ -87,6 +87,11 @@ impl System {
     }
 
     pub(crate) async fn stop(mut self) {
+        self.stop_services().await;
+    }
+
+    /// Stops every service as SIGTERM would; the test's broker and databases stay.
+    pub(crate) async fn stop_services(&mut self) {
         self.stop.fire();
         if let Some(running) = self.running.take() {
             tokio::time::timeout(Duration::from_secs(30), running.wait())
@@ -94,6 +99,22 @@ impl System {
                 .expect("services stop within 30 s")
                 .unwrap();
         }
+    }
+
+    /// Events each of `services` committed to its outbox and has not sent.
+    pub(crate) async fn unsent(&self, services: &[&str]) -> BTreeMap<String, i64> {
+        let mut unsent = BTreeMap::new();
+        for service in services {
+            let url = &self.database_urls[&ServiceName::parse(service).unwrap()];
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let count: i64 = sqlx::query_scalar("SELECT count(*) FROM conveyor.outbox")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            unsent.insert((*service).to_owned(), count);
+        }
+        unsent
     }
 
     pub(crate) async fn user(&self, country: &str, credit_limit_cents: i64) -> String {

@@ -11,4 +11,5 @@ mod outage;
 mod processes;
 mod reordering;
 mod replicas;
+mod shutdown;
 mod tracing;
