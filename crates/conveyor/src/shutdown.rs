@@ -43,6 +43,14 @@ impl Shutdown {
         // An error means the trigger was dropped, which counts as firing.
         let _ = receiver.wait_for(|fired| *fired).await;
     }
+
+    /// Waits `delay`, or less if shutdown comes first; `true` when it did.
+    pub async fn sleep(&self, delay: std::time::Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => false,
+            () = self.fired() => true,
+        }
+    }
 }
 
 impl ShutdownTrigger {

@@ -61,33 +61,17 @@ impl ServiceConfig {
             default_port,
             "a port number (0-65535)",
         )?;
-        let pool_variable = format!("{prefix}_DATABASE_POOL_SIZE");
-        let pool_size = parse_env(
-            &pool_variable,
-            DEFAULT_POOL_SIZE,
+        let pool_size = parse_env_within(
+            &format!("{prefix}_DATABASE_POOL_SIZE"),
+            2..=1000,
             "a number of connections from 2 to 1000",
+        )?
+        .unwrap_or(DEFAULT_POOL_SIZE);
+        let consumer_workers = parse_env_within(
+            &format!("{prefix}_CONSUMER_WORKERS"),
+            1..=64,
+            "a number from 1 to 64",
         )?;
-        if !(2..=1000).contains(&pool_size) {
-            return Err(ConfigError::new(
-                &pool_variable,
-                &pool_size.to_string(),
-                "a number of connections from 2 to 1000",
-            ));
-        }
-        let workers_variable = format!("{prefix}_CONSUMER_WORKERS");
-        let consumer_workers = match std::env::var(&workers_variable) {
-            Ok(value) => Some(
-                value
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=64).contains(n))
-                    .ok_or_else(|| {
-                        ConfigError::new(&workers_variable, &value, "a number from 1 to 64")
-                    })?,
-            ),
-            Err(_) => None,
-        };
         let listen_addr = parse_env(
             "LISTEN_ADDR",
             IpAddr::from([127, 0, 0, 1]),
@@ -103,6 +87,25 @@ impl ServiceConfig {
             amqp: AmqpConfig::from_env(format!("{service}-service")),
             names: Names::default(),
         })
+    }
+}
+
+/// Reads an environment variable that must parse to a value within `range`; `None` when
+/// it is unset.
+///
+/// # Errors
+/// [`ConfigError`] when it is set but does not parse or is out of range.
+pub fn parse_env_within<T: std::str::FromStr + PartialOrd>(
+    variable: &str,
+    range: std::ops::RangeInclusive<T>,
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    let Ok(value) = std::env::var(variable) else {
+        return Ok(None);
+    };
+    match value.trim().parse() {
+        Ok(parsed) if range.contains(&parsed) => Ok(Some(parsed)),
+        _ => Err(ConfigError::new(variable, &value, expected)),
     }
 }
 

@@ -54,8 +54,13 @@ pub async fn connect_or_create(url: &str, max_connections: u32) -> anyhow::Resul
 /// Whether the server is on this machine: a loopback address or a Unix socket.
 fn is_loopback(options: &PgConnectOptions) -> bool {
     let host = options.get_host();
-    host.starts_with('/')
-        || host == "localhost"
+    host.starts_with('/') || is_loopback_host(host)
+}
+
+/// Whether a URL's host names this machine: `localhost` or a loopback address (an IPv6
+/// one in brackets or not).
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
         || host
             .trim_matches(|c| c == '[' || c == ']')
             .parse::<std::net::IpAddr>()

@@ -19,6 +19,6 @@ pub mod telemetry;
 
 pub use binary::{About, Setting, help, run_binary};
 pub use config::{ConfigError, ServiceConfig};
-pub use database::connect_or_create;
+pub use database::{connect_or_create, is_loopback_host};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
 pub use service::{BackgroundTask, Service, ServiceParts};

@@ -36,10 +36,7 @@ impl Watchdog {
                     "Could not cancel overdue orders; retrying."
                 );
             }
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = shutdown.fired() => {}
-            }
+            shutdown.sleep(interval).await;
         }
     }
 
@@ -88,6 +85,7 @@ impl Watchdog {
     }
 
     async fn cancel_overdue(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        let detail = format!("no answer within {:?}", self.saga_timeout);
         let overdue: Vec<(Uuid, Uuid, sqlx::types::Json<Vec<PricedItem>>)> = sqlx::query_as(
             "UPDATE orders SET status = 'cancelled', reason = $1, detail = $2, finished_at = clock_timestamp()
              WHERE id IN (SELECT id FROM orders WHERE status = 'pending' AND deadline_at < clock_timestamp()
@@ -95,7 +93,7 @@ impl Watchdog {
              RETURNING id, user_id, items",
         )
         .bind(reason_text(CancelReason::DeadlinePassed))
-        .bind(format!("no answer within {:?}", self.saga_timeout))
+        .bind(&detail)
         .fetch_all(&mut *tx)
         .await?;
         if overdue.is_empty() {
@@ -108,7 +106,7 @@ impl Watchdog {
                     order_id: *order_id,
                     user_id: *user_id,
                     reason: CancelReason::DeadlinePassed,
-                    detail: Some(format!("no answer within {:?}", self.saga_timeout)),
+                    detail: Some(detail.clone()),
                     skus: skus_of(items),
                 };
                 order_event(*order_id, &cancelled)

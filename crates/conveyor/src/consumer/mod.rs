@@ -284,12 +284,6 @@ impl Consumer {
         Topology::for_service(&self.registry.names, &self.service_topology())
     }
 
-    /// Channels consuming in parallel, each holding one database connection while it
-    /// handles a batch.
-    pub fn workers(&self) -> usize {
-        self.options.concurrency
-    }
-
     /// Sets the channels consuming in parallel (at least 1), as a deployment's setting
     /// overrides what the service chose.
     pub fn set_workers(&mut self, workers: usize) {
@@ -308,7 +302,7 @@ impl Consumer {
         let mut backoff = Backoff::default();
         while let Err(error) = store::install(&pool).await {
             tracing::warn!(%error, "Cannot install the inbox and outbox tables; retrying.");
-            if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+            if shutdown.sleep(backoff.next_delay()).await {
                 return;
             }
         }
@@ -318,7 +312,7 @@ impl Consumer {
                 Ok(()) => backoff.reset(),
                 Err(error) => {
                     tracing::warn!(service = %self.registry.service, %error, "Consumer lost its broker session; reconnecting.");
-                    if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+                    if shutdown.sleep(backoff.next_delay()).await {
                         return;
                     }
                 }
@@ -337,12 +331,4 @@ fn begin_statement(lock_timeout: Duration, idle_timeout: Duration) -> Arc<str> {
         millis(idle_timeout)
     )
     .into()
-}
-
-/// Sleeps for `delay`; `true` if shutdown fired first.
-async fn sleep_or_shutdown(delay: Duration, shutdown: &Shutdown) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => false,
-        () = shutdown.fired() => true,
-    }
 }

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::batch::{self, Incoming};
 use super::outcome::Outcome;
 use super::settle::Settler;
-use super::{Consumer, ConsumerOptions, Registry, sleep_or_shutdown};
+use super::{Consumer, ConsumerOptions, Registry};
 use crate::amqp::{AmqpConfig, ConnectError};
 use crate::backoff::Backoff;
 use crate::publisher::{ConfirmChannel, PublishError};
@@ -201,7 +201,7 @@ async fn handle_batch(
             }
             Err(error) => {
                 tracing::warn!(service = %registry.service, %error, "Database unavailable; holding the batch and retrying.");
-                if sleep_or_shutdown(backoff.next_delay(), shutdown).await {
+                if shutdown.sleep(backoff.next_delay()).await {
                     return Ok(false);
                 }
             }

@@ -41,9 +41,8 @@ impl Leadership {
                 return Ok(Some(Self { connection }));
             }
             let _ = connection.close().await;
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = shutdown.fired() => return Ok(None),
+            if shutdown.sleep(interval).await {
+                return Ok(None);
             }
         }
     }

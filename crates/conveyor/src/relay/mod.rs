@@ -132,10 +132,7 @@ impl OutboxRelay {
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(%error, "Outbox relay cannot reach the database to take its turn; retrying.");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff.next_delay()) => {}
-                        () = shutdown.fired() => {}
-                    }
+                    shutdown.sleep(backoff.next_delay()).await;
                 }
             }
         }
@@ -179,10 +176,7 @@ impl OutboxRelay {
                     if stop.is_fired() {
                         return;
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff.next_delay()) => {}
-                        () = stop.fired() => {}
-                    }
+                    stop.sleep(backoff.next_delay()).await;
                 }
             }
         }
@@ -192,10 +186,7 @@ impl OutboxRelay {
     async fn clean_up(self: Arc<Self>, stop: Shutdown) {
         while !stop.is_fired() {
             self.delete_expired(&stop).await;
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(60)) => {}
-                () = stop.fired() => {}
-            }
+            stop.sleep(Duration::from_secs(60)).await;
         }
     }
 
@@ -213,9 +204,8 @@ impl OutboxRelay {
                 () = shutdown.fired() => return,
             };
             tracing::warn!(%error, "Outbox relay cannot listen for notifications; polling meanwhile.");
-            tokio::select! {
-                () = tokio::time::sleep(backoff.next_delay()) => {}
-                () = shutdown.fired() => return,
+            if shutdown.sleep(backoff.next_delay()).await {
+                return;
             }
         }
     }

@@ -24,17 +24,12 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// Whether an http:// URL names this machine.
+/// Whether a URL names this machine.
 fn is_loopback(url: &str) -> bool {
-    let host = url
-        .trim_start_matches("http://")
-        .split(['/', ':'])
-        .next()
-        .unwrap_or_default();
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(platform::is_loopback_host))
+        .unwrap_or(false)
 }
 
 async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<String>> {
@@ -140,6 +135,7 @@ mod tests {
     fn credentials_stay_on_this_machine_only_for_loopback_urls() {
         assert!(is_loopback("http://127.0.0.1:15672"));
         assert!(is_loopback("http://localhost:15672/"));
+        assert!(is_loopback("http://[::1]:15672"));
         assert!(!is_loopback("http://rabbit.internal:15672"));
         assert!(!is_loopback("http://10.0.0.5:15672"));
     }
