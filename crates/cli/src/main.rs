@@ -53,8 +53,28 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Output piped into a reader that stopped (`conveyor dlq show … | head`) ends the command
+/// quietly, as a closed pipe ends other Unix tools, instead of with a panic report.
+fn exit_quietly_on_a_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            // 128 + SIGPIPE, what a shell reports for a tool a closed pipe stopped.
+            std::process::exit(141);
+        }
+        report(info);
+    }));
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    exit_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     // The demo fails events on purpose; its summary reports them instead of a log line each.
     let default_filter = match cli.command {

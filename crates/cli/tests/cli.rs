@@ -197,6 +197,7 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_status() {
         "amqp://guest:guest@127.0.0.1:1/%2f",
     );
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!unreachable.status.success(), "{stderr}");
     assert!(stderr.contains("could not connect to RabbitMQ"), "{stderr}");
     assert!(
         !stderr.contains("guest:guest"),

@@ -49,4 +49,11 @@ mod tests {
         backoff.reset();
         assert_eq!(backoff.next_delay().as_millis(), 100);
     }
+
+    #[test]
+    fn the_default_starts_at_100_ms_and_stops_doubling_at_5_s() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<_> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+    }
 }

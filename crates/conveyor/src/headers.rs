@@ -16,6 +16,9 @@ pub const ORIGINAL_EXCHANGE: &str = "x-conveyor-original-exchange";
 pub const ORIGINAL_ROUTING_KEY: &str = "x-conveyor-original-routing-key";
 /// How many times an operator replayed this dead letter.
 pub const REPLAY_COUNT: &str = "x-conveyor-replay-count";
+/// The operator's command run that last replayed or moved this dead letter: a letter that
+/// fails again and comes back is not sent a second time by the same run.
+pub const REPLAY_RUN: &str = "x-conveyor-replay-run";
 
 /// Reads a header as text, whichever string type the sender used.
 pub fn get_str<'a>(headers: &'a FieldTable, name: &str) -> Option<&'a str> {

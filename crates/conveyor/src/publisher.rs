@@ -267,10 +267,17 @@ impl ConfirmChannel {
                     outcomes.push(Ok(()));
                     continue;
                 }
-                Confirmation::Ack(Some(_)) => PublishError::Unroutable {
-                    message_id: message.message_id(),
-                    exchange: message.exchange.clone(),
-                    routing_key: message.routing_key.clone(),
+                // When the broker confirms several messages at once, lapin may attach the
+                // returned message to another one's confirm: name the message that came back.
+                Confirmation::Ack(Some(returned)) => PublishError::Unroutable {
+                    message_id: returned
+                        .delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map_or_else(|| message.message_id(), ToString::to_string),
+                    exchange: returned.delivery.exchange.to_string(),
+                    routing_key: returned.delivery.routing_key.to_string(),
                 },
                 Confirmation::Nack(_) => PublishError::Nacked {
                     message_id: message.message_id(),

@@ -92,6 +92,13 @@ impl TestEnv {
             .execute(&pool)
             .await
             .unwrap();
+        sqlx::query(
+            "CREATE TABLE checked_at_commit (n BIGINT NOT NULL,
+             CONSTRAINT one_row_per_event UNIQUE (n) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         sqlx::query("CREATE TABLE bug AS SELECT false AS fixed")
             .execute(&pool)
             .await
@@ -164,6 +171,11 @@ impl TestEnv {
     /// Messages waiting in `queue`.
     pub async fn queue_len(&self, queue: &str) -> u32 {
         self.declare_passive(queue).await.message_count()
+    }
+
+    /// How many consumers read `queue` now.
+    pub async fn consumer_count(&self, queue: &str) -> u32 {
+        self.declare_passive(queue).await.consumer_count()
     }
 
     /// Waits until nothing consumes from `queue`: after a client is killed, the broker needs
@@ -398,6 +410,9 @@ pub enum Behaviour {
     /// Fails permanently until the test calls [`TestEnv::fix_the_bug`], like a handler with
     /// a bug that a later deploy fixes.
     UntilFixed,
+    /// Writes what breaks a deferred constraint: every statement succeeds and the
+    /// transaction's COMMIT fails, every time.
+    FailsAtCommit,
 }
 
 /// Records each event it handles in `handled`, within the handling transaction.
@@ -433,6 +448,12 @@ impl EventHandler for RecordingHandler {
                 )));
             }
             Behaviour::TransientTimes(_) => {}
+            Behaviour::FailsAtCommit => {
+                sqlx::query("INSERT INTO checked_at_commit (n) VALUES ($1), ($1)")
+                    .bind(event.n)
+                    .execute(ctx.tx())
+                    .await?;
+            }
             Behaviour::Panic => panic!("handler bug on event {}", event.n),
             Behaviour::UntilFixed => {
                 let fixed: bool = sqlx::query_scalar("SELECT fixed FROM bug")

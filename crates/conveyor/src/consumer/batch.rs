@@ -55,6 +55,12 @@ impl Incoming {
     fn decoded(&self) -> Option<&Decoded> {
         self.decoded.as_ref().ok()
     }
+
+    /// Failed attempts before this delivery, as its retry copy counted them.
+    pub(crate) fn previous_attempts(&self) -> u32 {
+        self.decoded()
+            .map_or(0, |decoded| decoded.meta.previous_attempts)
+    }
 }
 
 fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> {

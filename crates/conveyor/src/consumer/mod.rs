@@ -3,6 +3,7 @@
 //! tiers, dead letters with the reason, and its own reconnection.
 
 mod batch;
+mod db_error;
 mod handler;
 mod key_lock;
 mod outcome;

@@ -282,7 +282,10 @@ mod tests {
 
     #[test]
     fn long_errors_are_cut_on_a_character_boundary() {
-        let long = "é".repeat(MAX_ERROR_LEN);
-        assert!(truncate(&long).len() <= MAX_ERROR_LEN);
+        // One ASCII byte first, so byte MAX_ERROR_LEN falls inside a two-byte character.
+        let long = format!("a{}", "é".repeat(MAX_ERROR_LEN));
+        let cut = truncate(&long);
+        assert_eq!(cut.len(), MAX_ERROR_LEN - 1);
+        assert!(cut.ends_with('é'));
     }
 }

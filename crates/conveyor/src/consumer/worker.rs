@@ -12,9 +12,10 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 
 use super::batch::{self, Incoming};
+use super::db_error;
 use super::outcome::Outcome;
 use super::settle::Settler;
-use super::{Consumer, ConsumerOptions, Registry};
+use super::{Consumer, ConsumerOptions, DeadLetterKind, Registry};
 use crate::amqp::{AmqpConfig, ConnectError};
 use crate::backoff::Backoff;
 use crate::publisher::{ConfirmChannel, PublishError};
@@ -188,29 +189,80 @@ async fn handle_batch(
     batch: Vec<Incoming>,
     shutdown: &Shutdown,
 ) -> Result<bool, SessionError> {
-    let mut backoff = Backoff::default();
     let started = std::time::Instant::now();
-    let outcomes = loop {
-        match batch::process(registry, pool, &batch).await {
-            Ok(outcomes) => {
-                tracing::debug!(
-                    service = %registry.service, size = batch.len(),
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "Batch handled."
-                );
-                break outcomes;
-            }
-            Err(error) => {
-                tracing::warn!(service = %registry.service, %error, "Database unavailable; holding the batch and retrying.");
-                if shutdown.sleep(backoff.next_delay()).await {
-                    return Ok(false);
-                }
-            }
-        }
+    let outcomes = match outcomes_of(registry, pool, &batch, shutdown).await {
+        Some(outcomes) => outcomes,
+        None => return Ok(false),
     };
+    tracing::debug!(
+        service = %registry.service, size = batch.len(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "Batch handled."
+    );
     count(registry, &outcomes);
     // A failed delivery is acknowledged once its retry or dead-letter copy is confirmed.
     settler.settle(registry, &batch, &outcomes).await?;
     Ok(true)
+}
+
+/// Times a batch's transaction may fail the same deterministic way before its deliveries
+/// are tried one at a time, and a single one is dead-lettered.
+const DETERMINISTIC_ATTEMPTS: u32 = 3;
+
+/// The batch's outcomes, holding it while the database is unavailable; `None` when
+/// shutdown came meanwhile. A transaction that fails for a reason of its own (a constraint
+/// checked at commit, a permission) is not the database being away: after a few attempts the
+/// deliveries are tried alone, and the one that still fails is dead-lettered.
+async fn outcomes_of(
+    registry: &Registry,
+    pool: &PgPool,
+    batch: &[Incoming],
+    shutdown: &Shutdown,
+) -> Option<Vec<Outcome>> {
+    let mut backoff = Backoff::default();
+    let mut refused = 0;
+    loop {
+        let error = match batch::process(registry, pool, batch).await {
+            Ok(outcomes) => return Some(outcomes),
+            Err(error) => error,
+        };
+        if db_error::is_unavailable(&error) {
+            tracing::warn!(service = %registry.service, %error, "Database unavailable; holding the batch and retrying.");
+        } else {
+            refused += 1;
+            tracing::warn!(service = %registry.service, %error, attempt = refused, "The database refused the batch's transaction.");
+            if refused >= DETERMINISTIC_ATTEMPTS {
+                return if let [single] = batch {
+                    Some(vec![Outcome::dead_letter(
+                        DeadLetterKind::Permanent,
+                        format!(
+                            "the database refused this event's transaction {refused} times: {error}"
+                        ),
+                        single.previous_attempts(),
+                    )])
+                } else {
+                    one_at_a_time(registry, pool, batch, shutdown).await
+                };
+            }
+        }
+        if shutdown.sleep(backoff.next_delay()).await {
+            return None;
+        }
+    }
+}
+
+/// Each delivery of `batch` in a transaction of its own.
+async fn one_at_a_time(
+    registry: &Registry,
+    pool: &PgPool,
+    batch: &[Incoming],
+    shutdown: &Shutdown,
+) -> Option<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for single in batch.chunks(1) {
+        let outcome = Box::pin(outcomes_of(registry, pool, single, shutdown)).await?;
+        outcomes.extend(outcome);
+    }
+    Some(outcomes)
 }
 
 fn count(registry: &Registry, outcomes: &[Outcome]) {

@@ -1,11 +1,18 @@
-//! The operators' audit log: one record per replay, move or purge (when it started and how it
-//! finished), kept on the broker beside the dead letters in the quorum queue
-//! `conveyor.dlq-audit`, so every operator's machine sees the same log.
+//! The operators' audit log: one record when a replay, move or purge starts and one when it
+//! ends, kept on the broker beside the dead letters in the quorum queue `conveyor.dlq-audit`
+//! (declared with the rest of the topology), so every operator's machine sees the same log.
+//!
+//! A record holds counts and a digest of the ids, never the ids: it stays small whatever the
+//! transfer's size. It is a convenience, not tamper-proof: anyone with rights on the broker
+//! can change the queue, and the operator's name is what their machine says it is.
 
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use super::DeadLetterError;
 use super::held_queue::{HeldQueue, queue_exists};
@@ -13,10 +20,62 @@ use crate::amqp::AmqpConfig;
 use crate::publisher::{ConfirmChannel, OutgoingMessage};
 use crate::topology::Names;
 
+/// How a run stood when its record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditStatus {
+    Started,
+    Finished,
+    Failed,
+}
+
+/// One record of the audit log. Fields other than the first few are absent from records
+/// written before they existed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub status: AuditStatus,
+    /// `replay`, `move` or `purge`.
+    pub command: String,
+    pub service: String,
+    pub target: String,
+    /// `user@host` as the operator's machine names them.
+    pub operator: String,
+    #[serde(default)]
+    pub filters: serde_json::Value,
+    #[serde(default)]
+    pub run_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub rate_per_second: Option<f64>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Transferred so far (finished or failed records).
+    #[serde(default)]
+    pub done: Option<u64>,
+    /// Letters this run sent that failed again and were left in place.
+    #[serde(default)]
+    pub came_back: Option<u64>,
+    /// SHA-256 of the transferred ids, in order, one per line.
+    #[serde(default)]
+    pub ids_sha256: Option<String>,
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The newest records of the log, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditLog {
+    pub records: Vec<AuditRecord>,
+    /// Records in the log, readable or not.
+    pub total: u64,
+    /// Messages in the audit queue that are not records (written by something else).
+    pub unreadable: u64,
+}
+
 pub fn audit_queue(names: &Names) -> String {
-    let events = names.events_exchange();
-    // Same prefix as the events exchange: `conveyor.events` → `conveyor.dlq-audit`.
-    events.replace("conveyor.events", "conveyor.dlq-audit")
+    names.dead_letter_audit_queue()
 }
 
 async fn declare(connection: &Connection, queue: &str) -> Result<(), lapin::Error> {
@@ -40,10 +99,11 @@ async fn declare(connection: &Connection, queue: &str) -> Result<(), lapin::Erro
 pub async fn append(
     amqp: &AmqpConfig,
     names: &Names,
-    record: &Value,
+    record: &AuditRecord,
 ) -> Result<(), DeadLetterError> {
     let connection = amqp.connect().await?;
     let queue = audit_queue(names);
+    // Declared by the topology too; here as well, for a broker no service has started on.
     declare(&connection, &queue).await?;
     let channel = ConfirmChannel::open(&connection).await?;
     let message = OutgoingMessage {
@@ -59,28 +119,47 @@ pub async fn append(
     Ok(())
 }
 
-/// Every record, oldest first.
+/// The newest `newest` records, oldest first, read in bounded memory.
 ///
 /// # Errors
-/// [`DeadLetterError`] when the broker cannot be reached.
-pub async fn read(amqp: &AmqpConfig, names: &Names) -> Result<Vec<Value>, DeadLetterError> {
+/// [`DeadLetterError`] when the broker cannot be reached, or another reader holds the log.
+pub async fn read(
+    amqp: &AmqpConfig,
+    names: &Names,
+    newest: usize,
+) -> Result<AuditLog, DeadLetterError> {
     let connection = amqp.connect().await?;
     let queue = audit_queue(names);
     if !queue_exists(&connection, &queue).await? {
-        return Ok(Vec::new());
+        let _ = connection.close(200, "no audit log".into()).await;
+        return Ok(AuditLog::default());
     }
     let held = HeldQueue::open(&connection, &queue).await?;
-    let records = held
-        .hold_all()
-        .await?
-        .into_iter()
-        .map(|delivery| {
-            serde_json::from_slice(&delivery.data).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&delivery.data).into_owned())
-            })
-        })
-        .collect();
-    held.release().await;
+    let mut log = AuditLog::default();
+    let mut kept = VecDeque::with_capacity(newest.min(1024));
+    let mut reader = held.reader();
+    let outcome = async {
+        while let Some(delivery) = reader.next().await? {
+            log.total += 1;
+            match serde_json::from_slice::<AuditRecord>(&delivery.data) {
+                Ok(record) => {
+                    if kept.len() == newest {
+                        kept.pop_front();
+                    }
+                    if newest > 0 {
+                        kept.push_back(record);
+                    }
+                }
+                Err(_) => log.unreadable += 1,
+            }
+        }
+        Ok::<_, lapin::Error>(())
+    }
+    .await;
+    drop(reader);
+    held.release(&connection).await;
     let _ = connection.close(200, "audit read".into()).await;
-    Ok(records)
+    outcome?;
+    log.records = kept.into();
+    Ok(log)
 }

@@ -25,6 +25,8 @@ pub struct DeadLetter {
     pub original_exchange: Option<String>,
     pub original_routing_key: Option<String>,
     pub replay_count: u32,
+    /// The run that last replayed or moved it ([`crate::headers::REPLAY_RUN`]).
+    pub replay_run: Option<String>,
     pub body: Vec<u8>,
     pub(crate) properties: BasicProperties,
 }
@@ -33,23 +35,31 @@ impl DeadLetter {
     pub(crate) fn from_delivery(delivery: Delivery) -> Self {
         let table = delivery.properties.headers().clone().unwrap_or_default();
         let text = |name: &str| headers::get_str(&table, name).map(str::to_owned);
-        let envelope = Envelope::from_bytes(&delivery.data).ok();
         let property =
             |value: &Option<lapin::types::ShortString>| value.as_ref().map(|v| v.to_string());
+        let properties = &delivery.properties;
+        let (id, event_type, correlation_id) = match (
+            property(properties.message_id()),
+            property(properties.kind()),
+            property(properties.correlation_id()),
+        ) {
+            // Conveyor's publishers mirror the envelope in these properties: no need to parse
+            // the body, which matters when a million letters stream past.
+            (Some(id), Some(kind), Some(correlation)) => (Some(id), Some(kind), Some(correlation)),
+            (id, kind, correlation) => match Envelope::from_bytes(&delivery.data) {
+                Ok(event) => (
+                    Some(event.id.to_string()),
+                    Some(event.event_type),
+                    Some(event.correlationid.to_string()),
+                ),
+                Err(_) => (id, kind, correlation),
+            },
+        };
         Self {
             delivery_tag: delivery.delivery_tag,
-            id: envelope
-                .as_ref()
-                .map(|event| event.id.to_string())
-                .or_else(|| property(delivery.properties.message_id())),
-            event_type: envelope
-                .as_ref()
-                .map(|event| event.event_type.clone())
-                .or_else(|| property(delivery.properties.kind())),
-            correlation_id: envelope
-                .as_ref()
-                .map(|event| event.correlationid.to_string())
-                .or_else(|| property(delivery.properties.correlation_id())),
+            id,
+            event_type,
+            correlation_id,
             service: text(headers::SERVICE),
             error_kind: text(headers::ERROR_KIND),
             error: text(headers::ERROR),
@@ -60,6 +70,7 @@ impl DeadLetter {
             original_exchange: text(headers::ORIGINAL_EXCHANGE),
             original_routing_key: text(headers::ORIGINAL_ROUTING_KEY),
             replay_count: headers::get_u32(&table, headers::REPLAY_COUNT).unwrap_or(0),
+            replay_run: text(headers::REPLAY_RUN),
             body: delivery.data,
             properties: delivery.properties,
         }
@@ -94,8 +105,9 @@ impl DeadLetter {
     }
 
     /// The properties a replayed or moved copy carries: the originals, the failure headers
-    /// dropped (the consumer's attempts start afresh), the replay count raised by one.
-    pub(crate) fn forwarded_properties(&self) -> BasicProperties {
+    /// dropped (the consumer's attempts start afresh), the replay count raised by one and
+    /// the run that sent it.
+    pub(crate) fn forwarded_properties(&self, run: &str) -> BasicProperties {
         let mut table = self.properties.headers().clone().unwrap_or_default();
         let mut kept = lapin::types::FieldTable::default();
         for (key, value) in table.inner() {
@@ -114,6 +126,7 @@ impl DeadLetter {
         }
         table = kept;
         headers::set_u32(&mut table, headers::REPLAY_COUNT, self.replay_count + 1);
+        headers::set_str(&mut table, headers::REPLAY_RUN, run);
         self.properties
             .clone()
             .with_headers(table)

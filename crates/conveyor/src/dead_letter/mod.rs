@@ -7,7 +7,8 @@
 //! - `letter`: one dead letter with its reason headers.
 //! - `filter`: which dead letters a command applies to.
 //! - `fingerprint`: failures grouped by kind, type and masked error.
-//! - `held_queue`: hold-and-release reading that keeps queue order.
+//! - `held_queue`: hold-and-release reading that keeps queue order, in bounded memory.
+//! - `transfer`: replay, move and purge, in windows, each copy confirmed before its ack.
 //! - `audit`: the audit log of replays, moves and purges.
 
 pub mod audit;
@@ -15,17 +16,17 @@ mod filter;
 mod fingerprint;
 mod held_queue;
 mod letter;
-
-use std::time::{Duration, Instant};
+mod transfer;
 
 use lapin::Connection;
 
 pub use filter::{Filter, topic_matches};
 pub use fingerprint::{Fingerprint, mask};
 pub use letter::DeadLetter;
+pub use transfer::{Progress, TransferError, TransferOptions, TransferReport, transfer};
 
 use crate::amqp::{AmqpConfig, ConnectError};
-use crate::publisher::{OutgoingMessage, PublishError};
+use crate::publisher::PublishError;
 use crate::topology::Names;
 use held_queue::{HeldQueue, queue_exists};
 
@@ -48,6 +49,10 @@ pub enum DeadLetterError {
         "queue {0} does not exist: declare it first (a parking-lot queue, say), then move to it"
     )]
     UnknownTarget(String),
+    #[error(
+        "another reader holds messages of {queue} ({readers} reading; often another operator's dlq command): what it holds cannot be seen now, so nothing was done; run this again once it has finished"
+    )]
+    HeldElsewhere { queue: String, readers: u32 },
     #[error("the broker failed: {0}")]
     Broker(#[from] lapin::Error),
     #[error(transparent)]
@@ -65,7 +70,8 @@ pub enum Destination {
     Purge,
 }
 
-/// One service's dead-letter queue, open for reading and transfers.
+/// One service's dead-letter queue, open for reading and transfers. Reading holds the
+/// messages; [`DeadLetterQueue::release`] gives back every one not transferred, in order.
 pub struct DeadLetterQueue {
     connection: Connection,
     held: HeldQueue,
@@ -73,9 +79,25 @@ pub struct DeadLetterQueue {
     names: Names,
 }
 
+/// How far a read got: a queue is read whole unless another reader took messages meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSummary {
+    /// Messages ready in the queue when the read began.
+    pub waiting: u64,
+    /// Messages the read saw.
+    pub read: u64,
+}
+
+impl ReadSummary {
+    pub fn complete(&self) -> bool {
+        self.read >= self.waiting
+    }
+}
+
 impl DeadLetterQueue {
     /// # Errors
-    /// [`DeadLetterError::UnknownService`] when `<service>.dlq` does not exist.
+    /// [`DeadLetterError::UnknownService`] when `<service>.dlq` does not exist;
+    /// [`DeadLetterError::HeldElsewhere`] when another reader holds part of it.
     pub async fn open(
         amqp: &AmqpConfig,
         names: &Names,
@@ -83,19 +105,26 @@ impl DeadLetterQueue {
     ) -> Result<Self, DeadLetterError> {
         let connection = amqp.connect().await?;
         let queue = names.dead_letter_queue(service);
-        if !queue_exists(&connection, &queue).await? {
-            return Err(DeadLetterError::UnknownService {
+        let opened = match queue_exists(&connection, &queue).await {
+            Ok(true) => HeldQueue::open(&connection, &queue).await,
+            Ok(false) => Err(DeadLetterError::UnknownService {
                 service: service.to_owned(),
                 queue,
-            });
+            }),
+            Err(error) => Err(error.into()),
+        };
+        match opened {
+            Ok(held) => Ok(Self {
+                connection,
+                held,
+                service: service.to_owned(),
+                names: names.clone(),
+            }),
+            Err(error) => {
+                let _ = connection.close(200, "not opened".into()).await;
+                Err(error)
+            }
         }
-        let held = HeldQueue::open(&connection, &queue).await?;
-        Ok(Self {
-            connection,
-            held,
-            service: service.to_owned(),
-            names: names.clone(),
-        })
     }
 
     pub fn queue(&self) -> &str {
@@ -103,22 +132,36 @@ impl DeadLetterQueue {
     }
 
     /// Messages in the queue when it was opened.
-    pub fn waiting(&self) -> u32 {
+    pub fn waiting(&self) -> u64 {
         self.held.waiting
     }
 
-    /// Holds every dead letter, in queue order; none leaves the queue unless transferred.
+    /// Calls `visit` with every dead letter in queue order, then gives them all back: none
+    /// leaves the queue, and memory stays bounded whatever the queue's size.
     ///
     /// # Errors
-    /// [`DeadLetterError::Broker`] when the broker fails while reading.
-    pub async fn hold_all(&self) -> Result<Vec<DeadLetter>, DeadLetterError> {
-        Ok(self
-            .held
-            .hold_all()
-            .await?
-            .into_iter()
-            .map(DeadLetter::from_delivery)
-            .collect())
+    /// [`DeadLetterError::Broker`] when the broker fails while reading; the queue is given
+    /// back as it was.
+    pub async fn scan(
+        self,
+        mut visit: impl FnMut(DeadLetter),
+    ) -> Result<ReadSummary, DeadLetterError> {
+        let mut reader = self.held.reader();
+        let outcome = async {
+            while let Some(delivery) = reader.next().await? {
+                visit(DeadLetter::from_delivery(delivery));
+            }
+            Ok::<_, lapin::Error>(())
+        }
+        .await;
+        let summary = ReadSummary {
+            waiting: self.held.waiting,
+            read: reader.read(),
+        };
+        drop(reader);
+        self.release().await;
+        outcome?;
+        Ok(summary)
     }
 
     /// Checks that the destination can take messages, before anything moves.
@@ -129,59 +172,14 @@ impl DeadLetterQueue {
         &self,
         destination: &Destination,
     ) -> Result<(), DeadLetterError> {
-        let queue = match destination {
-            Destination::Replay => self.names.service_queue(&self.service),
-            Destination::Queue(queue) => queue.clone(),
-            Destination::Purge => return Ok(()),
+        let Some(queue) = self.target_queue(destination) else {
+            return Ok(());
         };
         if queue_exists(&self.connection, &queue).await? {
             Ok(())
         } else {
             Err(DeadLetterError::UnknownTarget(queue))
         }
-    }
-
-    /// Sends `letters` (held by this queue) to `destination` at most `rate` per second:
-    /// each copy is confirmed by the broker before its original is acknowledged, so a
-    /// transfer killed at any moment loses nothing. Calls `progress` with the count done.
-    ///
-    /// # Errors
-    /// [`DeadLetterError`] when publishing or acknowledging fails; what was not yet
-    /// acknowledged stays in the dead-letter queue.
-    pub async fn transfer(
-        &self,
-        letters: &[&DeadLetter],
-        destination: &Destination,
-        rate: Option<f64>,
-        mut progress: impl FnMut(usize),
-    ) -> Result<usize, DeadLetterError> {
-        let chunk_size = rate.map_or(100, |rate| ((rate / 10.0) as usize).clamp(1, 100));
-        let started = Instant::now();
-        let mut done = 0;
-        for chunk in letters.chunks(chunk_size) {
-            if let Some(rate) = rate {
-                let due = started + Duration::from_secs_f64(done as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
-            }
-            if let Some(queue) = self.target_queue(destination) {
-                let copies: Vec<_> = chunk
-                    .iter()
-                    .map(|letter| OutgoingMessage {
-                        exchange: String::new(),
-                        routing_key: queue.clone(),
-                        body: letter.body.clone(),
-                        properties: letter.forwarded_properties(),
-                    })
-                    .collect();
-                self.held.confirms.publish_all(&copies).await?;
-            }
-            for letter in chunk {
-                self.held.ack(letter.delivery_tag).await?;
-            }
-            done += chunk.len();
-            progress(done);
-        }
-        Ok(done)
     }
 
     fn target_queue(&self, destination: &Destination) -> Option<String> {
@@ -194,7 +192,36 @@ impl DeadLetterQueue {
 
     /// Returns every dead letter not transferred to the queue, in order, and disconnects.
     pub async fn release(self) {
-        self.held.release().await;
-        let _ = self.connection.close(200, "done".into()).await;
+        self.release_counting_unseen().await;
     }
+
+    /// As [`Self::release`], answering how many letters are in the queue now that this
+    /// reader did not see, when known.
+    pub(crate) async fn release_counting_unseen(self) -> Option<u64> {
+        let unseen = self.held.release(&self.connection).await;
+        let _ = self.connection.close(200, "done".into()).await;
+        unseen
+    }
+}
+
+/// The oldest dead letter of `service`, looked at and given back; `None` when the queue is
+/// empty or another reader holds its head.
+///
+/// # Errors
+/// As [`DeadLetterQueue::open`], except that another reader is not an error here.
+pub async fn oldest(
+    amqp: &AmqpConfig,
+    names: &Names,
+    service: &str,
+) -> Result<Option<DeadLetter>, DeadLetterError> {
+    let queue = match DeadLetterQueue::open(amqp, names, service).await {
+        Ok(queue) => queue,
+        Err(DeadLetterError::HeldElsewhere { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut reader = queue.held.reader();
+    let first = reader.next().await;
+    drop(reader);
+    queue.release().await;
+    Ok(first?.map(DeadLetter::from_delivery))
 }

@@ -79,6 +79,11 @@ impl Names {
         self.qualify(&format!("{service}.dlq"))
     }
 
+    /// The operators' log of dead-letter replays, moves and purges.
+    pub fn dead_letter_audit_queue(&self) -> String {
+        self.qualify("conveyor.dlq-audit")
+    }
+
     /// The routing key on `conveyor.dlx` that reaches `<service>.dlq`.
     pub fn dead_letter_routing_key(&self, service: &str) -> String {
         service.to_owned()
@@ -181,8 +186,8 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// What every service relies on: the events, retry and dead-letter exchanges, and the
-    /// unrouted exchange and queue.
+    /// What every service relies on: the events, retry and dead-letter exchanges, the
+    /// unrouted exchange and queue, and the dead-letter audit log.
     pub fn shared(names: &Names) -> Self {
         let unrouted = names.unrouted();
         let mut topology = Self::default();
@@ -205,6 +210,12 @@ impl Topology {
             Upgrade::KeepOld,
         );
         topology.bind(unrouted.clone(), unrouted, String::new());
+        // Written to by `conveyor dlq` through the default exchange; small records, no limit.
+        topology.queue(
+            names.dead_letter_audit_queue(),
+            quorum([]),
+            Upgrade::KeepOld,
+        );
         topology
     }
 
@@ -427,6 +438,7 @@ mod tests {
             queues,
             [
                 "conveyor.unrouted",
+                "conveyor.dlq-audit",
                 "orders.events",
                 "orders.retry.1s",
                 "orders.retry.1500ms",
@@ -434,7 +446,7 @@ mod tests {
             ]
         );
         let definitions = topology.to_definitions("/");
-        let retry = &definitions["queues"][3];
+        let retry = &definitions["queues"][4];
         assert_eq!(retry["arguments"]["x-message-ttl"], 1500);
         // Replicated, and a retry leaves only once the service's queue confirmed it.
         assert_eq!(retry["arguments"]["x-queue-type"], "quorum");
@@ -444,7 +456,7 @@ mod tests {
         );
         assert_eq!(retry["arguments"]["x-overflow"], "reject-publish");
         // The backstop against a consumer that crashes on a message.
-        let service_queue = &definitions["queues"][1];
+        let service_queue = &definitions["queues"][2];
         assert_eq!(
             service_queue["arguments"]["x-delivery-limit"],
             DELIVERY_LIMIT

@@ -266,3 +266,31 @@ async fn a_dead_letter_does_not_inherit_a_producers_expiration_or_origin() {
         Some("somewhere.else")
     );
 }
+
+#[tokio::test]
+async fn a_transaction_the_database_refuses_every_time_is_dead_lettered_and_its_batch_goes_on() {
+    let env = TestEnv::new().await;
+    env.declare(&conveyor_testkit::test_consumer(fast_retries()).topology())
+        .await;
+    // Queued before the consumer starts, so they arrive as one batch.
+    for n in 0..20 {
+        let behaviour = if n == 5 { "fails-at-commit" } else { "succeed" };
+        env.publish(&event_with(n, json!({ "n": n, "behaviour": behaviour })))
+            .await;
+    }
+
+    let consumer = env.start_consumer(fast_retries()).await;
+    let dead = wait_for_dead_letters(&env, 1).await;
+    env.wait_for_handled(19, Duration::from_secs(15)).await;
+    consumer.stop().await;
+
+    assert_eq!(env.handled_and_distinct().await, (19, 19));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        header(&dead[0], headers::ERROR_KIND).as_deref(),
+        Some("permanent")
+    );
+    let error = header(&dead[0], headers::ERROR).unwrap_or_default();
+    assert!(error.contains("refused"), "{error}");
+    assert!(error.contains("one_row_per_event"), "{error}");
+}

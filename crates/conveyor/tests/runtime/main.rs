@@ -3,6 +3,7 @@
 
 mod alarm;
 mod child;
+mod dead_letters;
 mod delivery;
 mod failures;
 mod faults;

@@ -118,7 +118,11 @@ pub(crate) async fn queued(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     let connection = amqp.connect().await?;
     let mut total = 0;
     for queue in topology.queue_names() {
-        if queue.ends_with(".dlq") || queue == names.unrouted() {
+        // Not work in flight: failures, strays and the operators' audit log.
+        if queue.ends_with(".dlq")
+            || queue == names.unrouted()
+            || queue == names.dead_letter_audit_queue()
+        {
             continue;
         }
         let channel = connection.create_channel().await?;

@@ -78,24 +78,35 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    let invalid = || {
+    let age = parse_span(text).map_err(|()| {
         format!(
             "{text:?} is neither an RFC 3339 time (2026-11-26T08:00:00Z) nor an age like 30m, 2h or 7d"
         )
-    };
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?,
-    );
-    let number: i64 = number.parse().map_err(|_| invalid())?;
-    let age = match unit {
-        "s" => Duration::seconds(number),
-        "m" => Duration::minutes(number),
-        "h" => Duration::hours(number),
-        "d" => Duration::days(number),
-        _ => return Err(invalid()),
-    };
+    })?;
     Ok(Utc::now() - age)
+}
+
+/// `45s`, `30m`, `2h`, `7d`.
+fn parse_span(text: &str) -> Result<Duration, ()> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(())?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| ())?;
+    match unit {
+        "s" => Ok(Duration::seconds(number)),
+        "m" => Ok(Duration::minutes(number)),
+        "h" => Ok(Duration::hours(number)),
+        "d" => Ok(Duration::days(number)),
+        _ => Err(()),
+    }
+}
+
+/// A transfer's window, like `10m`: more than zero.
+pub(crate) fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+    parse_span(text)
+        .ok()
+        .and_then(|span| span.to_std().ok())
+        .filter(|span| !span.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a window: give a duration like 90s or 10m"))
 }
 
 /// `200/s` or `200`: messages per second, more than zero.
@@ -136,6 +147,9 @@ mod tests {
         assert!(parse_time("2026-11-26T08:00:00Z").is_ok());
         assert!(parse_time("yesterday").unwrap_err().contains("neither"));
         assert!(parse_time("5w").is_err());
+        assert_eq!(parse_window("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert!(parse_window("0m").is_err());
+        assert!(parse_window("soon").is_err());
     }
 
     #[test]

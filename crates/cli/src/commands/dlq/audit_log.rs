@@ -1,37 +1,52 @@
 //! `conveyor dlq audit`.
 
 use conveyor::Names;
-use conveyor::dead_letter::audit;
+use conveyor::dead_letter::audit::{self, AuditRecord};
 
 use super::amqp;
 
-pub(crate) async fn run(limit: Option<usize>, json: bool) -> anyhow::Result<()> {
-    let records = audit::read(&amqp(), &Names::default()).await?;
-    let skip = limit.map_or(0, |limit| records.len().saturating_sub(limit));
-    let shown = &records[skip..];
+pub(crate) async fn run(limit: usize, json: bool) -> anyhow::Result<()> {
+    let log = audit::read(&amqp(), &Names::default(), limit).await?;
     if json {
-        println!("{}", serde_json::Value::Array(shown.to_vec()));
+        println!("{}", serde_json::to_value(&log.records)?);
         return Ok(());
     }
-    if shown.is_empty() {
+    if log.total == 0 {
         println!("The audit log is empty: no replay, move or purge has run.");
     }
-    for record in shown {
-        let text = |key: &str| record[key].as_str().unwrap_or("-").to_owned();
+    for record in &log.records {
+        print_record(record);
+    }
+    let older = log.total - log.records.len() as u64 - log.unreadable;
+    if older > 0 {
+        println!("({older} older records not shown; --limit shows more)");
+    }
+    if log.unreadable > 0 {
         println!(
-            "{}  {}  {} {}  -> {}  status {}  matched {}  done {}  filters {}",
-            text("at"),
-            text("operator"),
-            text("command"),
-            text("service"),
-            text("target"),
-            text("status"),
-            record["matched"],
-            record
-                .get("done")
-                .map_or_else(|| "-".to_owned(), ToString::to_string),
-            record["filters"],
+            "({} messages in the audit queue are not audit records)",
+            log.unreadable
         );
     }
     Ok(())
+}
+
+fn print_record(record: &AuditRecord) {
+    let count = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let status = serde_json::to_value(record.status).unwrap_or_default();
+    println!(
+        "{}  {}  {} {}  -> {}  status {}  done {}  came back {}  filters {}  ids sha256 {}",
+        record.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        crate::terminal::printable(&record.operator),
+        record.command,
+        record.service,
+        crate::terminal::printable(&record.target),
+        status.as_str().unwrap_or("-"),
+        count(record.done),
+        count(record.came_back),
+        record.filters,
+        record.ids_sha256.as_deref().unwrap_or("-"),
+    );
+    if let Some(error) = &record.error {
+        println!("    error: {}", crate::terminal::printable(error));
+    }
 }

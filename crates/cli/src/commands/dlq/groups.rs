@@ -4,36 +4,60 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use conveyor::Names;
-use conveyor::dead_letter::{DeadLetterQueue, Filter, Fingerprint, fingerprint};
+use conveyor::dead_letter::{DeadLetterQueue, Filter, Fingerprint, ReadSummary, fingerprint};
 
 use super::amqp;
 
 struct Group {
     fingerprint: Fingerprint,
-    count: usize,
+    count: u64,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
 }
 
+/// Distinct groups kept at most; letters of further ones are counted together, so a queue
+/// whose errors defeat the masking cannot use up the operator's memory.
+const MAX_GROUPS: usize = 10_000;
+
 pub(crate) async fn run(service: &str, filter: &Filter, json: bool) -> anyhow::Result<()> {
     let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service).await?;
-    let letters = queue.hold_all().await;
-    queue.release().await;
+    let queue_name = queue.queue().to_owned();
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for letter in letters?.iter().filter(|letter| filter.matches(letter)) {
-        let print = fingerprint(letter);
-        let group = groups.entry(print.id.clone()).or_insert_with(|| Group {
-            fingerprint: print,
-            count: 0,
-            first: None,
-            last: None,
-        });
-        group.count += 1;
-        if let Some(at) = letter.failed_at {
-            group.first = Some(group.first.map_or(at, |first| first.min(at)));
-            group.last = Some(group.last.map_or(at, |last| last.max(at)));
-        }
-    }
+    let mut ungrouped = 0_u64;
+    let summary = queue
+        .scan(|letter| {
+            if !filter.matches(&letter) {
+                return;
+            }
+            let print = fingerprint(&letter);
+            if groups.len() >= MAX_GROUPS && !groups.contains_key(&print.id) {
+                ungrouped += 1;
+                return;
+            }
+            let group = groups.entry(print.id.clone()).or_insert_with(|| Group {
+                fingerprint: print,
+                count: 0,
+                first: None,
+                last: None,
+            });
+            group.count += 1;
+            if let Some(at) = letter.failed_at {
+                group.first = Some(group.first.map_or(at, |first| first.min(at)));
+                group.last = Some(group.last.map_or(at, |last| last.max(at)));
+            }
+        })
+        .await?;
+    print_groups(service, groups, ungrouped, summary, json);
+    super::partial_read(&queue_name, summary)
+}
+
+fn print_groups(
+    service: &str,
+    groups: BTreeMap<String, Group>,
+    ungrouped: u64,
+    summary: ReadSummary,
+    json: bool,
+) {
     let mut ordered: Vec<Group> = groups.into_values().collect();
     ordered.sort_by(|a, b| b.count.cmp(&a.count).then(a.first.cmp(&b.first)));
     if json {
@@ -49,9 +73,12 @@ pub(crate) async fn run(service: &str, filter: &Filter, json: bool) -> anyhow::R
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "service": service, "groups": rows })
+            serde_json::json!({
+                "service": service, "groups": rows, "ungrouped": ungrouped,
+                "total": summary.read, "waiting": summary.waiting, "complete": summary.complete(),
+            })
         );
-        return Ok(());
+        return;
     }
     if ordered.is_empty() {
         println!("No dead letters in {service}.dlq match.");
@@ -74,5 +101,9 @@ pub(crate) async fn run(service: &str, filter: &Filter, json: bool) -> anyhow::R
             time(group.last),
         );
     }
-    Ok(())
+    if ungrouped > 0 {
+        println!(
+            "{ungrouped:>6} x {service}: more than {MAX_GROUPS} kinds of failure; these were not grouped (narrow with a filter)"
+        );
+    }
 }

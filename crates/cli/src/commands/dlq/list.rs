@@ -1,9 +1,10 @@
-//! `conveyor dlq list`: finds the dead-letter queues through the management API, then reads
-//! each (holding and releasing) for its oldest and newest failure.
+//! `conveyor dlq list`: finds the dead-letter queues through the management API, counts each
+//! from the broker (nothing is read to count), and looks at each queue's head for its oldest
+//! failure.
 
 use anyhow::Context;
 use conveyor::Names;
-use conveyor::dead_letter::DeadLetterQueue;
+use conveyor::dead_letter;
 use serde::Deserialize;
 
 use super::amqp;
@@ -11,6 +12,15 @@ use super::amqp;
 #[derive(Debug, Deserialize)]
 struct QueueInfo {
     name: String,
+    /// Held by a reader now (another operator's command); the API's figure, a few seconds old.
+    #[serde(default)]
+    messages_unacknowledged: u64,
+}
+
+/// A dead-letter queue as the management API lists it.
+struct DeadLetterQueueInfo {
+    service: String,
+    held: u64,
 }
 
 fn percent_encode(text: &str) -> String {
@@ -32,14 +42,14 @@ fn is_loopback(url: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<String>> {
+async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<DeadLetterQueueInfo>> {
     let uri: lapin::uri::AMQPUri = amqp_url
         .parse()
         .map_err(|error: String| anyhow::anyhow!("AMQP_URL is not a valid AMQP URL: {error}"))?;
     let base = std::env::var("RABBITMQ_MANAGEMENT_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned());
     let url = format!(
-        "{base}/api/queues/{}?columns=name",
+        "{base}/api/queues/{}?columns=name,messages_unacknowledged",
         percent_encode(&uri.vhost)
     );
     anyhow::ensure!(
@@ -71,60 +81,88 @@ async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<String>> {
         .json()
         .await
         .context("the management API answered with unexpected JSON")?;
-    let mut names: Vec<String> = queues
+    let mut found: Vec<DeadLetterQueueInfo> = queues
         .into_iter()
-        .filter_map(|queue| queue.name.strip_suffix(".dlq").map(str::to_owned))
-        .filter(|service| !service.contains('.'))
+        .filter_map(|queue| {
+            let service = queue.name.strip_suffix(".dlq")?;
+            (!service.contains('.')).then(|| DeadLetterQueueInfo {
+                service: service.to_owned(),
+                held: queue.messages_unacknowledged,
+            })
+        })
         .collect();
-    names.sort();
-    Ok(names)
+    found.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(found)
+}
+
+/// Messages ready in `queue` now, as the broker counts them.
+async fn ready(connection: &lapin::Connection, queue: &str) -> anyhow::Result<u64> {
+    let channel = connection.create_channel().await?;
+    let declared = conveyor::declare_passive(&channel, queue)
+        .await
+        .with_context(|| format!("could not count {queue}"))?;
+    let _ = channel.close(200, "counted".into()).await;
+    Ok(u64::from(declared.message_count()))
 }
 
 pub(crate) async fn run(json: bool) -> anyhow::Result<()> {
     let amqp = amqp();
+    let names = Names::default();
     let first = amqp.urls().first().cloned().unwrap_or_default();
-    let services = dead_letter_queues(&first).await?;
-    let mut rows = Vec::with_capacity(services.len());
-    for service in &services {
-        let queue = DeadLetterQueue::open(&amqp, &Names::default(), service).await?;
-        let letters = queue.hold_all().await;
-        queue.release().await;
-        let letters = letters?;
-        let times = letters.iter().filter_map(|letter| letter.failed_at);
-        let oldest = times.clone().min();
-        let newest = times.max();
+    let queues = dead_letter_queues(&first).await?;
+    let connection = amqp.connect().await?;
+    let mut rows = Vec::with_capacity(queues.len());
+    for found in &queues {
+        let queue = names.dead_letter_queue(&found.service);
+        let ready = ready(&connection, &queue).await?;
+        let oldest = if ready > 0 {
+            dead_letter::oldest(&amqp, &names, &found.service)
+                .await?
+                .and_then(|letter| letter.failed_at)
+        } else {
+            None
+        };
         rows.push(serde_json::json!({
-            "service": service, "queue": format!("{service}.dlq"), "messages": letters.len(),
-            "oldest_failure": oldest, "newest_failure": newest,
+            "service": found.service, "queue": queue, "messages": ready + found.held,
+            "held_by_a_reader": found.held, "oldest_failure": oldest,
         }));
     }
+    let _ = connection.close(200, "listed".into()).await;
     if json {
         println!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
+    print_table(&rows);
+    Ok(())
+}
+
+fn print_table(rows: &[serde_json::Value]) {
     if rows.is_empty() {
         println!("No dead-letter queues on this vhost.");
-        return Ok(());
+        return;
     }
     println!(
-        "{:<24} {:>8}  {:<25}  {:<25}",
-        "QUEUE", "MESSAGES", "OLDEST FAILURE", "NEWEST FAILURE"
+        "{:<24} {:>10} {:>8}  {:<25}",
+        "QUEUE", "MESSAGES", "HELD", "OLDEST FAILURE"
     );
     for row in rows {
-        let time = |key: &str| {
-            row[key]
-                .as_str()
-                .map_or_else(|| "-".to_owned(), |at| at.chars().take(19).collect())
-        };
+        let oldest = row["oldest_failure"]
+            .as_str()
+            .map_or_else(|| "-".to_owned(), |at| at.chars().take(19).collect());
         println!(
-            "{:<24} {:>8}  {:<25}  {:<25}",
+            "{:<24} {:>10} {:>8}  {:<25}",
             row["queue"].as_str().unwrap_or_default(),
             row["messages"].as_u64().unwrap_or_default(),
-            time("oldest_failure"),
-            time("newest_failure")
+            row["held_by_a_reader"].as_u64().unwrap_or_default(),
+            oldest,
         );
     }
-    Ok(())
+    if rows
+        .iter()
+        .any(|row| row["held_by_a_reader"].as_u64().unwrap_or_default() > 0)
+    {
+        println!("HELD: messages a reader holds now (another operator's dlq command, say).");
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,12 @@ use args::{FilterArgs, parse_rate, parse_service};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
-    /// Every <service>.dlq with its message count and its oldest and newest failure.
+    /// Every <service>.dlq with its message count, how many a reader holds now, and its
+    /// oldest failure.
     ///
     /// Finds the queues through the RabbitMQ management API (RABBITMQ_MANAGEMENT_URL, default
-    /// http://127.0.0.1:15672, with AMQP_URL's credentials and vhost).
+    /// http://127.0.0.1:15672, with AMQP_URL's credentials and vhost); counts come from the
+    /// broker, so listing reads no dead letter but the oldest of each queue.
     List {
         #[arg(long)]
         json: bool,
@@ -24,7 +26,9 @@ pub(crate) enum DlqCommand {
     /// The dead letters of one service: ids, type, error kind and error, attempts, failure
     /// time, correlation id and body.
     ///
-    /// Reading holds the messages and then releases them: nothing is lost or reordered.
+    /// Reading holds the messages and then releases them: nothing is lost or reordered. The
+    /// queue streams past in bounded memory, whatever its size; only the letters shown are
+    /// kept. Exits non-zero when another reader holds part of the queue.
     Show {
         #[arg(value_parser = parse_service)]
         service: String,
@@ -82,11 +86,12 @@ pub(crate) enum DlqCommand {
         #[command(flatten)]
         transfer: transfer::TransferArgs,
     },
-    /// The audit log: who replayed, moved or purged what, when, with which filters.
+    /// The audit log: who replayed, moved or purged what, when, with which filters, how many
+    /// and a SHA-256 of the ids moved (in order, one per line).
     Audit {
-        /// Show only the newest this many records.
-        #[arg(long)]
-        limit: Option<usize>,
+        /// Show the newest this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
         #[arg(long)]
         json: bool,
     },
@@ -149,6 +154,18 @@ pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
 
 fn amqp() -> conveyor::AmqpConfig {
     conveyor::AmqpConfig::from_env("conveyor dlq")
+}
+
+/// An error after the report when a read missed letters (another reader took them
+/// meanwhile), so the partial answer cannot pass for a whole one in a script.
+fn partial_read(queue: &str, summary: conveyor::dead_letter::ReadSummary) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        summary.complete(),
+        "read only {} of the {} dead letters in {queue}: another reader took the rest meanwhile, so the figures above are partial; run this again",
+        summary.read,
+        summary.waiting
+    );
+    Ok(())
 }
 
 /// A header's value as an operator's terminal may show it, or `-`.

@@ -13,37 +13,39 @@ pub(crate) async fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service).await?;
-    let letters = queue.hold_all().await;
     let queue_name = queue.queue().to_owned();
-    queue.release().await;
-    let letters = letters?;
-    let matching: Vec<&DeadLetter> = letters
-        .iter()
-        .filter(|letter| filter.matches(letter))
-        .collect();
+    // Only the first `limit` matches are kept: the rest are counted and let go.
+    let mut shown: Vec<DeadLetter> = Vec::new();
+    let mut matching = 0_u64;
+    let summary = queue
+        .scan(|letter| {
+            if filter.matches(&letter) {
+                matching += 1;
+                if shown.len() < limit {
+                    shown.push(letter);
+                }
+            }
+        })
+        .await?;
     if json {
-        let shown: Vec<_> = matching
-            .iter()
-            .take(limit)
-            .map(|letter| letter.to_json(raw))
-            .collect();
+        let letters: Vec<_> = shown.iter().map(|letter| letter.to_json(raw)).collect();
         let report = serde_json::json!({
-            "queue": queue_name, "total": letters.len(), "matching": matching.len(), "dead_letters": shown,
+            "queue": queue_name, "total": summary.read, "waiting": summary.waiting,
+            "complete": summary.complete(), "matching": matching, "dead_letters": letters,
         });
         println!("{report}");
-        return Ok(());
+    } else {
+        println!(
+            "{queue_name}: {} dead letters, {matching} matching, showing {}",
+            summary.read,
+            shown.len()
+        );
+        for letter in &shown {
+            println!();
+            print_letter(letter, raw);
+        }
     }
-    println!(
-        "{queue_name}: {} dead letters, {} matching, showing {}",
-        letters.len(),
-        matching.len(),
-        matching.len().min(limit)
-    );
-    for letter in matching.iter().take(limit) {
-        println!();
-        print_letter(letter, raw);
-    }
-    Ok(())
+    super::partial_read(&queue_name, summary)
 }
 
 fn print_letter(letter: &DeadLetter, raw: bool) {

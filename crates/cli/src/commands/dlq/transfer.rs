@@ -1,15 +1,19 @@
 //! `conveyor dlq replay|move|purge`: the matching dead letters go somewhere, the rest stay
-//! in their queue in their order, and the audit log records who did what.
+//! in their queue in their order, and the audit log records who did what. The work itself
+//! is the runtime's (`conveyor::dead_letter::transfer`); this is its command line.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use clap::Args;
 use conveyor::Names;
-use conveyor::dead_letter::{DeadLetter, DeadLetterQueue, Destination, audit};
+use conveyor::dead_letter::audit::{self, AuditRecord, AuditStatus};
+use conveyor::dead_letter::{
+    DeadLetter, DeadLetterQueue, Destination, Progress, TransferOptions, TransferReport,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::args::FilterArgs;
+use super::args::{FilterArgs, parse_window};
 use super::{amqp, or_dash, parse_rate};
 
 #[derive(Debug, Clone, Args)]
@@ -21,7 +25,13 @@ pub(crate) struct TransferArgs {
     pub(crate) rate: Option<f64>,
     /// Act on at most this many matching dead letters (oldest first).
     #[arg(long)]
-    pub(crate) limit: Option<usize>,
+    pub(crate) limit: Option<u64>,
+    /// The longest one pass holds the queue, like 10m. The broker closes a reader that holds
+    /// a message longer than its consumer_timeout (30 minutes by default), so a long,
+    /// rate-limited transfer gives everything back after each window and goes on from the
+    /// head of the queue. Keep it well below the broker's consumer_timeout.
+    #[arg(long, value_parser = parse_window, default_value = "10m")]
+    pub(crate) window: Duration,
     /// Print what would be acted on and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -37,59 +47,8 @@ fn verb(destination: &Destination) -> &'static str {
     }
 }
 
-/// Passes at most: a replay killed mid-transfer leaves a few messages that the broker gives
-/// back only once the next reader lets go, so a transfer that moved anything looks again.
-const MAX_PASSES: usize = 3;
-
-/// One read of the dead-letter queue: what it holds and which of those match.
-struct Pass {
-    queue: DeadLetterQueue,
-    letters: Vec<DeadLetter>,
-    selected: Vec<usize>,
-}
-
-impl Pass {
-    async fn open(
-        service: &str,
-        destination: &Destination,
-        args: &TransferArgs,
-        limit: usize,
-    ) -> anyhow::Result<Self> {
-        let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service).await?;
-        let letters = match queue.check_destination(destination).await {
-            Ok(()) => queue.hold_all().await,
-            Err(error) => Err(error),
-        };
-        let letters = match letters {
-            Ok(letters) => letters,
-            Err(error) => {
-                queue.release().await;
-                return Err(error.into());
-            }
-        };
-        let filter = args.filters.to_filter();
-        let selected = (0..letters.len())
-            .filter(|&index| filter.matches(&letters[index]))
-            .take(limit)
-            .collect();
-        Ok(Self {
-            queue,
-            letters,
-            selected,
-        })
-    }
-
-    fn selected(&self) -> Vec<&DeadLetter> {
-        self.selected
-            .iter()
-            .map(|&index| &self.letters[index])
-            .collect()
-    }
-
-    fn kept(&self) -> usize {
-        self.letters.len() - self.selected.len()
-    }
-}
+/// The dead letters a dry run lists at most (it counts them all).
+const DRY_RUN_LISTED: usize = 1000;
 
 pub(crate) async fn run(
     service: &str,
@@ -98,137 +57,138 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let amqp = amqp();
     let names = Names::default();
-    let limit = args.limit.unwrap_or(usize::MAX);
     let target = match &destination {
         Destination::Replay => names.service_queue(service),
         Destination::Queue(queue) => queue.clone(),
         Destination::Purge => "(deleted)".to_owned(),
     };
-    let mut pass = Pass::open(service, &destination, args, limit).await?;
     if args.dry_run {
-        print_dry_run(
-            verb(&destination),
-            &pass.selected(),
-            &target,
-            pass.kept(),
-            args.json,
-        );
-        pass.queue.release().await;
-        return Ok(());
+        return dry_run(service, &destination, &target, args).await;
     }
-    let mut ids: Vec<Option<String>> = pass
-        .selected()
-        .iter()
-        .map(|letter| letter.id.clone())
-        .collect();
-    let record = json!({
-        "operator": operator(), "command": verb(&destination), "service": service,
-        "target": target, "filters": args.filters.to_filter().to_json(),
-        "rate_per_second": args.rate, "limit": args.limit,
-    });
-    let mut started = record.clone();
-    started["at"] = json!(chrono::Utc::now());
-    started["status"] = json!("started");
-    started["matched"] = json!(ids.len());
-    started["ids"] = json!(ids);
-    if let Err(error) = audit::append(&amqp, &names, &started).await {
-        pass.queue.release().await;
-        return Err(anyhow::Error::new(error)
-            .context("could not write the audit log, so nothing was moved"));
-    }
-    let progress = progress_bar(ids.len(), args.json);
-    let mut seconds = 0.0;
-    let mut done = 0;
-    let mut failure = None;
-    for number in 1..=MAX_PASSES {
-        let selected = pass.selected();
-        let moved_any = !selected.is_empty();
-        // Only the time spent moving counts toward the rate, not the reading between passes.
-        let clock = Instant::now();
-        let outcome = pass
-            .queue
-            .transfer(&selected, &destination, args.rate, |count| {
-                progress.set_position((done + count) as u64)
-            })
-            .await;
-        seconds += clock.elapsed().as_secs_f64();
-        drop(selected);
-        pass.queue.release().await;
-        match outcome {
-            Ok(count) => done += count,
-            Err(error) => {
-                failure = Some(anyhow::Error::new(error));
-                break;
-            }
-        }
-        if !moved_any || done >= limit || number == MAX_PASSES {
-            break;
-        }
-        match Pass::open(service, &destination, args, limit - done).await {
-            Ok(next) if !next.selected.is_empty() => {
-                progress.inc_length(next.selected.len() as u64);
-                ids.extend(next.selected().iter().map(|letter| letter.id.clone()));
-                pass = next;
-            }
-            Ok(next) => {
-                next.queue.release().await;
-                break;
-            }
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
-        }
-    }
+    let options = TransferOptions {
+        filter: args.filters.to_filter(),
+        destination: destination.clone(),
+        rate: args.rate,
+        limit: args.limit,
+        window: args.window,
+        run_id: uuid::Uuid::now_v7(),
+    };
+    // Checked before the audit log hears of a run, so a mistyped target leaves no record.
+    let queue = DeadLetterQueue::open(&amqp, &names, service).await?;
+    let checked = queue.check_destination(&destination).await;
+    queue.release().await;
+    checked?;
+    let mut record = AuditRecord {
+        at: chrono::Utc::now(),
+        status: AuditStatus::Started,
+        command: verb(&destination).to_owned(),
+        service: service.to_owned(),
+        target: target.clone(),
+        operator: operator(),
+        filters: args.filters.to_filter().to_json(),
+        run_id: Some(options.run_id),
+        rate_per_second: args.rate,
+        limit: args.limit,
+        done: None,
+        came_back: None,
+        ids_sha256: None,
+        seconds: None,
+        error: None,
+    };
+    audit::append(&amqp, &names, &record)
+        .await
+        .map_err(|error| {
+            anyhow::Error::new(error).context("could not write the audit log, so nothing was moved")
+        })?;
+    let progress = progress_bar(args.json);
+    let outcome = conveyor::dead_letter::transfer(&amqp, &names, service, &options, |at| {
+        show_progress(&progress, at)
+    })
+    .await;
     progress.finish_and_clear();
-    let kept = dead_letters_left(service).await;
-    let mut finished = record;
-    finished["at"] = json!(chrono::Utc::now());
-    finished["status"] = json!(if failure.is_some() {
-        "failed"
+    let (report, failure) = match outcome {
+        Ok(report) => (report, None),
+        Err(error) => (error.report.clone(), Some(error)),
+    };
+    record.at = chrono::Utc::now();
+    record.status = if failure.is_some() {
+        AuditStatus::Failed
     } else {
-        "finished"
-    });
-    finished["matched"] = json!(ids.len());
-    finished["done"] = json!(done);
-    finished["ids"] = json!(ids);
-    finished["seconds"] = json!(seconds);
-    if let Some(error) = &failure {
-        finished["error"] = json!(format!("{error:#}"));
-    }
-    let audited = audit::append(&amqp, &names, &finished).await;
+        AuditStatus::Finished
+    };
+    record.done = Some(report.done);
+    record.came_back = Some(report.came_back);
+    record.ids_sha256 = Some(report.ids_sha256.clone());
+    record.seconds = Some(report.seconds);
+    record.error = failure.as_ref().map(ToString::to_string);
+    let audited = audit::append(&amqp, &names, &record).await;
     if let Some(error) = failure {
-        return Err(error.context(format!(
-            "stopped after {done} dead letters; the rest stay in {service}.dlq"
+        return Err(anyhow::Error::new(error.source).context(format!(
+            "stopped after {} dead letters; the rest stay in {service}.dlq",
+            report.done
         )));
     }
     audited?;
-    report(
-        verb(&destination),
-        service,
-        done,
-        &target,
-        kept,
-        seconds,
-        args.json,
+    let kept = dead_letters_left(service).await;
+    print_report(&record, &report, kept, args.json);
+    anyhow::ensure!(
+        !report.stopped_early,
+        "stopped early: letters that were counted in {service}.dlq did not come (another reader took them?), so some that match may be left; run this again"
     );
     Ok(())
 }
 
-/// Messages left in the dead-letter queue (those that did not match).
-async fn dead_letters_left(service: &str) -> usize {
-    match DeadLetterQueue::open(&amqp(), &Names::default(), service).await {
-        Ok(queue) => {
-            let waiting = queue.waiting() as usize;
-            queue.release().await;
-            waiting
-        }
-        Err(_) => 0,
+/// Messages left in the dead-letter queue (those that did not match, and any that came back).
+async fn dead_letters_left(service: &str) -> Option<u64> {
+    let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service)
+        .await
+        .ok()?;
+    let waiting = queue.waiting();
+    queue.release().await;
+    Some(waiting)
+}
+
+async fn dry_run(
+    service: &str,
+    destination: &Destination,
+    target: &str,
+    args: &TransferArgs,
+) -> anyhow::Result<()> {
+    let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service).await?;
+    let checked = queue.check_destination(destination).await;
+    if let Err(error) = checked {
+        queue.release().await;
+        return Err(error.into());
     }
+    let queue_name = queue.queue().to_owned();
+    let filter = args.filters.to_filter();
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let mut listed: Vec<DeadLetter> = Vec::new();
+    let mut matching = 0_u64;
+    let summary = queue
+        .scan(|letter| {
+            if matching < limit && filter.matches(&letter) {
+                matching += 1;
+                if listed.len() < DRY_RUN_LISTED {
+                    listed.push(letter);
+                }
+            }
+        })
+        .await?;
+    let kept = summary.read - matching;
+    print_dry_run(
+        verb(destination),
+        &listed,
+        matching,
+        target,
+        kept,
+        args.json,
+    );
+    super::partial_read(&queue_name, summary)
 }
 
 /// Who ran the command, as `user@host`, for the audit log.
-fn operator() -> Value {
+fn operator() -> String {
     let from_env = |names: &[&str]| {
         names.iter().find_map(|name| {
             std::env::var(name)
@@ -250,12 +210,12 @@ fn operator() -> Value {
     let host = from_env(&["HOSTNAME"])
         .or_else(|| from_command("hostname", &[]))
         .unwrap_or_else(|| "unknown".to_owned());
-    json!(format!("{user}@{host}"))
+    format!("{user}@{host}")
 }
 
-fn progress_bar(total: usize, hidden: bool) -> ProgressBar {
-    let bar = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+fn progress_bar(hidden: bool) -> ProgressBar {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("pass {prefix}: read {pos}/{len} {bar:30} {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     if hidden {
@@ -264,23 +224,36 @@ fn progress_bar(total: usize, hidden: bool) -> ProgressBar {
     bar
 }
 
-fn print_dry_run(verb: &str, selected: &[&DeadLetter], target: &str, kept: usize, json: bool) {
+fn show_progress(bar: &ProgressBar, at: Progress) {
+    bar.set_prefix(at.pass.to_string());
+    bar.set_length(at.waiting);
+    bar.set_position(at.read);
+    bar.set_message(format!("{} moved", at.done));
+}
+
+fn print_dry_run(
+    verb: &str,
+    listed: &[DeadLetter],
+    matching: u64,
+    target: &str,
+    kept: u64,
+    json: bool,
+) {
     if json {
-        let letters: Vec<_> = selected
-            .iter()
-            .map(|letter| letter.to_json(false))
-            .collect();
+        let letters: Vec<_> = listed.iter().map(|letter| letter.to_json(false)).collect();
         println!(
             "{}",
-            json!({ "dry_run": true, "command": verb, "target": target, "would_move": selected.len(), "would_keep": kept, "dead_letters": letters })
+            json!({
+                "dry_run": true, "command": verb, "target": target, "would_move": matching,
+                "would_keep": kept, "listed": letters.len(), "dead_letters": letters,
+            })
         );
         return;
     }
     println!(
-        "Dry run: {verb} would act on {} dead letters (to {target}); {kept} would stay. Nothing was changed.",
-        selected.len()
+        "Dry run: {verb} would act on {matching} dead letters (to {target}); {kept} would stay. Nothing was changed."
     );
-    for letter in selected {
+    for letter in listed {
         println!(
             "  {}  {}  {}  {}",
             or_dash(letter.id.as_deref()),
@@ -289,31 +262,40 @@ fn print_dry_run(verb: &str, selected: &[&DeadLetter], target: &str, kept: usize
             or_dash(letter.error.as_deref())
         );
     }
+    if (listed.len() as u64) < matching {
+        println!("  … and {} more", matching - listed.len() as u64);
+    }
 }
 
-fn report(
-    verb: &str,
-    service: &str,
-    done: usize,
-    target: &str,
-    kept: usize,
-    seconds: f64,
-    json: bool,
-) {
-    let rate = done as f64 / seconds.max(f64::EPSILON);
+fn print_report(record: &AuditRecord, report: &TransferReport, kept: Option<u64>, json: bool) {
+    let rate = report.done as f64 / report.seconds.max(f64::EPSILON);
     if json {
         println!(
             "{}",
-            json!({ "command": verb, "service": service, "done": done, "target": target, "kept": kept, "seconds": seconds, "per_second": rate })
+            json!({
+                "command": record.command, "service": record.service, "done": report.done,
+                "target": record.target, "kept": kept, "came_back": report.came_back,
+                "passes": report.passes, "seconds": report.seconds, "per_second": rate,
+                "ids_sha256": report.ids_sha256, "run_id": record.run_id,
+                "stopped_early": report.stopped_early,
+            })
         );
         return;
     }
-    let past = match verb {
+    let past = match record.command.as_str() {
         "replay" => "Replayed",
         "move" => "Moved",
         _ => "Purged",
     };
+    let kept = kept.map_or_else(|| "?".to_owned(), |kept| kept.to_string());
     println!(
-        "{past} {done} dead letters to {target} in {seconds:.2} s ({rate:.1}/s); {kept} stay in {service}.dlq in their order."
+        "{past} {} dead letters to {} in {:.2} s ({rate:.1}/s); {kept} stay in {}.dlq in their order.",
+        report.done, record.target, report.seconds, record.service
     );
+    if report.came_back > 0 {
+        println!(
+            "{} of them failed again and came back; this run left them in place (a later run may replay them).",
+            report.came_back
+        );
+    }
 }
