@@ -122,15 +122,16 @@ impl HeldQueue {
     /// Returns every message not acknowledged to the queue, in order, and waits until the
     /// queue counts them again: a quorum queue takes back a closed channel's messages a
     /// moment after the close, and a reader that came next would otherwise miss them.
-    /// Answers how many messages are now in the queue that this reader did not see (they
-    /// came after its count, or a reader that died gave them back), when that is known.
-    pub(crate) async fn release(&self, connection: &Connection) -> Option<u64> {
+    pub(crate) async fn release(&self, connection: &Connection) {
         let held_back = self.delivered.load(Ordering::Relaxed) - self.acked.load(Ordering::Relaxed);
         let ready_before = declare_passive(self.channel(), &self.queue)
             .await
             .map(|declared| u64::from(declared.message_count()));
         let _ = self.channel().close(200, "released".into()).await;
-        let expected = ready_before.ok()? + held_back;
+        let Ok(ready_before) = ready_before else {
+            return;
+        };
+        let expected = ready_before + held_back;
         let counted = async {
             let probe = connection.create_channel().await.ok()?;
             loop {
@@ -147,12 +148,8 @@ impl HeldQueue {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
-        match tokio::time::timeout(RETURN_WAIT, counted).await {
-            Ok(ready) => Some(ready?.saturating_sub(held_back)),
-            Err(_) => {
-                tracing::warn!(queue = %self.queue, expected, "The queue has not counted the messages given back yet; a reader started now may miss some.");
-                None
-            }
+        if tokio::time::timeout(RETURN_WAIT, counted).await.is_err() {
+            tracing::warn!(queue = %self.queue, expected, "The queue has not counted the messages given back yet; a reader started now may miss some.");
         }
     }
 }

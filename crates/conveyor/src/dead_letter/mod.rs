@@ -192,15 +192,8 @@ impl DeadLetterQueue {
 
     /// Returns every dead letter not transferred to the queue, in order, and disconnects.
     pub async fn release(self) {
-        self.release_counting_unseen().await;
-    }
-
-    /// As [`Self::release`], answering how many letters are in the queue now that this
-    /// reader did not see, when known.
-    pub(crate) async fn release_counting_unseen(self) -> Option<u64> {
-        let unseen = self.held.release(&self.connection).await;
+        self.held.release(&self.connection).await;
         let _ = self.connection.close(200, "done".into()).await;
-        unseen
     }
 }
 

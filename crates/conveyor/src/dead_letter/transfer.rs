@@ -21,8 +21,7 @@ use crate::publisher::OutgoingMessage;
 use crate::topology::Names;
 
 /// Full passes at most: a reader killed mid-transfer leaves messages that a quorum queue
-/// gives back only once the next reader starts, so a pass that moved anything looks again
-/// when the queue then holds letters it did not see.
+/// gives back only once a later reader starts, so a pass that moved anything looks again.
 const MAX_COMPLETE_PASSES: u32 = 3;
 /// Passes at most that end before reading what they counted (another reader took letters).
 const MAX_SHORT_PASSES: u32 = 5;
@@ -147,7 +146,7 @@ pub async fn transfer(
         let done_before = run.done;
         let end = run.pass(&queue, passes).await;
         run.seconds += started.elapsed().as_secs_f64();
-        let unseen = queue.release_counting_unseen().await;
+        queue.release().await;
         match end {
             Err(error) => break Err(error),
             Ok(PassEnd::LimitReached) => break Ok(()),
@@ -161,13 +160,9 @@ pub async fn transfer(
             }
             Ok(PassEnd::Complete) => {
                 complete_passes += 1;
-                // A pass that moved nothing has seen everything there is to move; one after
-                // which no unseen letter is in the queue has too.
-                let nothing_unseen = unseen == Some(0);
-                if run.done == done_before
-                    || nothing_unseen
-                    || complete_passes >= MAX_COMPLETE_PASSES
-                {
+                // A pass that moved nothing has seen everything there is to move. (The
+                // queue's count cannot tell: a killed reader's letters may come back later.)
+                if run.done == done_before || complete_passes >= MAX_COMPLETE_PASSES {
                     break Ok(());
                 }
             }
