@@ -74,10 +74,6 @@ pub struct AuditLog {
     pub unreadable: u64,
 }
 
-pub fn audit_queue(names: &Names) -> String {
-    names.dead_letter_audit_queue()
-}
-
 async fn declare(connection: &Connection, queue: &str) -> Result<(), lapin::Error> {
     let channel = connection.create_channel().await?;
     let mut arguments = FieldTable::default();
@@ -102,7 +98,7 @@ pub async fn append(
     record: &AuditRecord,
 ) -> Result<(), DeadLetterError> {
     let connection = amqp.connect().await?;
-    let queue = audit_queue(names);
+    let queue = names.dead_letter_audit_queue();
     // Declared by the topology too; here as well, for a broker no service has started on.
     declare(&connection, &queue).await?;
     let channel = ConfirmChannel::open(&connection).await?;
@@ -129,7 +125,7 @@ pub async fn read(
     newest: usize,
 ) -> Result<AuditLog, DeadLetterError> {
     let connection = amqp.connect().await?;
-    let queue = audit_queue(names);
+    let queue = names.dead_letter_audit_queue();
     if !queue_exists(&connection, &queue).await? {
         let _ = connection.close(200, "no audit log".into()).await;
         return Ok(AuditLog::default());
@@ -137,9 +133,8 @@ pub async fn read(
     let held = HeldQueue::open(&connection, &queue).await?;
     let mut log = AuditLog::default();
     let mut kept = VecDeque::with_capacity(newest.min(1024));
-    let mut reader = held.reader();
-    let outcome = async {
-        while let Some(delivery) = reader.next().await? {
+    let outcome = held
+        .scan(|delivery| {
             log.total += 1;
             match serde_json::from_slice::<AuditRecord>(&delivery.data) {
                 Ok(record) => {
@@ -152,11 +147,8 @@ pub async fn read(
                 }
                 Err(_) => log.unreadable += 1,
             }
-        }
-        Ok::<_, lapin::Error>(())
-    }
-    .await;
-    drop(reader);
+        })
+        .await;
     held.release(&connection).await;
     let _ = connection.close(200, "audit read".into()).await;
     outcome?;

@@ -119,6 +119,16 @@ impl HeldQueue {
         }
     }
 
+    /// Hands every message counted at open to `visit`, in queue order, and answers how many
+    /// it read; they all stay held until [`HeldQueue::release`].
+    pub(crate) async fn scan(&self, mut visit: impl FnMut(Delivery)) -> Result<u64, lapin::Error> {
+        let mut reader = self.reader();
+        while let Some(delivery) = reader.next().await? {
+            visit(delivery);
+        }
+        Ok(reader.read())
+    }
+
     /// Returns every message not acknowledged to the queue, in order, and waits until the
     /// queue counts them again: a quorum queue takes back a closed channel's messages a
     /// moment after the close, and a reader that came next would otherwise miss them.
@@ -143,7 +153,7 @@ impl HeldQueue {
                 );
                 if ready >= expected {
                     let _ = probe.close(200, "counted".into()).await;
-                    return Some(ready);
+                    return Some(());
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -146,22 +146,16 @@ impl DeadLetterQueue {
         self,
         mut visit: impl FnMut(DeadLetter),
     ) -> Result<ReadSummary, DeadLetterError> {
-        let mut reader = self.held.reader();
-        let outcome = async {
-            while let Some(delivery) = reader.next().await? {
-                visit(DeadLetter::from_delivery(delivery));
-            }
-            Ok::<_, lapin::Error>(())
-        }
-        .await;
-        let summary = ReadSummary {
-            waiting: self.held.waiting,
-            read: reader.read(),
-        };
-        drop(reader);
+        let read = self
+            .held
+            .scan(|delivery| visit(DeadLetter::from_delivery(delivery)))
+            .await;
+        let waiting = self.held.waiting;
         self.release().await;
-        outcome?;
-        Ok(summary)
+        Ok(ReadSummary {
+            waiting,
+            read: read?,
+        })
     }
 
     /// Checks that the destination can take messages, before anything moves.
