@@ -45,6 +45,9 @@ enum Command {
     /// Rebuild a service's cached copies of other services' data.
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
+    /// Check the saga's books: finished orders against payments, stock and shipments.
+    #[command(subcommand)]
+    Saga(commands::saga::SagaCommand),
     /// Measure the runtime against raw RabbitMQ and Postgres on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -93,6 +96,7 @@ async fn main() -> std::process::ExitCode {
         Command::Events(command) => commands::events::run(command).await,
         Command::Bench(command) => commands::bench::run(command).await,
         Command::Cache(command) => commands::cache::run(command).await,
+        Command::Saga(command) => commands::saga::run(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -15,8 +15,11 @@ pub const DEFAULT_POOL_SIZE: u32 = 10;
 pub struct ServiceConfig {
     pub service: String,
     pub database_url: String,
-    /// Connections to its database at most, shared by HTTP, consumer, relay and tasks.
+    /// Connections to its database at most, HTTP and messaging together.
     pub pool_size: u32,
+    /// How many of them serve HTTP requests when `<SERVICE>_HTTP_POOL_SIZE` says; two in
+    /// five otherwise (see [`ServiceConfig::pool_split`]).
+    pub http_pool_size: Option<u32>,
     /// The consumer's workers when `<SERVICE>_CONSUMER_WORKERS` sets them; the runtime's
     /// default otherwise.
     pub consumer_workers: Option<usize>,
@@ -67,6 +70,11 @@ impl ServiceConfig {
             "a number of connections from 2 to 1000",
         )?
         .unwrap_or(DEFAULT_POOL_SIZE);
+        let http_pool_size = parse_env_within(
+            &format!("{prefix}_HTTP_POOL_SIZE"),
+            1..=pool_size - 1,
+            "a number of connections from 1 to one less than the database pool size",
+        )?;
         let consumer_workers = parse_env_within(
             &format!("{prefix}_CONSUMER_WORKERS"),
             1..=64,
@@ -81,12 +89,28 @@ impl ServiceConfig {
             service: service.to_owned(),
             database_url,
             pool_size,
+            http_pool_size,
             consumer_workers,
             port,
             listen_addr,
             amqp: AmqpConfig::from_env(format!("{service}-service")),
             names: Names::default(),
         })
+    }
+}
+
+impl ServiceConfig {
+    /// The pool size split in two: (HTTP, messaging). HTTP requests get their own pool, so a
+    /// burst of slow or heavy requests waits for its own connections and never takes the
+    /// ones the consumer, the relay and the saga's tasks need (a starved consumer holds its
+    /// batch and the saga's deadline runs). Each side gets at least one.
+    pub fn pool_split(&self) -> (u32, u32) {
+        let total = self.pool_size.max(2);
+        let http = self
+            .http_pool_size
+            .unwrap_or(total * 2 / 5)
+            .clamp(1, total - 1);
+        (http, total - http)
     }
 }
 

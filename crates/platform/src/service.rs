@@ -21,11 +21,20 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::ServiceConfig;
-use crate::database::connect_or_create;
+use crate::database::{connect_or_create, http_pool};
 
 /// A long-running task of a service, stopped by the shutdown it is given.
 pub type BackgroundTask =
     Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A service's two connection pools on its database.
+#[derive(Clone)]
+pub struct Pools {
+    /// For HTTP handlers only.
+    pub http: PgPool,
+    /// For the consumer, the outbox relay and background tasks.
+    pub messaging: PgPool,
+}
 
 /// What a service brings: its routes (with their state applied), its consumer, its tasks.
 pub struct ServiceParts {
@@ -37,7 +46,7 @@ pub struct ServiceParts {
 /// A service ready to run: database migrated, port bound.
 pub struct Service {
     config: ServiceConfig,
-    pool: PgPool,
+    pools: Pools,
     listener: TcpListener,
     parts: ServiceParts,
 }
@@ -51,9 +60,10 @@ impl Service {
     pub async fn build(
         config: ServiceConfig,
         migrator: &'static Migrator,
-        assemble: impl FnOnce(&PgPool) -> anyhow::Result<ServiceParts>,
+        assemble: impl FnOnce(&Pools) -> anyhow::Result<ServiceParts>,
     ) -> anyhow::Result<Self> {
-        let pool = connect_or_create(&config.database_url, config.pool_size).await?;
+        let (http_size, messaging_size) = config.pool_split();
+        let pool = connect_or_create(&config.database_url, messaging_size).await?;
         migrator
             .run(&pool)
             .await
@@ -69,10 +79,14 @@ impl Service {
                 config.service.to_ascii_uppercase()
             )
         })?;
-        let parts = assemble(&pool)?;
+        let pools = Pools {
+            http: http_pool(&pool, http_size),
+            messaging: pool,
+        };
+        let parts = assemble(&pools)?;
         Ok(Self {
             config,
-            pool,
+            pools,
             listener,
             parts,
         })
@@ -85,8 +99,8 @@ impl Service {
             .unwrap_or_default()
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
     /// Serves until `shutdown` fires, then stops taking requests and deliveries, finishes
@@ -97,10 +111,11 @@ impl Service {
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Self {
             config,
-            pool,
+            pools,
             listener,
             parts,
         } = self;
+        let pool = pools.messaging;
         let mut tasks = JoinSet::new();
         // The relay stops last, on a signal of its own: what HTTP requests and the consumer's
         // last batch wrote to the outbox is in its final flush.
@@ -118,7 +133,7 @@ impl Service {
             tasks.spawn(task(shutdown.clone()));
         }
         let health = Arc::new(Health {
-            pool,
+            pool: pools.http,
             consumer: consumer_stats,
         });
         let router = parts
@@ -163,7 +178,8 @@ struct Health {
     consumer: Option<Arc<ConsumerStats>>,
 }
 
-/// Ready when the database answers and the consumer (if any) holds a broker session.
+/// Ready when the database answers on the HTTP pool (a saturated one is a reason to send
+/// requests elsewhere) and the consumer (if any) holds a broker session.
 async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let ping = sqlx::query("SELECT 1").execute(&health.pool);
     let database = matches!(

@@ -7,12 +7,14 @@
 //! - `roster`: the one exhaustive list of services, and everything known of each.
 //! - `catalog`: what each service sends and receives, from the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
+//! - `reconcile`: finished orders compared with payments, inventory and shipping records.
 //! - `scenario`: the order scenario `conveyor demo` runs and the end-to-end tests check:
 //!   users and products for every saga path, orders placed over HTTP, DESIGN.md's
 //!   invariants checked against the services' own APIs.
 
 pub mod caches;
 mod catalog;
+pub mod reconcile;
 mod roster;
 pub mod scenario;
 mod start;

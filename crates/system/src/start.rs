@@ -77,6 +77,7 @@ impl SystemConfig {
                 .cloned()
                 .unwrap_or_default(),
             pool_size: self.pool_size,
+            http_pool_size: None,
             consumer_workers: self.consumer_workers.get(&service).copied(),
             port,
             listen_addr: self.listen_addr,

@@ -50,6 +50,18 @@ impl Product {
             "available": self.stock - self.reserved, "version": self.version,
         })
     }
+
+    /// The `product.updated` that tells a cached copy what this product is now.
+    fn current_state(&self) -> conveyor::Envelope {
+        let updated = ProductUpdatedV1 {
+            sku: self.sku.clone(),
+            name: self.name.clone(),
+            price_cents: self.price_cents,
+            currency: self.currency.clone(),
+            version: self.version,
+        };
+        events_schema::envelope(crate::SERVICE, &updated).with_subject(self.sku.clone())
+    }
 }
 
 fn sku_problem(sku: &str) -> Option<String> {
@@ -170,15 +182,7 @@ async fn change(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no product {sku}")))?;
-    let updated = ProductUpdatedV1 {
-        sku: product.sku.clone(),
-        name: product.name.clone(),
-        price_cents: product.price_cents,
-        currency: product.currency.clone(),
-        version: product.version,
-    };
-    let event = events_schema::envelope(crate::SERVICE, &updated).with_subject(product.sku.clone());
-    state.outbox.add(&mut tx, &event).await?;
+    state.outbox.add(&mut tx, &product.current_state()).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(product.to_json())))
 }
@@ -243,27 +247,30 @@ async fn reservation(
     ))
 }
 
+/// Products a republish reads and adds to the outbox per transaction.
+const REPUBLISH_CHUNK: i64 = 1000;
+
 /// Publishes every product's current state again (`product.updated`), so a service whose
-/// cached copy is empty or damaged can rebuild it; current copies ignore the repeats.
+/// cached copy is empty or damaged can rebuild it; current copies ignore the repeats. One
+/// chunk per transaction, so a large catalog never becomes one huge transaction.
 async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
-    let mut tx = state.pool.begin().await?;
-    let products: Vec<Product> = sqlx::query_as("SELECT * FROM products ORDER BY sku")
+    let mut after: Option<String> = None;
+    let mut republished = 0;
+    loop {
+        let mut tx = state.pool.begin().await?;
+        let products: Vec<Product> = sqlx::query_as(
+            "SELECT * FROM products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
+        )
+        .bind(&after)
+        .bind(REPUBLISH_CHUNK)
         .fetch_all(&mut *tx)
         .await?;
-    let events: Vec<_> = products
-        .iter()
-        .map(|product| {
-            let updated = ProductUpdatedV1 {
-                sku: product.sku.clone(),
-                name: product.name.clone(),
-                price_cents: product.price_cents,
-                currency: product.currency.clone(),
-                version: product.version,
-            };
-            events_schema::envelope(crate::SERVICE, &updated).with_subject(product.sku.clone())
-        })
-        .collect();
-    state.outbox.add_all(&mut tx, &events).await?;
-    tx.commit().await?;
-    Ok((StatusCode::OK, Json(json!({ "republished": events.len() }))))
+        let Some(last) = products.last() else { break };
+        after = Some(last.sku.clone());
+        let events: Vec<_> = products.iter().map(Product::current_state).collect();
+        state.outbox.add_all(&mut tx, &events).await?;
+        tx.commit().await?;
+        republished += events.len();
+    }
+    Ok((StatusCode::OK, Json(json!({ "republished": republished }))))
 }

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use conveyor::Outbox;
 use events_schema::orders::{CancelReason, OrderCreatedV1};
 use platform::{ApiError, ApiResult, JsonBody, parse_uuid};
@@ -185,17 +186,30 @@ async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> App
     Ok((StatusCode::OK, Json(order.to_json())))
 }
 
+/// Orders a page holds unless `limit` says; `limit` goes up to [`MAX_PAGE`].
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
 #[derive(Debug, Deserialize)]
 struct OrderQuery {
     user_id: Option<String>,
     status: Option<String>,
+    /// The `next` of the previous page: the last order it listed.
+    after: Option<String>,
+    limit: Option<i64>,
 }
 
+/// Lists orders newest first, a page at a time (keyset pagination on `created_at, id`, so
+/// a page costs the same however deep it is); `next` names the cursor of the page after,
+/// or is null on the last one.
 async fn list(State(state): State<Arc<AppState>>, Query(query): Query<OrderQuery>) -> AppResult {
     let user_id = query
         .user_id
         .as_deref()
-        .map(|id| parse_uuid(id, "user"))
+        .map(|id| {
+            id.parse::<Uuid>()
+                .map_err(|_| ApiError::bad_request(format!("user_id {id:?} is not a UUID")))
+        })
         .transpose()?;
     if let Some(status) = &query.status
         && !["pending", "confirmed", "cancelled"].contains(&status.as_str())
@@ -204,16 +218,55 @@ async fn list(State(state): State<Arc<AppState>>, Query(query): Query<OrderQuery
             "status {status:?} is not pending, confirmed or cancelled"
         )));
     }
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is not between 1 and {MAX_PAGE}"
+        )));
+    }
+    let after = query.after.as_deref().map(page_cursor).transpose()?;
+    let mut connection = state.pool.acquire().await?;
+    let after = match after {
+        None => None,
+        Some(id) => Some(
+            sqlx::query_as::<_, (DateTime<Utc>, Uuid)>(
+                "SELECT created_at, id FROM orders WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?
+            .ok_or_else(|| ApiError::bad_request(format!("after {id}: there is no such order")))?,
+        ),
+    };
     let orders: Vec<Order> = sqlx::query_as(
-        "SELECT * FROM orders WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
-         ORDER BY created_at LIMIT 10000",
+        "SELECT * FROM orders
+         WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+         ORDER BY created_at DESC, id DESC LIMIT $5",
     )
     .bind(user_id)
     .bind(&query.status)
-    .fetch_all(&state.pool)
+    .bind(after.map(|(created_at, _)| created_at))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit)
+    .fetch_all(&mut *connection)
     .await?;
+    let next = (orders.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        .then(|| orders.last().map(|order| order.id))
+        .flatten();
     let orders: Vec<Value> = orders.iter().map(Order::to_json).collect();
-    Ok((StatusCode::OK, Json(json!({ "orders": orders }))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "orders": orders, "next": next })),
+    ))
+}
+
+fn page_cursor(text: &str) -> Result<Uuid, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "after {text:?} is not a cursor: pass the `next` of the previous page"
+        ))
+    })
 }
 
 async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {

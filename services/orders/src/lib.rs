@@ -127,15 +127,15 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
 pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
     let contract = events_schema::EventContract::shared()?;
     let consumer = consumer(&config)?;
-    Service::build(config, &MIGRATOR, |pool| {
+    Service::build(config, &MIGRATOR, |pools| {
         let outbox = Outbox::new().with_contract(contract);
         let state = Arc::new(http::AppState {
-            pool: pool.clone(),
+            pool: pools.http.clone(),
             outbox: outbox.clone(),
             saga_timeout: settings.saga_timeout,
         });
         let watchdog = deadline::Watchdog {
-            pool: pool.clone(),
+            pool: pools.messaging.clone(),
             outbox,
             saga_timeout: settings.saga_timeout,
             broker: consumer.stats(),

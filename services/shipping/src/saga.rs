@@ -14,6 +14,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// On `payment.captured`: ship to the user's cached address, if its country is served.
+/// Whether the user is still active does not matter here: orders and payments refuse a
+/// deactivated user at their steps, so an order that was paid for is shipped.
 pub(crate) struct Schedule {
     pub(crate) countries: Arc<BTreeSet<String>>,
 }

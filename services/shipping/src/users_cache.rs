@@ -1,5 +1,9 @@
 //! The cached copy of users' addresses. A change applies only if its version is newer than
-//! the one held, so reordering never regresses the copy.
+//! the one held, so reordering never regresses the copy. One exception: a `user.deactivated`
+//! that overtakes the user's registration leaves a row with no address, and the older
+//! registration still fills that in (it is the only address there is), keeping the newer
+//! version and `active = false`. Without it, every payment of that user would walk the retry
+//! tiers waiting for an address that no newer event will ever bring.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
@@ -15,8 +19,9 @@ async fn upsert(
         "INSERT INTO users_cache (user_id, line1, city, postal_code, country, active, version)
          VALUES ($1, $2, $3, $4, $5, true, $6)
          ON CONFLICT (user_id) DO UPDATE SET line1 = EXCLUDED.line1, city = EXCLUDED.city,
-             postal_code = EXCLUDED.postal_code, country = EXCLUDED.country, version = EXCLUDED.version
-         WHERE users_cache.version < EXCLUDED.version",
+             postal_code = EXCLUDED.postal_code, country = EXCLUDED.country,
+             version = greatest(users_cache.version, EXCLUDED.version)
+         WHERE users_cache.version < EXCLUDED.version OR users_cache.country IS NULL",
     )
     .bind(user_id)
     .bind(&address.line1)

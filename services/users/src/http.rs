@@ -216,29 +216,45 @@ async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     Ok((StatusCode::OK, Json(user.to_json())))
 }
 
+/// Users a republish reads and adds to the outbox per transaction.
+const REPUBLISH_CHUNK: i64 = 1000;
+
 /// Publishes every user's current state again (`user.updated`, or `user.deactivated`), so a
 /// service whose cached copy is empty or damaged can rebuild it. Copies that are current
-/// ignore the repeats: their versions are not newer.
+/// ignore the repeats: their versions are not newer. It goes a chunk per transaction, so a
+/// large table never becomes one huge transaction; a user changed meanwhile is sent by its
+/// own change too, and copies keep the newest version.
 async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
-    let mut tx = state.pool.begin().await?;
-    let users: Vec<User> = sqlx::query_as("SELECT * FROM users ORDER BY id")
+    let mut after: Option<Uuid> = None;
+    let mut republished = 0;
+    loop {
+        let mut tx = state.pool.begin().await?;
+        let users: Vec<User> = sqlx::query_as(
+            "SELECT * FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(REPUBLISH_CHUNK)
         .fetch_all(&mut *tx)
         .await?;
-    let events: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let event = if user.status == "deactivated" {
-                events_schema::envelope(crate::SERVICE, &user.deactivated())
-            } else {
-                events_schema::envelope(crate::SERVICE, &user.updated())
-            };
-            event.with_subject(user.id.to_string())
-        })
-        .collect();
-    state.outbox.add_all(&mut tx, &events).await?;
-    tx.commit().await?;
+        let Some(last) = users.last() else { break };
+        after = Some(last.id);
+        let events: Vec<_> = users.iter().map(current_state).collect();
+        state.outbox.add_all(&mut tx, &events).await?;
+        tx.commit().await?;
+        republished += events.len();
+    }
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({ "republished": events.len() })),
+        Json(serde_json::json!({ "republished": republished })),
     ))
+}
+
+/// The event that tells a cached copy what `user` is now.
+fn current_state(user: &User) -> conveyor::Envelope {
+    let event = if user.status == "deactivated" {
+        events_schema::envelope(crate::SERVICE, &user.deactivated())
+    } else {
+        events_schema::envelope(crate::SERVICE, &user.updated())
+    };
+    event.with_subject(user.id.to_string())
 }

@@ -186,12 +186,7 @@ impl System {
 
     /// Every order of `user`.
     pub(crate) async fn orders_of(&self, user: &str) -> Vec<Value> {
-        let listed = self
-            .api
-            .get("orders", &format!("/orders?user_id={user}"))
-            .await
-            .unwrap();
-        listed["orders"].as_array().cloned().unwrap_or_default()
+        self.api.orders(&format!("user_id={user}")).await.unwrap()
     }
 
     /// Waits until the order's payment is refunded.

@@ -6,7 +6,7 @@ use events_schema::Event;
 use events_schema::inventory::{InventoryReservedV1, Item};
 use events_schema::orders::{CancelReason, OrderCancelledV1};
 use events_schema::payments::PaymentCapturedV1;
-use events_schema::users::{Address, UserRegisteredV1, UserUpdatedV1};
+use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
 use uuid::Uuid;
 
 use crate::helpers::{ALL, start};
@@ -20,19 +20,24 @@ fn address(country: &str) -> Address {
     }
 }
 
+/// A registration (version 1) in France.
+fn registered(user_id: Uuid, name: &str, credit_limit_cents: i64) -> UserRegisteredV1 {
+    UserRegisteredV1 {
+        user_id,
+        email: format!("{}@example.com", name.to_lowercase()),
+        name: name.into(),
+        address: address("FR"),
+        credit_limit_cents,
+        currency: "EUR".into(),
+        version: 1,
+    }
+}
+
 #[tokio::test]
 async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywhere() {
     let system = start(&ALL, Duration::from_secs(30)).await;
     let user_id = Uuid::now_v7();
-    let registered = UserRegisteredV1 {
-        user_id,
-        email: "shuffled@example.com".into(),
-        name: "Shuffled".into(),
-        address: address("FR"),
-        credit_limit_cents: 100,
-        currency: "EUR".into(),
-        version: 1,
-    };
+    let registered = registered(user_id, "Shuffled", 100);
     let update = |version: i64, credit: i64, country: &str| UserUpdatedV1 {
         user_id,
         email: "shuffled@example.com".into(),
@@ -73,6 +78,60 @@ async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywh
     assert_eq!(payments["credit_limit_cents"], 300);
     assert_eq!(shipping["country"], "IE");
     assert_eq!(payments["version"], 3);
+    system.stop().await;
+}
+
+/// A deactivation that overtakes the registration leaves shipping a copy with no address;
+/// the registration, though older, still gives it one, so a payment made while the user was
+/// active is shipped instead of walking the retry tiers.
+#[tokio::test]
+async fn a_deactivation_before_the_registration_still_leaves_shipping_an_address() {
+    let system = start(&["shipping"], Duration::from_secs(30)).await;
+    let user_id = Uuid::now_v7();
+    let registered = registered(user_id, "Overtaken", 100_000);
+    let deactivated = UserDeactivatedV1 {
+        user_id,
+        version: 2,
+    };
+    system
+        .publish(&events_schema::envelope("users", &deactivated))
+        .await;
+    let copy = format!("/cache/users/{user_id}");
+    system
+        .eventually("shipping knows the deactivation", || async {
+            let (status, body) = system
+                .api
+                .call(reqwest::Method::GET, "shipping", &copy, None, &[])
+                .await
+                .unwrap();
+            status.is_success() && body["active"] == false
+        })
+        .await;
+    system
+        .publish(&events_schema::envelope("users", &registered))
+        .await;
+    let order_id = Uuid::now_v7();
+    let captured = PaymentCapturedV1 {
+        order_id,
+        payment_id: Uuid::now_v7(),
+        user_id,
+        amount_cents: 999,
+        currency: "EUR".into(),
+    };
+    system
+        .publish(&events_schema::envelope("payments", &captured).with_correlation_id(order_id))
+        .await;
+
+    let id = order_id.to_string();
+    system
+        .eventually("the paid order is shipped", || async {
+            !system.shipments(&id).await.is_empty()
+        })
+        .await;
+    let copy = system.api.get("shipping", &copy).await.unwrap();
+    assert_eq!(copy["country"], "FR", "{copy}");
+    assert_eq!(copy["active"], false, "{copy}");
+    assert_eq!(copy["version"], 2, "{copy}");
     system.stop().await;
 }
 

@@ -56,19 +56,6 @@ async fn wait_until_ready(processes: &[ServiceProcess]) {
     }
 }
 
-/// Orders this run placed that are still pending.
-async fn pending(api: &Api, fixtures: &scenario::Fixtures) -> usize {
-    let mut pending = 0;
-    for user in fixtures.all_users() {
-        let orders = api
-            .get("orders", &format!("/orders?user_id={user}&status=pending"))
-            .await
-            .unwrap();
-        pending += orders["orders"].as_array().map_or(0, Vec::len);
-    }
-    pending
-}
-
 #[tokio::test]
 async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_killed() {
     let env = TestEnv::new().await;
@@ -97,7 +84,9 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
     let mut placed = scenario::place(&everyone, &fixtures, &half, |_| {})
         .await
         .unwrap();
-    let in_flight = pending(&everyone, &fixtures).await;
+    let in_flight = scenario::pending_orders(&everyone, &fixtures)
+        .await
+        .unwrap();
     // One process of each consuming service dies at once, with work in its hands.
     let killed = [
         ServiceName::Inventory,

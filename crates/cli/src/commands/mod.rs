@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod events;
 pub(crate) mod ledger_demo;
+pub(crate) mod saga;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod topology;

@@ -109,6 +109,25 @@ impl Api {
         Ok(body)
     }
 
+    /// Every order `GET /orders?{query}` lists, page after page.
+    ///
+    /// # Errors
+    /// When a page cannot be read.
+    pub async fn orders(&self, query: &str) -> anyhow::Result<Vec<Value>> {
+        let mut orders = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .get("orders", &format!("/orders?{query}&limit=1000{after}"))
+                .await?;
+            orders.extend(page["orders"].as_array().into_iter().flatten().cloned());
+            match page["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => return Ok(orders),
+            }
+        }
+    }
+
     /// A POST that must succeed.
     ///
     /// # Errors

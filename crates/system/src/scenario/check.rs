@@ -70,13 +70,7 @@ pub async fn wait_until_settled(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {
-        let mut pending = 0;
-        for user in fixtures.all_users() {
-            let orders = api
-                .get("orders", &format!("/orders?user_id={user}&status=pending"))
-                .await?;
-            pending += orders["orders"].as_array().map_or(0, Vec::len);
-        }
+        let pending = pending_orders(api, fixtures).await?;
         if pending == 0 {
             return Ok(());
         }
@@ -86,6 +80,21 @@ pub async fn wait_until_settled(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Orders of this run's users that are still pending.
+///
+/// # Errors
+/// When the orders service cannot be read.
+pub async fn pending_orders(api: &Api, fixtures: &Fixtures) -> anyhow::Result<usize> {
+    let mut pending = 0;
+    for user in fixtures.all_users() {
+        pending += api
+            .orders(&format!("user_id={user}&status=pending"))
+            .await?
+            .len();
+    }
+    Ok(pending)
 }
 
 /// Messages waiting in every service's dead-letter queue.

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub use api::Api;
-pub use check::{Invariant, Report, dead_letters, report, wait_until_settled};
+pub use check::{Invariant, Report, dead_letters, pending_orders, report, wait_until_settled};
 pub use load::{LoadOptions, Placed, place};
 pub use setup::Fixtures;
 

@@ -109,6 +109,16 @@ pub(crate) fn parse_window(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a window: give a duration like 90s or 10m"))
 }
 
+/// A length of time like `90s`, `30m`, `2h` or `7d`; zero allowed.
+pub(crate) fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    parse_span(text)
+        .ok()
+        .and_then(|span| span.to_std().ok())
+        .ok_or_else(|| {
+            format!("{text:?} is not a length of time: give one like 90s, 30m, 2h or 7d")
+        })
+}
+
 /// `200/s` or `200`: messages per second, more than zero.
 pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     let number = text.strip_suffix("/s").unwrap_or(text);

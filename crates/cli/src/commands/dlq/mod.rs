@@ -1,6 +1,6 @@
 //! `conveyor dlq`: the operators' dead-letter workflow.
 
-mod args;
+pub(crate) mod args;
 mod audit_log;
 mod groups;
 mod list;

@@ -1,0 +1,137 @@
+//! `conveyor saga reconcile`: finished orders compared with what payments, inventory and
+//! shipping hold for them, straight from the services' databases.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use system::ServiceName;
+use system::reconcile::{self, Databases, ReconcileOptions, ReconcileReport};
+
+use super::dlq::args::parse_age;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SagaCommand {
+    /// Compare every finished order with the other services' records: a confirmed order has
+    /// its payment captured in full, its stock reserved and its shipment scheduled; a
+    /// cancelled one has no captured payment, no reserved stock and no scheduled shipment.
+    /// Reads the databases at <SERVICE>_DATABASE_URL (orders, payments, inventory,
+    /// shipping). Lists each discrepancy and exits 1 when there is any, so it can run as a
+    /// periodic job that alerts.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReconcileArgs {
+    /// Leave out orders finished less than this long ago: their compensation may still be
+    /// on its way (a refund waits in a retry tier for up to 71 s).
+    #[arg(long, value_parser = parse_age, default_value = "5m")]
+    settled_for: Duration,
+    /// Look at orders finished within this long.
+    #[arg(long, value_parser = parse_age, default_value = "7d")]
+    since: Duration,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<()> {
+    let SagaCommand::Reconcile(args) = command;
+    let databases = databases().await?;
+    let options = ReconcileOptions {
+        settled_for: args.settled_for,
+        since: args.since,
+    };
+    let total = reconcile::count(&databases, options)
+        .await
+        .context("cannot count the finished orders")?;
+    let progress = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} orders compared {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if args.json {
+        progress.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let report = reconcile::reconcile(&databases, options, |done| progress.set_position(done))
+        .await
+        .context("reading the services' records failed")?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    anyhow::ensure!(
+        report.found == 0,
+        "{} discrepancies between orders and the other services' records: see `conveyor dlq list` \
+         for the dead-lettered events that would have settled them, and replay them once their cause is fixed",
+        report.found
+    );
+    Ok(())
+}
+
+fn print_report(report: &ReconcileReport) {
+    if !report.discrepancies.is_empty() {
+        println!(
+            "{:<36}  {:<9}  {:<20}  {:<9}  PROBLEM",
+            "ORDER", "STATUS", "FINISHED", "SERVICE"
+        );
+    }
+    for found in &report.discrepancies {
+        println!(
+            "{:<36}  {:<9}  {:<20}  {:<9}  {}",
+            found.order_id,
+            found.status,
+            found.finished_at.format("%Y-%m-%d %H:%M:%S"),
+            found.service,
+            found.problem
+        );
+    }
+    let shown = report.discrepancies.len() as u64;
+    if report.found > shown {
+        println!("… and {} more not shown", report.found - shown);
+    }
+    println!(
+        "{} finished orders compared, {} discrepancies.",
+        report.checked, report.found
+    );
+}
+
+/// A small pool on each service database the comparison reads.
+async fn databases() -> anyhow::Result<Databases> {
+    let config = system::SystemConfig::from_env()?;
+    let connect = |service: ServiceName| {
+        let url = config
+            .database_urls
+            .get(&service)
+            .cloned()
+            .unwrap_or_default();
+        async move {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(&url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot read the {service} database at {}: is Postgres running, and does {}_DATABASE_URL name it?",
+                        conveyor::redact_url(&url),
+                        service.as_str().to_ascii_uppercase()
+                    )
+                })
+        }
+    };
+    let (orders, payments, inventory, shipping) = tokio::try_join!(
+        connect(ServiceName::Orders),
+        connect(ServiceName::Payments),
+        connect(ServiceName::Inventory),
+        connect(ServiceName::Shipping),
+    )?;
+    Ok(Databases {
+        orders,
+        payments,
+        inventory,
+        shipping,
+    })
+}
