@@ -1,7 +1,8 @@
 //! The `conveyor` binary, run as a user runs it, against the real broker.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -118,7 +119,7 @@ fn a_published_event_is_seen_by_tail() {
         "{}",
         String::from_utf8_lossy(&applied.stderr)
     );
-    let tail = Command::new(env!("CARGO_BIN_EXE_conveyor"))
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_conveyor"))
         .args([
             "events", "tail", "--type", "order.*", "--json", "--limit", "1",
         ])
@@ -128,7 +129,19 @@ fn a_published_event_is_seen_by_tail() {
         .spawn()
         .unwrap();
     // The tail announces itself on stderr once its queue is bound; wait for that.
-    std::thread::sleep(Duration::from_millis(1500));
+    let stderr = BufReader::new(tail.stderr.take().unwrap());
+    let (announced, announcement) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.starts_with("Tailing") {
+                let _ = announced.send(());
+            }
+        }
+    });
+    if announcement.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = tail.kill();
+        panic!("events tail did not announce itself within 30 s");
+    }
     let flow = Uuid::now_v7().to_string();
 
     let published = conveyor(
@@ -153,6 +166,14 @@ fn a_published_event_is_seen_by_tail() {
         String::from_utf8_lossy(&published.stderr)
     );
     let event_id = String::from_utf8_lossy(&published.stdout).trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tail.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = tail.kill();
+            panic!("events tail did not stop after its one event within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let tailed = tail.wait_with_output().unwrap();
     let line = String::from_utf8_lossy(&tailed.stdout);
     let event: serde_json::Value = serde_json::from_str(line.trim()).unwrap();

@@ -83,7 +83,8 @@ impl TestEnv {
         conveyor::install(&pool).await.unwrap();
         sqlx::query(
             "CREATE TABLE handled (message_id UUID NOT NULL, n BIGINT NOT NULL,
-             previous_attempts INT NOT NULL, trace_id TEXT, handled_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
+             previous_attempts INT NOT NULL, trace_id TEXT, handled_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+             txid BIGINT NOT NULL DEFAULT txid_current())",
         )
         .execute(&pool)
         .await
@@ -241,6 +242,40 @@ impl TestEnv {
             .unwrap_or_else(|| panic!("no queue {queue} in {}", self.vhost))
     }
 
+    /// Binds a full queue that refuses new messages (`x-max-length` 0, `reject-publish`) to
+    /// `routing_key` on the events exchange, so the broker nacks every event of that type.
+    pub async fn refuse(&self, routing_key: &str) {
+        use lapin::types::{AMQPValue, FieldTable, LongString};
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString(LongString::from("reject-publish")),
+        );
+        let queue = format!("refuses-{routing_key}");
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions::durable(),
+                arguments,
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.names.events_exchange().as_str().into(),
+                routing_key.into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        connection.close(200, "done".into()).await.unwrap();
+    }
+
     pub fn close_all_connections(&self) {
         self.broker.ctl(&[
             "close_all_connections",
@@ -317,6 +352,27 @@ impl TestEnv {
             .await
             .unwrap()
     }
+}
+
+/// Closes `database` to new connections and ends every open one, as a Postgres restart or
+/// failover would (`allowed = false`), or opens it again.
+pub async fn allow_connections(database: &str, allowed: bool) {
+    let admin = PgPool::connect(&postgres_admin_url()).await.unwrap();
+    let quoted = database.replace('"', "\"\"");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{quoted}\" ALLOW_CONNECTIONS {allowed}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    if !allowed {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(database)
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await;
 }
 
 pub fn database_url(database: &str) -> String {

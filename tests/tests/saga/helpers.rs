@@ -101,6 +101,28 @@ impl System {
         }
     }
 
+    /// The broker goes away for this test's vhost: nobody may connect, and every open
+    /// connection is closed.
+    pub(crate) fn cut_off_the_broker(&self) {
+        self.env
+            .broker
+            .ctl(&["clear_permissions", "-p", &self.env.vhost, "guest"]);
+        self.env.close_all_connections();
+    }
+
+    /// The broker lets this test's services in again.
+    pub(crate) fn restore_the_broker(&self) {
+        self.env.broker.ctl(&[
+            "set_permissions",
+            "-p",
+            &self.env.vhost,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+    }
+
     /// Events each of `services` committed to its outbox and has not sent.
     pub(crate) async fn unsent(&self, services: &[&str]) -> BTreeMap<String, i64> {
         let mut unsent = BTreeMap::new();

@@ -149,3 +149,117 @@ async fn lock_waiters(url: &str) -> i64 {
     let _ = connection.close().await;
     waiting
 }
+
+/// `/readyz` says which dependency is missing while it is, and `/healthz` (the process is
+/// alive) stays 200: an orchestrator stops routing to the instance without restarting it.
+#[tokio::test]
+async fn readiness_names_the_dependency_that_is_down() {
+    let system = start(&["orders"], Duration::from_secs(120)).await;
+    let base = system.urls()["orders"].clone();
+    let probe = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move {
+            let Ok(response) = reqwest::get(&url).await else {
+                return (0, Value::Null);
+            };
+            let status = response.status().as_u16();
+            // `/healthz` answers plain text.
+            let body = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let ready = |expected: u16| {
+        let probe = &probe;
+        async move { probe("/readyz").await.0 == expected }
+    };
+    system.eventually("orders is ready", || ready(200)).await;
+
+    system.cut_off_the_broker();
+    system
+        .eventually("orders is not ready without its broker", || ready(503))
+        .await;
+    let (_, body) = probe("/readyz").await;
+    assert_eq!(body["broker"], false, "{body}");
+    assert_eq!(body["database"], true, "{body}");
+    assert_eq!(probe("/healthz").await.0, 200);
+    system.restore_the_broker();
+    system
+        .eventually("orders is ready again", || ready(200))
+        .await;
+
+    let name = system
+        .database_url("orders")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    conveyor_testkit::allow_connections(&name, false).await;
+    let during = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (status, body) = probe("/readyz").await;
+            if status == 503 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let healthy = probe("/healthz").await.0;
+    conveyor_testkit::allow_connections(&name, true).await;
+    let during = during.expect("orders is not ready without its database");
+    assert_eq!(during["database"], false, "{during}");
+    assert_eq!(healthy, 200);
+    system
+        .eventually("orders is ready once its database is back", || ready(200))
+        .await;
+    system.stop().await;
+}
+
+/// Ten requests at once with one user's Idempotency-Key and basket: one order, one saga.
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_make_one_order() {
+    let system = start(&ALL, Duration::from_secs(120)).await;
+    let user = system.user("FR", 1_000_000).await;
+    let sku = system.product(100, 100).await;
+    system.wait_for_caches(&[&user], &[&sku], &ALL).await;
+    let body = json!({ "user_id": user, "items": [{ "sku": sku, "quantity": 1 }] });
+    let key = uuid::Uuid::new_v4().to_string();
+    let requests = (0..10).map(|_| {
+        let (api, body, key) = (system.api.clone(), body.clone(), key.clone());
+        tokio::spawn(async move {
+            api.call(
+                reqwest::Method::POST,
+                "orders",
+                "/orders",
+                Some(&body),
+                &[("Idempotency-Key", &key)],
+            )
+            .await
+            .unwrap()
+        })
+    });
+    let mut answers = Vec::new();
+    for request in requests.collect::<Vec<_>>() {
+        answers.push(request.await.unwrap());
+    }
+
+    let created = answers.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(created, 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| [200, 201].contains(&status.as_u16())),
+        "{answers:?}"
+    );
+    let id = &answers[0].1["id"];
+    assert!(
+        answers.iter().all(|(_, order)| &order["id"] == id),
+        "{answers:?}"
+    );
+    assert_eq!(system.orders_of(&user).await.len(), 1);
+    let order = system.final_order(id.as_str().unwrap()).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(system.reserved(&sku).await, 1, "one reservation");
+    assert_eq!(system.payments(id.as_str().unwrap()).await.len(), 1);
+    system.stop().await;
+}

@@ -21,22 +21,14 @@ async fn a_broker_outage_longer_than_the_deadline_cancels_no_order() {
 
     // The broker goes away for this vhost for twice the deadline: nobody may connect, and
     // every open connection is closed.
-    let vhost = system.env.vhost.clone();
-    system
-        .env
-        .broker
-        .ctl(&["clear_permissions", "-p", &vhost, "guest"]);
-    system.env.close_all_connections();
+    system.cut_off_the_broker();
     tokio::time::sleep(Duration::from_secs(6)).await;
     let during = system
         .api
         .get("orders", &format!("/orders/{order_id}"))
         .await
         .unwrap();
-    system
-        .env
-        .broker
-        .ctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    system.restore_the_broker();
 
     assert_eq!(
         during["status"], "pending",

@@ -153,6 +153,15 @@ impl Registry {
     ) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
         pool.begin_with(sqlx::AssertSqlSafe(Arc::clone(&self.begin)))
             .await
+            .map_err(|error| match error {
+                // Starting a transaction fails only when no connection can be had: the
+                // server refuses connections (restarting, failing over, the database closed
+                // to connections, credentials being rotated), whatever its SQLSTATE says.
+                // That is the database being away, never the batch's fault, so it is told
+                // as an I/O failure and the batch is held.
+                sqlx::Error::Database(_) => sqlx::Error::Io(std::io::Error::other(error)),
+                other => other,
+            })
     }
 }
 

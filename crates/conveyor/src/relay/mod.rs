@@ -264,6 +264,10 @@ async fn notify_on_commit(pool: &PgPool, work: &Notify) -> sqlx::Error {
     if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
         return error;
     }
+    // A commit made before LISTEN took effect (the relay just started, or the listening
+    // connection was re-established) notified nobody: one read now finds it, instead of
+    // the poll much later.
+    work.notify_one();
     loop {
         if let Err(error) = listener.recv().await {
             return error;

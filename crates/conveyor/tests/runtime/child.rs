@@ -1,7 +1,8 @@
 //! Runs part of the runtime in a child process, so tests can kill it for real (SIGKILL) or
 //! stop it the way an orchestrator does (SIGTERM).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use conveyor::{AmqpConfig, ConsumerOptions, Names, OutboxRelay, Shutdown};
 use sqlx::PgPool;
@@ -35,6 +36,23 @@ pub(crate) fn send_signal(child: &Child, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Waits for the child to exit; kills it and fails the test if it has not within `within`,
+/// so a child that hangs is a red test, not a hung CI job.
+pub(crate) async fn exit_within(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child process did not exit within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -294,3 +294,58 @@ async fn a_transaction_the_database_refuses_every_time_is_dead_lettered_and_its_
     assert!(error.contains("refused"), "{error}");
     assert!(error.contains("one_row_per_event"), "{error}");
 }
+
+/// One failure in a batch never undoes another message's work: the batch is rolled back and
+/// replayed one message at a time, each under a savepoint, in one transaction.
+#[tokio::test]
+async fn a_failing_message_in_a_batch_leaves_the_rest_of_the_batch_applied_once() {
+    let env = TestEnv::new().await;
+    let options = conveyor::ConsumerOptions {
+        concurrency: 1,
+        ..fast_retries()
+    };
+    env.declare(&conveyor_testkit::test_consumer(options.clone()).topology())
+        .await;
+    // Queued before the consumer starts, so they arrive in batches of many; event 5 twice.
+    let events: Vec<_> = (0..50)
+        .map(|n| {
+            let behaviour = if n == 10 || n == 30 {
+                "permanent"
+            } else {
+                "succeed"
+            };
+            event_with(n, json!({ "n": n, "behaviour": behaviour }))
+        })
+        .collect();
+    for envelope in &events {
+        env.publish(envelope).await;
+    }
+    env.publish(&events[5]).await;
+
+    let consumer = env.start_consumer(options).await;
+    let dead = wait_for_dead_letters(&env, 2).await;
+    env.wait_for_handled(48, Duration::from_secs(15)).await;
+    let duplicates = consumer.stats.duplicates();
+    consumer.stop().await;
+
+    assert_eq!(env.handled_and_distinct().await, (48, 48));
+    let mut dead_ids: Vec<String> = dead
+        .iter()
+        .map(|letter| letter.properties.message_id().as_ref().unwrap().to_string())
+        .collect();
+    dead_ids.sort();
+    let mut failing = vec![events[10].id.to_string(), events[30].id.to_string()];
+    failing.sort();
+    assert_eq!(dead_ids, failing);
+    assert_eq!(duplicates, 1, "the second copy of event 5 was skipped");
+    let largest_transaction: i64 = sqlx::query_scalar(
+        "SELECT max(rows) FROM (SELECT count(*) AS rows FROM handled GROUP BY txid) AS batches",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(
+        largest_transaction > 1,
+        "events were applied in batches, not one transaction each"
+    );
+}

@@ -148,3 +148,179 @@ async fn the_leading_relay_purges_handled_and_sent_records_past_their_retention(
     assert_eq!(count("SELECT count(*) FROM conveyor.inbox").await, 7 * 24);
     assert_eq!(count("SELECT count(*) FROM conveyor.published").await, 24);
 }
+
+/// Starts a relay with `options` on the test database; stop it with the trigger.
+fn start_relay(
+    env: &TestEnv,
+    options: conveyor::RelayOptions,
+) -> (conveyor::ShutdownTrigger, tokio::task::JoinHandle<()>) {
+    let (stop, shutdown) = Shutdown::new();
+    let relay = tokio::spawn(
+        OutboxRelay::new(env.pool.clone(), env.amqp.clone(), env.names.clone())
+            .with_options(options)
+            .run(shutdown),
+    );
+    (stop, relay)
+}
+
+/// A row the broker refuses (nacked, or over the size limit) is parked with its error after
+/// its attempts, is never marked sent, and the rows behind it are published.
+#[tokio::test]
+async fn rows_the_broker_refuses_are_parked_and_the_rows_behind_them_go_on() {
+    let env = TestEnv::new().await;
+    let consumer = env
+        .start_consumer(conveyor::ConsumerOptions::default())
+        .await;
+    env.refuse("test.refused").await;
+    let refused = conveyor::Envelope::new("producer", "test.refused", serde_json::json!({}));
+    let oversized = conveyor::Envelope::new(
+        "producer",
+        "test.oversized",
+        serde_json::json!({ "padding": "x".repeat(20_000) }),
+    );
+    commit_to_outbox(&env, 0..50).await;
+    let mut tx = env.pool.begin().await.unwrap();
+    Outbox::new()
+        .add_all(&mut tx, &[refused.clone(), oversized.clone()])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    commit_to_outbox(&env, 50..100).await;
+
+    let options = conveyor::RelayOptions {
+        max_attempts: 2,
+        max_message_bytes: 10_000,
+        ..Default::default()
+    };
+    let (stop_relay, relay) = start_relay(&env, options);
+    env.wait_for_handled(100, Duration::from_secs(60)).await;
+    let parked_rows = async {
+        loop {
+            let parked: Vec<(uuid::Uuid, i32, Option<String>)> = sqlx::query_as(
+                "SELECT event_id, attempts, last_error FROM conveyor.outbox
+                 WHERE parked_at IS NOT NULL ORDER BY id",
+            )
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+            if parked.len() == 2 {
+                return parked;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let parked = tokio::time::timeout(Duration::from_secs(30), parked_rows)
+        .await
+        .expect("both refused rows are parked");
+    stop_relay.fire();
+    relay.await.unwrap();
+    consumer.stop().await;
+
+    assert_eq!(parked[0].0, refused.id);
+    assert_eq!(parked[0].1, 2, "parked after its two attempts");
+    assert!(
+        parked[0].2.as_deref().unwrap_or_default().contains("nack"),
+        "{:?}",
+        parked[0].2
+    );
+    assert_eq!(parked[1].0, oversized.id);
+    assert_eq!(parked[1].1, 1, "an oversized row is parked at once");
+    let sent_refused: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM conveyor.published WHERE event_id = ANY($1)")
+            .bind(vec![refused.id, oversized.id])
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(sent_refused, 0, "a refused row is never logged as sent");
+    assert_eq!(env.handled_and_distinct().await, (100, 100));
+}
+
+/// The relay wakes on the outbox's NOTIFY: with the safety-net poll a minute away, an
+/// event committed to an idle outbox is still handled at once.
+#[tokio::test]
+async fn an_idle_relay_wakes_on_a_commit_not_on_its_poll() {
+    let env = TestEnv::new().await;
+    let consumer = env
+        .start_consumer(conveyor::ConsumerOptions::default())
+        .await;
+    let options = conveyor::RelayOptions {
+        poll_interval: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let (stop_relay, relay) = start_relay(&env, options);
+    commit_to_outbox(&env, 0..1).await;
+    env.wait_for_handled(1, Duration::from_secs(30)).await;
+    // The relay is idle now: only a notification can bring it back before the poll. (This
+    // commit came before the relay's LISTEN took effect, once: a lost wake-up.)
+    commit_to_outbox(&env, 1..2).await;
+    env.wait_for_handled(2, Duration::from_secs(30)).await;
+    // And a commit to a relay that has been listening a while.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    commit_to_outbox(&env, 2..3).await;
+    env.wait_for_handled(3, Duration::from_secs(30)).await;
+    stop_relay.fire();
+    relay.await.unwrap();
+    consumer.stop().await;
+    assert_eq!(env.handled_and_distinct().await, (3, 3));
+}
+
+/// Several relays on one outbox: one leads, the others stand by; when the leader dies
+/// mid-stream, a standby takes over and every event is published.
+#[tokio::test]
+async fn a_standby_relay_takes_over_when_the_leader_dies() {
+    let env = TestEnv::new().await;
+    let consumer = env
+        .start_consumer(conveyor::ConsumerOptions::default())
+        .await;
+    let options = conveyor::RelayOptions {
+        poll_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    // The first relay leads: it is alone when it starts.
+    let (_, leader) = start_relay(&env, options.clone());
+    wait_for_leaders(&env, 1).await;
+    let standbys: Vec<_> = (0..2).map(|_| start_relay(&env, options.clone())).collect();
+    commit_to_outbox(&env, 0..5_000).await;
+    env.wait_for_handled(500, Duration::from_secs(60)).await;
+    assert_eq!(leader_sessions(&env).await, 1, "exactly one relay leads");
+    assert!(
+        env.handled_count().await < 5_000,
+        "the leader died with work left"
+    );
+
+    // Aborting drops its lock's connection, as a crash would.
+    leader.abort();
+    let _ = leader.await;
+    env.wait_for_handled(5_000, Duration::from_secs(60)).await;
+    assert_eq!(leader_sessions(&env).await, 1, "a standby leads now");
+    for (stop, relay) in standbys {
+        stop.fire();
+        relay.await.unwrap();
+    }
+    consumer.stop().await;
+    assert_eq!(env.handled_and_distinct().await, (5_000, 5_000));
+}
+
+async fn wait_for_leaders(env: &TestEnv, leaders: i64) {
+    let wait = async {
+        while leader_sessions(env).await != leaders {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("expected {leaders} leading relays"));
+}
+
+/// Sessions holding the relay's leadership lock on the test database.
+async fn leader_sessions(env: &TestEnv) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()
+           AND l.mode = 'ExclusiveLock' AND (l.classid::bigint << 32 | l.objid::bigint) = $1",
+    )
+    .bind(0x7265_6c61_795f_6c6b_i64)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+}

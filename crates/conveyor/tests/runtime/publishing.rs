@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use conveyor::{Envelope, PublishError, Publisher};
 use conveyor_testkit::TestEnv;
-use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::json;
 
 #[tokio::test]
@@ -37,32 +36,7 @@ async fn a_nack_from_the_broker_is_a_clear_error() {
     let env = TestEnv::new().await;
     env.declare(&conveyor::Topology::shared(&env.names)).await;
     // A full queue that refuses new messages makes the broker nack what is routed to it.
-    let connection = env.connect().await;
-    let channel = connection.create_channel().await.unwrap();
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
-    arguments.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString(LongString::from("reject-publish")),
-    );
-    channel
-        .queue_declare(
-            "full".into(),
-            lapin::options::QueueDeclareOptions::durable(),
-            arguments,
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            "full".into(),
-            env.names.events_exchange().as_str().into(),
-            "test.refused".into(),
-            Default::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    env.refuse("test.refused").await;
     let publisher = Publisher::connect(env.amqp.clone(), env.names.clone())
         .await
         .unwrap();
