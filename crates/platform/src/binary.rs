@@ -82,17 +82,18 @@ pub fn help(about: &About) -> String {
         (
             format!("{prefix}_DATABASE_POOL_SIZE"),
             format!(
-                "connections to that database at most, HTTP and messaging together, from 2 \
-                 [default: {}]",
+                "connections to that database at most, from 2 [default: {}]",
                 crate::config::DEFAULT_POOL_SIZE
             ),
         ),
         (
-            format!("{prefix}_HTTP_POOL_SIZE"),
-            "how many of those serve HTTP requests, which wait at most 5 s for one and are then \
-             told to try again (503); the rest are kept for the consumer, the outbox relay and \
-             background tasks, so HTTP load never stalls them [default: two in five]"
-                .to_owned(),
+            format!("{prefix}_HTTP_CONCURRENCY"),
+            format!(
+                "HTTP requests served at once, fewer than the pool's connections so the consumer \
+                 and the outbox relay always have some; a request waits at most 5 s for its turn \
+                 and is then told to try again (503) [default: the pool size minus {}]",
+                crate::config::KEPT_FOR_MESSAGING
+            ),
         ),
         (
             format!("{prefix}_CONSUMER_WORKERS"),

@@ -8,18 +8,22 @@ use conveyor::{AmqpConfig, Names};
 /// Database connections per service instance unless `<SERVICE>_DATABASE_POOL_SIZE` says;
 /// five services with three instances each stay within Postgres's default 100 connections
 /// only with a smaller figure (`conveyor demo --replicas` picks one).
-pub const DEFAULT_POOL_SIZE: u32 = 10;
+pub const DEFAULT_POOL_SIZE: u32 = 12;
+
+/// Connections of the pool that HTTP requests may never take: the consumer, the relay
+/// and the tasks always have these (unless `<SERVICE>_HTTP_CONCURRENCY` says otherwise).
+pub const KEPT_FOR_MESSAGING: u32 = 2;
 
 /// Settings every service has.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub service: String,
     pub database_url: String,
-    /// Connections to its database at most, HTTP and messaging together.
+    /// Connections to its database at most, shared by HTTP, consumer, relay and tasks.
     pub pool_size: u32,
-    /// How many of them serve HTTP requests when `<SERVICE>_HTTP_POOL_SIZE` says; two in
-    /// five otherwise (see [`ServiceConfig::pool_split`]).
-    pub http_pool_size: Option<u32>,
+    /// HTTP requests served at once, when `<SERVICE>_HTTP_CONCURRENCY` sets it; see
+    /// [`ServiceConfig::http_concurrency`].
+    pub http_concurrency: Option<u32>,
     /// The consumer's workers when `<SERVICE>_CONSUMER_WORKERS` sets them; the runtime's
     /// default otherwise.
     pub consumer_workers: Option<usize>,
@@ -70,10 +74,10 @@ impl ServiceConfig {
             "a number of connections from 2 to 1000",
         )?
         .unwrap_or(DEFAULT_POOL_SIZE);
-        let http_pool_size = parse_env_within(
-            &format!("{prefix}_HTTP_POOL_SIZE"),
+        let http_concurrency = parse_env_within(
+            &format!("{prefix}_HTTP_CONCURRENCY"),
             1..=pool_size - 1,
-            "a number of connections from 1 to one less than the database pool size",
+            "a number of requests from 1 to one less than the database pool size",
         )?;
         let consumer_workers = parse_env_within(
             &format!("{prefix}_CONSUMER_WORKERS"),
@@ -89,7 +93,7 @@ impl ServiceConfig {
             service: service.to_owned(),
             database_url,
             pool_size,
-            http_pool_size,
+            http_concurrency,
             consumer_workers,
             port,
             listen_addr,
@@ -100,17 +104,13 @@ impl ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// The pool size split in two: (HTTP, messaging). HTTP requests get their own pool, so a
-    /// burst of slow or heavy requests waits for its own connections and never takes the
-    /// ones the consumer, the relay and the saga's tasks need (a starved consumer holds its
-    /// batch and the saga's deadline runs). Each side gets at least one.
-    pub fn pool_split(&self) -> (u32, u32) {
-        let total = self.pool_size.max(2);
-        let http = self
-            .http_pool_size
-            .unwrap_or(total * 2 / 5)
-            .clamp(1, total - 1);
-        (http, total - http)
+    /// HTTP requests served at once: fewer than the pool's connections, so the consumer,
+    /// the relay and the tasks always have some however slow or many the requests are.
+    pub fn http_concurrency(&self) -> u32 {
+        let most = self.pool_size.saturating_sub(1).max(1);
+        self.http_concurrency
+            .unwrap_or_else(|| self.pool_size.saturating_sub(KEPT_FOR_MESSAGING))
+            .clamp(1, most)
     }
 }
 

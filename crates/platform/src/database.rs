@@ -1,7 +1,6 @@
 //! Opening a service's own Postgres database, creating it first if it does not exist.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
@@ -50,19 +49,6 @@ pub async fn connect_or_create(url: &str, max_connections: u32) -> anyhow::Resul
         .connect_with(options)
         .await
         .with_context(|| format!("cannot connect to database {name}"))
-}
-
-/// How long an HTTP request waits for a connection before it is told to try again: a
-/// client's retry is cheaper than a queue of requests each holding memory and a socket.
-const HTTP_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A second pool on the same database as `pool`, for HTTP requests only; it opens its
-/// connections as requests need them.
-pub(crate) fn http_pool(pool: &PgPool, max_connections: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(HTTP_ACQUIRE_TIMEOUT)
-        .connect_lazy_with((*pool.connect_options()).clone())
 }
 
 /// Whether the server is on this machine: a loopback address or a Unix socket.

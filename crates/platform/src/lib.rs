@@ -21,4 +21,4 @@ pub use binary::{About, Setting, help, run_binary};
 pub use config::{ConfigError, ServiceConfig};
 pub use database::{connect_or_create, is_loopback_host};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
-pub use service::{BackgroundTask, Pools, Service, ServiceParts};
+pub use service::{BackgroundTask, Service, ServiceParts};

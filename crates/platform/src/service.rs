@@ -17,24 +17,16 @@ use conveyor::{Consumer, ConsumerStats, OutboxRelay, Shutdown};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::ServiceConfig;
-use crate::database::{connect_or_create, http_pool};
+use crate::database::connect_or_create;
 
 /// A long-running task of a service, stopped by the shutdown it is given.
 pub type BackgroundTask =
     Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
-
-/// A service's two connection pools on its database.
-#[derive(Clone)]
-pub struct Pools {
-    /// For HTTP handlers only.
-    pub http: PgPool,
-    /// For the consumer, the outbox relay and background tasks.
-    pub messaging: PgPool,
-}
 
 /// What a service brings: its routes (with their state applied), its consumer, its tasks.
 pub struct ServiceParts {
@@ -46,7 +38,7 @@ pub struct ServiceParts {
 /// A service ready to run: database migrated, port bound.
 pub struct Service {
     config: ServiceConfig,
-    pools: Pools,
+    pool: PgPool,
     listener: TcpListener,
     parts: ServiceParts,
 }
@@ -60,10 +52,9 @@ impl Service {
     pub async fn build(
         config: ServiceConfig,
         migrator: &'static Migrator,
-        assemble: impl FnOnce(&Pools) -> anyhow::Result<ServiceParts>,
+        assemble: impl FnOnce(&PgPool) -> anyhow::Result<ServiceParts>,
     ) -> anyhow::Result<Self> {
-        let (http_size, messaging_size) = config.pool_split();
-        let pool = connect_or_create(&config.database_url, messaging_size).await?;
+        let pool = connect_or_create(&config.database_url, config.pool_size).await?;
         migrator
             .run(&pool)
             .await
@@ -79,14 +70,10 @@ impl Service {
                 config.service.to_ascii_uppercase()
             )
         })?;
-        let pools = Pools {
-            http: http_pool(&pool, http_size),
-            messaging: pool,
-        };
-        let parts = assemble(&pools)?;
+        let parts = assemble(&pool)?;
         Ok(Self {
             config,
-            pools,
+            pool,
             listener,
             parts,
         })
@@ -99,8 +86,8 @@ impl Service {
             .unwrap_or_default()
     }
 
-    pub fn pools(&self) -> &Pools {
-        &self.pools
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Serves until `shutdown` fires, then stops taking requests and deliveries, finishes
@@ -111,11 +98,10 @@ impl Service {
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Self {
             config,
-            pools,
+            pool,
             listener,
             parts,
         } = self;
-        let pool = pools.messaging;
         let mut tasks = JoinSet::new();
         // The relay stops last, on a signal of its own: what HTTP requests and the consumer's
         // last batch wrote to the outbox is in its final flush.
@@ -133,11 +119,13 @@ impl Service {
             tasks.spawn(task(shutdown.clone()));
         }
         let health = Arc::new(Health {
-            pool: pools.http,
+            pool,
             consumer: consumer_stats,
         });
+        let http_slots = Arc::new(Semaphore::new(config.http_concurrency() as usize));
         let router = parts
             .router
+            .layer(axum::middleware::from_fn_with_state(http_slots, http_slot))
             .merge(
                 Router::new()
                     .route("/healthz", get(|| async { "ok" }))
@@ -156,6 +144,32 @@ impl Service {
         }
         tracing::info!(service = %config.service, "Service stopped.");
         served.context("the HTTP server failed")
+    }
+}
+
+/// How long a request waits for one of the service's HTTP slots before it is told to try
+/// again: a client's retry is cheaper than a queue of requests each holding memory.
+const HTTP_SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// Lets at most `http_concurrency` requests work at once. Each uses at most one database
+/// connection at a time, so the rest of the pool is always left to the consumer, the relay
+/// and the tasks: slow or heavy requests never stall the saga (they would hold every
+/// connection, the consumer would wait and the deadline would run).
+async fn http_slot(
+    State(slots): State<Arc<Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(HTTP_SLOT_WAIT, slots.acquire_owned()).await {
+        Ok(Ok(_slot)) => next.run(request).await,
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            axum::Json(serde_json::json!({
+                "error": "the service is busy with other requests; try again shortly"
+            })),
+        )
+            .into_response(),
     }
 }
 
@@ -178,8 +192,7 @@ struct Health {
     consumer: Option<Arc<ConsumerStats>>,
 }
 
-/// Ready when the database answers on the HTTP pool (a saturated one is a reason to send
-/// requests elsewhere) and the consumer (if any) holds a broker session.
+/// Ready when the database answers and the consumer (if any) holds a broker session.
 async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let ping = sqlx::query("SELECT 1").execute(&health.pool);
     let database = matches!(

@@ -14,7 +14,7 @@ fn config_for(service: ServiceName, names: &Names) -> ServiceConfig {
         service: service.as_str().to_owned(),
         database_url: String::new(),
         pool_size: platform::config::DEFAULT_POOL_SIZE,
-        http_pool_size: None,
+        http_concurrency: None,
         consumer_workers: None,
         port: 0,
         listen_addr: [127, 0, 0, 1].into(),

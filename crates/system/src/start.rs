@@ -20,6 +20,8 @@ pub struct SystemConfig {
     pub ports: BTreeMap<ServiceName, u16>,
     /// Database connections per service instance.
     pub pool_size: u32,
+    /// HTTP requests each instance serves at once, when `<SERVICE>_HTTP_CONCURRENCY` says.
+    pub http_concurrency: Option<u32>,
     /// Consumer workers of the services whose `<SERVICE>_CONSUMER_WORKERS` is set.
     pub consumer_workers: BTreeMap<ServiceName, usize>,
     pub listen_addr: IpAddr,
@@ -38,6 +40,7 @@ impl SystemConfig {
         let mut ports = BTreeMap::new();
         let mut listen_addr = IpAddr::from([127, 0, 0, 1]);
         let mut pool_size = platform::config::DEFAULT_POOL_SIZE;
+        let mut http_concurrency = None;
         let mut consumer_workers = BTreeMap::new();
         for service in ServiceName::all() {
             let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
@@ -45,6 +48,7 @@ impl SystemConfig {
             ports.insert(service, config.port);
             listen_addr = config.listen_addr;
             pool_size = config.pool_size;
+            http_concurrency = config.http_concurrency;
             if let Some(workers) = config.consumer_workers {
                 consumer_workers.insert(service, workers);
             }
@@ -54,6 +58,7 @@ impl SystemConfig {
             database_urls,
             ports,
             pool_size,
+            http_concurrency,
             consumer_workers,
             listen_addr,
             names: Names::default(),
@@ -77,7 +82,7 @@ impl SystemConfig {
                 .cloned()
                 .unwrap_or_default(),
             pool_size: self.pool_size,
-            http_pool_size: None,
+            http_concurrency: self.http_concurrency,
             consumer_workers: self.consumer_workers.get(&service).copied(),
             port,
             listen_addr: self.listen_addr,

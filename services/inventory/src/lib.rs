@@ -59,9 +59,9 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
     let contract = events_schema::EventContract::shared()?;
     let consumer = consumer(&config)?;
-    Service::build(config, &MIGRATOR, |pools| {
+    Service::build(config, &MIGRATOR, |pool| {
         let state = Arc::new(http::AppState {
-            pool: pools.http.clone(),
+            pool: pool.clone(),
             outbox: Outbox::new().with_contract(contract),
         });
         Ok(ServiceParts {

@@ -127,15 +127,15 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
 pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
     let contract = events_schema::EventContract::shared()?;
     let consumer = consumer(&config)?;
-    Service::build(config, &MIGRATOR, |pools| {
+    Service::build(config, &MIGRATOR, |pool| {
         let outbox = Outbox::new().with_contract(contract);
         let state = Arc::new(http::AppState {
-            pool: pools.http.clone(),
+            pool: pool.clone(),
             outbox: outbox.clone(),
             saga_timeout: settings.saga_timeout,
         });
         let watchdog = deadline::Watchdog {
-            pool: pools.messaging.clone(),
+            pool: pool.clone(),
             outbox,
             saga_timeout: settings.saga_timeout,
             broker: consumer.stats(),

@@ -56,10 +56,8 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
 /// When the database, a migration or the port fails.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
     let consumer = consumer(&config)?;
-    Service::build(config, &MIGRATOR, |pools| {
-        let state = Arc::new(http::AppState {
-            pool: pools.http.clone(),
-        });
+    Service::build(config, &MIGRATOR, |pool| {
+        let state = Arc::new(http::AppState { pool: pool.clone() });
         Ok(ServiceParts {
             router: http::router(state),
             consumer: Some(consumer),

@@ -112,10 +112,8 @@ pub fn consumer(config: &ServiceConfig, settings: &Settings) -> anyhow::Result<C
 /// When the database, a migration or the port fails.
 pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
     let consumer = consumer(&config, &settings)?;
-    Service::build(config, &MIGRATOR, |pools| {
-        let state = Arc::new(http::AppState {
-            pool: pools.http.clone(),
-        });
+    Service::build(config, &MIGRATOR, |pool| {
+        let state = Arc::new(http::AppState { pool: pool.clone() });
         Ok(ServiceParts {
             router: http::router(state),
             consumer: Some(consumer),

@@ -36,9 +36,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// When the database, a migration or the port fails.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
     let contract = events_schema::EventContract::shared()?;
-    Service::build(config, &MIGRATOR, |pools| {
+    Service::build(config, &MIGRATOR, |pool| {
         let state = Arc::new(http::AppState {
-            pool: pools.http.clone(),
+            pool: pool.clone(),
             outbox: Outbox::new().with_contract(contract),
         });
         Ok(ServiceParts {

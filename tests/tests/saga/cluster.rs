@@ -70,8 +70,8 @@ async fn orders_flow_through_a_broker_node_stopping_and_coming_back() {
     )
     .await
     .unwrap();
-    let dead_letters = scenario::dead_letters(&system.env.amqp).await.unwrap();
-    let report = scenario::report(&system.api, &fixtures, &placed, dead_letters)
+    let strays = scenario::strays(&system.env.amqp).await.unwrap();
+    let report = scenario::report(&system.api, &fixtures, &placed, strays)
         .await
         .unwrap();
     system.stop().await;

@@ -48,6 +48,7 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
         database_urls: database_urls.clone(),
         ports: BTreeMap::new(),
         pool_size: 8,
+        http_concurrency: None,
         // More than the default, so that every saga test runs competing workers.
         consumer_workers: ServiceName::all().map(|service| (service, 3)).collect(),
         listen_addr: [127, 0, 0, 1].into(),

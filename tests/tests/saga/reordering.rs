@@ -71,13 +71,21 @@ async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywh
             at_three
         })
         .await;
-    // Let any straggler land before judging that nothing went backwards.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every version reached every copy (the older ones after the newest) before judging
+    // that nothing went backwards.
+    for service in ["orders", "payments", "shipping"] {
+        for event in [&v1, &v2, &v3] {
+            wait_until_handled(&system, service, event.id).await;
+        }
+    }
     let payments = system.api.get("payments", &payments_copy).await.unwrap();
     let shipping = system.api.get("shipping", &payments_copy).await.unwrap();
     assert_eq!(payments["credit_limit_cents"], 300);
     assert_eq!(shipping["country"], "IE");
     assert_eq!(payments["version"], 3);
+    assert_eq!(shipping["version"], 3);
+    let orders = system.api.get("orders", &payments_copy).await.unwrap();
+    assert_eq!(orders["version"], 3);
     system.stop().await;
 }
 
@@ -169,37 +177,28 @@ async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
     let as_event = |data: serde_json::Value, event_type: &str| {
         conveyor::Envelope::new("orders", event_type, data).with_correlation_id(order_id)
     };
+    let cancellation = events_schema::envelope("orders", &cancelled).with_correlation_id(order_id);
+    let late_reservation = as_event(
+        serde_json::to_value(&reserved).unwrap(),
+        InventoryReservedV1::TYPE,
+    );
+    let late_capture = as_event(
+        serde_json::to_value(&captured).unwrap(),
+        PaymentCapturedV1::TYPE,
+    );
 
-    // The cancellation first; then the late answers, each twice.
-    system
-        .publish(&events_schema::envelope("orders", &cancelled).with_correlation_id(order_id))
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for _ in 0..2 {
-        system
-            .publish(&as_event(
-                serde_json::to_value(&reserved).unwrap(),
-                InventoryReservedV1::TYPE,
-            ))
-            .await;
-        system
-            .publish(&as_event(
-                serde_json::to_value(&captured).unwrap(),
-                PaymentCapturedV1::TYPE,
-            ))
-            .await;
-    }
-
-    // Wait for the late events to be consumed: the queues drain.
+    // The cancellation first, and handled; then the late answers, each delivered twice.
+    system.publish(&cancellation).await;
     for service in ["payments", "shipping"] {
-        let queue = system.env.names.service_queue(service);
-        system
-            .eventually(&format!("{queue} drains"), || async {
-                system.env.queue_len(&queue).await == 0
-            })
-            .await;
+        wait_until_handled(&system, service, cancellation.id).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..2 {
+        system.publish(&late_reservation).await;
+        system.publish(&late_capture).await;
+    }
+    wait_until_handled(&system, "payments", late_reservation.id).await;
+    wait_until_handled(&system, "shipping", late_capture.id).await;
+
     let id = order_id.to_string();
     assert!(
         system.payments(&id).await.is_empty(),
@@ -209,7 +208,31 @@ async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
         system.shipments(&id).await.is_empty(),
         "no shipment for a cancelled order"
     );
+    assert_eq!(
+        system::scenario::dead_letters(&system.env.amqp)
+            .await
+            .unwrap(),
+        0,
+        "late answers are skipped, not dead-lettered"
+    );
     system.stop().await;
+}
+
+/// Waits until `service` has recorded event `id` in its inbox: handled (applied or skipped).
+async fn wait_until_handled(system: &crate::helpers::System, service: &str, id: Uuid) {
+    let pool = damage::connect(&system.database_url(service)).await;
+    system
+        .eventually(&format!("{service} handles event {id}"), || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM conveyor.inbox WHERE message_id = $1)",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        })
+        .await;
+    pool.close().await;
 }
 
 #[tokio::test]

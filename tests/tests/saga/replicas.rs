@@ -116,8 +116,8 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
     )
     .await
     .unwrap();
-    let dead_letters = scenario::dead_letters(&env.amqp).await.unwrap();
-    let report = scenario::report(&survivors, &fixtures, &placed, dead_letters)
+    let strays = scenario::strays(&env.amqp).await.unwrap();
+    let report = scenario::report(&survivors, &fixtures, &placed, strays)
         .await
         .unwrap();
     for process in processes {

@@ -100,6 +100,7 @@ fn to_json(report: &Report, replicas: u16) -> serde_json::Value {
         "customer_cancels": { "accepted": report.customer_cancels_accepted, "too_late": report.customer_cancels_too_late },
         "compensations": report.compensations,
         "dead_letters": report.dead_letters,
+        "unrouted": report.unrouted,
         "invariants": report.invariants,
     })
 }
@@ -142,6 +143,7 @@ fn print_summary(report: &Report, replicas: u16) {
         report.orders_per_second
     );
     println!("  dead letters     {}", report.dead_letters);
+    println!("  unrouted         {}", report.unrouted);
     for invariant in &report.invariants {
         let status = if invariant.ok { "ok" } else { "FAILED" };
         println!("  [{status}] {}: {}", invariant.name, invariant.detail);

@@ -35,6 +35,8 @@ pub struct Report {
     /// Orders per second from the first placed to the last final.
     pub orders_per_second: f64,
     pub dead_letters: u64,
+    /// Events this run sent that no queue was bound for.
+    pub unrouted: u64,
     pub invariants: Vec<Invariant>,
 }
 
@@ -95,6 +97,41 @@ pub async fn pending_orders(api: &Api, fixtures: &Fixtures) -> anyhow::Result<us
             .len();
     }
     Ok(pending)
+}
+
+/// Messages that left the flow: dead letters, and events no queue was bound for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Strays {
+    pub dead_letters: u64,
+    pub unrouted: u64,
+}
+
+impl Strays {
+    /// What came after `before` was counted.
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            dead_letters: self.dead_letters.saturating_sub(before.dead_letters),
+            unrouted: self.unrouted.saturating_sub(before.unrouted),
+        }
+    }
+}
+
+/// The dead letters of every service and the messages in `conveyor.unrouted`, now.
+///
+/// # Errors
+/// When the broker cannot be reached.
+pub async fn strays(amqp: &conveyor::AmqpConfig) -> anyhow::Result<Strays> {
+    let dead_letters = dead_letters(amqp).await?;
+    let connection = amqp.connect().await?;
+    let channel = connection.create_channel().await?;
+    let unrouted = conveyor::declare_passive(&channel, &conveyor::Names::default().unrouted())
+        .await
+        .map_or(0, |declared| u64::from(declared.message_count()));
+    let _ = connection.close(200, "counted".into()).await;
+    Ok(Strays {
+        dead_letters,
+        unrouted,
+    })
 }
 
 /// Messages waiting in every service's dead-letter queue.
@@ -215,8 +252,12 @@ pub async fn report(
     api: &Api,
     fixtures: &Fixtures,
     placed: &[Placed],
-    dead_letters: u64,
+    strays: Strays,
 ) -> anyhow::Result<Report> {
+    let Strays {
+        dead_letters,
+        unrouted,
+    } = strays;
     let observed: Vec<Observed> = futures_util::stream::iter(placed)
         .map(|order| observe(api, order))
         .buffered(16)
@@ -384,6 +425,17 @@ pub async fn report(
             &dead,
             "0 new dead letters".to_owned(),
         ),
+        invariant(
+            "every event had a queue to go to",
+            &if unrouted == 0 {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "{unrouted} new messages in conveyor.unrouted (see the README's Operators section)"
+                )]
+            },
+            "0 new messages in conveyor.unrouted".to_owned(),
+        ),
     ];
     let accepted = placed
         .iter()
@@ -403,6 +455,7 @@ pub async fn report(
         latency_ms,
         orders_per_second: observed.len() as f64 / span_seconds,
         dead_letters,
+        unrouted,
         invariants,
     })
 }

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub use api::Api;
-pub use check::{Invariant, Report, dead_letters, pending_orders, report, wait_until_settled};
+pub use check::{
+    Invariant, Report, Strays, dead_letters, pending_orders, report, strays, wait_until_settled,
+};
 pub use load::{LoadOptions, Placed, place};
 pub use setup::Fixtures;
 
@@ -34,14 +36,12 @@ pub async fn run(
     progress: impl Fn(usize) + Send + Sync,
 ) -> anyhow::Result<Report> {
     let api = Api::with_replicas(urls)?;
-    let dead_letters_before = check::dead_letters(amqp).await?;
+    let before = check::strays(amqp).await?;
     let fixtures = prepare(&api).await?;
     let placed = load::place(&api, &fixtures, options, progress).await?;
     settle(&api, amqp, &fixtures, &placed, settle_timeout).await?;
-    let dead_letters = check::dead_letters(amqp)
-        .await?
-        .saturating_sub(dead_letters_before);
-    check::report(&api, &fixtures, &placed, dead_letters).await
+    let strays = check::strays(amqp).await?.since(before);
+    check::report(&api, &fixtures, &placed, strays).await
 }
 
 /// Creates this run's users and products, and waits until every cached copy has them.
@@ -69,10 +69,10 @@ pub async fn settle(
 ) -> anyhow::Result<Report> {
     let deadline = Instant::now() + within;
     check::wait_until_settled(api, fixtures, within).await?;
-    let mut last = check::report(api, fixtures, placed, 0).await?;
+    let mut last = check::report(api, fixtures, placed, Strays::default()).await?;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = check::report(api, fixtures, placed, 0).await?;
+        let now = check::report(api, fixtures, placed, Strays::default()).await?;
         if now.same_state(&last) && check::queued(amqp).await? == 0 {
             return Ok(now);
         }
