@@ -6,6 +6,7 @@
 //! - `config`: a service's settings from the environment, checked at start-up.
 //! - `database`: connecting to a service's own database, creating it if missing.
 //! - `http`: JSON errors and the health routes.
+//! - `republish`: a table's current state sent again, a chunk per transaction.
 //! - `telemetry`: structured logs, set up once per process.
 //! - `service`: the runner that starts the HTTP server, the consumer, the outbox relay and
 //!   background tasks, and stops them all on shutdown.
@@ -14,6 +15,7 @@ mod binary;
 pub mod config;
 mod database;
 mod http;
+mod republish;
 mod service;
 pub mod telemetry;
 
@@ -21,4 +23,5 @@ pub use binary::{About, Setting, help, run_binary};
 pub use config::{ConfigError, ServiceConfig};
 pub use database::{connect_or_create, is_loopback_host};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
+pub use republish::republish;
 pub use service::{BackgroundTask, Service, ServiceParts};

@@ -182,14 +182,11 @@ impl TestEnv {
     /// Waits until nothing consumes from `queue`: after a client is killed, the broker needs
     /// a moment to notice and return what it held.
     pub async fn wait_for_no_consumers(&self, queue: &str) {
-        let wait = async {
-            while self.declare_passive(queue).await.consumer_count() > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), wait)
-            .await
-            .unwrap_or_else(|_| panic!("{queue} still has consumers after 30 s"));
+        let gone = wait_until(Duration::from_secs(30), || async {
+            self.declare_passive(queue).await.consumer_count() == 0
+        })
+        .await;
+        assert!(gone, "{queue} still has consumers after 30 s");
     }
 
     async fn declare_passive(&self, queue: &str) -> lapin::Queue {
@@ -302,12 +299,7 @@ impl TestEnv {
 
     /// Waits until `handled` holds at least `expected` rows.
     pub async fn wait_for_handled(&self, expected: i64, within: Duration) {
-        let wait = async {
-            while self.handled_count().await < expected {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        if tokio::time::timeout(within, wait).await.is_err() {
+        if !wait_until(within, || async { self.handled_count().await >= expected }).await {
             panic!(
                 "expected {expected} handled events within {within:?}, saw {}",
                 self.handled_count().await
@@ -352,6 +344,20 @@ impl TestEnv {
             .await
             .unwrap()
     }
+}
+
+/// Asks `condition` every 50 ms until it holds; false when `within` passed first.
+pub async fn wait_until<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let wait = async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(within, wait).await.is_ok()
 }
 
 /// Closes `database` to new connections and ends every open one, as a Postgres restart or

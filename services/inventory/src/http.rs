@@ -247,30 +247,16 @@ async fn reservation(
     ))
 }
 
-/// Products a republish reads and adds to the outbox per transaction.
-const REPUBLISH_CHUNK: i64 = 1000;
-
 /// Publishes every product's current state again (`product.updated`), so a service whose
-/// cached copy is empty or damaged can rebuild it; current copies ignore the repeats. One
-/// chunk per transaction, so a large catalog never becomes one huge transaction.
+/// cached copy is empty or damaged can rebuild it; current copies ignore the repeats.
 async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
-    let mut after: Option<String> = None;
-    let mut republished = 0;
-    loop {
-        let mut tx = state.pool.begin().await?;
-        let products: Vec<Product> = sqlx::query_as(
-            "SELECT * FROM products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
-        )
-        .bind(&after)
-        .bind(REPUBLISH_CHUNK)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(last) = products.last() else { break };
-        after = Some(last.sku.clone());
-        let events: Vec<_> = products.iter().map(Product::current_state).collect();
-        state.outbox.add_all(&mut tx, &events).await?;
-        tx.commit().await?;
-        republished += events.len();
-    }
+    let republished = platform::republish(
+        &state.pool,
+        &state.outbox,
+        "SELECT * FROM products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
+        |product: &Product| product.sku.clone(),
+        Product::current_state,
+    )
+    .await?;
     Ok((StatusCode::OK, Json(json!({ "republished": republished }))))
 }

@@ -226,16 +226,17 @@ async fn list(State(state): State<Arc<AppState>>, Query(query): Query<OrderQuery
     }
     let after = query.after.as_deref().map(page_cursor).transpose()?;
     let mut connection = state.pool.acquire().await?;
-    let after = match after {
+    // Where the previous page ended: the cursor order's creation time, and its id.
+    let after_created: Option<DateTime<Utc>> = match after {
         None => None,
         Some(id) => Some(
-            sqlx::query_as::<_, (DateTime<Utc>, Uuid)>(
-                "SELECT created_at, id FROM orders WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await?
-            .ok_or_else(|| ApiError::bad_request(format!("after {id}: there is no such order")))?,
+            sqlx::query_scalar("SELECT created_at FROM orders WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *connection)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("after {id}: there is no such order"))
+                })?,
         ),
     };
     let orders: Vec<Order> = sqlx::query_as(
@@ -246,8 +247,8 @@ async fn list(State(state): State<Arc<AppState>>, Query(query): Query<OrderQuery
     )
     .bind(user_id)
     .bind(&query.status)
-    .bind(after.map(|(created_at, _)| created_at))
-    .bind(after.map(|(_, id)| id))
+    .bind(after_created)
+    .bind(after)
     .bind(limit)
     .fetch_all(&mut *connection)
     .await?;

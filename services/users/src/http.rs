@@ -209,40 +209,23 @@ async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
         let existing = load(&state.pool, &id.to_string()).await?;
         return Ok((StatusCode::OK, Json(existing.to_json())));
     };
-    let event = events_schema::envelope(crate::SERVICE, &user.deactivated())
-        .with_subject(user.id.to_string());
-    state.outbox.add(&mut tx, &event).await?;
+    state.outbox.add(&mut tx, &current_state(&user)).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(user.to_json())))
 }
 
-/// Users a republish reads and adds to the outbox per transaction.
-const REPUBLISH_CHUNK: i64 = 1000;
-
 /// Publishes every user's current state again (`user.updated`, or `user.deactivated`), so a
 /// service whose cached copy is empty or damaged can rebuild it. Copies that are current
-/// ignore the repeats: their versions are not newer. It goes a chunk per transaction, so a
-/// large table never becomes one huge transaction; a user changed meanwhile is sent by its
-/// own change too, and copies keep the newest version.
+/// ignore the repeats: their versions are not newer.
 async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
-    let mut after: Option<Uuid> = None;
-    let mut republished = 0;
-    loop {
-        let mut tx = state.pool.begin().await?;
-        let users: Vec<User> = sqlx::query_as(
-            "SELECT * FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(REPUBLISH_CHUNK)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(last) = users.last() else { break };
-        after = Some(last.id);
-        let events: Vec<_> = users.iter().map(current_state).collect();
-        state.outbox.add_all(&mut tx, &events).await?;
-        tx.commit().await?;
-        republished += events.len();
-    }
+    let republished = platform::republish(
+        &state.pool,
+        &state.outbox,
+        "SELECT * FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
+        |user: &User| user.id,
+        current_state,
+    )
+    .await?;
     Ok((
         StatusCode::OK,
         Json(serde_json::json!({ "republished": republished })),

@@ -20,6 +20,17 @@ fn address(country: &str) -> Address {
     }
 }
 
+/// A capture of 999 EUR for `order_id`.
+fn captured(order_id: Uuid, user_id: Uuid) -> PaymentCapturedV1 {
+    PaymentCapturedV1 {
+        order_id,
+        payment_id: Uuid::now_v7(),
+        user_id,
+        amount_cents: 999,
+        currency: "EUR".into(),
+    }
+}
+
 /// A registration (version 1) in France.
 fn registered(user_id: Uuid, name: &str, credit_limit_cents: i64) -> UserRegisteredV1 {
     UserRegisteredV1 {
@@ -74,9 +85,7 @@ async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywh
     // Every version reached every copy (the older ones after the newest) before judging
     // that nothing went backwards.
     for service in ["orders", "payments", "shipping"] {
-        for event in [&v1, &v2, &v3] {
-            wait_until_handled(&system, service, event.id).await;
-        }
+        wait_until_handled(&system, service, &[v1.id, v2.id, v3.id]).await;
     }
     let payments = system.api.get("payments", &payments_copy).await.unwrap();
     let shipping = system.api.get("shipping", &payments_copy).await.unwrap();
@@ -119,13 +128,7 @@ async fn a_deactivation_before_the_registration_still_leaves_shipping_an_address
         .publish(&events_schema::envelope("users", &registered))
         .await;
     let order_id = Uuid::now_v7();
-    let captured = PaymentCapturedV1 {
-        order_id,
-        payment_id: Uuid::now_v7(),
-        user_id,
-        amount_cents: 999,
-        currency: "EUR".into(),
-    };
+    let captured = captured(order_id, user_id);
     system
         .publish(&events_schema::envelope("payments", &captured).with_correlation_id(order_id))
         .await;
@@ -167,13 +170,7 @@ async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
         total_cents: Some(999),
         currency: Some("EUR".into()),
     };
-    let captured = PaymentCapturedV1 {
-        order_id,
-        payment_id: Uuid::now_v7(),
-        user_id,
-        amount_cents: 999,
-        currency: "EUR".into(),
-    };
+    let captured = captured(order_id, user_id);
     let as_event = |data: serde_json::Value, event_type: &str| {
         conveyor::Envelope::new("orders", event_type, data).with_correlation_id(order_id)
     };
@@ -190,14 +187,14 @@ async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
     // The cancellation first, and handled; then the late answers, each delivered twice.
     system.publish(&cancellation).await;
     for service in ["payments", "shipping"] {
-        wait_until_handled(&system, service, cancellation.id).await;
+        wait_until_handled(&system, service, &[cancellation.id]).await;
     }
     for _ in 0..2 {
         system.publish(&late_reservation).await;
         system.publish(&late_capture).await;
     }
-    wait_until_handled(&system, "payments", late_reservation.id).await;
-    wait_until_handled(&system, "shipping", late_capture.id).await;
+    wait_until_handled(&system, "payments", &[late_reservation.id]).await;
+    wait_until_handled(&system, "shipping", &[late_capture.id]).await;
 
     let id = order_id.to_string();
     assert!(
@@ -218,15 +215,18 @@ async fn answers_arriving_after_a_cancellation_are_compensated_not_applied() {
     system.stop().await;
 }
 
-/// Waits until `service` has recorded event `id` in its inbox: handled (applied or skipped).
-async fn wait_until_handled(system: &crate::helpers::System, service: &str, id: Uuid) {
-    let pool = damage::connect(&system.database_url(service)).await;
+/// Waits until `service` has recorded every event of `ids` in its inbox: handled (applied
+/// or skipped).
+async fn wait_until_handled(system: &crate::helpers::System, service: &str, ids: &[Uuid]) {
+    let pool = sqlx::PgPool::connect(&system.database_url(service))
+        .await
+        .unwrap();
     system
-        .eventually(&format!("{service} handles event {id}"), || async {
+        .eventually(&format!("{service} handles events {ids:?}"), || async {
             sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM conveyor.inbox WHERE message_id = $1)",
+                "SELECT count(*) = cardinality($1) FROM conveyor.inbox WHERE message_id = ANY($1)",
             )
-            .bind(id)
+            .bind(ids)
             .fetch_one(&pool)
             .await
             .unwrap()

@@ -5,7 +5,7 @@ use lapin::BasicProperties;
 use lapin::message::Delivery;
 use serde_json::json;
 
-use conveyor_testkit::{EVENT_TYPE, SERVICE, TestEnv, event, event_with, fast_retries};
+use conveyor_testkit::{EVENT_TYPE, SERVICE, TestEnv, event, event_with, fast_retries, wait_until};
 
 fn header(delivery: &Delivery, name: &str) -> Option<String> {
     let table = delivery.properties.headers().clone().unwrap_or_default();
@@ -14,14 +14,11 @@ fn header(delivery: &Delivery, name: &str) -> Option<String> {
 
 async fn wait_for_dead_letters(env: &TestEnv, count: u32) -> Vec<Delivery> {
     let queue = env.names.dead_letter_queue(SERVICE);
-    let wait = async {
-        while env.queue_len(&queue).await < count {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), wait)
-        .await
-        .unwrap_or_else(|_| panic!("{count} dead letters expected in {queue}"));
+    let arrived = wait_until(Duration::from_secs(15), || async {
+        env.queue_len(&queue).await >= count
+    })
+    .await;
+    assert!(arrived, "{count} dead letters expected in {queue}");
     env.drain(&queue).await
 }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 use conveyor::{ConsumerOptions, Outbox, OutboxRelay, Publisher, Shutdown};
 
 use crate::child;
-use conveyor_testkit::{SERVICE, TestEnv, event, test_consumer};
+use conveyor_testkit::{SERVICE, TestEnv, event, test_consumer, wait_until};
 
 /// Holds this test's database down for `outage`: new connections refused and every open one
 /// ended, as a Postgres restart or failover would, then lets connections in again.
@@ -141,18 +141,13 @@ async fn a_signal_during_a_stream_loses_nothing(signal: &str) {
     // close: count once the consumer is gone and the returns have landed (a message both
     // handled and returned would keep the sum above the stream's size).
     env.wait_for_no_consumers(&queue).await;
-    let settle_until = std::time::Instant::now() + Duration::from_secs(10);
-    let (mut handled, mut waiting);
-    loop {
-        handled = env.handled_count().await;
-        waiting = i64::from(env.queue_len(&queue).await);
-        if handled + waiting == STREAM || std::time::Instant::now() > settle_until {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let accounted = || async { env.handled_count().await + i64::from(env.queue_len(&queue).await) };
+    wait_until(Duration::from_secs(10), || async {
+        accounted().await == STREAM
+    })
+    .await;
     assert_eq!(
-        handled + waiting,
+        accounted().await,
         STREAM,
         "every event is either handled or back in the queue, once"
     );

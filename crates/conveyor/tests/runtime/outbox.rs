@@ -3,7 +3,7 @@ use std::time::Duration;
 use conveyor::{Outbox, OutboxRelay, Shutdown};
 
 use crate::child;
-use conveyor_testkit::{TestEnv, event};
+use conveyor_testkit::{TestEnv, event, wait_until};
 
 async fn commit_to_outbox(env: &TestEnv, numbers: std::ops::Range<i64>) {
     let events: Vec<_> = numbers.map(event).collect();
@@ -129,19 +129,13 @@ async fn the_leading_relay_purges_handled_and_sent_records_past_their_retention(
                 .unwrap()
         }
     };
-    let purged = async {
-        while count(
-            "SELECT count(*) FROM conveyor.inbox WHERE handled_at < now() - interval '7 days'",
-        )
-        .await
-            > 0
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), purged)
-        .await
-        .expect("inbox rows older than the retention are purged");
+    let purged = wait_until(Duration::from_secs(15), || async {
+        count("SELECT count(*) FROM conveyor.inbox WHERE handled_at < now() - interval '7 days'")
+            .await
+            == 0
+    })
+    .await;
+    assert!(purged, "inbox rows older than the retention are purged");
     stop_relay.fire();
     relay.await.unwrap();
     // Within the retention nothing is touched: the first 7 days of hours, and 24 h of sends.
@@ -194,24 +188,21 @@ async fn rows_the_broker_refuses_are_parked_and_the_rows_behind_them_go_on() {
     };
     let (stop_relay, relay) = start_relay(&env, options);
     env.wait_for_handled(100, Duration::from_secs(60)).await;
-    let parked_rows = async {
-        loop {
-            let parked: Vec<(uuid::Uuid, i32, Option<String>)> = sqlx::query_as(
-                "SELECT event_id, attempts, last_error FROM conveyor.outbox
-                 WHERE parked_at IS NOT NULL ORDER BY id",
-            )
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
-            if parked.len() == 2 {
-                return parked;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    let parked = tokio::time::timeout(Duration::from_secs(30), parked_rows)
+    let parked_rows = || async {
+        sqlx::query_as::<_, (uuid::Uuid, i32, Option<String>)>(
+            "SELECT event_id, attempts, last_error FROM conveyor.outbox
+             WHERE parked_at IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&env.pool)
         .await
-        .expect("both refused rows are parked");
+        .unwrap()
+    };
+    let both = wait_until(Duration::from_secs(30), || async {
+        parked_rows().await.len() == 2
+    })
+    .await;
+    assert!(both, "both refused rows are parked");
+    let parked = parked_rows().await;
     stop_relay.fire();
     relay.await.unwrap();
     consumer.stop().await;
@@ -302,14 +293,11 @@ async fn a_standby_relay_takes_over_when_the_leader_dies() {
 }
 
 async fn wait_for_leaders(env: &TestEnv, leaders: i64) {
-    let wait = async {
-        while leader_sessions(env).await != leaders {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .unwrap_or_else(|_| panic!("expected {leaders} leading relays"));
+    let led = wait_until(Duration::from_secs(30), || async {
+        leader_sessions(env).await == leaders
+    })
+    .await;
+    assert!(led, "expected {leaders} leading relays");
 }
 
 /// Sessions holding the relay's leadership lock on the test database.

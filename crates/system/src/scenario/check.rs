@@ -121,12 +121,9 @@ impl Strays {
 /// # Errors
 /// When the broker cannot be reached.
 pub async fn strays(amqp: &conveyor::AmqpConfig) -> anyhow::Result<Strays> {
-    let dead_letters = dead_letters(amqp).await?;
     let connection = amqp.connect().await?;
-    let channel = connection.create_channel().await?;
-    let unrouted = conveyor::declare_passive(&channel, &conveyor::Names::default().unrouted())
-        .await
-        .map_or(0, |declared| u64::from(declared.message_count()));
+    let dead_letters = dead_letters_on(&connection).await?;
+    let unrouted = waiting(&connection, &conveyor::Names::default().unrouted()).await?;
     let _ = connection.close(200, "counted".into()).await;
     Ok(Strays {
         dead_letters,
@@ -140,17 +137,29 @@ pub async fn strays(amqp: &conveyor::AmqpConfig) -> anyhow::Result<Strays> {
 /// When the broker cannot be reached.
 pub async fn dead_letters(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     let connection = amqp.connect().await?;
-    let mut total = 0;
-    for service in crate::ServiceName::all() {
-        let channel = connection.create_channel().await?;
-        let queue = conveyor::Names::default().dead_letter_queue(service.as_str());
-        if let Ok(declared) = conveyor::declare_passive(&channel, &queue).await {
-            total += u64::from(declared.message_count());
-            let _ = channel.close(200, "counted".into()).await;
-        }
-    }
+    let total = dead_letters_on(&connection).await?;
     let _ = connection.close(200, "counted".into()).await;
     Ok(total)
+}
+
+async fn dead_letters_on(connection: &lapin::Connection) -> anyhow::Result<u64> {
+    let names = conveyor::Names::default();
+    let mut total = 0;
+    for service in crate::ServiceName::all() {
+        total += waiting(connection, &names.dead_letter_queue(service.as_str())).await?;
+    }
+    Ok(total)
+}
+
+/// Messages ready in `queue`; 0 when it does not exist.
+async fn waiting(connection: &lapin::Connection, queue: &str) -> anyhow::Result<u64> {
+    let channel = connection.create_channel().await?;
+    // A passive declare of a missing queue closes the channel; nothing to close then.
+    let Ok(declared) = conveyor::declare_passive(&channel, queue).await else {
+        return Ok(0);
+    };
+    let _ = channel.close(200, "counted".into()).await;
+    Ok(u64::from(declared.message_count()))
 }
 
 /// Messages waiting in the services' queues and retry tiers (dead letters left out): work
@@ -171,11 +180,7 @@ pub(crate) async fn queued(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
         {
             continue;
         }
-        let channel = connection.create_channel().await?;
-        if let Ok(declared) = conveyor::declare_passive(&channel, queue).await {
-            total += u64::from(declared.message_count());
-            let _ = channel.close(200, "counted".into()).await;
-        }
+        total += waiting(&connection, queue).await?;
     }
     let _ = connection.close(200, "counted".into()).await;
     Ok(total)
