@@ -101,6 +101,7 @@ fn to_json(report: &Report, replicas: u16) -> serde_json::Value {
         "compensations": report.compensations,
         "dead_letters": report.dead_letters,
         "unrouted": report.unrouted,
+        "busy_answers_retried": report.busy_answers,
         "invariants": report.invariants,
     })
 }
@@ -144,6 +145,12 @@ fn print_summary(report: &Report, replicas: u16) {
     );
     println!("  dead letters     {}", report.dead_letters);
     println!("  unrouted         {}", report.unrouted);
+    if report.busy_answers > 0 {
+        println!(
+            "  busy answers     {} requests told to try again (503) and retried",
+            report.busy_answers
+        );
+    }
     for invariant in &report.invariants {
         let status = if invariant.ok { "ok" } else { "FAILED" };
         println!("  [{status}] {}: {}", invariant.name, invariant.detail);

@@ -16,7 +16,11 @@ pub struct Api {
     client: Client,
     urls: BTreeMap<String, Vec<String>>,
     turn: Arc<AtomicUsize>,
+    busy_answers: Arc<AtomicUsize>,
 }
+
+/// How long a call keeps trying again while a service answers that it is busy.
+const BUSY_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
 impl Api {
     /// One instance per service.
@@ -51,6 +55,7 @@ impl Api {
             client,
             urls,
             turn: Arc::default(),
+            busy_answers: Arc::default(),
         })
     }
 
@@ -64,7 +69,15 @@ impl Api {
         Ok(&urls[turn % urls.len()])
     }
 
-    /// Sends a request and returns the status and the JSON body.
+    /// How many times a service answered 503 with `Retry-After` (busy: the request was not
+    /// run) and the call was sent again.
+    pub fn busy_answers(&self) -> usize {
+        self.busy_answers.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request and returns the status and the JSON body. A 503 with `Retry-After`
+    /// means the service did not run the request (every HTTP slot was taken), so it is sent
+    /// again after the time asked, for up to a minute, as a well-behaved client would.
     ///
     /// # Errors
     /// When the service cannot be reached or answers with something other than JSON.
@@ -76,24 +89,34 @@ impl Api {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(StatusCode, Value)> {
-        let url = format!("{}{path}", self.base_url(service)?);
-        let mut request = self.client.request(method.clone(), &url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
+        let started = std::time::Instant::now();
+        loop {
+            let url = format!("{}{path}", self.base_url(service)?);
+            let mut request = self.client.request(method.clone(), &url);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await.with_context(|| {
+                format!("{method} {url} failed: is the {service} service running?")
+            })?;
+            let status = response.status();
+            if let Some(wait) = busy_retry_after(&response)
+                && started.elapsed() + wait < BUSY_RETRY_BUDGET
+            {
+                self.busy_answers.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%method, %url, ?wait, "The service is busy; trying again.");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let body = response
+                .json()
+                .await
+                .with_context(|| format!("{method} {url} answered {status} without JSON"))?;
+            return Ok((status, body));
         }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url} failed: is the {service} service running?"))?;
-        let status = response.status();
-        let body = response
-            .json()
-            .await
-            .with_context(|| format!("{method} {url} answered {status} without JSON"))?;
-        Ok((status, body))
     }
 
     /// A GET that must succeed.
@@ -141,5 +164,83 @@ impl Api {
             "POST {path} on {service} answered {status}: {answer}"
         );
         Ok(answer)
+    }
+}
+
+/// The wait a 503 asks for in its `Retry-After` (whole seconds), if it is one.
+fn busy_retry_after(response: &reqwest::Response) -> Option<Duration> {
+    if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let seconds: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.clamp(1, 10)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that gives each connection's request the next of `answers` (status line and
+    /// headers), each with a JSON body, and closes the connection.
+    async fn serve(answers: Vec<&'static str>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for head in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0_u8; 4096];
+                let _ = socket.read(&mut request).await.unwrap();
+                let answer = format!(
+                    "{head}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        url
+    }
+
+    fn api_at(url: &str) -> Api {
+        Api::with_replicas(
+            crate::ServiceName::all()
+                .map(|service| (service.as_str().to_owned(), vec![url.to_owned()]))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_busy_answer_is_sent_again_after_the_wait_it_asks_for() {
+        let url = serve(vec![
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1",
+            "HTTP/1.1 201 Created",
+        ])
+        .await;
+        let api = api_at(&url);
+        let (status, _) = api
+            .call(Method::POST, "orders", "/orders", None, &[])
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(api.busy_answers(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_503_without_retry_after_is_the_answer() {
+        let url = serve(vec!["HTTP/1.1 503 Service Unavailable"]).await;
+        let api = api_at(&url);
+        let (status, _) = api
+            .call(Method::GET, "orders", "/readyz", None, &[])
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.busy_answers(), 0);
     }
 }

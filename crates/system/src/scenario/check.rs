@@ -37,6 +37,9 @@ pub struct Report {
     pub dead_letters: u64,
     /// Events this run sent that no queue was bound for.
     pub unrouted: u64,
+    /// Requests a service answered "busy, try again" (503 with `Retry-After`) and were sent
+    /// again: a sign that its HTTP slots (`<SERVICE>_HTTP_CONCURRENCY`) were all taken.
+    pub busy_answers: usize,
     pub invariants: Vec<Invariant>,
 }
 
@@ -461,6 +464,7 @@ pub async fn report(
         orders_per_second: observed.len() as f64 / span_seconds,
         dead_letters,
         unrouted,
+        busy_answers: api.busy_answers(),
         invariants,
     })
 }
