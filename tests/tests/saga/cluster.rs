@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use conveyor_testkit::{Broker, TestEnv};
-use system::scenario::{self, LoadOptions};
+use system::scenario::{self, LoadOptions, Strays};
 
 use crate::helpers::{ALL, start_on};
 
@@ -61,19 +61,16 @@ async fn orders_flow_through_a_broker_node_stopping_and_coming_back() {
     broker.ctl_on(Some(&victim), &["start_app"]);
     broker.ctl_on(Some(&victim), &["await_startup"]);
     let placed = placing.await.unwrap().unwrap();
-    scenario::settle(
+    let report = scenario::settle(
         &system.api,
         &system.env.amqp,
         &fixtures,
         &placed,
         Duration::from_secs(180),
+        Strays::default(),
     )
     .await
     .unwrap();
-    let strays = scenario::strays(&system.env.amqp).await.unwrap();
-    let report = scenario::report(&system.api, &fixtures, &placed, strays)
-        .await
-        .unwrap();
     system.stop().await;
 
     assert!(held > 0, "{victim} held none of the services' connections");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use conveyor::Names;
 use conveyor_testkit::TestEnv;
 use system::ServiceName;
-use system::scenario::{self, Api, LoadOptions};
+use system::scenario::{self, Api, LoadOptions, Strays};
 
 use crate::processes::ServiceProcess;
 
@@ -107,19 +107,16 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
             .await
             .unwrap(),
     );
-    scenario::settle(
+    let report = scenario::settle(
         &survivors,
         &env.amqp,
         &fixtures,
         &placed,
         Duration::from_secs(180),
+        Strays::default(),
     )
     .await
     .unwrap();
-    let strays = scenario::strays(&env.amqp).await.unwrap();
-    let report = scenario::report(&survivors, &fixtures, &placed, strays)
-        .await
-        .unwrap();
     for process in processes {
         process.stop().await;
     }

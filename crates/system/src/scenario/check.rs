@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::api::Api;
 use super::load::Placed;
+use super::outcome;
 use super::setup::Fixtures;
 
 /// One invariant and whether it held.
@@ -281,11 +282,17 @@ pub async fn report(
     let mut net_captured = 0_i64;
     let mut confirmed_quantities: BTreeMap<String, i64> = BTreeMap::new();
     let (mut first_created, mut last_finished) = (None::<String>, None::<String>);
-    for seen in &observed {
+    let mut wrong_ends = Vec::new();
+    for (seen, placed) in observed.iter().zip(placed) {
         let order = &seen.order;
         let id = order["id"].as_str().unwrap_or_default();
         let status = order["status"].as_str().unwrap_or_default();
         let total = order["total_cents"].as_i64().unwrap_or_default();
+        wrong_ends.extend(outcome::unexpected_end(
+            placed,
+            status,
+            order["reason"].as_str(),
+        ));
         if let Some(latency) = order["latency_ms"].as_f64() {
             latencies.push(latency);
         }
@@ -412,6 +419,14 @@ pub async fn report(
             "every order is confirmed or cancelled",
             &unfinished,
             format!("{} orders, none pending", observed.len()),
+        ),
+        invariant(
+            "each order ended as its path predicts",
+            &wrong_ends,
+            format!(
+                "{} orders: declined, undeliverable, sold out and cancelled where meant, the rest confirmed",
+                observed.len()
+            ),
         ),
         invariant(
             "money captured minus refunded equals the totals of confirmed orders",

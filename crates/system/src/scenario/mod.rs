@@ -6,10 +6,12 @@
 //! - `setup`: the users and products, and waiting for the cached copies to catch up.
 //! - `load`: placing the orders at a rate, with some customer cancels racing the saga.
 //! - `check`: the invariants, and the report.
+//! - `outcome`: the end each order's path predicts.
 
 mod api;
 mod check;
 mod load;
+mod outcome;
 mod setup;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,7 @@ pub use api::Api;
 pub use check::{
     Invariant, Report, Strays, dead_letters, pending_orders, report, strays, wait_until_settled,
 };
-pub use load::{LoadOptions, Placed, place};
+pub use load::{LoadOptions, Path, Placed, place};
 pub use setup::Fixtures;
 
 /// Runs the whole scenario against running services.
@@ -39,9 +41,7 @@ pub async fn run(
     let before = check::strays(amqp).await?;
     let fixtures = prepare(&api).await?;
     let placed = load::place(&api, &fixtures, options, progress).await?;
-    settle(&api, amqp, &fixtures, &placed, settle_timeout).await?;
-    let strays = check::strays(amqp).await?.since(before);
-    check::report(&api, &fixtures, &placed, strays).await
+    settle(&api, amqp, &fixtures, &placed, settle_timeout, before).await
 }
 
 /// Creates this run's users and products, and waits until every cached copy has them.
@@ -56,7 +56,8 @@ pub async fn prepare(api: &Api) -> anyhow::Result<Fixtures> {
 
 /// Waits until no order is pending, then until the flow is quiet: no message waits in any
 /// service's queue or retry tier, and what the services say has not changed for a second
-/// (so compensations of the last cancellations are in). Returns what they then say.
+/// (so compensations of the last cancellations are in). Returns what they then say, with the
+/// dead letters and unrouted messages that arrived since `before`.
 ///
 /// # Errors
 /// When orders are still pending, or the flow is not quiet, after `within`.
@@ -66,13 +67,18 @@ pub async fn settle(
     fixtures: &Fixtures,
     placed: &[Placed],
     within: Duration,
+    before: Strays,
 ) -> anyhow::Result<Report> {
     let deadline = Instant::now() + within;
     check::wait_until_settled(api, fixtures, within).await?;
-    let mut last = check::report(api, fixtures, placed, Strays::default()).await?;
+    let read = || async {
+        let strays = check::strays(amqp).await?.since(before);
+        check::report(api, fixtures, placed, strays).await
+    };
+    let mut last = read().await?;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = check::report(api, fixtures, placed, Strays::default()).await?;
+        let now = read().await?;
         if now.same_state(&last) && check::queued(amqp).await? == 0 {
             return Ok(now);
         }
