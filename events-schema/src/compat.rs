@@ -1,10 +1,13 @@
 //! Which schema changes break an existing producer or consumer.
 //!
-//! Breaking: a version file removed; a field removed or renamed; a field's type changed; a
-//! field made required; an enum value removed; a constraint tightened (minimum raised,
-//! maximum lowered, length or item bounds narrowed, a pattern, format or const added or
-//! changed). Not breaking: an optional field added, an enum value added, a constraint
-//! loosened, a new version file.
+//! Producers and consumers of one version file run different releases at once, and both
+//! validate, so within a version a change is breaking in whichever direction it narrows:
+//! tightened (a field removed, renamed, retyped or made required, an enum value removed, a
+//! bound raised or lowered inwards, a pattern, format or const added), a new consumer
+//! refuses what older producers (and replayed dead letters) send; loosened (a type widened,
+//! an enum value added, a bound moved outwards or dropped, a field no longer required), a new
+//! producer sends what older consumers refuse. Not breaking: an optional field added (every
+//! schema allows fields it does not list), and a new version file.
 
 use std::collections::BTreeMap;
 
@@ -75,6 +78,20 @@ fn compare(old: &Value, new: &Value, path: &str, report: &mut impl FnMut(&str, S
             "became required; producers that leave it out break".into(),
         );
     }
+    let still_listed = |field: &str| {
+        new.get("properties")
+            .and_then(|properties| properties.get(field))
+            .is_some()
+    };
+    for field in old_required
+        .iter()
+        .filter(|field| !new_required.contains(field) && still_listed(field))
+    {
+        report(
+            &join(path, field),
+            "is no longer required; consumers on the older file refuse events without it".into(),
+        );
+    }
     if let (Some(old_properties), new_properties) = (
         old.get("properties").and_then(Value::as_object),
         new.get("properties").and_then(Value::as_object),
@@ -116,13 +133,12 @@ fn compare_types(old: &Value, new: &Value, path: &str, report: &mut impl FnMut(&
         }
     };
     match (types(old), types(new)) {
-        (Some(old_types), Some(new_types)) => {
-            // Widening integer to number, or adding a type, keeps old values valid.
-            let kept = old_types.iter().all(|old_type| {
-                new_types.contains(old_type)
-                    || (old_type == "integer" && new_types.iter().any(|t| t == "number"))
-            });
-            if !kept {
+        (Some(mut old_types), Some(mut new_types)) => {
+            old_types.sort();
+            new_types.sort();
+            if old_types != new_types {
+                // Widening too: integer to number lets a producer send 2.5, which consumers
+                // validating with the older file refuse.
                 report(
                     path,
                     format!(
@@ -151,16 +167,33 @@ fn compare_enums(old: &Value, new: &Value, path: &str, report: &mut impl FnMut(&
             {
                 report(path, format!("enum value {value} was removed"));
             }
+            for value in new_values
+                .iter()
+                .filter(|value| !old_values.contains(value))
+            {
+                report(
+                    path,
+                    format!("enum value {value} was added; consumers on the older file refuse it"),
+                );
+            }
         }
         (None, Some(_)) => report(path, "is now limited to an enum".into()),
-        _ => {}
+        (Some(_), None) => report(
+            path,
+            "is no longer limited to its enum; consumers on the older file refuse new values"
+                .into(),
+        ),
+        (None, None) => {}
     }
-    if old.get("const") != new.get("const") && new.get("const").is_some() {
-        report(path, format!("const is now {}", new["const"]));
+    if old.get("const") != new.get("const") {
+        match new.get("const") {
+            Some(value) => report(path, format!("const is now {value}")),
+            None => report(path, "is no longer a const".into()),
+        }
     }
 }
 
-/// (keyword, true when a larger value is tighter)
+/// Bounds a larger value tightens.
 const LOWER_BOUNDS: [&str; 5] = [
     "minimum",
     "exclusiveMinimum",
@@ -168,6 +201,7 @@ const LOWER_BOUNDS: [&str; 5] = [
     "minItems",
     "minProperties",
 ];
+/// Bounds a smaller value tightens.
 const UPPER_BOUNDS: [&str; 5] = [
     "maximum",
     "exclusiveMaximum",
@@ -177,37 +211,43 @@ const UPPER_BOUNDS: [&str; 5] = [
 ];
 
 fn compare_bounds(old: &Value, new: &Value, path: &str, report: &mut impl FnMut(&str, String)) {
-    for keyword in LOWER_BOUNDS {
-        match (
+    let bounds = LOWER_BOUNDS
+        .iter()
+        .map(|keyword| (*keyword, true))
+        .chain(UPPER_BOUNDS.iter().map(|keyword| (*keyword, false)));
+    for (keyword, larger_is_tighter) in bounds {
+        let (before, after) = (
             old.get(keyword).and_then(Value::as_f64),
             new.get(keyword).and_then(Value::as_f64),
-        ) {
-            (Some(before), Some(after)) if after > before => {
-                report(path, format!("{keyword} raised from {before} to {after}"))
+        );
+        let change = match (before, after) {
+            (Some(before), Some(after)) if before == after => continue,
+            (Some(before), Some(after)) => {
+                let moved = if after > before { "raised" } else { "lowered" };
+                let looser = (after > before) != larger_is_tighter;
+                let consequence = if looser {
+                    "; consumers on the older file refuse the new values"
+                } else {
+                    ""
+                };
+                format!("{keyword} {moved} from {before} to {after}{consequence}")
             }
-            (None, Some(after)) => report(path, format!("{keyword} of {after} added")),
-            _ => {}
-        }
-    }
-    for keyword in UPPER_BOUNDS {
-        match (
-            old.get(keyword).and_then(Value::as_f64),
-            new.get(keyword).and_then(Value::as_f64),
-        ) {
-            (Some(before), Some(after)) if after < before => {
-                report(path, format!("{keyword} lowered from {before} to {after}"))
-            }
-            (None, Some(after)) => report(path, format!("{keyword} of {after} added")),
-            _ => {}
-        }
+            (None, Some(after)) => format!("{keyword} of {after} added"),
+            (Some(before), None) => format!(
+                "{keyword} of {before} removed; consumers on the older file refuse the new values"
+            ),
+            (None, None) => continue,
+        };
+        report(path, change);
     }
     for keyword in ["pattern", "format"] {
         let (before, after) = (old.get(keyword), new.get(keyword));
-        if after.is_some() && before != after {
-            let was = before.map_or_else(|| "none".to_owned(), Value::to_string);
+        if before != after {
+            let name =
+                |value: Option<&Value>| value.map_or_else(|| "none".to_owned(), Value::to_string);
             report(
                 path,
-                format!("{keyword} changed from {was} to {}", new[keyword]),
+                format!("{keyword} changed from {} to {}", name(before), name(after)),
             );
         }
     }
@@ -273,23 +313,58 @@ mod tests {
         );
         assert!(
             check(|s| {
-                s["properties"]["reason"]["enum"] = json!(["a", "b", "c"]);
+                s["description"] = json!("Reworded.");
             })
             .is_empty()
         );
-        assert!(
-            check(|s| {
-                s["properties"]["note"]["maxLength"] = json!(500);
-            })
-            .is_empty()
-        );
-        assert!(
-            check(|s| {
-                s["properties"]["items"]["items"]["properties"]["quantity"]["type"] =
-                    json!("number");
-            })
-            .is_empty()
-        );
+    }
+
+    /// Each of these lets a new producer send what a consumer on the older file refuses.
+    #[test]
+    fn loosening_a_version_in_place_is_breaking() {
+        type Change = fn(&mut Value);
+        let cases: [(Change, &str); 6] = [
+            (
+                |s| s["properties"]["reason"]["enum"] = json!(["a", "b", "c"]),
+                "order.created v1: field `reason`: enum value \"c\" was added; consumers on the older file refuse it",
+            ),
+            (
+                |s| s["properties"]["note"]["maxLength"] = json!(500),
+                "order.created v1: field `note`: maxLength raised from 100 to 500; consumers on the older file refuse the new values",
+            ),
+            (
+                |s| {
+                    s["properties"]["items"]["items"]["properties"]["quantity"]["type"] =
+                        json!("number")
+                },
+                "order.created v1: field `items[].quantity`: type changed from integer to number",
+            ),
+            (
+                |s| {
+                    s["properties"]["items"]["items"]["properties"]["quantity"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("minimum");
+                },
+                "order.created v1: field `items[].quantity`: minimum of 1 removed; consumers on the older file refuse the new values",
+            ),
+            (
+                |s| s["required"] = json!(["order_id"]),
+                "order.created v1: field `items`: is no longer required; consumers on the older file refuse events without it",
+            ),
+            (
+                |s| {
+                    s["properties"]["reason"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("enum");
+                },
+                "order.created v1: field `reason`: is no longer limited to its enum; consumers on the older file refuse new values",
+            ),
+        ];
+        for (change, expected) in cases {
+            assert_eq!(check(change), [expected]);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The schemas, the Rust types and the validation agree, and no drift between them is possible.
+//! The schemas, the Rust types and the validation agree: every example survives a round trip
+//! through its Rust type unchanged, and both sides name the same fields.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +12,8 @@ use events_schema::users::*;
 use events_schema::{ENVELOPE_SCHEMA, Event, EventContract, EventData, SCHEMAS, Violation};
 use serde_json::{Value, json};
 
-type Decode = fn(&Value) -> Result<(), String>;
+/// Reads data into the Rust type and writes it back: what the type keeps of it.
+type RoundTrip = fn(&Value) -> Result<Value, String>;
 type Sample = fn() -> Value;
 
 macro_rules! typed {
@@ -21,15 +23,15 @@ macro_rules! typed {
             <$event>::VERSION,
             (|data: &Value| {
                 serde_json::from_value::<$event>(data.clone())
-                    .map(|_| ())
+                    .and_then(serde_json::to_value)
                     .map_err(|e| e.to_string())
-            }) as Decode,
+            }) as RoundTrip,
             (|| serde_json::to_value(<$event>::sample()).unwrap()) as Sample,
         )
     };
 }
 
-fn typed_events() -> Vec<(&'static str, u32, Decode, Sample)> {
+fn typed_events() -> Vec<(&'static str, u32, RoundTrip, Sample)> {
     vec![
         typed!(UserRegisteredV1),
         typed!(UserUpdatedV1),
@@ -102,12 +104,90 @@ fn every_schema_has_a_description_and_an_example_its_rust_type_reads() {
             "{event_type} v{version} has no example"
         );
         for example in examples {
-            decode(&example)
+            let kept = decode(&example)
                 .unwrap_or_else(|e| panic!("{event_type} example does not fit the Rust type: {e}"));
+            // A field the type does not know (renamed on one side) would be dropped here:
+            // the schema allows extra fields and serde ignores unknown ones, so nothing else
+            // would notice.
+            assert_eq!(
+                kept, example,
+                "{event_type} v{version}: the Rust type does not keep its example as it is"
+            );
             contract
                 .validate(event_type, &version.to_string(), &example)
                 .unwrap_or_else(|e| panic!("{event_type} example breaks its own schema: {e}"));
         }
+    }
+}
+
+/// The path of field `name` inside `path`.
+fn child(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// The field paths a schema declares (`items[].sku`), through objects and arrays.
+fn declared_fields(schema: &Value, path: &str, into: &mut BTreeSet<String>) {
+    if let Some(properties) = schema["properties"].as_object() {
+        for (name, property) in properties {
+            let field = child(path, name);
+            into.insert(field.clone());
+            declared_fields(property, &field, into);
+        }
+    }
+    if schema.get("items").is_some() {
+        declared_fields(&schema["items"], &format!("{path}[]"), into);
+    }
+}
+
+/// The field paths present in data, named as `declared_fields` names them.
+fn present_fields(data: &Value, path: &str, into: &mut BTreeSet<String>) {
+    match data {
+        Value::Object(fields) => {
+            for (name, value) in fields {
+                let field = child(path, name);
+                into.insert(field.clone());
+                present_fields(value, &field, into);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                present_fields(item, &format!("{path}[]"), into);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// With the round trip of every example, this closes the gap through which a renamed
+/// optional field would pass: every field the schema declares is shown by an example (so a
+/// rename on the Rust side drops it there), and every field the Rust type writes is declared.
+#[test]
+fn the_schemas_and_the_rust_types_name_the_same_fields() {
+    for (event_type, version, _, sample) in typed_events() {
+        let file = events_schema::schema_for(event_type, version).unwrap();
+        let schema: Value = serde_json::from_str(file.text).unwrap();
+        let mut declared = BTreeSet::new();
+        declared_fields(&schema, "", &mut declared);
+        let mut shown = BTreeSet::new();
+        for example in examples(file.text) {
+            present_fields(&example, "", &mut shown);
+        }
+        let mut written = BTreeSet::new();
+        present_fields(&sample(), "", &mut written);
+        let unshown: Vec<_> = declared.difference(&shown).collect();
+        assert!(
+            unshown.is_empty(),
+            "{event_type} v{version}: no example shows {unshown:?}"
+        );
+        let undeclared: Vec<_> = written.difference(&declared).collect();
+        assert!(
+            undeclared.is_empty(),
+            "{event_type} v{version}: the Rust type writes {undeclared:?}, which the schema does not declare"
+        );
     }
 }
 
