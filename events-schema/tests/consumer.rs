@@ -128,3 +128,37 @@ async fn an_outbox_with_the_contract_refuses_a_bad_event_before_it_is_written() 
         .unwrap();
     assert_eq!(written, 1);
 }
+
+/// A producer without a database checks its events the same way: a bad one is refused before
+/// it leaves, naming the field, and nothing reaches the broker; a good one is sent.
+#[tokio::test]
+async fn a_publisher_with_the_contract_refuses_a_bad_event_before_it_is_sent() {
+    let env = TestEnv::new().await;
+    env.declare(&conveyor::Topology::shared(&env.names)).await;
+    let publisher = conveyor::Publisher::connect(env.amqp.clone(), env.names.clone())
+        .await
+        .unwrap()
+        .with_contract(EventContract::shared().unwrap() as Arc<dyn conveyor::Contract>);
+    let mut bad = envelope("orders", &OrderCreatedV1::sample());
+    bad.data.as_object_mut().unwrap().remove("total_cents");
+    // No service listens here: what the publisher sends lands in the unrouted queue.
+    let unrouted = env.names.unrouted();
+
+    let error = publisher.publish(&bad).await.unwrap_err();
+    let good = envelope("orders", &OrderCreatedV1::sample());
+    publisher.publish(&good).await.unwrap();
+
+    assert!(
+        matches!(error, conveyor::PublishError::Contract { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("\"total_cents\" is a required property"),
+        "{error}"
+    );
+    let sent = env.drain(&unrouted).await;
+    assert_eq!(sent.len(), 1, "only the good event left the producer");
+    assert_eq!(sent[0].data, good.to_bytes());
+}

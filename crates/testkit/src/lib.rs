@@ -475,6 +475,11 @@ pub enum Behaviour {
     /// Writes what breaks a deferred constraint: every statement succeeds and the
     /// transaction's COMMIT fails, every time.
     FailsAtCommit,
+    /// Writes a row that breaks a NOT NULL constraint, returning the `sqlx::Error` as is.
+    ViolatesConstraint,
+    /// A statement the database cancels (statement timeout) on this many attempts, returning
+    /// the `sqlx::Error` as is; then succeeds.
+    TimesOutTimes(u32),
 }
 
 /// Records each event it handles in `handled`, within the handling transaction.
@@ -516,6 +521,19 @@ impl EventHandler for RecordingHandler {
                     .execute(ctx.tx())
                     .await?;
             }
+            Behaviour::ViolatesConstraint => {
+                sqlx::query("INSERT INTO counters (name, value) VALUES (NULL, $1)")
+                    .bind(event.n)
+                    .execute(ctx.tx())
+                    .await?;
+            }
+            Behaviour::TimesOutTimes(times) if previous_attempts < times => {
+                sqlx::query("SET LOCAL statement_timeout = 1")
+                    .execute(ctx.tx())
+                    .await?;
+                sqlx::query("SELECT pg_sleep(1)").execute(ctx.tx()).await?;
+            }
+            Behaviour::TimesOutTimes(_) => {}
             Behaviour::Panic => panic!("handler bug on event {}", event.n),
             Behaviour::UntilFixed => {
                 let fixed: bool = sqlx::query_scalar("SELECT fixed FROM bug")

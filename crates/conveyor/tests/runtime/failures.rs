@@ -346,3 +346,90 @@ async fn a_failing_message_in_a_batch_leaves_the_rest_of_the_batch_applied_once(
         "events were applied in batches, not one transaction each"
     );
 }
+
+/// The backstop for what no consumer survives: a message that takes its consumer down every
+/// time (the process dies before it can ack, nack or dead-letter) is dead-lettered by the
+/// broker after `DELIVERY_LIMIT` deliveries, instead of crashing every replica forever.
+/// Each crash is a channel closed with the delivery unacknowledged.
+#[tokio::test]
+async fn a_message_that_kills_its_consumer_every_time_is_dead_lettered_by_the_broker() {
+    use futures_util::StreamExt;
+    use lapin::options::BasicConsumeOptions;
+
+    let env = TestEnv::new().await;
+    env.declare(&conveyor_testkit::test_consumer(fast_retries()).topology())
+        .await;
+    let crasher = event(1);
+    env.publish(&crasher).await;
+    let queue = env.names.service_queue(SERVICE);
+    let connection = env.connect().await;
+    let mut deliveries = 0;
+    // A few more than the limit: the broker must step in before the loop runs out.
+    for _ in 0..conveyor::DELIVERY_LIMIT + 5 {
+        let channel = connection.create_channel().await.unwrap();
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "crashing".into(),
+                BasicConsumeOptions::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
+            Ok(Some(Ok(_))) => deliveries += 1,
+            _ => break,
+        }
+        // The consumer dies holding the delivery.
+        channel.close(200, "crashed".into()).await.unwrap();
+    }
+    connection.close(200, "done".into()).await.unwrap();
+
+    let dead = wait_for_dead_letters(&env, 1).await;
+    assert_eq!(dead[0].data, crasher.to_bytes(), "kept byte for byte");
+    assert_eq!(env.queue_len(&queue).await, 0);
+    let limit = u32::try_from(conveyor::DELIVERY_LIMIT).unwrap();
+    assert!(
+        (limit..=limit + 1).contains(&deliveries),
+        "dead-lettered after {deliveries} deliveries, the limit is {limit}"
+    );
+}
+
+/// A handler that returns the database's error with `?` gets the README's mapping: a broken
+/// constraint will break on every attempt, so it is dead-lettered at once as `permanent`;
+/// anything else from the database (here a statement timeout) is retried.
+#[tokio::test]
+async fn database_errors_from_a_handler_are_permanent_for_constraints_and_retried_otherwise() {
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let broken = event_with(1, json!({ "n": 1, "behaviour": "violates-constraint" }));
+    let slow = event_with(2, json!({ "n": 2, "behaviour": { "times-out-times": 2 } }));
+
+    env.publish(&broken).await;
+    env.publish(&slow).await;
+    env.publish(&event(3)).await;
+
+    let dead = wait_for_dead_letters(&env, 1).await;
+    env.wait_for_handled(2, Duration::from_secs(15)).await;
+    consumer.stop().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].data, broken.to_bytes());
+    assert_eq!(
+        header(&dead[0], headers::ERROR_KIND).as_deref(),
+        Some("permanent")
+    );
+    let table = dead[0].properties.headers().clone().unwrap_or_default();
+    assert_eq!(
+        headers::get_u32(&table, headers::ATTEMPTS),
+        Some(1),
+        "not retried"
+    );
+    let error = header(&dead[0], headers::ERROR).unwrap_or_default();
+    assert!(error.contains("null value"), "{error}");
+    let slow_attempts: i32 =
+        sqlx::query_scalar("SELECT previous_attempts FROM handled WHERE n = 2")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(slow_attempts, 2, "the timed-out statement was retried");
+}
