@@ -193,6 +193,9 @@ async fn filters_leave_non_matching_dead_letters_in_place_and_in_order() {
     assert_eq!(env.queue_len(&env.names.service_queue(SERVICE)).await, 14);
 }
 
+/// The rate is a ceiling the replay never beats: 200 letters at 100/s cannot all be sent in
+/// less than 1.99 s, measured from outside. (A slower run is not a failure: a loaded machine
+/// may stall the tool, never speed it up.)
 #[tokio::test]
 async fn replay_holds_the_requested_rate() {
     let env = TestEnv::new().await;
@@ -202,13 +205,19 @@ async fn replay_holds_the_requested_rate() {
     wait_for_dead_letters(&env, 200).await;
     consumer.stop().await;
 
+    let started = std::time::Instant::now();
     let replayed = dlq_json(&env, &["replay", SERVICE, "--rate", "100/s", "--json"]);
+    let took = started.elapsed();
 
     assert_eq!(replayed["done"], 200);
-    let rate = replayed["per_second"].as_f64().unwrap();
     assert!(
-        (90.0..=110.0).contains(&rate),
-        "asked for 100/s, got {rate:.1}/s"
+        took >= Duration::from_millis(1990),
+        "200 letters at 100/s were replayed in {took:?}"
+    );
+    assert_eq!(
+        env.queue_len(&env.names.service_queue(SERVICE)).await,
+        200,
+        "every letter is back in the service's queue"
     );
 }
 
@@ -316,4 +325,63 @@ async fn move_and_purge_act_only_on_what_matches() {
         Some(1)
     );
     assert!(conveyor::headers::get_str(&headers, conveyor::headers::ERROR).is_none());
+}
+
+/// Every filter's valid forms select exactly their letters, and `--raw` shows the body byte
+/// for byte where the default shows it parsed.
+#[tokio::test]
+async fn each_filter_selects_exactly_its_letters_and_raw_shows_the_bytes() {
+    let env = TestEnv::new().await;
+    let flow = uuid::Uuid::new_v4();
+    let refused = never(1);
+    let exhausted =
+        conveyor_testkit::event_with(2, json!({ "n": 2, "behaviour": { "transient-times": 99 } }))
+            .with_correlation_id(flow);
+    fail_through_a_consumer(&env, &[refused.clone(), exhausted.clone()])
+        .await
+        .stop()
+        .await;
+    let (refused_id, exhausted_id) = (refused.id.to_string(), exhausted.id.to_string());
+    let flow_text = flow.to_string();
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let both = vec![refused_id.clone(), exhausted_id.clone()];
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (vec!["--error-kind", "permanent"], vec![refused_id.clone()]),
+        (
+            vec!["--error-kind", "retries-exhausted"],
+            vec![exhausted_id.clone()],
+        ),
+        (vec!["--type", "test.happened"], both.clone()),
+        (vec!["--type", "test.*"], both.clone()),
+        (vec!["--type", "#.happened"], both.clone()),
+        (vec!["--type", "order.*"], vec![]),
+        (vec!["--id", &refused_id], vec![refused_id.clone()]),
+        (
+            vec!["--correlation-id", &flow_text],
+            vec![exhausted_id.clone()],
+        ),
+        (vec!["--since", "1h"], both.clone()),
+        (vec!["--until", "1h"], vec![]),
+        (vec!["--until", &in_an_hour], both.clone()),
+        (vec!["--since", &in_an_hour], vec![]),
+    ];
+    for (filter, expected) in cases {
+        let mut args = vec!["show", SERVICE, "--limit", "10", "--json"];
+        args.extend(&filter);
+        let mut shown = ids_of(&dlq_json(&env, &args));
+        shown.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(shown, expected, "show {filter:?}");
+    }
+
+    let id_filter = ["show", SERVICE, "--id", &refused_id, "--json"];
+    let parsed = dlq_json(&env, &id_filter);
+    let raw = dlq_json(&env, &[&id_filter[..], &["--raw"]].concat());
+    assert_eq!(parsed["dead_letters"][0]["body"]["data"]["n"], 1);
+    assert_eq!(
+        raw["dead_letters"][0]["body"].as_str(),
+        Some(String::from_utf8(refused.to_bytes()).unwrap().as_str()),
+        "--raw shows the body as it was sent"
+    );
 }

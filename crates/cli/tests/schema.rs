@@ -209,3 +209,37 @@ fn schema_validate_names_the_wrong_field_of_an_event() {
         "{stderr}"
     );
 }
+
+#[test]
+fn schema_validate_reads_standard_input_and_says_a_good_event_is_valid() {
+    use std::io::Write;
+    let event = json!({
+        "specversion": "1.0", "id": "0192f1c4-7e1b-7000-8000-000000000002", "source": "/services/payments",
+        "type": "payment.captured", "time": "2026-11-26T08:00:00Z", "datacontenttype": "application/json",
+        "correlationid": "0192f1c4-7e1b-7000-8000-000000000002",
+        "data": { "order_id": "0192f1c4-7e1a-7c3b-9d2e-4f5a6b7c8d9e", "payment_id": "22222222-2222-4222-8222-222222222222",
+                  "user_id": "11111111-1111-4111-8111-111111111111", "amount_cents": 500, "currency": "EUR" }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args(["schema", "validate", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "ok: payment.captured v1 is valid");
+}

@@ -6,6 +6,7 @@ use events_schema::Event;
 use events_schema::inventory::{InventoryReservedV1, Item};
 use events_schema::orders::{CancelReason, OrderCancelledV1};
 use events_schema::payments::PaymentCapturedV1;
+use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
 use uuid::Uuid;
 
@@ -95,6 +96,50 @@ async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywh
     assert_eq!(shipping["version"], 3);
     let orders = system.api.get("orders", &payments_copy).await.unwrap();
     assert_eq!(orders["version"], 3);
+    system.stop().await;
+}
+
+/// Orders prices baskets from its copy of the products: an older price delivered late, or
+/// twice, must never replace a newer one.
+#[tokio::test]
+async fn product_changes_delivered_twice_and_shuffled_leave_the_newest_price() {
+    let system = start(&["orders"], Duration::from_secs(30)).await;
+    let sku = format!(
+        "SHUFFLED-{}",
+        Uuid::new_v4().simple().to_string()[..12].to_ascii_uppercase()
+    );
+    let product = |version: i64, price_cents: i64| ProductUpdatedV1 {
+        sku: sku.clone(),
+        name: "Shuffled".into(),
+        price_cents,
+        currency: "EUR".into(),
+        version,
+    };
+    let v1 = events_schema::envelope(
+        "inventory",
+        &ProductCreatedV1 {
+            sku: sku.clone(),
+            name: "Shuffled".into(),
+            price_cents: 100,
+            currency: "EUR".into(),
+            version: 1,
+        },
+    );
+    let v2 = events_schema::envelope("inventory", &product(2, 200));
+    let v3 = events_schema::envelope("inventory", &product(3, 300));
+
+    for event in [&v3, &v1, &v2, &v3, &v2, &v1] {
+        system.publish(event).await;
+    }
+
+    wait_until_handled(&system, "orders", &[v1.id, v2.id, v3.id]).await;
+    let copy = system
+        .api
+        .get("orders", &format!("/cache/products/{sku}"))
+        .await
+        .unwrap();
+    assert_eq!(copy["price_cents"], 300, "{copy}");
+    assert_eq!(copy["version"], 3, "{copy}");
     system.stop().await;
 }
 
