@@ -12,8 +12,8 @@ use crate::http::ApiError;
 /// Rows read and added to the outbox per transaction.
 const CHUNK: i64 = 1000;
 
-/// Adds `event(row)` to the outbox for every row, a chunk per transaction, and answers how
-/// many it added. `select` pages by key: `$1` is the last key of the previous chunk (NULL
+/// Adds `events(row)` to the outbox for every row, a chunk per transaction, and answers how
+/// many events it added. `select` pages by key: `$1` is the last key of the previous chunk (NULL
 /// for the first), `$2` the chunk size, and the rows come in key order.
 ///
 /// # Errors
@@ -23,7 +23,7 @@ pub async fn republish<Row, Key>(
     outbox: &Outbox,
     select: &'static str,
     key: impl Fn(&Row) -> Key,
-    event: impl Fn(&Row) -> Envelope,
+    events: impl Fn(&Row) -> Vec<Envelope>,
 ) -> Result<usize, ApiError>
 where
     Row: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
@@ -42,7 +42,7 @@ where
             return Ok(republished);
         };
         after = Some(key(last));
-        let events: Vec<Envelope> = rows.iter().map(&event).collect();
+        let events: Vec<Envelope> = rows.iter().flat_map(&events).collect();
         outbox.add_all(&mut tx, &events).await?;
         tx.commit().await?;
         republished += events.len();

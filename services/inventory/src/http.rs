@@ -255,7 +255,7 @@ async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
         &state.outbox,
         "SELECT * FROM products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
         |product: &Product| product.sku.clone(),
-        Product::current_state,
+        |product: &Product| vec![product.current_state()],
     )
     .await?;
     Ok((StatusCode::OK, Json(json!({ "republished": republished }))))

@@ -1,5 +1,6 @@
 //! The cached copies of users (active or not) and products (price, currency). A change
-//! applies only if its version is newer than the one held.
+//! applies only if its version is newer than the one held; a deactivation also wins a tie
+//! (a republish sends a deactivated user's state and its deactivation at one version).
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
@@ -15,7 +16,8 @@ async fn user(
     sqlx::query(
         "INSERT INTO users_cache (user_id, active, version) VALUES ($1, $2, $3)
          ON CONFLICT (user_id) DO UPDATE SET active = EXCLUDED.active, version = EXCLUDED.version
-         WHERE users_cache.version < EXCLUDED.version",
+         WHERE users_cache.version < EXCLUDED.version
+            OR (users_cache.version = EXCLUDED.version AND NOT EXCLUDED.active)",
     )
     .bind(user_id)
     .bind(active)

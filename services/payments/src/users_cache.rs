@@ -1,5 +1,9 @@
 //! The cached copy of users: credit limit and whether they are active. A change applies
 //! only if its version is newer than the one held, so reordering never regresses the copy.
+//! Two exceptions keep a deactivated user's copy whole whatever the order of arrival: a
+//! deactivation wins a tie of versions (a republish sends a deactivated user's state and its
+//! deactivation at one version), and a row a deactivation made without a credit limit takes
+//! the limit of an older registration or update.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::users::{UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
@@ -15,8 +19,9 @@ async fn upsert(
     sqlx::query(
         "INSERT INTO users_cache (user_id, credit_limit_cents, currency, active, version) VALUES ($1, $2, $3, true, $4)
          ON CONFLICT (user_id) DO UPDATE SET credit_limit_cents = EXCLUDED.credit_limit_cents,
-             currency = EXCLUDED.currency, version = EXCLUDED.version
-         WHERE users_cache.version < EXCLUDED.version",
+             currency = EXCLUDED.currency,
+             version = greatest(users_cache.version, EXCLUDED.version)
+         WHERE users_cache.version < EXCLUDED.version OR users_cache.credit_limit_cents IS NULL",
     )
     .bind(user_id)
     .bind(credit_limit_cents)
@@ -83,7 +88,7 @@ impl EventHandler for Deactivated {
         sqlx::query(
             "INSERT INTO users_cache (user_id, active, version) VALUES ($1, false, $2)
              ON CONFLICT (user_id) DO UPDATE SET active = false, version = EXCLUDED.version
-             WHERE users_cache.version < EXCLUDED.version",
+             WHERE users_cache.version <= EXCLUDED.version",
         )
         .bind(user.user_id)
         .bind(user.version)

@@ -3,7 +3,9 @@
 //! that overtakes the user's registration leaves a row with no address, and the older
 //! registration still fills that in (it is the only address there is), keeping the newer
 //! version and `active = false`. Without it, every payment of that user would walk the retry
-//! tiers waiting for an address that no newer event will ever bring.
+//! tiers waiting for an address that no newer event will ever bring. And a deactivation wins
+//! a tie of versions: a republish sends a deactivated user's state and its deactivation at
+//! one version.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
@@ -75,7 +77,7 @@ impl EventHandler for Deactivated {
         sqlx::query(
             "INSERT INTO users_cache (user_id, active, version) VALUES ($1, false, $2)
              ON CONFLICT (user_id) DO UPDATE SET active = false, version = EXCLUDED.version
-             WHERE users_cache.version < EXCLUDED.version",
+             WHERE users_cache.version <= EXCLUDED.version",
         )
         .bind(user.user_id)
         .bind(user.version)

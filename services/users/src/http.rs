@@ -214,22 +214,35 @@ async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     Ok((StatusCode::OK, Json(user.to_json())))
 }
 
-/// Publishes every user's current state again (`user.updated`, or `user.deactivated`), so a
-/// service whose cached copy is empty or damaged can rebuild it. Copies that are current
-/// ignore the repeats: their versions are not newer.
+/// Publishes every user's current state again, so a service whose cached copy is empty or
+/// damaged can rebuild it. Copies that are current ignore the repeats: their versions are
+/// not newer.
 async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
     let republished = platform::republish(
         &state.pool,
         &state.outbox,
         "SELECT * FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
         |user: &User| user.id,
-        current_state,
+        republished_state,
     )
     .await?;
     Ok((
         StatusCode::OK,
         Json(serde_json::json!({ "republished": republished })),
     ))
+}
+
+/// What rebuilds a copy of `user` from nothing: `user.updated`, and for a deactivated user
+/// also `user.deactivated` at the same version (copies let a deactivation win a tie), so a
+/// rebuilt copy has the address and the credit limit as well as the deactivation.
+fn republished_state(user: &User) -> Vec<conveyor::Envelope> {
+    let mut events = vec![
+        events_schema::envelope(crate::SERVICE, &user.updated()).with_subject(user.id.to_string()),
+    ];
+    if user.status == "deactivated" {
+        events.push(current_state(user));
+    }
+    events
 }
 
 /// The event that tells a cached copy what `user` is now.

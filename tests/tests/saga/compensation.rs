@@ -170,11 +170,7 @@ async fn placing_an_order_is_refused_for_unknown_or_deactivated_users_and_unknow
         .unwrap();
     assert_eq!(status, 422);
     assert_eq!(unknown_sku["error"], "unknown sku NOPE-1");
-    system
-        .api
-        .post("users", &format!("/users/{user}/deactivate"), &json!({}))
-        .await
-        .unwrap();
+    system.deactivate(&user).await;
     system
         .eventually("orders knows the user is deactivated", || async {
             let cached = system

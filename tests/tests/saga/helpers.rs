@@ -196,6 +196,14 @@ impl System {
         }
     }
 
+    /// Deactivates `user` through the users API; returns the user as it now is.
+    pub(crate) async fn deactivate(&self, user: &str) -> Value {
+        self.api
+            .post("users", &format!("/users/{user}/deactivate"), &json!({}))
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn place(&self, user: &str, items: Value) -> Value {
         self.api
             .post(

@@ -286,15 +286,7 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
     let active = system.user("FR", 4321).await;
     let gone = system.user("DE", 1234).await;
     let sku = system.product(1999, 5).await;
-    system
-        .api
-        .post(
-            "users",
-            &format!("/users/{gone}/deactivate"),
-            &serde_json::json!({}),
-        )
-        .await
-        .unwrap();
+    system.deactivate(&gone).await;
     system
         .wait_for_caches(&[&active, &gone], &[&sku], &ALL)
         .await;
@@ -316,7 +308,8 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
         .await
         .unwrap();
 
-    assert_eq!(republished["users"], 2);
+    // One user.updated each, and the deactivation of the deactivated one.
+    assert_eq!(republished["users"], 3);
     system
         .eventually("payments has both users again", || async {
             let first = system
@@ -354,6 +347,70 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
         system::caches::rebuild(&system.api, system::ServiceName::Users)
             .await
             .is_err()
+    );
+    system.stop().await;
+}
+
+/// A deactivated user's shipping copy rebuilt from the republish has the address as well
+/// as the deactivation (before, it got only `user.deactivated`, and a paid order of that user
+/// walked the retry tiers for want of an address); the copies that were current stay
+/// deactivated through the repeated state.
+#[tokio::test]
+async fn a_rebuilt_copy_of_a_deactivated_user_keeps_the_address_and_the_deactivation() {
+    let system = start(&ALL, Duration::from_secs(30)).await;
+    let gone = system.user("DE", 1234).await;
+    system.wait_for_caches(&[&gone], &[], &ALL).await;
+    let deactivated = system.deactivate(&gone).await;
+    let version = deactivated["version"].clone();
+    let copy = format!("/cache/users/{gone}");
+    let copies_deactivated = || async {
+        let mut all = true;
+        for service in ["orders", "payments", "shipping"] {
+            let (status, body) = system
+                .api
+                .call(reqwest::Method::GET, service, &copy, None, &[])
+                .await
+                .unwrap();
+            all &= status.is_success() && body["active"] == false && body["version"] == version;
+        }
+        all
+    };
+    system
+        .eventually("every copy knows the deactivation", copies_deactivated)
+        .await;
+    let shipping_db = damage::connect(&system.database_url("shipping")).await;
+    damage::execute(&shipping_db, "DELETE FROM users_cache").await;
+
+    let republished = system::caches::rebuild(&system.api, system::ServiceName::Shipping)
+        .await
+        .unwrap();
+    assert_eq!(republished["users"], 2);
+    // Registered, deactivated, then the republished pair: wait until the pair is out, and
+    // handled by every copy, before judging the copies.
+    let users_db = damage::connect(&system.database_url("users")).await;
+    let published = || async {
+        sqlx::query_scalar::<_, uuid::Uuid>(
+            "SELECT event_id FROM conveyor.published WHERE subject = $1 ORDER BY created_at, event_id",
+        )
+        .bind(&gone)
+        .fetch_all(&users_db)
+        .await
+        .unwrap()
+    };
+    system
+        .eventually("the republished events are out", || async {
+            published().await.len() == 4
+        })
+        .await;
+    let pair = published().await.split_off(2);
+    for service in ["orders", "payments", "shipping"] {
+        wait_until_handled(&system, service, &pair).await;
+    }
+    let shipping = system.api.get("shipping", &copy).await.unwrap();
+    assert_eq!(shipping["country"], "DE", "{shipping}");
+    assert!(
+        copies_deactivated().await,
+        "a copy took the repeat for a reactivation"
     );
     system.stop().await;
 }
