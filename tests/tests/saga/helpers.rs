@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use conveyor::{AmqpConfig, Names, Shutdown, ShutdownTrigger};
 use conveyor_testkit::TestEnv;
 use serde_json::{Value, json};
+use sqlx::Connection;
 use system::ServiceName;
 use system::scenario::Api;
 
@@ -23,18 +24,38 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
 }
 
 /// As [`start`], on a test environment of the caller's (a vhost on a cluster, say).
-/// Every service but shipping, and one order placed: its saga stalls after the payment
-/// until the deadline.
+/// Every service but shipping, and one order placed and paid: its saga stalls after the
+/// payment until the deadline. The test holds the orders' saga clock until the payment is
+/// captured, so however short the deadline and however loaded the machine, the cancel
+/// never overtakes the capture (there would be nothing to refund).
 pub(crate) async fn order_without_shipping(saga_timeout: Duration) -> (System, String) {
     let running = ["users", "inventory", "orders", "payments"];
     let system = start(&running, saga_timeout).await;
     let user = system.user("FR", 1_000_000).await;
     let sku = system.product(500, 10).await;
     system.wait_for_caches(&[&user], &[&sku], &running).await;
+    let mut clock = sqlx::PgConnection::connect(&system.database_url("orders"))
+        .await
+        .unwrap();
+    let mut held = clock.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM saga_clock WHERE id = 1 FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
     let placed = system
         .place(&user, json!([{ "sku": sku, "quantity": 1 }]))
         .await;
     let order_id = placed["id"].as_str().unwrap().to_owned();
+    system
+        .eventually("the order is paid", || async {
+            system
+                .payments(&order_id)
+                .await
+                .first()
+                .is_some_and(|p| p["status"] == "captured")
+        })
+        .await;
+    held.commit().await.unwrap();
     (system, order_id)
 }
 

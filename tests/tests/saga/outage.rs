@@ -9,15 +9,6 @@ use crate::helpers::order_without_shipping;
 async fn a_broker_outage_longer_than_the_deadline_cancels_no_order() {
     // A paid order stays pending until its 3-second deadline.
     let (system, order_id) = order_without_shipping(Duration::from_secs(3)).await;
-    system
-        .eventually("the order is paid", || async {
-            system
-                .payments(&order_id)
-                .await
-                .first()
-                .is_some_and(|p| p["status"] == "captured")
-        })
-        .await;
 
     // The broker goes away for this vhost for twice the deadline: nobody may connect, and
     // every open connection is closed.
