@@ -7,6 +7,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use conveyor_testkit::{TestEnv, event};
 
+/// A producer's span, and its trace id as the consumer records it.
+fn producer_span() -> (tracing::Span, String) {
+    let span = tracing::info_span!("place order");
+    let trace = span.context().span().span_context().trace_id().to_string();
+    (span, trace)
+}
+
 #[tokio::test]
 async fn the_consumer_span_continues_the_producer_trace() {
     let env = TestEnv::new().await;
@@ -14,13 +21,7 @@ async fn the_consumer_span_continues_the_producer_trace() {
     let publisher = Publisher::connect(env.amqp.clone(), env.names.clone())
         .await
         .unwrap();
-    let producer_span = tracing::info_span!("place order");
-    let producer_trace = producer_span
-        .context()
-        .span()
-        .span_context()
-        .trace_id()
-        .to_string();
+    let (producer_span, producer_trace) = producer_span();
 
     publisher
         .publish(&event(1))
@@ -46,13 +47,7 @@ async fn the_trace_survives_a_retry_and_reaches_the_dead_letter() {
     let publisher = Publisher::connect(env.amqp.clone(), env.names.clone())
         .await
         .unwrap();
-    let producer_span = tracing::info_span!("place order");
-    let producer_trace = producer_span
-        .context()
-        .span()
-        .span_context()
-        .trace_id()
-        .to_string();
+    let (producer_span, producer_trace) = producer_span();
     let flaky = conveyor_testkit::event_with(
         1,
         serde_json::json!({ "n": 1, "behaviour": { "transient-times": 1 } }),
