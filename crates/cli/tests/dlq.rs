@@ -11,7 +11,7 @@ use serde_json::json;
 use sha2::Digest;
 use support::{
     dead_letter_ids, dlq, dlq_json, fail_through_a_consumer, ids_of, never, publish_all,
-    until_fixed, wait_for_dead_letters,
+    statuses_of, until_fixed, wait_for_dead_letters,
 };
 
 #[tokio::test]
@@ -89,12 +89,7 @@ async fn dead_letters_are_listed_grouped_shown_and_replayed_once_the_bug_is_fixe
         5
     );
     let audit = dlq_json(&env, &["audit", "--json"]);
-    let statuses: Vec<_> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|record| record["status"].clone())
-        .collect();
+    let statuses = statuses_of(&audit);
     assert_eq!(statuses, [json!("started"), json!("finished")]);
     assert_eq!(audit[1]["command"], "replay");
     assert_eq!(audit[1]["done"], 30);
@@ -383,5 +378,43 @@ async fn each_filter_selects_exactly_its_letters_and_raw_shows_the_bytes() {
         raw["dead_letters"][0]["body"].as_str(),
         Some(String::from_utf8(refused.to_bytes()).unwrap().as_str()),
         "--raw shows the body as it was sent"
+    );
+}
+
+/// A transfer the broker refuses stops with a clear error, leaves every letter where it was,
+/// and the audit log says it failed and why.
+#[tokio::test]
+async fn a_move_the_broker_refuses_is_audited_as_failed_and_leaves_the_letters() {
+    let env = TestEnv::new().await;
+    let events: Vec<_> = (0..5).map(never).collect();
+    fail_through_a_consumer(&env, &events).await.stop().await;
+    let before = dead_letter_ids(&env).await;
+    // A full queue that refuses what is published to it: the broker nacks each copy.
+    env.refuse("parking").await;
+
+    let output = dlq(
+        &env,
+        &["move", SERVICE, "--to", "refuses-parking", "--json"],
+    );
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped after 0 dead letters"), "{stderr}");
+    assert_eq!(
+        dead_letter_ids(&env).await,
+        before,
+        "every letter stays, in order"
+    );
+    let audit = dlq_json(&env, &["audit", "--json"]);
+    let statuses = statuses_of(&audit);
+    assert_eq!(statuses, [json!("started"), json!("failed")]);
+    assert_eq!(audit[1]["command"], "move");
+    assert_eq!(audit[1]["done"], 0);
+    assert!(
+        audit[1]["error"]
+            .as_str()
+            .is_some_and(|error| !error.is_empty()),
+        "{}",
+        audit[1]
     );
 }

@@ -110,3 +110,13 @@ pub(crate) fn ids_of(report: &Value) -> Vec<String> {
         .map(|letter| letter["id"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// The status of each record of `conveyor dlq audit --json`, oldest first.
+pub(crate) fn statuses_of(audit: &Value) -> Vec<Value> {
+    audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["status"].clone())
+        .collect()
+}
