@@ -347,14 +347,23 @@ impl TestEnv {
 }
 
 /// Asks `condition` every 50 ms until it holds; false when `within` passed first.
-pub async fn wait_until<F, Fut>(within: Duration, mut condition: F) -> bool
+pub async fn wait_until<F, Fut>(within: Duration, condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_until_every(within, Duration::from_millis(50), condition).await
+}
+
+/// Asks `condition` every `every` until it holds; false when `within` passed first.
+pub async fn wait_until_every<F, Fut>(within: Duration, every: Duration, mut condition: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let wait = async {
         while !condition().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(every).await;
         }
     };
     tokio::time::timeout(within, wait).await.is_ok()

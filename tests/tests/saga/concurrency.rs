@@ -5,8 +5,6 @@ use std::time::Duration;
 use serde_json::json;
 use system::scenario::{self, LoadOptions, Path, Placed, Strays};
 
-use sqlx::Connection;
-
 use crate::helpers::{ALL, System, start};
 
 /// When a customer's cancel lands in the saga.
@@ -32,18 +30,15 @@ async fn a_customer_cancel_racing_the_saga_leaves_every_order_consistent() {
     let fixtures = scenario::prepare(&system.api).await.unwrap();
     let sku = &fixtures.products[0];
     let held_user = &fixtures.regular_users[1];
-    let mut holder = sqlx::PgConnection::connect(&system.database_url("payments"))
-        .await
-        .unwrap();
-    let mut payments_lock = holder.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(conveyor::key_lock_id(
+    let payments_lock = system
+        .hold_lock(
             "payments",
-            &format!("user:{held_user}"),
-        ))
-        .execute(&mut *payments_lock)
-        .await
-        .unwrap();
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(conveyor::key_lock_id(
+                "payments",
+                &format!("user:{held_user}"),
+            )),
+        )
+        .await;
 
     let moments = [
         CancelMoment::AtOnce,
@@ -112,13 +107,13 @@ async fn a_customer_cancel_racing_the_saga_leaves_every_order_consistent() {
 /// Waits until inventory has decided on the order's stock, polling every millisecond so the
 /// cancel that follows lands as soon after as a client can make it.
 async fn wait_for_reservation(system: &System, order_id: &str) {
-    let seen = tokio::time::timeout(Duration::from_secs(30), async {
-        while system.reservation(order_id).await.is_none() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
+    let seen = conveyor_testkit::wait_until_every(
+        Duration::from_secs(30),
+        Duration::from_millis(1),
+        || async { system.reservation(order_id).await.is_some() },
+    )
     .await;
-    assert!(seen.is_ok(), "inventory never decided on order {order_id}");
+    assert!(seen, "inventory never decided on order {order_id}");
 }
 
 /// The customer's cancel: whether it came in time (200) or too late (409).

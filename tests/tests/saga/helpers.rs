@@ -1,12 +1,11 @@
 //! Starting the system on a test's own vhost and databases, and talking to it.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conveyor::{AmqpConfig, Names, Shutdown, ShutdownTrigger};
 use conveyor_testkit::TestEnv;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use system::ServiceName;
 use system::scenario::Api;
 
@@ -34,14 +33,12 @@ pub(crate) async fn order_without_shipping(saga_timeout: Duration) -> (System, S
     let user = system.user("FR", 1_000_000).await;
     let sku = system.product(500, 10).await;
     system.wait_for_caches(&[&user], &[&sku], &running).await;
-    let mut clock = sqlx::PgConnection::connect(&system.database_url("orders"))
-        .await
-        .unwrap();
-    let mut held = clock.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM saga_clock WHERE id = 1 FOR UPDATE")
-        .execute(&mut *held)
-        .await
-        .unwrap();
+    let held = system
+        .hold_lock(
+            "orders",
+            sqlx::query("SELECT 1 FROM saga_clock WHERE id = 1 FOR UPDATE"),
+        )
+        .await;
     let placed = system
         .place(&user, json!([{ "sku": sku, "quantity": 1 }]))
         .await;
@@ -316,11 +313,46 @@ impl System {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !condition().await {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let held = conveyor_testkit::wait_until_every(
+            Duration::from_secs(30),
+            Duration::from_millis(25),
+            condition,
+        )
+        .await;
+        assert!(held, "timed out waiting until {what}");
+    }
+
+    /// Takes a lock in `service`'s database with `lock` (a row locked `FOR UPDATE`, an
+    /// advisory lock) and holds it until the returned transaction ends.
+    pub(crate) async fn hold_lock(
+        &self,
+        service: &str,
+        lock: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let holder = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url(service))
+            .await
+            .unwrap();
+        let mut held = holder.begin().await.unwrap();
+        lock.execute(&mut *held).await.unwrap();
+        held
+    }
+
+    /// `service`'s cached copy of `user`; `None` while it has none.
+    pub(crate) async fn cached_user(&self, service: &str, user: &str) -> Option<Value> {
+        let (status, body) = self
+            .api
+            .call(
+                reqwest::Method::GET,
+                service,
+                &format!("/cache/users/{user}"),
+                None,
+                &[],
+            )
+            .await
+            .unwrap();
+        status.is_success().then_some(body)
     }
 
     /// Publishes an event straight to `conveyor.events`, as a misbehaving broker or producer

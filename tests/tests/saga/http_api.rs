@@ -83,15 +83,12 @@ async fn requests_stuck_on_a_lock_do_not_starve_the_saga() {
         .wait_for_caches(&[&user], &[&locked_sku, &sku], &ALL)
         .await;
 
-    let mut holder = sqlx::PgConnection::connect(&system.database_url("inventory"))
-        .await
-        .unwrap();
-    let mut lock = holder.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE")
-        .bind(&locked_sku)
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = system
+        .hold_lock(
+            "inventory",
+            sqlx::query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE").bind(&locked_sku),
+        )
+        .await;
     // More requests than the service has connections in all.
     let stuck: Vec<_> = (0..12)
         .map(|_| {

@@ -69,16 +69,13 @@ async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywh
     }
 
     let payments_copy = format!("/cache/users/{user_id}");
+    let user = user_id.to_string();
     system
         .eventually("every copy has version 3", || async {
             let mut at_three = true;
             for service in ["orders", "payments", "shipping"] {
-                let (status, body) = system
-                    .api
-                    .call(reqwest::Method::GET, service, &payments_copy, None, &[])
-                    .await
-                    .unwrap();
-                at_three &= status.is_success() && body["version"] == 3;
+                let copy = system.cached_user(service, &user).await;
+                at_three &= copy.is_some_and(|copy| copy["version"] == 3);
             }
             at_three
         })
@@ -312,15 +309,8 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
     assert_eq!(republished["users"], 3);
     system
         .eventually("payments has both users again", || async {
-            let first = system
-                .api
-                .get("payments", &format!("/cache/users/{active}"))
-                .await;
-            let second = system
-                .api
-                .get("payments", &format!("/cache/users/{gone}"))
-                .await;
-            first.is_ok() && second.is_ok()
+            system.cached_user("payments", &active).await.is_some()
+                && system.cached_user("payments", &gone).await.is_some()
         })
         .await;
     let restored = system
@@ -366,12 +356,8 @@ async fn a_rebuilt_copy_of_a_deactivated_user_keeps_the_address_and_the_deactiva
     let copies_deactivated = || async {
         let mut all = true;
         for service in ["orders", "payments", "shipping"] {
-            let (status, body) = system
-                .api
-                .call(reqwest::Method::GET, service, &copy, None, &[])
-                .await
-                .unwrap();
-            all &= status.is_success() && body["active"] == false && body["version"] == version;
+            let copy = system.cached_user(service, &gone).await;
+            all &= copy.is_some_and(|copy| copy["active"] == false && copy["version"] == version);
         }
         all
     };
@@ -415,7 +401,8 @@ async fn a_rebuilt_copy_of_a_deactivated_user_keeps_the_address_and_the_deactiva
     system.stop().await;
 }
 
-/// Direct database access for the one test that damages a service's table on purpose.
+/// Direct database access for the tests that damage a service's table on purpose or read
+/// what a service published.
 mod damage {
     pub(crate) async fn connect(url: &str) -> sqlx::PgPool {
         sqlx::PgPool::connect(url).await.unwrap()

@@ -164,19 +164,23 @@ pub async fn dead_letters(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// The dead-letter queues the topology declares: only services that consume have one
+/// (users does not), and asking for a queue that does not exist makes the broker close the
+/// channel, which lapin logs as an error.
 async fn dead_letters_on(connection: &lapin::Connection) -> anyhow::Result<u64> {
-    let names = conveyor::Names::default();
-    let topology = crate::all_topology(&names)?;
-    // Only services that consume have one (users does not): asking for a queue that does
-    // not exist makes the broker close the channel, which lapin logs as an error.
+    let topology = crate::all_topology(&conveyor::Names::default())?;
     let mut total = 0;
-    for service in crate::ServiceName::all() {
-        let queue = names.dead_letter_queue(service.as_str());
-        if topology.queue_names().any(|declared| declared == queue) {
-            total += waiting(connection, &queue).await?;
-        }
+    for queue in topology
+        .queue_names()
+        .filter(|queue| is_dead_letter_queue(queue))
+    {
+        total += waiting(connection, queue).await?;
     }
     Ok(total)
+}
+
+fn is_dead_letter_queue(queue: &str) -> bool {
+    queue.ends_with(".dlq")
 }
 
 /// Messages ready in `queue`; 0 when it does not exist.
@@ -202,7 +206,7 @@ pub(crate) async fn queued(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     let mut total = 0;
     for queue in topology.queue_names() {
         // Not work in flight: failures, strays and the operators' audit log.
-        if queue.ends_with(".dlq")
+        if is_dead_letter_queue(queue)
             || queue == names.unrouted()
             || queue == names.dead_letter_audit_queue()
         {
@@ -513,4 +517,27 @@ fn chrono_seconds(text: &str) -> f64 {
     text.parse::<chrono::DateTime<chrono::Utc>>()
         .map(|at| at.timestamp_micros() as f64 / 1e6)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dead_letter_queues_counted_are_those_of_the_consuming_services() {
+        let names = conveyor::Names::default();
+        let topology = crate::all_topology(&names).unwrap();
+        let mut counted: Vec<String> = topology
+            .queue_names()
+            .filter(|queue| is_dead_letter_queue(queue))
+            .map(str::to_owned)
+            .collect();
+        let mut expected: Vec<String> = ["inventory", "orders", "payments", "shipping"]
+            .iter()
+            .map(|service| names.dead_letter_queue(service))
+            .collect();
+        counted.sort();
+        expected.sort();
+        assert_eq!(counted, expected);
+    }
 }

@@ -31,23 +31,22 @@ pub(crate) fn unexpected_end(
     if allowed.contains(&(status, reason)) {
         return None;
     }
-    let ended = match reason {
-        Some(reason) => format!("{status} ({reason})"),
-        None => status.to_owned(),
-    };
-    let wanted: Vec<String> = allowed
-        .iter()
-        .map(|(status, reason)| match reason {
-            Some(reason) => format!("{status} ({reason})"),
-            None => (*status).to_owned(),
-        })
-        .collect();
+    let wanted: Vec<String> = allowed.iter().copied().map(describe).collect();
     Some(format!(
-        "order {} ({:?}) ended {ended}, expected {}",
+        "order {} ({:?}) ended {}, expected {}",
         placed.order_id,
         placed.path,
+        describe((status, reason)),
         wanted.join(" or ")
     ))
+}
+
+/// `cancelled (payment-declined)`, or the status alone.
+fn describe((status, reason): End<'_>) -> String {
+    match reason {
+        Some(reason) => format!("{status} ({reason})"),
+        None => status.to_owned(),
+    }
 }
 
 #[cfg(test)]
