@@ -13,6 +13,7 @@ COPY --from=build /src/target/release/users-service \
      /src/target/release/inventory-service \
      /src/target/release/payments-service \
      /src/target/release/shipping-service \
+     /src/target/release/api-gateway \
      /src/target/release/conveyor \
      /usr/local/bin/
 ENV LISTEN_ADDR=0.0.0.0 LOG_FORMAT=json

@@ -115,6 +115,14 @@ pub fn help(about: &About) -> String {
             "address the HTTP API listens on [default: 127.0.0.1]".to_owned(),
         ),
         (
+            "USERS_URL".to_owned(),
+            format!(
+                "the users service: every request's bearer token is checked against the keys it publishes at {}, fetched again at most every 10 s for an unknown key [default: {}]",
+                crate::auth::JWKS_PATH,
+                crate::config::DEFAULT_USERS_URL
+            ),
+        ),
+        (
             "RUST_LOG".to_owned(),
             "log filter [default: info]".to_owned(),
         ),

@@ -32,7 +32,12 @@ pub struct ServiceConfig {
     pub listen_addr: IpAddr,
     pub amqp: AmqpConfig,
     pub names: Names,
+    /// The users service, whose published keys verify every request's token.
+    pub users_url: String,
 }
+
+/// Where users listens when nothing says otherwise (its default port).
+pub const DEFAULT_USERS_URL: &str = "http://127.0.0.1:8081";
 
 /// The environment holds a value that cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +59,7 @@ impl ConfigError {
 }
 
 impl ServiceConfig {
-    /// Reads `<SERVICE>_DATABASE_URL`, `<SERVICE>_PORT`, `LISTEN_ADDR` and `AMQP_URL`, with
+    /// Reads `<SERVICE>_DATABASE_URL`, `<SERVICE>_PORT`, `LISTEN_ADDR`, `AMQP_URL` and `USERS_URL`, with
     /// DESIGN.md's defaults.
     ///
     /// # Errors
@@ -99,6 +104,9 @@ impl ServiceConfig {
             listen_addr,
             amqp: AmqpConfig::from_env(format!("{service}-service")),
             names: Names::default(),
+            users_url: std::env::var("USERS_URL")
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|_| DEFAULT_USERS_URL.to_owned()),
         })
     }
 }

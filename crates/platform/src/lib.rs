@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - `auth`: bearer tokens: who a request's caller is, checked against users' published keys.
 //! - `binary`: what every service binary does: `--help`, logging, signals, exit status.
 //! - `config`: a service's settings from the environment, checked at start-up.
 //! - `database`: connecting to a service's own database, creating it if missing.
@@ -11,6 +12,7 @@
 //! - `service`: the runner that starts the HTTP server, the consumer, the outbox relay and
 //!   background tasks, and stops them all on shutdown.
 
+pub mod auth;
 mod binary;
 pub mod config;
 mod database;
@@ -19,6 +21,7 @@ mod republish;
 mod service;
 pub mod telemetry;
 
+pub use auth::{Caller, Scope};
 pub use binary::{About, Setting, help, run_binary};
 pub use config::{ConfigError, ServiceConfig};
 pub use database::{connect_or_create, is_loopback_host};

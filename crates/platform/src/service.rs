@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::auth::{self, Verifier};
 use crate::config::ServiceConfig;
 use crate::database::connect_or_create;
 
@@ -30,7 +31,12 @@ pub type BackgroundTask =
 
 /// What a service brings: its routes (with their state applied), its consumer, its tasks.
 pub struct ServiceParts {
+    /// Routes reachable only with a valid token.
     pub router: Router,
+    /// Routes open to anyone (a token, if sent, must still be valid).
+    pub public: Router,
+    /// Checks tokens; by default against the keys published by users at `USERS_URL`.
+    pub verifier: Option<Arc<Verifier>>,
     pub consumer: Option<Consumer>,
     pub background: Vec<BackgroundTask>,
 }
@@ -122,9 +128,20 @@ impl Service {
             pool,
             consumer: consumer_stats,
         });
+        let verifier = parts.verifier.unwrap_or_else(|| {
+            Verifier::from_jwks_url(format!("{}{}", config.users_url, auth::JWKS_PATH))
+        });
         let http_slots = Arc::new(Semaphore::new(config.http_concurrency() as usize));
         let router = parts
             .router
+            .layer(axum::middleware::from_fn_with_state(
+                verifier.clone(),
+                auth::require_token,
+            ))
+            .merge(parts.public.layer(axum::middleware::from_fn_with_state(
+                verifier,
+                auth::accept_token,
+            )))
             .layer(axum::middleware::from_fn_with_state(http_slots, http_slot))
             .merge(
                 Router::new()

@@ -20,6 +20,7 @@ fn config_for(service: ServiceName, names: &Names) -> ServiceConfig {
         listen_addr: [127, 0, 0, 1].into(),
         amqp: conveyor::AmqpConfig::new(conveyor::DEFAULT_AMQP_URL, service.as_str()),
         names: names.clone(),
+        users_url: platform::config::DEFAULT_USERS_URL.to_owned(),
     }
 }
 

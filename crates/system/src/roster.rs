@@ -116,7 +116,7 @@ impl ServiceName {
         system: &SystemConfig,
     ) -> anyhow::Result<Service> {
         match self {
-            Self::Users => users_service::build(config).await,
+            Self::Users => users_service::build(config, system.users.clone()).await,
             Self::Inventory => inventory_service::build(config).await,
             Self::Orders => orders_service::build(config, system.orders.clone()).await,
             Self::Payments => payments_service::build(config).await,

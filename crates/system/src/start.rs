@@ -28,6 +28,9 @@ pub struct SystemConfig {
     pub names: Names,
     pub orders: orders_service::Settings,
     pub shipping: shipping_service::Settings,
+    pub users: users_service::Settings,
+    /// Where the users service is when it is not started here (`USERS_URL`).
+    pub users_url: String,
 }
 
 impl SystemConfig {
@@ -42,8 +45,10 @@ impl SystemConfig {
         let mut pool_size = platform::config::DEFAULT_POOL_SIZE;
         let mut http_concurrency = None;
         let mut consumer_workers = BTreeMap::new();
+        let mut users_url = platform::config::DEFAULT_USERS_URL.to_owned();
         for service in ServiceName::all() {
             let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
+            users_url = config.users_url;
             database_urls.insert(service, config.database_url);
             ports.insert(service, config.port);
             listen_addr = config.listen_addr;
@@ -64,11 +69,13 @@ impl SystemConfig {
             names: Names::default(),
             orders: orders_service::Settings::from_env()?,
             shipping: shipping_service::Settings::from_env()?,
+            users: users_service::Settings::from_env()?,
+            users_url,
         })
     }
 
     /// The settings of one instance of `service`; instances after the first take a free port.
-    fn instance(&self, service: ServiceName, replica: usize) -> ServiceConfig {
+    fn instance(&self, service: ServiceName, replica: usize, users_url: &str) -> ServiceConfig {
         let port = if replica == 0 {
             self.ports.get(&service).copied().unwrap_or(0)
         } else {
@@ -90,7 +97,21 @@ impl SystemConfig {
                 .amqp
                 .named(format!("{service}-service-{}", replica + 1)),
             names: self.names.clone(),
+            users_url: users_url.to_owned(),
         }
+    }
+}
+
+/// An admin account for a run of services in this process (the demo's, a test's): a fixed
+/// email whose password is new each run, so nothing piles up and no password is reused.
+pub fn run_admin() -> users_service::AdminAccount {
+    users_service::AdminAccount {
+        email: "run-admin@conveyor.invalid".to_owned(),
+        password: format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ),
     }
 }
 
@@ -162,30 +183,33 @@ pub async fn start_replicas(
         replicas >= 1,
         "at least one replica of each service is needed"
     );
-    let chosen: Vec<ServiceName> = if services.is_empty() {
-        ServiceName::all().collect()
-    } else {
-        services.to_vec()
-    };
+    // users first: the others check tokens against the keys it publishes.
+    let chosen: Vec<ServiceName> = ServiceName::all()
+        .filter(|service| services.is_empty() || services.contains(service))
+        .collect();
     let connection = config.amqp.connect().await?;
     crate::all_topology(&config.names)?
         .declare(&connection)
         .await?;
     let _ = connection.close(200, "topology declared".into()).await;
-    let mut built = Vec::new();
-    for replica in 0..replicas {
-        for service in &chosen {
-            let runner = service
-                .build(config.instance(*service, replica), config)
-                .await?;
-            built.push((*service, runner));
-        }
-    }
     let host = if config.listen_addr.is_unspecified() {
         "127.0.0.1".to_owned()
     } else {
         config.listen_addr.to_string()
     };
+    let mut users_url = config.users_url.clone();
+    let mut built = Vec::new();
+    for replica in 0..replicas {
+        for service in &chosen {
+            let runner = service
+                .build(config.instance(*service, replica, &users_url), config)
+                .await?;
+            if *service == ServiceName::Users && replica == 0 {
+                users_url = format!("http://{host}:{}", runner.port());
+            }
+            built.push((*service, runner));
+        }
+    }
     let mut urls: BTreeMap<ServiceName, Vec<String>> = BTreeMap::new();
     let mut tasks = JoinSet::new();
     for (service, runner) in built {

@@ -9,7 +9,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use conveyor::Outbox;
 use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
-use platform::{ApiError, ApiResult, JsonBody};
+use platform::{ApiError, ApiResult, Caller, JsonBody, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -89,8 +89,10 @@ fn default_currency() -> String {
 
 async fn create(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     JsonBody(new): JsonBody<NewProduct>,
 ) -> AppResult {
+    caller.require(Scope::INVENTORY_WRITE)?;
     let mut problems: Vec<String> = sku_problem(&new.sku).into_iter().collect();
     if new.name.trim().is_empty() {
         problems.push("name is empty".to_owned());
@@ -156,9 +158,11 @@ struct ProductChange {
 
 async fn change(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(sku): Path<String>,
     JsonBody(change): JsonBody<ProductChange>,
 ) -> AppResult {
+    caller.require(Scope::INVENTORY_WRITE)?;
     if change
         .name
         .as_deref()
@@ -194,9 +198,11 @@ struct Stock {
 
 async fn set_stock(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(sku): Path<String>,
     JsonBody(body): JsonBody<Stock>,
 ) -> AppResult {
+    caller.require(Scope::INVENTORY_WRITE)?;
     if body.stock < 0 {
         return Err(ApiError::unprocessable(format!(
             "stock {} is negative",
@@ -231,8 +237,10 @@ async fn set_stock(
 
 async fn reservation(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(order_id): Path<String>,
 ) -> AppResult {
+    caller.require(Scope::INVENTORY_WRITE)?;
     let order_id = platform::parse_uuid(&order_id, "order")?;
     let row: Option<(String, sqlx::types::Json<Value>)> =
         sqlx::query_as("SELECT status, items FROM reservations WHERE order_id = $1")
@@ -249,7 +257,8 @@ async fn reservation(
 
 /// Publishes every product's current state again (`product.updated`), so a service whose
 /// cached copy is empty or damaged can rebuild it; current copies ignore the repeats.
-async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
+async fn republish(State(state): State<Arc<AppState>>, caller: Caller) -> AppResult {
+    caller.require(Scope::INVENTORY_WRITE)?;
     let republished = platform::republish(
         &state.pool,
         &state.outbox,

@@ -66,6 +66,8 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
         });
         Ok(ServiceParts {
             router: http::router(state),
+            public: axum::Router::new(),
+            verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),
         })

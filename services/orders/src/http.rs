@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use conveyor::Outbox;
 use events_schema::orders::{CancelReason, OrderCreatedV1};
-use platform::{ApiError, ApiResult, JsonBody, parse_uuid};
+use platform::{ApiError, ApiResult, Caller, JsonBody, parse_uuid};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -39,7 +39,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 
 #[derive(Debug, Deserialize)]
 struct NewOrder {
-    user_id: String,
+    /// Whose order this is; a customer's own id when left out.
+    user_id: Option<String>,
     items: Vec<NewItem>,
 }
 
@@ -116,14 +117,33 @@ async fn price_basket(pool: &PgPool, lines: &[(String, i32)]) -> ApiResult<baske
     basket::price(lines, &prices).map_err(|error| ApiError::unprocessable(error.to_string()))
 }
 
+/// Whose order a request places: the `user_id` it names, which a customer may only set to
+/// themselves.
+fn orderer(caller: &Caller, user_id: Option<&str>) -> ApiResult<Uuid> {
+    let user_id = match user_id {
+        Some(text) => Uuid::parse_str(text)
+            .map_err(|_| ApiError::unprocessable(format!("user_id {text:?} is not a UUID")))?,
+        None => caller
+            .user_id()
+            .ok_or_else(|| ApiError::unprocessable("user_id is missing"))?,
+    };
+    if caller.may_act_for(user_id) {
+        Ok(user_id)
+    } else {
+        Err(ApiError::forbidden(
+            "you may place orders only as yourself: leave user_id out or give your own",
+        ))
+    }
+}
+
 async fn place(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(new): JsonBody<NewOrder>,
 ) -> AppResult {
     let key = idempotency_key(&headers)?;
-    let user_id = Uuid::parse_str(&new.user_id)
-        .map_err(|_| ApiError::unprocessable(format!("user_id {:?} is not a UUID", new.user_id)))?;
+    let user_id = orderer(&caller, new.user_id.as_deref())?;
     let lines = basket::merge_lines(new.items.into_iter().map(|item| (item.sku, item.quantity)))
         .map_err(|error| ApiError::unprocessable(error.to_string()))?;
     if let Some(key) = &key
@@ -176,14 +196,38 @@ async fn place(
     Ok((StatusCode::CREATED, Json(placed.to_json())))
 }
 
-async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
+async fn show(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult {
     let id = parse_uuid(&id, "order")?;
     let order = sqlx::query_as::<_, Order>("SELECT * FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&state.pool)
         .await?
+        // Someone else's order is answered as no order: its existence is not ours to tell.
+        .filter(|order| caller.may_act_for(order.user_id))
         .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
     Ok((StatusCode::OK, Json(order.to_json())))
+}
+
+/// The user whose orders a listing may show: any (or all) for an admin, only their own for
+/// a customer.
+fn listed_user(caller: &Caller, asked: Option<Uuid>) -> ApiResult<Option<Uuid>> {
+    if caller.is_admin() {
+        return Ok(asked);
+    }
+    match (caller.user_id(), asked) {
+        (Some(own), None) => Ok(Some(own)),
+        (Some(own), Some(asked)) if own == asked => Ok(Some(own)),
+        (Some(_), Some(_)) => Err(ApiError::forbidden(
+            "you may list only your own orders: leave user_id out or give your own",
+        )),
+        (None, _) => Err(ApiError::forbidden(
+            "listing orders needs a customer's or an admin's token",
+        )),
+    }
 }
 
 /// Orders a page holds unless `limit` says; `limit` goes up to [`MAX_PAGE`].
@@ -202,8 +246,12 @@ struct OrderQuery {
 /// Lists orders newest first, a page at a time (keyset pagination on `created_at, id`, so
 /// a page costs the same however deep it is); `next` names the cursor of the page after,
 /// or is null on the last one.
-async fn list(State(state): State<Arc<AppState>>, Query(query): Query<OrderQuery>) -> AppResult {
-    let user_id = query
+async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(query): Query<OrderQuery>,
+) -> AppResult {
+    let asked = query
         .user_id
         .as_deref()
         .map(|id| {
@@ -211,6 +259,7 @@ async fn list(State(state): State<Arc<AppState>>, Query(query): Query<OrderQuery
                 .map_err(|_| ApiError::bad_request(format!("user_id {id:?} is not a UUID")))
         })
         .transpose()?;
+    let user_id = listed_user(&caller, asked)?;
     if let Some(status) = &query.status
         && !["pending", "confirmed", "cancelled"].contains(&status.as_str())
     {
@@ -270,8 +319,19 @@ fn page_cursor(text: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
+async fn cancel(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult {
     let id = parse_uuid(&id, "order")?;
+    let owner: Option<Uuid> = sqlx::query_scalar("SELECT user_id FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    if !owner.is_some_and(|owner| caller.may_act_for(owner)) {
+        return Err(ApiError::not_found(format!("no order {id}")));
+    }
     let mut tx = state.pool.begin().await?;
     let cancelled = order::cancel(
         &mut tx,
@@ -296,10 +356,15 @@ async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> A
             )),
         });
     }
-    show(State(state), Path(id.to_string())).await
+    show(State(state), caller, Path(id.to_string())).await
 }
 
-async fn cached_user(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
+async fn cached_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult {
+    caller.require(platform::Scope::ADMIN)?;
     let id = parse_uuid(&id, "user")?;
     let row: Option<(bool, i64)> =
         sqlx::query_as("SELECT active, version FROM users_cache WHERE user_id = $1")
@@ -314,7 +379,12 @@ async fn cached_user(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     ))
 }
 
-async fn cached_product(State(state): State<Arc<AppState>>, Path(sku): Path<String>) -> AppResult {
+async fn cached_product(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(sku): Path<String>,
+) -> AppResult {
+    caller.require(platform::Scope::ADMIN)?;
     let row: Option<(i64, String, i64)> =
         sqlx::query_as("SELECT price_cents, currency, version FROM products_cache WHERE sku = $1")
             .bind(&sku)

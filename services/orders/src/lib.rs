@@ -142,6 +142,8 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
         };
         Ok(ServiceParts {
             router: http::router(state),
+            public: axum::Router::new(),
+            verifier: None,
             consumer: Some(consumer),
             background: vec![Box::new(move |shutdown| Box::pin(watchdog.run(shutdown)))],
         })

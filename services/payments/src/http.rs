@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use platform::{ApiError, ApiResult, parse_uuid};
+use platform::{ApiError, ApiResult, Caller, parse_uuid};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -40,6 +40,7 @@ struct Payment {
 
 async fn list(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(query): Query<PaymentQuery>,
 ) -> ApiResult<Json<Value>> {
     let order_id = query
@@ -53,13 +54,20 @@ async fn list(
     .bind(order_id)
     .fetch_all(&state.pool)
     .await?;
+    // Someone else's order lists as an order without payments.
+    let payments: Vec<Payment> = payments
+        .into_iter()
+        .filter(|payment| caller.may_act_for(payment.user_id))
+        .collect();
     Ok(Json(json!({ "payments": payments })))
 }
 
 async fn cached_user(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(platform::Scope::ADMIN)?;
     let id = parse_uuid(&id, "user")?;
     let row: Option<(Option<i64>, bool, i64)> = sqlx::query_as(
         "SELECT credit_limit_cents, active, version FROM users_cache WHERE user_id = $1",

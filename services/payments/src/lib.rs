@@ -60,6 +60,8 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
         let state = Arc::new(http::AppState { pool: pool.clone() });
         Ok(ServiceParts {
             router: http::router(state),
+            public: axum::Router::new(),
+            verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),
         })

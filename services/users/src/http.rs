@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use conveyor::Outbox;
 use events_schema::users::Address;
-use platform::{ApiError, ApiResult, JsonBody, parse_uuid};
+use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, parse_uuid};
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -23,12 +23,19 @@ pub(crate) struct AppState {
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
 
+/// Routes that need a token.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/users", post(register))
         .route("/users/{id}", get(show).patch(change))
         .route("/users/{id}/deactivate", post(deactivate))
         .route("/users/republish", post(republish))
+        .with_state(state)
+}
+
+/// Signing up is open to anyone; an admin may register users too.
+pub(crate) fn public_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/users", post(register))
         .with_state(state)
 }
 
@@ -37,7 +44,10 @@ struct NewUser {
     email: String,
     name: String,
     address: Address,
-    credit_limit_cents: i64,
+    /// Only an admin sets a credit limit; a user who signs up starts with none (0).
+    credit_limit_cents: Option<i64>,
+    /// Needed to sign in; an admin may register a user without one.
+    password: Option<String>,
     #[serde(default = "default_currency")]
     currency: String,
 }
@@ -48,15 +58,28 @@ fn default_currency() -> String {
 
 async fn register(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     JsonBody(new): JsonBody<NewUser>,
 ) -> AppResult {
-    let problems = problems(
+    let is_admin = caller.as_ref().is_some_and(Caller::is_admin);
+    if new.credit_limit_cents.is_some() && !is_admin {
+        return Err(ApiError::forbidden(
+            "only an admin sets a credit limit: sign up without credit_limit_cents",
+        ));
+    }
+    let credit_limit_cents = new.credit_limit_cents.unwrap_or(0);
+    let mut problems = problems(
         &new.email,
         &new.name,
         &new.address,
-        new.credit_limit_cents,
+        credit_limit_cents,
         &new.currency,
     );
+    match &new.password {
+        Some(password) => problems.extend(crate::passwords::problem(password)),
+        None if !is_admin => problems.push("password is missing".to_owned()),
+        None => {}
+    }
     if !problems.is_empty() {
         return Err(ApiError::unprocessable(problems.join("; ")));
     }
@@ -68,7 +91,7 @@ async fn register(
         city: new.address.city,
         postal_code: new.address.postal_code,
         country: new.address.country,
-        credit_limit_cents: new.credit_limit_cents,
+        credit_limit_cents,
         currency: new.currency,
         status: "active".to_owned(),
         version: 1,
@@ -96,6 +119,10 @@ async fn register(
             user.email
         )));
     }
+    if let Some(password) = new.password {
+        let hash = crate::passwords::hash(password).await?;
+        add_credentials(&mut tx, &user, &hash).await?;
+    }
     let event = events_schema::envelope(crate::SERVICE, &user.registered())
         .with_subject(user.id.to_string());
     state.outbox.add(&mut tx, &event).await?;
@@ -103,8 +130,7 @@ async fn register(
     Ok((StatusCode::CREATED, Json(user.to_json())))
 }
 
-async fn load(pool: &PgPool, id: &str) -> ApiResult<User> {
-    let id = parse_uuid(id, "user")?;
+async fn load(pool: &PgPool, id: Uuid) -> ApiResult<User> {
     sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
@@ -112,8 +138,23 @@ async fn load(pool: &PgPool, id: &str) -> ApiResult<User> {
         .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
 }
 
-async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
-    let user = load(&state.pool, &id).await?;
+/// The user a request names, when the caller may act for them; anyone else's is answered
+/// as no user (whether it exists is not the caller's to know).
+fn own_user(caller: &Caller, id: &str) -> ApiResult<Uuid> {
+    let id = parse_uuid(id, "user")?;
+    if caller.may_act_for(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::not_found(format!("no user {id}")))
+    }
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult {
+    let user = load(&state.pool, own_user(&caller, &id)?).await?;
     Ok((StatusCode::OK, Json(user.to_json())))
 }
 
@@ -122,15 +163,28 @@ struct UserChange {
     email: Option<String>,
     name: Option<String>,
     address: Option<Address>,
+    /// Only an admin changes a credit limit.
     credit_limit_cents: Option<i64>,
+    password: Option<String>,
 }
 
 async fn change(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(change): JsonBody<UserChange>,
 ) -> AppResult {
-    let id = parse_uuid(&id, "user")?;
+    let id = own_user(&caller, &id)?;
+    if change.credit_limit_cents.is_some() && !caller.is_admin() {
+        return Err(ApiError::forbidden("only an admin changes a credit limit"));
+    }
+    if let Some(problem) = change
+        .password
+        .as_deref()
+        .and_then(crate::passwords::problem)
+    {
+        return Err(ApiError::unprocessable(problem));
+    }
     let mut tx = state.pool.begin().await?;
     let mut user = sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1 FOR UPDATE")
         .bind(id)
@@ -187,6 +241,7 @@ async fn change(
         Some(db) if db.is_unique_violation() => ApiError::conflict(format!("another user has email {}", user.email)),
         _ => error.into(),
     })?;
+    update_credentials(&mut tx, &user, change.password).await?;
     let event =
         events_schema::envelope(crate::SERVICE, &user.updated()).with_subject(user.id.to_string());
     state.outbox.add(&mut tx, &event).await?;
@@ -194,8 +249,67 @@ async fn change(
     Ok((StatusCode::OK, Json(user.to_json())))
 }
 
-async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
-    let id = parse_uuid(&id, "user")?;
+/// Keeps a user's sign-in in step with a change: the email is the login, and a new password
+/// replaces the old one.
+async fn update_credentials(
+    tx: &mut sqlx::PgConnection,
+    user: &User,
+    password: Option<String>,
+) -> ApiResult<()> {
+    let hash = match password {
+        Some(password) => Some(crate::passwords::hash(password).await?),
+        None => None,
+    };
+    let changed = sqlx::query(
+        "UPDATE credentials SET login = $2, secret_hash = COALESCE($3, secret_hash)
+         WHERE subject = $1 AND kind = 'user'",
+    )
+    .bind(user.id.to_string())
+    .bind(&user.email)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(|error| match error.as_database_error() {
+        Some(db) if db.is_unique_violation() => {
+            ApiError::conflict(format!("{} already signs in someone else", user.email))
+        }
+        _ => error.into(),
+    })?;
+    if changed.rows_affected() == 0
+        && let Some(hash) = hash
+    {
+        // Registered by an admin without a password: this one lets them sign in.
+        add_credentials(tx, user, &hash).await?;
+    }
+    Ok(())
+}
+
+/// Lets `user` sign in with their email and the password `hash` was made from.
+async fn add_credentials(tx: &mut sqlx::PgConnection, user: &User, hash: &str) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO credentials (login, secret_hash, subject, kind) VALUES ($1, $2, $3, 'user')",
+    )
+    .bind(&user.email)
+    .bind(hash)
+    .bind(user.id.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(|error| match error.as_database_error() {
+        Some(db) if db.is_unique_violation() => ApiError::conflict(format!(
+            "{} already signs in an admin or a client",
+            user.email
+        )),
+        _ => error.into(),
+    })?;
+    Ok(())
+}
+
+async fn deactivate(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult {
+    let id = own_user(&caller, &id)?;
     let mut tx = state.pool.begin().await?;
     let user = sqlx::query_as::<_, User>(
         "UPDATE users SET status = 'deactivated', version = version + 1
@@ -206,7 +320,7 @@ async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     .await?;
     let Some(user) = user else {
         // Already deactivated is fine (idempotent); unknown is not.
-        let existing = load(&state.pool, &id.to_string()).await?;
+        let existing = load(&state.pool, id).await?;
         return Ok((StatusCode::OK, Json(existing.to_json())));
     };
     state.outbox.add(&mut tx, &current_state(&user)).await?;
@@ -217,7 +331,8 @@ async fn deactivate(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
 /// Publishes every user's current state again, so a service whose cached copy is empty or
 /// damaged can rebuild it. Copies that are current ignore the repeats: their versions are
 /// not newer.
-async fn republish(State(state): State<Arc<AppState>>) -> AppResult {
+async fn republish(State(state): State<Arc<AppState>>, caller: Caller) -> AppResult {
+    caller.require(Scope::ADMIN)?;
     let republished = platform::republish(
         &state.pool,
         &state.outbox,

@@ -6,14 +6,22 @@
 //!
 //! - `http`: the API (`POST /users`, `GET` and `PATCH /users/{id}`, `POST /users/{id}/deactivate`).
 //! - `user`: the user row, its validation and its events.
+//! - `auth`: tokens (`POST /auth/token`), producing systems' credentials, the public keys.
+//! - `keys`: the keys tokens are signed with.
+//! - `passwords`: argon2id hashes of passwords and client secrets.
 
+mod auth;
 mod http;
+mod keys;
+mod passwords;
 mod user;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use conveyor::{Outbox, Shutdown};
-use platform::{Service, ServiceConfig, ServiceParts};
+use platform::auth::Verifier;
+use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
 pub const SERVICE: &str = "users";
@@ -25,8 +33,87 @@ pub const ABOUT: platform::About = platform::About {
     service: SERVICE,
     default_port: DEFAULT_PORT,
     summary: "registers users, changes and deactivates them, issues their events (user.registered, user.updated, user.deactivated) for other services' cached copies.",
-    settings: &[],
+    settings: &[
+        platform::Setting {
+            variable: "JWT_PRIVATE_KEY",
+            meaning: "the RSA private key tokens are signed with, in PEM or the path of a PEM file [default: one made at first start and kept in the database, shared by every replica]",
+        },
+        platform::Setting {
+            variable: "CONVEYOR_ADMIN_EMAIL, CONVEYOR_ADMIN_PASSWORD",
+            meaning: "when both are set, an admin account with this email and password is created at start (or its password set)",
+        },
+        platform::Setting {
+            variable: "TOKEN_LIFETIME",
+            meaning: "how long a token is valid, in seconds from 60 to 86400 [default: 3600]",
+        },
+    ],
 };
+
+pub use auth::AdminAccount;
+
+/// Users' own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `JWT_PRIVATE_KEY`: a PEM or a path; `None` keeps the key in the database.
+    pub private_key: Option<String>,
+    pub admin: Option<AdminAccount>,
+    pub token_lifetime: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            private_key: None,
+            admin: None,
+            token_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `JWT_PRIVATE_KEY`, `CONVEYOR_ADMIN_EMAIL`, `CONVEYOR_ADMIN_PASSWORD` and
+    /// `TOKEN_LIFETIME`.
+    ///
+    /// # Errors
+    /// When only one of the admin variables is set, or the lifetime is out of range.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // Set but empty counts as unset (compose passes `${VARIABLE:-}` along).
+        let set = |variable| {
+            std::env::var(variable)
+                .ok()
+                .filter(|value| !value.is_empty())
+        };
+        let admin = match (set("CONVEYOR_ADMIN_EMAIL"), set("CONVEYOR_ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => Some(AdminAccount { email, password }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "CONVEYOR_ADMIN_PASSWORD",
+                    "",
+                    "set together with CONVEYOR_ADMIN_EMAIL",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "CONVEYOR_ADMIN_EMAIL",
+                    "",
+                    "set together with CONVEYOR_ADMIN_PASSWORD",
+                ));
+            }
+        };
+        let seconds = platform::config::parse_env_within(
+            "TOKEN_LIFETIME",
+            60..=86_400,
+            "a number of seconds from 60 to 86400",
+        )?
+        .unwrap_or(3600);
+        Ok(Self {
+            private_key: set("JWT_PRIVATE_KEY"),
+            admin,
+            token_lifetime: Duration::from_secs(seconds),
+        })
+    }
+}
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -34,26 +121,55 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 ///
 /// # Errors
 /// When the database, a migration or the port fails.
-pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
+pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
     let contract = events_schema::EventContract::shared()?;
-    Service::build(config, &MIGRATOR, |pool| {
+    let mut ring = None;
+    let service = Service::build(config, &MIGRATOR, |pool| {
+        let keys = Arc::new(keys::KeyRing::new(
+            pool.clone(),
+            settings.private_key.as_deref(),
+        )?);
+        ring = Some(keys.clone());
         let state = Arc::new(http::AppState {
             pool: pool.clone(),
             outbox: Outbox::new().with_contract(contract),
         });
+        let auth = Arc::new(auth::AuthState {
+            pool: pool.clone(),
+            keys: keys.clone(),
+            token_lifetime: settings.token_lifetime,
+        });
+        // users checks tokens against its own keys, read from its database, not over HTTP.
+        let verifier = Verifier::new(Arc::new(move || {
+            let keys = keys.clone();
+            Box::pin(async move { keys.published().await })
+        }));
         Ok(ServiceParts {
-            router: http::router(state),
+            router: http::router(state.clone()).merge(auth::admin_router(auth.clone())),
+            public: http::public_router(state).merge(auth::public_router(auth)),
+            verifier: Some(verifier),
             consumer: None,
             background: Vec::new(),
         })
     })
-    .await
+    .await?;
+    if let Some(ring) = ring {
+        ring.load().await?;
+    }
+    if let Some(admin) = &settings.admin {
+        auth::ensure_admin(service.pool(), admin).await?;
+    }
+    Ok(service)
 }
 
 /// Runs the service until `shutdown` fires.
 ///
 /// # Errors
 /// As [`build`], or when the HTTP server fails.
-pub async fn run(config: ServiceConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    build(config).await?.run(shutdown).await
+pub async fn run(
+    config: ServiceConfig,
+    settings: Settings,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    build(config, settings).await?.run(shutdown).await
 }

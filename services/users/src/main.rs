@@ -8,7 +8,8 @@ async fn main() -> std::process::ExitCode {
     platform::run_binary(&users_service::ABOUT, |shutdown| async move {
         let config =
             platform::ServiceConfig::from_env(users_service::SERVICE, users_service::DEFAULT_PORT)?;
-        users_service::run(config, shutdown).await
+        let settings = users_service::Settings::from_env()?;
+        users_service::run(config, settings, shutdown).await
     })
     .await
 }

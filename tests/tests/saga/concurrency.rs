@@ -152,9 +152,16 @@ async fn two_hundred_concurrent_orders_satisfy_every_invariant() {
         .map(|(service, url)| (service, vec![url]))
         .collect();
 
-    let report = scenario::run(urls, &amqp, &options, Duration::from_secs(120), |_| {})
-        .await
-        .unwrap();
+    let report = scenario::run(
+        urls,
+        &system.admin,
+        &amqp,
+        &options,
+        Duration::from_secs(120),
+        |_| {},
+    )
+    .await
+    .unwrap();
 
     assert_eq!(report.placed, 200);
     for invariant in &report.invariants {

@@ -11,7 +11,9 @@ use system::scenario::Api;
 
 pub(crate) struct System {
     pub(crate) env: TestEnv,
+    /// Signed in as the admin.
     pub(crate) api: Api,
+    pub(crate) admin: users_service::AdminAccount,
     urls: BTreeMap<String, String>,
     database_urls: BTreeMap<ServiceName, String>,
     stop: ShutdownTrigger,
@@ -57,6 +59,7 @@ pub(crate) async fn order_without_shipping(saga_timeout: Duration) -> (System, S
 }
 
 pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Duration) -> System {
+    let admin = system::run_admin();
     let mut database_urls = BTreeMap::new();
     for service in ServiceName::all() {
         database_urls.insert(service, env.create_database(service.as_str()).await);
@@ -73,10 +76,17 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
         names: Names::default(),
         orders: orders_service::Settings { saga_timeout },
         shipping: shipping_service::Settings::default(),
+        users: users_service::Settings {
+            admin: Some(admin.clone()),
+            ..users_service::Settings::default()
+        },
+        users_url: String::new(),
     };
     let (stop, shutdown) = Shutdown::new();
+    // users always runs: it issues the tokens every other service checks.
     let chosen: Vec<ServiceName> = services
         .iter()
+        .chain(&["users"])
         .map(|service| ServiceName::parse(service).unwrap())
         .collect();
     let running = system::start(&config, &chosen, shutdown).await.unwrap();
@@ -86,8 +96,14 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
         urls.entry(service.to_string())
             .or_insert_with(|| "http://127.0.0.1:9".to_owned());
     }
+    let api = Api::new(&urls)
+        .unwrap()
+        .signed_in(&admin.email, &admin.password)
+        .await
+        .unwrap();
     System {
-        api: Api::new(&urls).unwrap(),
+        api,
+        admin,
         urls,
         database_urls,
         env,

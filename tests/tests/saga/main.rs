@@ -2,10 +2,12 @@
 //! inspected through the services' HTTP APIs: every service in this process, or (replicas)
 //! each service binary as several processes of its own.
 
+mod auth;
 mod bad_input;
 mod cluster;
 mod compensation;
 mod concurrency;
+mod gateway;
 mod helpers;
 mod http_api;
 mod outage;

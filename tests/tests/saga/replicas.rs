@@ -29,14 +29,19 @@ async fn environment(env: &TestEnv) -> Vec<(String, String)> {
     variables
 }
 
-fn api(processes: &[ServiceProcess]) -> Api {
+/// A client of every process, signed in as `admin`.
+async fn api(processes: &[ServiceProcess], admin: &users_service::AdminAccount) -> Api {
     let mut urls: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for process in processes {
         urls.entry(process.service.to_string())
             .or_default()
             .push(process.url.clone());
     }
-    Api::with_replicas(urls).unwrap()
+    Api::with_replicas(urls)
+        .unwrap()
+        .signed_in(&admin.email, &admin.password)
+        .await
+        .unwrap()
 }
 
 async fn wait_until_ready(processes: &[ServiceProcess]) {
@@ -59,17 +64,25 @@ async fn wait_until_ready(processes: &[ServiceProcess]) {
 #[tokio::test]
 async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_killed() {
     let env = TestEnv::new().await;
-    let variables = environment(&env).await;
+    let admin = system::run_admin();
+    let mut variables = environment(&env).await;
+    variables.push(("CONVEYOR_ADMIN_EMAIL".to_owned(), admin.email.clone()));
+    variables.push(("CONVEYOR_ADMIN_PASSWORD".to_owned(), admin.password.clone()));
     env.declare(&system::all_topology(&Names::default()).unwrap())
         .await;
-    let mut processes: Vec<ServiceProcess> = Vec::new();
+    // users first: the other services check tokens against the keys it publishes.
+    let mut processes: Vec<ServiceProcess> = (0..REPLICAS)
+        .map(|_| ServiceProcess::spawn(ServiceName::Users, &variables))
+        .collect();
+    wait_until_ready(&processes).await;
+    variables.push(("USERS_URL".to_owned(), processes[0].url.clone()));
     for _ in 0..REPLICAS {
-        for service in ServiceName::all() {
+        for service in ServiceName::all().filter(|service| *service != ServiceName::Users) {
             processes.push(ServiceProcess::spawn(service, &variables));
         }
     }
     wait_until_ready(&processes).await;
-    let everyone = api(&processes);
+    let everyone = api(&processes, &admin).await;
     let fixtures = scenario::prepare(&everyone).await.unwrap();
     // About two in five orders are cancelled by their customer within 150 ms of placing
     // it, racing every step of the saga.
@@ -101,7 +114,7 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
             .unwrap();
         processes.remove(victim).kill();
     }
-    let survivors = api(&processes);
+    let survivors = api(&processes, &admin).await;
     placed.extend(
         scenario::place(&survivors, &fixtures, &half, |_| {})
             .await

@@ -12,6 +12,7 @@ pub(crate) enum CacheCommand {
     /// Ask the sources of SERVICE's cached copies (users, inventory) to publish their current
     /// state again; SERVICE's consumer fills what it lacks, and ignores what it has (versions
     /// are not newer). The sources are found at <SOURCE>_URL (default http://127.0.0.1:<port>).
+    /// Needs an admin: CONVEYOR_TOKEN, or CONVEYOR_ADMIN_EMAIL and CONVEYOR_ADMIN_PASSWORD.
     Rebuild {
         /// orders, payments or shipping.
         service: String,
@@ -28,7 +29,8 @@ pub(crate) async fn run(command: CacheCommand) -> anyhow::Result<()> {
             .unwrap_or_else(|_| format!("http://127.0.0.1:{}", source.default_port()));
         urls.insert(source.to_string(), url.trim_end_matches('/').to_owned());
     }
-    let republished = system::caches::rebuild(&Api::new(&urls)?, service).await?;
+    let api = Api::new(&urls)?.as_operator_from_env().await?;
+    let republished = system::caches::rebuild(&api, service).await?;
     for (source, count) in republished {
         println!("{source} republished {count} events for {service}'s copies.");
     }

@@ -50,6 +50,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 100 connections.
     let instances = u32::from(args.replicas) * system::ServiceName::all().count() as u32;
     config.pool_size = config.pool_size.min((80 / instances).max(2));
+    let admin = config
+        .users
+        .admin
+        .get_or_insert_with(system::run_admin)
+        .clone();
     let (stop, shutdown) = Shutdown::new();
     let running =
         system::start_replicas(&config, &[], usize::from(args.replicas), shutdown).await?;
@@ -68,6 +73,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let outcome = scenario::run(
         running.replica_urls(),
+        &admin,
         &config.amqp,
         &options,
         Duration::from_secs(args.settle_timeout),

@@ -1,5 +1,5 @@
-//! `conveyor serve all|<service>…`: services in this process, the same code the service
-//! binaries run.
+//! `conveyor serve all|<service>…`: services (and the gateway) in this process, the same
+//! code the service binaries run.
 
 use clap::Args;
 use conveyor::Shutdown;
@@ -7,26 +7,46 @@ use system::ServiceName;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// `all`, or service names: users, inventory, orders, payments, shipping.
+    /// `all` (every service and the gateway), or names: users, inventory, orders, payments,
+    /// shipping, gateway. The gateway finds services not served here at <SERVICE>_URL.
     #[arg(required = true)]
     services: Vec<String>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = system::SystemConfig::from_env()?;
-    let chosen: Vec<ServiceName> = if args.services.iter().any(|service| service == "all") {
-        Vec::new()
-    } else {
-        args.services
-            .iter()
-            .map(|service| ServiceName::parse(service))
-            .collect::<anyhow::Result<_>>()?
-    };
+    let all = args.services.iter().any(|service| service == "all");
+    let gateway = all || args.services.iter().any(|service| service == "gateway");
+    let chosen: Vec<ServiceName> = args
+        .services
+        .iter()
+        .filter(|service| !["all", "gateway"].contains(&service.as_str()))
+        .map(|service| ServiceName::parse(service))
+        .collect::<anyhow::Result<_>>()?;
     let shutdown = Shutdown::from_future(conveyor::shutdown::signal());
-    let running = system::start(&config, &chosen, shutdown).await?;
-    for (service, url) in running.first_urls() {
+    let running = if all || !chosen.is_empty() {
+        Some(system::start(&config, &chosen, shutdown.clone()).await?)
+    } else {
+        None
+    };
+    let mut settings = api_gateway::Settings::from_env()?;
+    for (service, url) in running.iter().flat_map(system::Running::first_urls) {
         eprintln!("{service:<10} {url}");
+        settings.urls.insert(service, url);
     }
+    let gateway = if gateway {
+        let gateway = api_gateway::Gateway::bind(settings).await?;
+        eprintln!("{:<10} http://127.0.0.1:{}/api/", "gateway", gateway.port());
+        Some(tokio::spawn(gateway.run(shutdown)))
+    } else {
+        None
+    };
     eprintln!("Serving; Ctrl-C stops.");
-    running.wait().await
+    if let Some(running) = running {
+        running.wait().await?;
+    }
+    if let Some(gateway) = gateway {
+        gateway.await??;
+    }
+    Ok(())
 }

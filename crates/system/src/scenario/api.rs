@@ -9,14 +9,15 @@ use anyhow::Context;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
-/// Base URLs of the services' instances, and one HTTP client for all. Calls to a service
-/// with several instances go to each in turn.
+/// Base URLs of the services' instances, one HTTP client for all, and the bearer token
+/// calls carry. Calls to a service with several instances go to each in turn.
 #[derive(Clone)]
 pub struct Api {
     client: Client,
     urls: BTreeMap<String, Vec<String>>,
     turn: Arc<AtomicUsize>,
     busy_answers: Arc<AtomicUsize>,
+    token: Option<Arc<str>>,
 }
 
 /// How long a call keeps trying again while a service answers that it is busy.
@@ -56,7 +57,65 @@ impl Api {
             urls,
             turn: Arc::default(),
             busy_answers: Arc::default(),
+            token: None,
         })
+    }
+
+    /// This client, its calls carrying `token`.
+    #[must_use]
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    /// A token from users' `POST /auth/token` for this email and password.
+    ///
+    /// # Errors
+    /// When users refuses them or cannot be reached.
+    pub async fn token(&self, email: &str, password: &str) -> anyhow::Result<String> {
+        let body =
+            serde_json::json!({ "grant_type": "password", "email": email, "password": password });
+        let (status, answer) = self
+            .call(Method::POST, "users", "/auth/token", Some(&body), &[])
+            .await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "signing in as {email} answered {status}: {answer}"
+        );
+        answer["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("users answered a token request without a token: {answer}"))
+    }
+
+    /// This client with an operator's token from the environment: `CONVEYOR_TOKEN`, or a
+    /// sign-in with `CONVEYOR_ADMIN_EMAIL` and `CONVEYOR_ADMIN_PASSWORD`.
+    ///
+    /// # Errors
+    /// When neither is set, or users refuses the sign-in.
+    pub async fn as_operator_from_env(&self) -> anyhow::Result<Self> {
+        if let Ok(token) = std::env::var("CONVEYOR_TOKEN") {
+            return Ok(self.with_token(token.trim()));
+        }
+        match (
+            std::env::var("CONVEYOR_ADMIN_EMAIL"),
+            std::env::var("CONVEYOR_ADMIN_PASSWORD"),
+        ) {
+            (Ok(email), Ok(password)) => self.signed_in(&email, &password).await,
+            _ => anyhow::bail!(
+                "this needs an admin's token: set CONVEYOR_TOKEN, or CONVEYOR_ADMIN_EMAIL and CONVEYOR_ADMIN_PASSWORD"
+            ),
+        }
+    }
+
+    /// This client, signed in as `email`: its calls carry that account's token.
+    ///
+    /// # Errors
+    /// As [`Api::token`].
+    pub async fn signed_in(&self, email: &str, password: &str) -> anyhow::Result<Self> {
+        Ok(self.with_token(&self.token(email, password).await?))
     }
 
     /// The base URL of the instance of `service` whose turn it is.
@@ -93,6 +152,13 @@ impl Api {
         loop {
             let url = format!("{}{path}", self.base_url(service)?);
             let mut request = self.client.request(method.clone(), &url);
+            if let Some(token) = &self.token
+                && !headers
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            {
+                request = request.bearer_auth(token);
+            }
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
@@ -156,14 +222,37 @@ impl Api {
     /// # Errors
     /// When the call fails or answers an error status.
     pub async fn post(&self, service: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send_ok(Method::POST, service, path, body).await
+    }
+
+    /// A PATCH that must succeed.
+    ///
+    /// # Errors
+    /// When the call fails or answers an error status.
+    pub async fn patch(&self, service: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send_ok(Method::PATCH, service, path, body).await
+    }
+
+    async fn send_ok(
+        &self,
+        method: Method,
+        service: &str,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Value> {
         let (status, answer) = self
-            .call(Method::POST, service, path, Some(body), &[])
+            .call(method.clone(), service, path, Some(body), &[])
             .await?;
         anyhow::ensure!(
             status.is_success(),
-            "POST {path} on {service} answered {status}: {answer}"
+            "{method} {path} on {service} answered {status}: {answer}"
         );
         Ok(answer)
+    }
+
+    /// The bearer token this client's calls carry, if any.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 }
 

@@ -24,7 +24,8 @@ pub use check::{
 pub use load::{LoadOptions, Path, Placed, place};
 pub use setup::Fixtures;
 
-/// Runs the whole scenario against running services.
+/// Runs the whole scenario against running services, as `admin` (who creates the users and
+/// products and places orders for the customers).
 ///
 /// `progress` is told how many orders were placed so far.
 ///
@@ -32,12 +33,15 @@ pub use setup::Fixtures;
 /// When a service does not answer, or orders do not end within `settle_timeout`.
 pub async fn run(
     urls: BTreeMap<String, Vec<String>>,
+    admin: &users_service::AdminAccount,
     amqp: &conveyor::AmqpConfig,
     options: &LoadOptions,
     settle_timeout: Duration,
     progress: impl Fn(usize) + Send + Sync,
 ) -> anyhow::Result<Report> {
-    let api = Api::with_replicas(urls)?;
+    let api = Api::with_replicas(urls)?
+        .signed_in(&admin.email, &admin.password)
+        .await?;
     let before = check::strays(amqp).await?;
     let fixtures = prepare(&api).await?;
     let placed = load::place(&api, &fixtures, options, progress).await?;

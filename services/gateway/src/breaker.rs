@@ -1,0 +1,142 @@
+//! A circuit breaker per upstream: after a run of failures it opens and calls fail at once,
+//! without waiting on a service that is down; after a cool-down one probe is let through
+//! (half-open), and its outcome closes the breaker or opens it again.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One probe is out; everyone else is refused until it answers.
+    HalfOpen,
+}
+
+/// How a breaker is tuned.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerSettings {
+    /// Failures in a row that open it.
+    pub failures_to_open: u32,
+    /// How long it stays open before a probe.
+    pub cool_down: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failures_to_open: 5,
+            cool_down: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    state: Mutex<State>,
+    settings: BreakerSettings,
+}
+
+impl Breaker {
+    pub(crate) fn new(settings: BreakerSettings) -> Self {
+        Self {
+            state: Mutex::new(State::Closed { failures: 0 }),
+            settings,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a call may go out now. When the cool-down has passed, this call is the probe.
+    pub(crate) fn allow(&self) -> bool {
+        let mut state = self.state();
+        match *state {
+            State::Closed { .. } => true,
+            State::Open { until } if Instant::now() >= until => {
+                *state = State::HalfOpen;
+                true
+            }
+            State::Open { .. } | State::HalfOpen => false,
+        }
+    }
+
+    /// What became of a call that [`Breaker::allow`] let out.
+    pub(crate) fn record(&self, succeeded: bool) {
+        let mut state = self.state();
+        let open = State::Open {
+            until: Instant::now() + self.settings.cool_down,
+        };
+        *state = match (*state, succeeded) {
+            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false)
+                if failures + 1 < self.settings.failures_to_open =>
+            {
+                State::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (State::Open { until }, false) => State::Open { until },
+            (_, false) => open,
+        };
+    }
+
+    /// `closed`, `open` or `half-open`, for `/readyz`.
+    pub(crate) fn describe(&self) -> &'static str {
+        match *self.state() {
+            State::Closed { .. } => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen => "half-open",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(cool_down: Duration) -> Breaker {
+        Breaker::new(BreakerSettings {
+            failures_to_open: 3,
+            cool_down,
+        })
+    }
+
+    #[test]
+    fn it_opens_after_the_failures_in_a_row_and_a_success_resets_the_count() {
+        let breaker = breaker(Duration::from_secs(60));
+        breaker.record(false);
+        breaker.record(false);
+        breaker.record(true);
+        breaker.record(false);
+        breaker.record(false);
+        assert!(breaker.allow(), "two failures since the success");
+        breaker.record(false);
+        assert_eq!(breaker.describe(), "open");
+        assert!(!breaker.allow());
+    }
+
+    #[test]
+    fn after_the_cool_down_one_probe_decides() {
+        let breaker = breaker(Duration::ZERO);
+        for _ in 0..3 {
+            breaker.record(false);
+        }
+        assert!(breaker.allow(), "the probe");
+        assert_eq!(breaker.describe(), "half-open");
+        assert!(!breaker.allow(), "only one probe at a time");
+        breaker.record(false);
+        assert_eq!(breaker.describe(), "open");
+        assert!(breaker.allow(), "the next probe, the cool-down being zero");
+        breaker.record(true);
+        assert_eq!(breaker.describe(), "closed");
+        assert!(breaker.allow());
+    }
+}

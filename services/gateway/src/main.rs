@@ -1,0 +1,57 @@
+//! `api-gateway`: the gateway as its own process.
+
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn help() -> String {
+    let width = api_gateway::SETTINGS
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::from(
+        "api-gateway: Conveyor's one entrance under /api/: checks every bearer token against the keys users publishes (RS256, issuer, audience, expiry) before anything reaches a service, limits each client's request rate (429 with Retry-After), routes /api/auth, /api/users, /api/orders, /api/products, /api/payments and /api/shipments to their services, and answers GET /api/users/{id}/summary from users, orders, payments and shipping behind circuit breakers.\n\nUsage: api-gateway\n\nIt takes no arguments; its settings come from the environment. It keeps no state but its rate buckets: run as many as you like behind a load balancer (each limits on its own).\n\nSettings:\n",
+    );
+    for (name, meaning) in api_gateway::SETTINGS {
+        text.push_str(&format!("  {name:<width$}  {meaning}\n"));
+    }
+    text.push_str("\nSIGTERM or SIGINT stops it cleanly: it stops taking requests and finishes the ones in hand.\n");
+    text
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if arguments
+        .iter()
+        .any(|argument| argument == "--help" || argument == "-h")
+    {
+        print!("{}", help());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(argument) = arguments.first() {
+        eprintln!(
+            "error: unexpected argument {argument:?}: api-gateway takes its settings from the environment; see api-gateway --help"
+        );
+        return ExitCode::from(2);
+    }
+    platform::telemetry::init("api-gateway", "info");
+    let shutdown = conveyor::Shutdown::from_future(conveyor::shutdown::signal());
+    let started = async {
+        let settings = api_gateway::Settings::from_env()?;
+        api_gateway::Gateway::bind(settings)
+            .await?
+            .run(shutdown)
+            .await
+    };
+    match started.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "api-gateway failed.");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

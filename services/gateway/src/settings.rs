@@ -1,0 +1,148 @@
+//! The gateway's settings from the environment: where the services are (`<SERVICE>_URL`),
+//! its port, rates, timeouts and breakers.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use platform::ConfigError;
+use platform::config::{parse_env, parse_env_within};
+
+use crate::breaker::BreakerSettings;
+use crate::limit::RateSettings;
+use crate::routes::{RouteClass, UPSTREAMS};
+
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// The services' default ports, for `<SERVICE>_URL`'s default.
+const DEFAULT_PORTS: [(&str, u16); 5] = [
+    ("users", 8081),
+    ("orders", 8082),
+    ("inventory", 8083),
+    ("payments", 8084),
+    ("shipping", 8085),
+];
+
+/// What `api-gateway --help` lists, as (variable, meaning).
+pub const SETTINGS: &[(&str, &str)] = &[
+    (
+        "GATEWAY_PORT",
+        "HTTP port; 0 picks a free one [default: 8080]",
+    ),
+    ("LISTEN_ADDR", "address it listens on [default: 127.0.0.1]"),
+    (
+        "USERS_URL, ORDERS_URL, INVENTORY_URL, PAYMENTS_URL, SHIPPING_URL",
+        "where each service is; tokens are checked against the keys users publishes [default: http://127.0.0.1:8081 … 8085]",
+    ),
+    (
+        "GATEWAY_RATE_AUTH, GATEWAY_RATE_READ, GATEWAY_RATE_WRITE",
+        "requests per second each client (a token's subject, else an address) may send to sign-in and sign-up, to GETs, and to the rest; bursts of one second's worth [default: 10, 200, 100]",
+    ),
+    (
+        "GATEWAY_UPSTREAM_TIMEOUT",
+        "seconds a service may take to answer a request passed on (then 504) [default: 10]",
+    ),
+    (
+        "GATEWAY_SUMMARY_TIMEOUT_MS",
+        "milliseconds a summary may take; parts not in by then are empty and named in `degraded` [default: 2000]",
+    ),
+    (
+        "GATEWAY_BREAKER_FAILURES, GATEWAY_BREAKER_COOL_DOWN",
+        "failures in a row that open an upstream's breaker, and seconds before a probe [default: 5, 10]",
+    ),
+    ("RUST_LOG", "log filter [default: info]"),
+    (
+        "LOG_FORMAT",
+        "json or pretty [default: pretty on a terminal, else json]",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL of each service.
+    pub urls: BTreeMap<String, String>,
+    pub port: u16,
+    pub listen_addr: IpAddr,
+    pub rates: RateSettings,
+    pub upstream_timeout: Duration,
+    pub summary_timeout: Duration,
+    pub breaker: BreakerSettings,
+}
+
+impl Settings {
+    /// The defaults, with the services at `urls`.
+    pub fn with_urls(urls: BTreeMap<String, String>) -> Self {
+        Self {
+            urls,
+            port: DEFAULT_PORT,
+            listen_addr: IpAddr::from([127, 0, 0, 1]),
+            rates: RateSettings::default(),
+            upstream_timeout: Duration::from_secs(10),
+            summary_timeout: Duration::from_secs(2),
+            breaker: BreakerSettings::default(),
+        }
+    }
+
+    /// Reads the variables [`SETTINGS`] lists.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable whose value cannot work.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let urls = UPSTREAMS
+            .iter()
+            .map(|service| {
+                let default_port = DEFAULT_PORTS
+                    .iter()
+                    .find(|(name, _)| name == service)
+                    .map_or(0, |(_, port)| *port);
+                let url = std::env::var(format!("{}_URL", service.to_ascii_uppercase()))
+                    .unwrap_or_else(|_| format!("http://127.0.0.1:{default_port}"));
+                ((*service).to_owned(), url.trim_end_matches('/').to_owned())
+            })
+            .collect();
+        let mut settings = Self::with_urls(urls);
+        settings.port = parse_env("GATEWAY_PORT", DEFAULT_PORT, "a port number (0-65535)")?;
+        settings.listen_addr = parse_env(
+            "LISTEN_ADDR",
+            settings.listen_addr,
+            "an IP address, like 127.0.0.1 or 0.0.0.0",
+        )?;
+        for class in RouteClass::ALL {
+            let variable = format!("GATEWAY_RATE_{}", class.as_str().to_ascii_uppercase());
+            if let Some(rate) =
+                parse_env_within(&variable, 1..=1_000_000, "requests per second, from 1")?
+            {
+                settings
+                    .rates
+                    .per_second
+                    .insert(class, NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN));
+            }
+        }
+        if let Some(seconds) = parse_env_within(
+            "GATEWAY_UPSTREAM_TIMEOUT",
+            1..=600,
+            "seconds, from 1 to 600",
+        )? {
+            settings.upstream_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(millis) = parse_env_within(
+            "GATEWAY_SUMMARY_TIMEOUT_MS",
+            10..=60_000,
+            "milliseconds, from 10 to 60000",
+        )? {
+            settings.summary_timeout = Duration::from_millis(millis);
+        }
+        if let Some(failures) =
+            parse_env_within("GATEWAY_BREAKER_FAILURES", 1..=1000, "a count from 1")?
+        {
+            settings.breaker.failures_to_open = failures;
+        }
+        if let Some(seconds) =
+            parse_env_within("GATEWAY_BREAKER_COOL_DOWN", 1..=3600, "seconds, from 1")?
+        {
+            settings.breaker.cool_down = Duration::from_secs(seconds);
+        }
+        Ok(settings)
+    }
+}
