@@ -22,3 +22,4 @@ mod start;
 pub use catalog::{all_topology, service_events};
 pub use roster::ServiceName;
 pub use start::{Running, SystemConfig, run_admin, start, start_replicas};
+pub use users_service::AdminAccount;

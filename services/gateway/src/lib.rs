@@ -21,6 +21,7 @@ mod summary;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -43,15 +44,44 @@ use crate::limit::Limits;
 use crate::routes::RouteClass;
 use crate::summary::Aggregator;
 
-/// The services' base URLs and one pooled HTTP client for all.
+/// The services' base URLs (several instances of a service take turns) and one pooled
+/// HTTP client for all.
 pub(crate) struct Upstreams {
-    urls: BTreeMap<String, String>,
+    urls: BTreeMap<String, Vec<String>>,
+    turn: AtomicUsize,
     client: reqwest::Client,
 }
 
 impl Upstreams {
+    /// `urls` as the settings give them: one URL per service, or several separated by commas.
+    fn new(urls: &BTreeMap<String, String>, client: reqwest::Client) -> Self {
+        let urls = urls
+            .iter()
+            .map(|(service, list)| {
+                let instances = list
+                    .split(',')
+                    .map(|url| url.trim().trim_end_matches('/').to_owned())
+                    .filter(|url| !url.is_empty())
+                    .collect();
+                (service.clone(), instances)
+            })
+            .collect();
+        Self {
+            urls,
+            turn: AtomicUsize::new(0),
+            client,
+        }
+    }
+
+    /// The base URL of the instance of `service` whose turn it is.
     fn url(&self, service: &str) -> &str {
-        self.urls.get(service).map_or("", String::as_str)
+        match self.urls.get(service) {
+            Some(instances) if !instances.is_empty() => {
+                let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+                &instances[turn % instances.len()]
+            }
+            _ => "",
+        }
     }
 }
 
@@ -93,12 +123,10 @@ impl Gateway {
             .timeout(settings.upstream_timeout)
             .pool_max_idle_per_host(256)
             .build()?;
-        let jwks = format!("{}{}", settings.urls["users"], auth::JWKS_PATH);
+        let upstreams = Upstreams::new(&settings.urls, client);
+        let jwks = format!("{}{}", upstreams.url("users"), auth::JWKS_PATH);
         let gate = Arc::new(Gate {
-            upstreams: Upstreams {
-                urls: settings.urls,
-                client,
-            },
+            upstreams,
             verifier: Verifier::from_jwks_url(jwks),
             limits: Limits::new(&settings.rates),
             aggregator: Aggregator::new(settings.breaker, settings.summary_timeout),

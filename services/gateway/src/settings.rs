@@ -33,7 +33,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("LISTEN_ADDR", "address it listens on [default: 127.0.0.1]"),
     (
         "USERS_URL, ORDERS_URL, INVENTORY_URL, PAYMENTS_URL, SHIPPING_URL",
-        "where each service is; tokens are checked against the keys users publishes [default: http://127.0.0.1:8081 … 8085]",
+        "where each service is: one URL, or several instances' separated by commas (requests go to each in turn); tokens are checked against the keys users publishes [default: http://127.0.0.1:8081 … 8085]",
     ),
     (
         "GATEWAY_RATE_AUTH, GATEWAY_RATE_READ, GATEWAY_RATE_WRITE",
@@ -60,7 +60,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Base URL of each service.
+    /// Base URL of each service; several instances' separated by commas.
     pub urls: BTreeMap<String, String>,
     pub port: u16,
     pub listen_addr: IpAddr,

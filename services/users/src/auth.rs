@@ -41,6 +41,8 @@ pub(crate) fn public_router(state: Arc<AuthState>) -> Router {
 pub(crate) fn admin_router(state: Arc<AuthState>) -> Router {
     Router::new()
         .route("/auth/clients", post(create_client))
+        .route("/auth/keys", post(rotate_key))
+        .route("/auth/keys/{kid}/retire", post(retire_key))
         .with_state(state)
 }
 
@@ -221,6 +223,45 @@ async fn create_client(
             "event_types": new.event_types,
         })),
     ))
+}
+
+/// Adds a signing key (published now, signing after its activation); the old one is
+/// retired with `POST /auth/keys/{kid}/retire` once the new one signs.
+async fn rotate_key(
+    State(state): State<Arc<AuthState>>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require(Scope::ADMIN)?;
+    let kid = state
+        .keys
+        .rotate()
+        .await
+        .map_err(|error| ApiError::conflict(format!("{error:#}")))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "kid": kid,
+            "signs_after_seconds": crate::keys::ACTIVATION.as_secs(),
+        })),
+    ))
+}
+
+async fn retire_key(
+    State(state): State<Arc<AuthState>>,
+    caller: Caller,
+    axum::extract::Path(kid): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::ADMIN)?;
+    match state.keys.retire(&kid).await {
+        Ok(true) => Ok(Json(json!({ "retired": kid }))),
+        Ok(false) => Err(ApiError::not_found(format!(
+            "no published key {kid:?}: see /.well-known/jwks.json"
+        ))),
+        Err(crate::keys::RetireError::StillSigning) => Err(ApiError::conflict(
+            crate::keys::RetireError::StillSigning.to_string(),
+        )),
+        Err(crate::keys::RetireError::Failed(error)) => Err(error.into()),
+    }
 }
 
 /// An admin account: email and password.

@@ -1,8 +1,13 @@
 //! The keys tokens are signed with: `JWT_PRIVATE_KEY` when it is set, otherwise one made at
 //! first start and kept in the database, so every replica signs with the same key. Every key
 //! not retired is published, so a token stays valid until its key is retired.
+//!
+//! Rotation adds a key that is published at once but signs only after [`ACTIVATION`], longer
+//! than the services wait before fetching the keys again for an unknown `kid`: by the time
+//! a token names the new key, every service can know it. The old key is retired after that.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use aws_lc_rs::encoding::AsDer;
@@ -11,6 +16,9 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use sqlx::PgPool;
+
+/// How long after a rotation the new key starts signing.
+pub(crate) const ACTIVATION: Duration = Duration::from_secs(30);
 
 /// A private key and the `kid` its tokens name.
 pub(crate) struct SigningKey {
@@ -67,8 +75,9 @@ impl KeyRing {
         })
     }
 
-    /// Loads the newest key of the database, making one when there is none. Replicas that
-    /// start together make one key between them (an advisory lock orders them).
+    /// Loads the key that signs now (the newest one past its activation, or the only one),
+    /// making one when there is none. Replicas that start together make one key between
+    /// them (an advisory lock orders them).
     ///
     /// # Errors
     /// When the database fails.
@@ -80,12 +89,10 @@ impl KeyRing {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('conveyor users signing key'))")
             .execute(&mut *tx)
             .await?;
-        let newest: Option<String> = sqlx::query_scalar(
-            "SELECT private_key_pem FROM signing_keys WHERE retired_at IS NULL
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let newest: Option<String> = sqlx::query_scalar(SIGNING_NOW)
+            .bind(ACTIVATION.as_secs_f64())
+            .fetch_optional(&mut *tx)
+            .await?;
         let key = match newest {
             Some(pem) => SigningKey::from_pem(&pem)?,
             None => {
@@ -106,6 +113,53 @@ impl KeyRing {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(key));
         Ok(())
+    }
+
+    /// Adds a new key: published now, signing after [`ACTIVATION`].
+    ///
+    /// # Errors
+    /// When `JWT_PRIVATE_KEY` is set (rotate it there), or the database fails.
+    pub(crate) async fn rotate(&self) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            self.configured.is_none(),
+            "the signing key comes from JWT_PRIVATE_KEY: rotate it there"
+        );
+        let pem = tokio::task::spawn_blocking(generate_pem).await??;
+        let key = SigningKey::from_pem(&pem)?;
+        sqlx::query("INSERT INTO signing_keys (kid, private_key_pem) VALUES ($1, $2)")
+            .bind(&key.kid)
+            .bind(&pem)
+            .execute(&self.pool)
+            .await?;
+        tracing::info!(kid = %key.kid, "Added a token signing key; it signs after its activation.");
+        Ok(key.kid)
+    }
+
+    /// Stops publishing `kid`: tokens it signed are refused once the services fetch the keys
+    /// again (at most five minutes). Returns whether there was such a key to retire.
+    ///
+    /// # Errors
+    /// When `kid` is the key that signs now, or the database fails.
+    pub(crate) async fn retire(&self, kid: &str) -> Result<bool, RetireError> {
+        let signing: Option<String> = sqlx::query_scalar(SIGNING_NOW)
+            .bind(ACTIVATION.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let signing_kid = signing.as_deref().map(SigningKey::from_pem).transpose()?;
+        if signing_kid.is_some_and(|key| key.kid == kid)
+            || self.configured.as_ref().is_some_and(|key| key.kid == kid)
+        {
+            return Err(RetireError::StillSigning);
+        }
+        let retired = sqlx::query(
+            "UPDATE signing_keys SET retired_at = clock_timestamp() WHERE kid = $1 AND retired_at IS NULL",
+        )
+        .bind(kid)
+        .execute(&self.pool)
+        .await
+        .map_err(anyhow::Error::from)?;
+        Ok(retired.rows_affected() == 1)
     }
 
     /// The key new tokens are signed with.
@@ -135,6 +189,26 @@ impl KeyRing {
         }
         Ok(JwkSet { keys })
     }
+}
+
+/// The key that signs now: the newest one past its activation, else the oldest one (a key
+/// made at first start signs at once). `$1` is the activation in seconds.
+const SIGNING_NOW: &str = "SELECT private_key_pem FROM signing_keys WHERE retired_at IS NULL
+     ORDER BY created_at <= clock_timestamp() - make_interval(secs => $1) DESC,
+              CASE WHEN created_at <= clock_timestamp() - make_interval(secs => $1)
+                   THEN created_at END DESC NULLS LAST,
+              created_at
+     LIMIT 1";
+
+/// Why a key cannot be retired.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RetireError {
+    #[error(
+        "this key signs tokens now: rotate first (POST /auth/keys), and retire it once the new key signs"
+    )]
+    StillSigning,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
 /// A new 2048-bit RSA key in PKCS#8 PEM.

@@ -139,6 +139,11 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             keys: keys.clone(),
             token_lifetime: settings.token_lifetime,
         });
+        // Replicas pick up a rotated key when it starts signing.
+        let reloading = keys.clone();
+        let reload: platform::BackgroundTask = Box::new(move |shutdown| {
+            Box::pin(async move { reload_keys(&reloading, &shutdown).await })
+        });
         // users checks tokens against its own keys, read from its database, not over HTTP.
         let verifier = Verifier::new(Arc::new(move || {
             let keys = keys.clone();
@@ -149,7 +154,7 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             public: http::public_router(state).merge(auth::public_router(auth)),
             verifier: Some(verifier),
             consumer: None,
-            background: Vec::new(),
+            background: vec![reload],
         })
     })
     .await?;
@@ -160,6 +165,20 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
         auth::ensure_admin(service.pool(), admin).await?;
     }
     Ok(service)
+}
+
+/// Loads the signing key again every few seconds until `shutdown` fires.
+async fn reload_keys(keys: &keys::KeyRing, shutdown: &Shutdown) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                if let Err(error) = keys.load().await {
+                    tracing::warn!(error = format!("{error:#}"), "Cannot reload the token signing key; signing with the one loaded.");
+                }
+            }
+            () = shutdown.fired() => return,
+        }
+    }
 }
 
 /// Runs the service until `shutdown` fires.

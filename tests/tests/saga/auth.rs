@@ -708,3 +708,107 @@ async fn a_producing_system_gets_the_scopes_an_admin_granted_and_no_more() {
     );
     system.stop().await;
 }
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+async fn published_kids(system: &System) -> Vec<String> {
+    let jwks = system
+        .api
+        .get("users", "/.well-known/jwks.json")
+        .await
+        .unwrap();
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_is_retired_after() {
+    let system = start(&["users", "orders"], Duration::from_secs(60)).await;
+    let old_token = system.api.bearer_token().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+    assert_eq!(
+        published_kids(&system).await,
+        std::slice::from_ref(&old_kid)
+    );
+    let retire_old = format!("/auth/keys/{old_kid}/retire");
+    let (status, answer) = system
+        .api
+        .call(Method::POST, "users", &retire_old, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "the only key signs: {answer}");
+
+    let rotated = system
+        .api
+        .post("users", "/auth/keys", &json!({}))
+        .await
+        .unwrap();
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(
+        published_kids(&system).await,
+        both,
+        "published before it signs"
+    );
+    let fresh = system
+        .api
+        .token(&system.admin.email, &system.admin.password)
+        .await
+        .unwrap();
+    assert_eq!(kid_of(&fresh), old_kid, "the new key does not sign yet");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let new_token = loop {
+        let token = system
+            .api
+            .token(&system.admin.email, &system.admin.password)
+            .await
+            .unwrap();
+        if kid_of(&token) == new_kid {
+            break token;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key never signed"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    for (which, token) in [("new", &new_token), ("old", &old_token)] {
+        let (status, answer) = system
+            .api
+            .with_token(token)
+            .call(Method::GET, "orders", "/orders", None, &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the {which} key's token at orders: {answer}"
+        );
+    }
+    let (status, answer) = system
+        .api
+        .with_token(&new_token)
+        .call(Method::POST, "users", &retire_old, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(published_kids(&system).await, [new_kid]);
+    let (status, _) = system
+        .api
+        .with_token(&new_token)
+        .call(Method::POST, "users", &retire_old, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "retired once");
+    system.stop().await;
+}

@@ -146,15 +146,8 @@ async fn two_hundred_concurrent_orders_satisfy_every_invariant() {
         ..LoadOptions::default()
     };
     let amqp = conveyor::AmqpConfig::new(system.env.amqp.url(), "system test checks");
-    let urls = system
-        .urls()
-        .into_iter()
-        .map(|(service, url)| (service, vec![url]))
-        .collect();
-
     let report = scenario::run(
-        urls,
-        &system.admin,
+        &system.api,
         &amqp,
         &options,
         Duration::from_secs(120),

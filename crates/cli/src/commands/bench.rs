@@ -44,6 +44,24 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What the API gateway adds to a request: the same authenticated GET offered at a fixed
+    /// rate straight to inventory and through the gateway, in alternating rounds, with the
+    /// p50 and p99 of each. Starts users, inventory and the gateway in this process on the
+    /// usual databases (USERS_DATABASE_URL, INVENTORY_DATABASE_URL).
+    Gateway {
+        /// Requests per second offered.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Seconds each round lasts.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds per target.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -53,6 +71,19 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             runs,
             json,
         } => runtime(messages, runs, json).await,
+        BenchCommand::Gateway {
+            rate,
+            seconds,
+            rounds,
+            json,
+        } => {
+            let load = super::bench_gateway::GatewayLoad {
+                rate,
+                seconds,
+                rounds,
+            };
+            super::bench_gateway::run(load, json).await
+        }
     }
 }
 

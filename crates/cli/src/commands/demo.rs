@@ -8,7 +8,7 @@ use clap::Args;
 use conveyor::Shutdown;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use system::scenario::{self, LoadOptions, Report};
+use system::scenario::{self, Api, LoadOptions, Report};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -56,6 +56,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .get_or_insert_with(system::run_admin)
         .clone();
     let (stop, shutdown) = Shutdown::new();
+    let shutdown_gateway = shutdown.clone();
     let running =
         system::start_replicas(&config, &[], usize::from(args.replicas), shutdown).await?;
     let progress = ProgressBar::new(args.orders as u64).with_style(
@@ -71,17 +72,27 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rate: args.rate,
         ..LoadOptions::default()
     };
-    let outcome = scenario::run(
-        running.replica_urls(),
-        &admin,
-        &config.amqp,
-        &options,
-        Duration::from_secs(args.settle_timeout),
-        |placed| progress.set_position(placed as u64),
-    )
-    .await;
+    let gateway = start_gateway(&running, shutdown_gateway).await?;
+    let api = Api::with_replicas(running.replica_urls())?
+        .through_gateway(&gateway.url)
+        .signed_in(&admin.email, &admin.password)
+        .await;
+    let outcome = match api {
+        Ok(api) => {
+            scenario::run(
+                &api,
+                &config.amqp,
+                &options,
+                Duration::from_secs(args.settle_timeout),
+                |placed| progress.set_position(placed as u64),
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
     progress.finish_and_clear();
     stop.fire();
+    let _ = gateway.task.await;
     let stopped = running.wait().await;
     let report = outcome?;
     stopped?;
@@ -95,6 +106,35 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "an invariant failed: see the summary above"
     );
     Ok(())
+}
+
+/// A gateway started here: its URL, and its task.
+pub(crate) struct LocalGateway {
+    pub(crate) url: String,
+    pub(crate) task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the gateway in front of every instance of every service `running` has (others at
+/// their `<SERVICE>_URL`). Its rate limits are lifted: the demo and the bench are one client
+/// each (an admin) sending every request, and the limiter is not what they show.
+pub(crate) async fn start_gateway(
+    running: &system::Running,
+    shutdown: Shutdown,
+) -> anyhow::Result<LocalGateway> {
+    let mut settings = api_gateway::Settings::from_env()?;
+    for (service, urls) in running.replica_urls() {
+        settings.urls.insert(service, urls.join(","));
+    }
+    settings.port = 0;
+    for rate in settings.rates.per_second.values_mut() {
+        *rate = std::num::NonZeroU32::MAX;
+    }
+    let gateway = api_gateway::Gateway::bind(settings).await?;
+    let url = format!("http://127.0.0.1:{}", gateway.port());
+    Ok(LocalGateway {
+        url,
+        task: tokio::spawn(gateway.run(shutdown)),
+    })
 }
 
 fn to_json(report: &Report, replicas: u16) -> serde_json::Value {
@@ -130,7 +170,7 @@ fn print_summary(report: &Report, replicas: u16) {
         format!("{replicas} instances of each service")
     };
     println!(
-        "Conveyor demo: {} orders through the saga, {instances}",
+        "Conveyor demo: {} orders through the gateway and the saga, {instances}",
         report.placed
     );
     println!("  placed           {}", report.placed);
@@ -153,7 +193,7 @@ fn print_summary(report: &Report, replicas: u16) {
     println!("  unrouted         {}", report.unrouted);
     if report.busy_answers > 0 {
         println!(
-            "  busy answers     {} requests told to try again (503) and retried",
+            "  busy answers     {} requests told to try again (503 or 429) and retried",
             report.busy_answers
         );
     }

@@ -1,6 +1,7 @@
 //! One file per top-level command.
 
 pub(crate) mod bench;
+pub(crate) mod bench_gateway;
 pub(crate) mod cache;
 pub(crate) mod demo;
 pub(crate) mod dlq;

@@ -22,6 +22,9 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const REFETCH_AFTER_SUCCESS: Duration = Duration::from_secs(10);
 /// ... and after one that failed (users not up yet, say).
 const REFETCH_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// Keys fetched longer ago than this are fetched again at the next token, so a retired key
+/// stops being trusted within this time even if no unknown `kid` ever comes.
+const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Why a token was refused. Every variant but [`AuthError::KeysUnavailable`] is the
 /// client's: a 401.
@@ -56,6 +59,8 @@ pub struct Verifier {
     /// When the keys were last fetched and whether that worked; the lock also makes
     /// concurrent requests with an unknown `kid` wait for one fetch.
     last_fetch: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// When the keys were last fetched successfully.
+    refreshed: RwLock<Option<Instant>>,
     validation: Validation,
 }
 
@@ -71,6 +76,7 @@ impl Verifier {
             keys: RwLock::default(),
             fetch,
             last_fetch: tokio::sync::Mutex::default(),
+            refreshed: RwLock::default(),
             validation,
         })
     }
@@ -109,6 +115,9 @@ impl Verifier {
         let kid = header
             .kid
             .ok_or_else(|| AuthError::Malformed("no kid in the header".to_owned()))?;
+        if self.keys_are_old() {
+            self.refetch().await?;
+        }
         let key = match self.key(&kid) {
             Some(key) => key,
             None => {
@@ -119,6 +128,13 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
             .map_err(|error| AuthError::Invalid(error.to_string()))?;
         Ok(Caller::from_claims(&data.claims))
+    }
+
+    fn keys_are_old(&self) -> bool {
+        self.refreshed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none_or(|at| at.elapsed() >= KEYS_MAX_AGE)
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {
@@ -142,7 +158,13 @@ impl Verifier {
             let fetched = (self.fetch)().await;
             *last = Some((Instant::now(), fetched.is_ok()));
             match fetched {
-                Ok(set) => self.replace(&set),
+                Ok(set) => {
+                    self.replace(&set);
+                    *self
+                        .refreshed
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                }
                 Err(error) => {
                     tracing::warn!(
                         error = format!("{error:#}"),

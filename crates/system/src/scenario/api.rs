@@ -18,6 +18,8 @@ pub struct Api {
     turn: Arc<AtomicUsize>,
     busy_answers: Arc<AtomicUsize>,
     token: Option<Arc<str>>,
+    /// The gateway's base URL, when calls it publishes go through it.
+    gateway: Option<Arc<str>>,
 }
 
 /// How long a call keeps trying again while a service answers that it is busy.
@@ -58,7 +60,28 @@ impl Api {
             turn: Arc::default(),
             busy_answers: Arc::default(),
             token: None,
+            gateway: None,
         })
+    }
+
+    /// This client, sending every call the gateway publishes (`/api/…`) through the gateway
+    /// at `url`; the rest (the `/cache` and `/reservations` checks) still go to the services.
+    #[must_use]
+    pub fn through_gateway(&self, url: &str) -> Self {
+        Self {
+            gateway: Some(url.trim_end_matches('/').into()),
+            ..self.clone()
+        }
+    }
+
+    /// Where a call to `path` of `service` goes.
+    fn url(&self, service: &str, path: &str) -> anyhow::Result<String> {
+        match &self.gateway {
+            Some(gateway) if published_by_gateway(service, path) => {
+                Ok(format!("{gateway}/api{path}"))
+            }
+            _ => Ok(format!("{}{path}", self.base_url(service)?)),
+        }
     }
 
     /// This client, its calls carrying `token`.
@@ -129,7 +152,7 @@ impl Api {
     }
 
     /// How many times a service answered 503 with `Retry-After` (busy: the request was not
-    /// run) and the call was sent again.
+    /// run) or the gateway 429 (over the client's rate), and the call was sent again.
     pub fn busy_answers(&self) -> usize {
         self.busy_answers.load(Ordering::Relaxed)
     }
@@ -150,7 +173,7 @@ impl Api {
     ) -> anyhow::Result<(StatusCode, Value)> {
         let started = std::time::Instant::now();
         loop {
-            let url = format!("{}{path}", self.base_url(service)?);
+            let url = self.url(service, path)?;
             let mut request = self.client.request(method.clone(), &url);
             if let Some(token) = &self.token
                 && !headers
@@ -256,9 +279,32 @@ impl Api {
     }
 }
 
-/// The wait a 503 asks for in its `Retry-After` (whole seconds), if it is one.
+/// Whether the gateway sends `path` of `service` on (it publishes `/api/<prefix>/…` only).
+fn published_by_gateway(service: &str, path: &str) -> bool {
+    let first = path
+        .trim_start_matches('/')
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    matches!(
+        (service, first),
+        ("users", "users" | "auth")
+            | ("orders", "orders")
+            | ("inventory", "products")
+            | ("payments", "payments")
+            | ("shipping", "shipments")
+    )
+}
+
+/// The wait a 503 or 429 asks for in its `Retry-After` (whole seconds), if it is one: the
+/// request was not run.
 fn busy_retry_after(response: &reqwest::Response) -> Option<Duration> {
-    if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+    if ![
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::TOO_MANY_REQUESTS,
+    ]
+    .contains(&response.status())
+    {
         return None;
     }
     let seconds: u64 = response
@@ -318,6 +364,54 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(api.busy_answers(), 1);
+    }
+
+    #[test]
+    fn the_gateway_takes_what_it_publishes_and_the_rest_goes_direct() {
+        let api = api_at("http://service").through_gateway("http://gateway/");
+        let cases = [
+            (
+                "orders",
+                "/orders?user_id=1",
+                "http://gateway/api/orders?user_id=1",
+            ),
+            ("users", "/auth/token", "http://gateway/api/auth/token"),
+            (
+                "inventory",
+                "/products/LAMP",
+                "http://gateway/api/products/LAMP",
+            ),
+            (
+                "shipping",
+                "/shipments?order_id=1",
+                "http://gateway/api/shipments?order_id=1",
+            ),
+            ("orders", "/cache/users/1", "http://service/cache/users/1"),
+            (
+                "inventory",
+                "/reservations/1",
+                "http://service/reservations/1",
+            ),
+        ];
+        for (service, path, expected) in cases {
+            assert_eq!(api.url(service, path).unwrap(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_429_with_retry_after_is_sent_again_too() {
+        let url = serve(vec![
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 1",
+            "HTTP/1.1 200 OK",
+        ])
+        .await;
+        let api = api_at(&url);
+        let (status, _) = api
+            .call(Method::GET, "orders", "/orders", None, &[])
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
         assert_eq!(api.busy_answers(), 1);
     }
 

@@ -14,7 +14,6 @@ mod load;
 mod outcome;
 mod setup;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub use api::Api;
@@ -24,28 +23,24 @@ pub use check::{
 pub use load::{LoadOptions, Path, Placed, place};
 pub use setup::Fixtures;
 
-/// Runs the whole scenario against running services, as `admin` (who creates the users and
-/// products and places orders for the customers).
+/// Runs the whole scenario against running services with `api` (signed in as an admin, who
+/// creates the users and products and places orders for the customers).
 ///
 /// `progress` is told how many orders were placed so far.
 ///
 /// # Errors
 /// When a service does not answer, or orders do not end within `settle_timeout`.
 pub async fn run(
-    urls: BTreeMap<String, Vec<String>>,
-    admin: &users_service::AdminAccount,
+    api: &Api,
     amqp: &conveyor::AmqpConfig,
     options: &LoadOptions,
     settle_timeout: Duration,
     progress: impl Fn(usize) + Send + Sync,
 ) -> anyhow::Result<Report> {
-    let api = Api::with_replicas(urls)?
-        .signed_in(&admin.email, &admin.password)
-        .await?;
     let before = check::strays(amqp).await?;
-    let fixtures = prepare(&api).await?;
-    let placed = load::place(&api, &fixtures, options, progress).await?;
-    settle(&api, amqp, &fixtures, &placed, settle_timeout, before).await
+    let fixtures = prepare(api).await?;
+    let placed = load::place(api, &fixtures, options, progress).await?;
+    settle(api, amqp, &fixtures, &placed, settle_timeout, before).await
 }
 
 /// Creates this run's users and products, and waits until every cached copy has them.
