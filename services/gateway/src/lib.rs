@@ -9,9 +9,11 @@
 //! - `limit`: token buckets per client and route class.
 //! - `breaker`: a circuit breaker per upstream.
 //! - `summary`: `GET /api/users/{id}/summary`, degraded rather than late.
+//! - `ingest`: `POST /api/events`, events from producing systems outside AMQP.
 //! - `settings`: what the environment says.
 
 mod breaker;
+mod ingest;
 mod limit;
 mod proxy;
 pub mod routes;
@@ -40,6 +42,7 @@ pub use breaker::BreakerSettings;
 pub use limit::RateSettings;
 pub use settings::{DEFAULT_PORT, SETTINGS, Settings};
 
+use crate::ingest::Ingest;
 use crate::limit::Limits;
 use crate::routes::RouteClass;
 use crate::summary::Aggregator;
@@ -90,7 +93,10 @@ struct Gate {
     verifier: Arc<Verifier>,
     limits: Limits,
     aggregator: Aggregator,
+    ingest: Arc<Ingest>,
 }
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A gateway with its port bound.
 pub struct Gateway {
@@ -99,10 +105,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the port and gets ready to verify tokens against users' published keys.
+    /// Binds the port, connects to its database (creating it if missing) and gets ready to
+    /// verify tokens against users' published keys.
     ///
     /// # Errors
-    /// When the port is taken or a service's URL is missing.
+    /// When the port is taken, a service's URL is missing or the database fails.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
         for service in routes::UPSTREAMS {
             anyhow::ensure!(
@@ -123,6 +130,16 @@ impl Gateway {
             .timeout(settings.upstream_timeout)
             .pool_max_idle_per_host(256)
             .build()?;
+        let pool = platform::connect_or_create(&settings.database_url, 4).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("the gateway database's migrations failed")?;
+        let ingest = Arc::new(Ingest::new(
+            pool,
+            settings.amqp,
+            settings.event_id_retention,
+        ));
         let upstreams = Upstreams::new(&settings.urls, client);
         let jwks = format!("{}{}", upstreams.url("users"), auth::JWKS_PATH);
         let gate = Arc::new(Gate {
@@ -130,6 +147,7 @@ impl Gateway {
             verifier: Verifier::from_jwks_url(jwks),
             limits: Limits::new(&settings.rates),
             aggregator: Aggregator::new(settings.breaker, settings.summary_timeout),
+            ingest,
         });
         Ok(Self { listener, gate })
     }
@@ -150,10 +168,12 @@ impl Gateway {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .route("/api/users/{id}/summary", get(summary))
+            .route("/api/events", axum::routing::post(ingest_event))
             .fallback(pass_on)
             .with_state(self.gate.clone())
             .layer(axum::middleware::from_fn(request_span));
         let forgetting = tokio::spawn(forget_idle_clients(self.gate.clone(), shutdown.clone()));
+        let purging = tokio::spawn(self.gate.ingest.clone().purge_old(shutdown.clone()));
         tracing::info!(port = self.port(), "Gateway started.");
         let served = axum::serve(
             self.listener,
@@ -162,6 +182,7 @@ impl Gateway {
         .with_graceful_shutdown(async move { shutdown.fired().await })
         .await;
         forgetting.abort();
+        purging.abort();
         tracing::info!("Gateway stopped.");
         served.context("the gateway's HTTP server failed")
     }
@@ -188,12 +209,17 @@ async fn admit(
     let caller = match auth::bearer_token(headers) {
         Ok(None) if open => None,
         Ok(None) => return Err(auth::refusal(&auth::AuthError::Missing)),
-        Ok(Some(token)) => Some(
-            gate.verifier
-                .verify(&token)
-                .await
-                .map_err(|error| auth::refusal(&error))?,
-        ),
+        Ok(Some(token)) => match gate.verifier.verify(&token).await {
+            Ok(caller) => Some(caller),
+            Err(error) => {
+                // Refused tokens count against the address: guessing is limited too.
+                let address = client_address.ip().to_string();
+                if let Err(wait) = gate.limits.check(class, &address) {
+                    return Err(too_many(class, wait));
+                }
+                return Err(auth::refusal(&error));
+            }
+        },
         Err(error) => return Err(auth::refusal(&error)),
     };
     let client = caller.as_ref().map_or_else(
@@ -201,21 +227,26 @@ async fn admit(
         |caller| caller.subject().to_owned(),
     );
     if let Err(wait) = gate.limits.check(class, &client) {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many {} requests from this client; try again in {seconds} s",
-                class.as_str()
-            ),
-        )
-        .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return Err(response);
+        return Err(too_many(class, wait));
     }
     Ok(caller)
+}
+
+/// 429, with the whole seconds to wait in `Retry-After`.
+fn too_many(class: RouteClass, wait: Duration) -> Response {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many {} requests from this client; try again in {seconds} s",
+            class.as_str()
+        ),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// Every `/api/…` route but the summary: checked, limited, and sent on.
@@ -272,6 +303,38 @@ async fn summary(
     gate.aggregator
         .summary(&gate.upstreams, &user, authorization)
         .await
+}
+
+/// `POST /api/events`: checked and limited like every write, then taken by [`Ingest`].
+async fn ingest_event(
+    State(gate): State<Arc<Gate>>,
+    ConnectInfo(client_address): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let caller = match admit(
+        &gate,
+        request.headers(),
+        client_address,
+        RouteClass::Write,
+        false,
+    )
+    .await
+    {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return auth::refusal(&auth::AuthError::Missing),
+        Err(refusal) => return refusal,
+    };
+    let body = match axum::body::to_bytes(request.into_body(), ingest::MAX_EVENT_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("an event is at most {} bytes", ingest::MAX_EVENT_BYTES),
+            )
+            .into_response();
+        }
+    };
+    gate.ingest.accept(&caller, &body).await
 }
 
 /// Ready while serving; says which upstreams' breakers are open.

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use conveyor::AmqpConfig;
 use platform::ConfigError;
 use platform::config::{parse_env, parse_env_within};
 
@@ -51,6 +52,18 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "GATEWAY_BREAKER_FAILURES, GATEWAY_BREAKER_COOL_DOWN",
         "failures in a row that open an upstream's breaker, and seconds before a probe [default: 5, 10]",
     ),
+    (
+        "GATEWAY_DATABASE_URL",
+        "its own Postgres database, for the ids of events taken over HTTP; created if missing [default: postgres://postgres@127.0.0.1:5432/conveyor_gateway]",
+    ),
+    (
+        "AMQP_URL",
+        "RabbitMQ, where POST /api/events publishes; several brokers of one cluster separated by commas [default: amqp://guest:guest@127.0.0.1:5672/%2f]",
+    ),
+    (
+        "GATEWAY_EVENT_ID_RETENTION",
+        "days an event id taken over HTTP is remembered, so the same id is accepted once; keep it at least the consumers' inbox retention [default: 7]",
+    ),
     ("RUST_LOG", "log filter [default: info]"),
     (
         "LOG_FORMAT",
@@ -68,6 +81,9 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub summary_timeout: Duration,
     pub breaker: BreakerSettings,
+    pub database_url: String,
+    pub amqp: AmqpConfig,
+    pub event_id_retention: Duration,
 }
 
 impl Settings {
@@ -81,6 +97,9 @@ impl Settings {
             upstream_timeout: Duration::from_secs(10),
             summary_timeout: Duration::from_secs(2),
             breaker: BreakerSettings::default(),
+            database_url: "postgres://postgres@127.0.0.1:5432/conveyor_gateway".to_owned(),
+            amqp: AmqpConfig::new(conveyor::DEFAULT_AMQP_URL, "api-gateway"),
+            event_id_retention: Duration::from_secs(7 * 86_400),
         }
     }
 
@@ -102,6 +121,15 @@ impl Settings {
             })
             .collect();
         let mut settings = Self::with_urls(urls);
+        if let Ok(url) = std::env::var("GATEWAY_DATABASE_URL") {
+            settings.database_url = url;
+        }
+        settings.amqp = AmqpConfig::from_env("api-gateway");
+        if let Some(days) =
+            parse_env_within("GATEWAY_EVENT_ID_RETENTION", 1..=365, "days, from 1 to 365")?
+        {
+            settings.event_id_retention = Duration::from_secs(days * 86_400);
+        }
         settings.port = parse_env("GATEWAY_PORT", DEFAULT_PORT, "a port number (0-65535)")?;
         settings.listen_addr = parse_env(
             "LISTEN_ADDR",

@@ -63,6 +63,7 @@ struct Credential {
     subject: String,
     kind: String,
     scopes: Vec<String>,
+    event_types: Vec<String>,
     /// For a person's account: whether the user is deactivated.
     deactivated: bool,
 }
@@ -110,7 +111,7 @@ async fn token(State(state): State<Arc<AuthState>>, request: Request) -> ApiResu
     } else {
         credential.scopes.join(" ")
     };
-    let access_token = issue(&state, &credential.subject, &scope)?;
+    let access_token = issue(&state, &credential, &scope)?;
     Ok(Json(json!({
         "access_token": access_token,
         "token_type": "Bearer",
@@ -129,7 +130,7 @@ async fn find_credential(
     kinds: &[&str],
 ) -> ApiResult<Option<Credential>> {
     Ok(sqlx::query_as::<_, Credential>(
-        "SELECT c.secret_hash, c.subject, c.kind, c.scopes,
+        "SELECT c.secret_hash, c.subject, c.kind, c.scopes, c.event_types,
                 COALESCE(u.status = 'deactivated', false) AS deactivated
          FROM credentials c LEFT JOIN users u ON c.kind = 'user' AND u.id::text = c.subject
          WHERE c.login = $1 AND c.kind = ANY($2)",
@@ -140,8 +141,8 @@ async fn find_credential(
     .await?)
 }
 
-/// A signed token for `subject` with `scope`.
-fn issue(state: &AuthState, subject: &str, scope: &str) -> ApiResult<String> {
+/// A signed token for `credential` with `scope`.
+fn issue(state: &AuthState, credential: &Credential, scope: &str) -> ApiResult<String> {
     let signer = state
         .keys
         .signer()
@@ -151,11 +152,12 @@ fn issue(state: &AuthState, subject: &str, scope: &str) -> ApiResult<String> {
     let claims = Claims {
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
-        sub: subject.to_owned(),
+        sub: credential.subject.clone(),
         exp: now.saturating_add(lifetime),
         iat: now,
         nbf: now,
         scope: scope.to_owned(),
+        events: credential.event_types.clone(),
     };
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(signer.kid.clone());
@@ -196,6 +198,15 @@ async fn create_client(
         return Err(ApiError::unprocessable(format!(
             "scope {scope:?} cannot be granted to a client: choose from {}",
             CLIENT_SCOPES.join(", ")
+        )));
+    }
+    if let Some(unknown) = new.event_types.iter().find(|event_type| {
+        !events_schema::SCHEMAS
+            .iter()
+            .any(|schema| schema.event_type == event_type.as_str())
+    }) {
+        return Err(ApiError::unprocessable(format!(
+            "event type {unknown:?} is not in the event contract (events-schema)"
         )));
     }
     let client_id = format!("client-{}", uuid::Uuid::new_v4().simple());

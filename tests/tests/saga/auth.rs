@@ -66,6 +66,7 @@ fn claims(sub: &str, scope: &str, offset_from_now: i64) -> Claims {
         iat: now,
         nbf: now,
         scope: scope.to_owned(),
+        events: Vec::new(),
     }
 }
 

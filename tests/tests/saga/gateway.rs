@@ -83,19 +83,24 @@ impl RunningGateway {
     }
 }
 
-/// The gateway's settings for `system`'s services, with `replace` overriding some URLs.
-fn settings_for(system: &System, replace: &[(&str, &str)]) -> api_gateway::Settings {
+/// The gateway's settings for `system`'s services (its own database and the test's vhost),
+/// with `replace` overriding some URLs.
+async fn settings_for(system: &System, replace: &[(&str, &str)]) -> api_gateway::Settings {
     let mut urls: BTreeMap<String, String> = system.urls();
     for (service, url) in replace {
         urls.insert((*service).to_owned(), (*url).to_owned());
     }
-    api_gateway::Settings::with_urls(urls)
+    api_gateway::Settings {
+        database_url: system.env.create_database("gateway").await,
+        amqp: conveyor::AmqpConfig::new(system.env.amqp.url(), "gateway test"),
+        ..api_gateway::Settings::with_urls(urls)
+    }
 }
 
 #[tokio::test]
 async fn every_route_works_through_the_gateway_with_a_token() {
     let system = start(&ALL, Duration::from_secs(60)).await;
-    let gateway = RunningGateway::start(settings_for(&system, &[])).await;
+    let gateway = RunningGateway::start(settings_for(&system, &[]).await).await;
     let admin = gateway
         .token(&system.admin.email, &system.admin.password)
         .await;
@@ -263,7 +268,7 @@ async fn counting_upstream() -> (String, Arc<AtomicUsize>) {
 async fn forged_tokens_are_refused_at_the_gateway_and_never_reach_a_service() {
     let system = start(&["users"], Duration::from_secs(60)).await;
     let (orders, seen) = counting_upstream().await;
-    let gateway = RunningGateway::start(settings_for(&system, &[("orders", &orders)])).await;
+    let gateway = RunningGateway::start(settings_for(&system, &[("orders", &orders)]).await).await;
     let (customer, _, _) = sign_up(&system, "FR").await;
     let customer_token = customer.api.bearer_token().unwrap().to_owned();
     let forged = forged_tokens(&system, &customer_token).await;
@@ -305,7 +310,7 @@ async fn forged_tokens_are_refused_at_the_gateway_and_never_reach_a_service() {
 async fn the_limiter_answers_429_with_retry_after_and_then_lets_the_client_in_again() {
     let system = start(&["users"], Duration::from_secs(60)).await;
     let (orders, _) = counting_upstream().await;
-    let mut settings = settings_for(&system, &[("orders", &orders)]);
+    let mut settings = settings_for(&system, &[("orders", &orders)]).await;
     settings
         .rates
         .per_second
@@ -340,6 +345,28 @@ async fn the_limiter_answers_429_with_retry_after_and_then_lets_the_client_in_ag
         status,
         StatusCode::OK,
         "another client is not limited by alice's rate"
+    );
+    // Guessing tokens is limited too: refused tokens count against the address.
+    let mut guesses = Vec::new();
+    for guess in 0..12 {
+        let (status, _, _) = gateway
+            .call(
+                Method::GET,
+                "/api/orders",
+                Some(&format!("guess-{guess}")),
+                None,
+            )
+            .await;
+        guesses.push(status);
+    }
+    let refused = [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS];
+    assert!(
+        guesses.iter().all(|status| refused.contains(status)),
+        "{guesses:?}"
+    );
+    assert!(
+        guesses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{guesses:?}"
     );
     let wait: u64 = limited[0]
         .1
@@ -422,7 +449,7 @@ impl Hangable {
 async fn with_orders_hanging_the_summary_degrades_in_time_and_the_breaker_opens_then_closes() {
     let system = start(&ALL, Duration::from_secs(60)).await;
     let orders = Hangable::start(&system.urls()["orders"]).await;
-    let mut settings = settings_for(&system, &[("orders", &orders.url)]);
+    let mut settings = settings_for(&system, &[("orders", &orders.url)]).await;
     settings.summary_timeout = Duration::from_millis(500);
     settings.breaker = api_gateway::BreakerSettings {
         failures_to_open: 2,
@@ -477,6 +504,109 @@ async fn with_orders_hanging_the_summary_degrades_in_time_and_the_breaker_opens_
         "the probe found orders back: {summary}"
     );
     assert_eq!(breaker_of_orders().await, "closed");
+    gateway.stop().await;
+    system.stop().await;
+}
+
+/// A `product.updated` CloudEvent with `data`.
+fn product_event(data: Value) -> Value {
+    serde_json::to_value(conveyor::Envelope::new(
+        "warehouse-feed",
+        "product.updated",
+        data,
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_event_over_http_is_on_the_broker_when_it_is_accepted_and_accepted_once() {
+    let system = start(&["users"], Duration::from_secs(60)).await;
+    let gateway = RunningGateway::start(settings_for(&system, &[]).await).await;
+    let admin = gateway
+        .token(&system.admin.email, &system.admin.password)
+        .await;
+    let grant = json!({ "name": "warehouse feed", "scopes": ["events:publish"], "event_types": ["product.updated"] });
+    let (status, _, client) = gateway
+        .call(
+            Method::POST,
+            "/api/auth/clients",
+            Some(&admin),
+            Some(&grant),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+    let credentials = json!({ "grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"] });
+    let (status, _, token) = gateway
+        .call(Method::POST, "/api/auth/token", None, Some(&credentials))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    let feed = token["access_token"].as_str().unwrap().to_owned();
+    // orders does not run here, so its queue keeps what it would have consumed.
+    let orders_queue = conveyor::Names::default().service_queue("orders");
+    let event = product_event(
+        json!({ "sku": "FEED-7", "name": "Fed", "price_cents": 450, "currency": "EUR", "version": 1 }),
+    );
+
+    let (status, _, answer) = gateway
+        .call(Method::POST, "/api/events", Some(&feed), Some(&event))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        system.env.queue_len(&orders_queue).await,
+        1,
+        "202 means it is on the broker"
+    );
+    let (status, _, answer) = gateway
+        .call(Method::POST, "/api/events", Some(&feed), Some(&event))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], "before");
+    let delivered = system.env.drain(&orders_queue).await;
+    assert_eq!(delivered.len(), 1, "the same id twice is published once");
+    let body: Value = serde_json::from_slice(&delivered[0].data).unwrap();
+    assert_eq!(body["id"], event["id"]);
+
+    let invalid =
+        product_event(json!({ "sku": "FEED-7", "name": "Fed", "currency": "EUR", "version": 2 }));
+    let (status, _, answer) = gateway
+        .call(Method::POST, "/api/events", Some(&feed), Some(&invalid))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("price_cents"),
+        "{answer}"
+    );
+    let not_granted = serde_json::to_value(conveyor::Envelope::new(
+        "warehouse-feed",
+        "user.deactivated",
+        json!({ "user_id": uuid::Uuid::new_v4(), "version": 9 }),
+    ))
+    .unwrap();
+    let (status, _, answer) = gateway
+        .call(Method::POST, "/api/events", Some(&feed), Some(&not_granted))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (customer, _, _) = sign_up_via(&gateway).await;
+    let (status, _, answer) = gateway
+        .call(Method::POST, "/api/events", Some(&customer), Some(&event))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a customer has no events:publish: {answer}"
+    );
+    // The sign-up above sent orders a user.registered; no product event followed it.
+    let later: Vec<Value> = system
+        .env
+        .drain(&orders_queue)
+        .await
+        .iter()
+        .map(|delivery| serde_json::from_slice(&delivery.data).unwrap())
+        .collect();
+    assert!(
+        later.iter().all(|event| event["type"] != "product.updated"),
+        "nothing refused was published: {later:?}"
+    );
     gateway.stop().await;
     system.stop().await;
 }

@@ -18,6 +18,9 @@ pub struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub scope: String,
+    /// The event types a producing system may publish over HTTP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// The scopes services authorise by.
@@ -40,6 +43,7 @@ impl Scope {
 pub struct Caller {
     subject: String,
     scopes: Vec<String>,
+    events: Vec<String>,
 }
 
 impl Caller {
@@ -47,6 +51,7 @@ impl Caller {
         Self {
             subject: claims.sub.clone(),
             scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+            events: claims.events.clone(),
         }
     }
 
@@ -61,6 +66,13 @@ impl Caller {
     /// Whether the token grants `scope`; an admin has every scope.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.is_admin() || self.scopes.iter().any(|granted| granted == scope)
+    }
+
+    /// Whether this caller may publish `event_type` over HTTP: the scope, and the type among
+    /// the ones granted.
+    pub fn may_publish(&self, event_type: &str) -> bool {
+        self.has_scope(Scope::EVENTS_PUBLISH)
+            && self.events.iter().any(|granted| granted == event_type)
     }
 
     /// The user this caller is, when it is a customer.
@@ -130,6 +142,7 @@ mod tests {
             iat: 0,
             nbf: 0,
             scope: scope.to_owned(),
+            events: Vec::new(),
         })
     }
 

@@ -206,3 +206,103 @@ impl Verifier {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+
+    /// A key made for these tests only.
+    const TEST_KEY: &[u8] = include_bytes!("test_key.pem");
+
+    fn claims() -> Claims {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
+        Claims {
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            sub: "admin:test".to_owned(),
+            exp: now + 600,
+            iat: now,
+            nbf: now,
+            scope: "admin".to_owned(),
+            events: Vec::new(),
+        }
+    }
+
+    fn token(kid: &str) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let key = EncodingKey::from_rsa_pem(TEST_KEY).unwrap();
+        jsonwebtoken::encode(&header, &claims(), &key).unwrap()
+    }
+
+    /// A key source that answers with the test key as `k1` the first `answers` times, then
+    /// fails, and counts its calls.
+    fn source(answers: usize) -> (KeyFetch, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let fetch: KeyFetch = Arc::new(move || {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                anyhow::ensure!(call < answers, "users is down");
+                let key = EncodingKey::from_rsa_pem(TEST_KEY)?;
+                let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)?;
+                jwk.common.key_id = Some("k1".to_owned());
+                Ok(JwkSet { keys: vec![jwk] })
+            })
+        });
+        (fetch, calls)
+    }
+
+    #[tokio::test]
+    async fn known_keys_stay_in_use_while_users_is_down_and_unknown_kids_refetch_sparingly() {
+        let (fetch, calls) = source(1);
+        let verifier = Verifier::new(fetch);
+        assert_eq!(
+            verifier.verify(&token("k1")).await.unwrap().subject(),
+            "admin:test"
+        );
+        for _ in 0..20 {
+            let error = verifier.verify(&token("k2")).await.unwrap_err();
+            assert!(matches!(error, AuthError::UnknownKey(_)), "{error}");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "twenty unknown kids within the interval fetch nothing"
+        );
+        assert!(
+            verifier.verify(&token("k1")).await.is_ok(),
+            "the known key still works"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_any_key_every_token_is_refused_never_let_through() {
+        let (fetch, _) = source(0);
+        let verifier = Verifier::new(fetch);
+        let error = verifier.verify(&token("k1")).await.unwrap_err();
+        assert!(matches!(error, AuthError::KeysUnavailable), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_token_is_checked_for_its_algorithm_before_its_key_is_looked_up() {
+        let (fetch, calls) = source(1);
+        let verifier = Verifier::new(fetch);
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".to_owned());
+        let forged =
+            jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(b"k1")).unwrap();
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(AuthError::Malformed(_))
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+}

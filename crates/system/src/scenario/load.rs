@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -67,7 +68,8 @@ fn path_of(index: usize, cancel_every: usize) -> Path {
     }
 }
 
-fn order_body(fixtures: &Fixtures, index: usize, path: Path) -> Value {
+/// The customer who places order `index`, and what they order.
+fn order_body(fixtures: &Fixtures, index: usize, path: Path) -> (&str, Value) {
     let regular = &fixtures.regular_users[index % fixtures.regular_users.len()];
     let product = &fixtures.products[index % fixtures.products.len()];
     let (user, items) = match path {
@@ -91,7 +93,7 @@ fn order_body(fixtures: &Fixtures, index: usize, path: Path) -> Value {
             )
         }
     };
-    json!({ "user_id": user, "items": items })
+    (user, json!({ "user_id": user, "items": items }))
 }
 
 async fn place_one(
@@ -102,7 +104,13 @@ async fn place_one(
     options: &LoadOptions,
 ) -> anyhow::Result<Placed> {
     let path = path_of(index, options.cancel_every);
-    let body = order_body(fixtures, index, path);
+    let (customer, body) = order_body(fixtures, index, path);
+    // Customers place and cancel their own orders, with their own tokens.
+    let token = fixtures
+        .tokens
+        .of(customer)
+        .with_context(|| format!("no token for customer {customer}"))?;
+    let api = api.with_token(token);
     let key = format!("{run}-{index}");
     let (status, answer) = api
         .call(

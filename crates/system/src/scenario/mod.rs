@@ -21,7 +21,7 @@ pub use check::{
     Invariant, Report, Strays, dead_letters, pending_orders, report, strays, wait_until_settled,
 };
 pub use load::{LoadOptions, Path, Placed, place};
-pub use setup::Fixtures;
+pub use setup::{Fixtures, Tokens};
 
 /// Runs the whole scenario against running services with `api` (signed in as an admin, who
 /// creates the users and products and places orders for the customers).

@@ -1,6 +1,7 @@
 //! Users and products made so that orders reach every path of the saga, with fresh names on
 //! every run so runs never clash.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -21,6 +22,25 @@ pub struct Fixtures {
     pub products: Vec<String>,
     /// Little stock: inventory rejects once it runs out.
     pub scarce_product: String,
+    /// Each user's bearer token: customers place and cancel their own orders.
+    pub tokens: Tokens,
+}
+
+/// Bearer tokens by user id, never shown by `Debug`.
+#[derive(Clone, Default)]
+pub struct Tokens(BTreeMap<String, String>);
+
+impl Tokens {
+    /// The token of `user`.
+    pub fn of(&self, user: &str) -> Option<&str> {
+        self.0.get(user).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} users, hidden)", self.0.len())
+    }
 }
 
 impl Fixtures {
@@ -38,20 +58,34 @@ impl Fixtures {
     }
 }
 
-async fn user(
-    api: &Api,
-    run: &str,
-    name: &str,
-    country: &str,
-    credit_limit_cents: i64,
-) -> anyhow::Result<String> {
-    let body = json!({
-        "email": format!("{name}-{run}@example.com"), "name": name,
-        "address": { "line1": "1 Demo Street", "city": "Demo City", "postal_code": "10001", "country": country },
-        "credit_limit_cents": credit_limit_cents, "currency": "EUR",
-    });
-    let created = api.post("users", "/users", &body).await?;
-    Ok(created["id"].as_str().unwrap_or_default().to_owned())
+/// This run's customers: each registered (by the admin, who sets the credit limit) with a
+/// password, and signed in.
+struct Customers<'a> {
+    api: &'a Api,
+    run: String,
+    password: String,
+    tokens: BTreeMap<String, String>,
+}
+
+impl Customers<'_> {
+    async fn add(
+        &mut self,
+        name: &str,
+        country: &str,
+        credit_limit_cents: i64,
+    ) -> anyhow::Result<String> {
+        let email = format!("{name}-{}@example.com", self.run);
+        let body = json!({
+            "email": email, "name": name, "password": self.password,
+            "address": { "line1": "1 Demo Street", "city": "Demo City", "postal_code": "10001", "country": country },
+            "credit_limit_cents": credit_limit_cents, "currency": "EUR",
+        });
+        let created = self.api.post("users", "/users", &body).await?;
+        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        let token = self.api.token(&email, &self.password).await?;
+        self.tokens.insert(id.clone(), token);
+        Ok(id)
+    }
 }
 
 async fn product(api: &Api, sku: &str, price_cents: i64, stock: i64) -> anyhow::Result<String> {
@@ -66,24 +100,27 @@ async fn product(api: &Api, sku: &str, price_cents: i64, stock: i64) -> anyhow::
 /// When a service refuses or cannot be reached.
 pub(crate) async fn create(api: &Api) -> anyhow::Result<Fixtures> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_ascii_uppercase();
-    let lower = run.to_ascii_lowercase();
+    let mut customers = Customers {
+        api,
+        run: run.to_ascii_lowercase(),
+        password: uuid::Uuid::new_v4().simple().to_string(),
+        tokens: BTreeMap::new(),
+    };
     let mut regular_users = Vec::new();
     for (index, country) in ["FR", "DE", "IE", "US", "NL", "SE"].iter().enumerate() {
         regular_users.push(
-            user(
-                api,
-                &lower,
-                &format!("customer{index}"),
-                country,
-                100_000_000,
-            )
-            .await?,
+            customers
+                .add(&format!("customer{index}"), country, 100_000_000)
+                .await?,
         );
     }
+    let low_credit_user = customers.add("thrifty", "FR", 500).await?;
+    let far_away_user = customers.add("penguin", "AQ", 100_000_000).await?;
     Ok(Fixtures {
         regular_users,
-        low_credit_user: user(api, &lower, "thrifty", "FR", 500).await?,
-        far_away_user: user(api, &lower, "penguin", "AQ", 100_000_000).await?,
+        low_credit_user,
+        far_away_user,
+        tokens: Tokens(customers.tokens),
         products: vec![
             product(api, &format!("MUG-{run}"), 1250, 10_000_000).await?,
             product(api, &format!("TEA-{run}"), 799, 10_000_000).await?,

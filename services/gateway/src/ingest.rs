@@ -1,0 +1,124 @@
+//! `POST /api/events`: events from producing systems outside AMQP. A client with the
+//! `events:publish` scope sends a CloudEvent of a type an admin granted it; the gateway checks
+//! it against the event contract, publishes it, and answers 202 only once the broker has
+//! confirmed it. An event id accepted before is answered 200 and not published again.
+//!
+//! Ids are remembered in the gateway's own database after the confirm. A crash between the
+//! confirm and that record, or two requests with one id racing, can publish an event twice;
+//! consumers' inboxes drop the repeat, so it takes effect once either way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use conveyor::{AmqpConfig, Envelope, Names, PublishError, Publisher, Shutdown};
+use platform::{ApiError, Caller, Scope};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::OnceCell;
+
+/// The largest event accepted; bigger ones are refused before they are parsed.
+pub(crate) const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+pub(crate) struct Ingest {
+    pool: PgPool,
+    amqp: AmqpConfig,
+    /// Connected at the first event, so the gateway starts without the broker.
+    publisher: OnceCell<Publisher>,
+    retention: Duration,
+}
+
+impl Ingest {
+    pub(crate) fn new(pool: PgPool, amqp: AmqpConfig, retention: Duration) -> Self {
+        Self {
+            pool,
+            amqp,
+            publisher: OnceCell::new(),
+            retention,
+        }
+    }
+
+    async fn publisher(&self) -> Result<&Publisher, ApiError> {
+        self.publisher
+            .get_or_try_init(|| async {
+                let contract = events_schema::EventContract::shared()?;
+                let publisher = Publisher::connect(self.amqp.clone(), Names::default()).await?;
+                anyhow::Ok(publisher.with_contract(contract))
+            })
+            .await
+            .map_err(ApiError::from)
+    }
+
+    /// Takes one event from `caller`.
+    pub(crate) async fn accept(&self, caller: &Caller, body: &[u8]) -> Response {
+        match self.try_accept(caller, body).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
+    }
+
+    async fn try_accept(&self, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
+        caller.require(Scope::EVENTS_PUBLISH)?;
+        let envelope = Envelope::from_bytes(body).map_err(|error| {
+            ApiError::unprocessable(format!("the body is not a CloudEvent envelope: {error}"))
+        })?;
+        if !caller.may_publish(&envelope.event_type) {
+            return Err(ApiError::forbidden(format!(
+                "this client may not publish {} events; an admin grants event types with POST /auth/clients",
+                envelope.event_type
+            )));
+        }
+        let seen: Option<bool> =
+            sqlx::query_scalar("SELECT true FROM ingested WHERE event_id = $1")
+                .bind(envelope.id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if seen.is_some() {
+            let body = json!({ "id": envelope.id, "accepted": "before" });
+            return Ok((StatusCode::OK, Json(body)).into_response());
+        }
+        self.publisher()
+            .await?
+            .publish(&envelope)
+            .await
+            .map_err(|error| match error {
+                PublishError::Contract { violation, .. } => {
+                    ApiError::unprocessable(violation.to_string())
+                }
+                other => anyhow::Error::from(other).into(),
+            })?;
+        sqlx::query(
+            "INSERT INTO ingested (event_id, client, event_type) VALUES ($1, $2, $3)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(envelope.id)
+        .bind(caller.subject())
+        .bind(&envelope.event_type)
+        .execute(&self.pool)
+        .await?;
+        let body = json!({ "id": envelope.id, "accepted": "now" });
+        Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    }
+
+    /// Forgets ids older than the retention (the consumers' inbox keeps them as long), once
+    /// an hour until `shutdown` fires.
+    pub(crate) async fn purge_old(self: Arc<Self>, shutdown: Shutdown) {
+        loop {
+            let purged = sqlx::query(
+                "DELETE FROM ingested WHERE accepted_at < now() - make_interval(secs => $1)",
+            )
+            .bind(self.retention.as_secs_f64())
+            .execute(&self.pool)
+            .await;
+            if let Err(error) = purged {
+                tracing::warn!(%error, "Cannot forget old ingested event ids; trying again later.");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                () = shutdown.fired() => return,
+            }
+        }
+    }
+}
