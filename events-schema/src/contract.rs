@@ -161,6 +161,10 @@ impl Contract for EventContract {
         self.validate_envelope(envelope)
             .map_err(|violation| ContractViolation::new(violation.to_string()))
     }
+
+    fn publishers(&self, event_type: &str) -> Vec<&'static str> {
+        crate::publishers::publishers_of(event_type)
+    }
 }
 
 fn compile(file: &SchemaFile) -> Result<jsonschema::Validator, ContractError> {

@@ -8,6 +8,7 @@
 //! - `contract`: validation of an event's data against its schema; plugs into the runtime's
 //!   outbox, publisher and consumer as a [`conveyor::Contract`].
 //! - `compat`: which schema changes break existing producers or consumers.
+//! - `publishers`: who may publish each event type (its owner, and HTTP ingest for a few).
 //! - `asyncapi`: the AsyncAPI 3.0 document of the events and who sends and receives them.
 //! - `yaml`: a small YAML writer for that document.
 //! - `users`, `products`, `orders`, `inventory`, `payments`, `shipping`: the typed events.
@@ -24,6 +25,7 @@ pub mod money;
 pub mod orders;
 pub mod payments;
 pub mod products;
+pub mod publishers;
 pub mod shipping;
 pub mod users;
 mod yaml;

@@ -87,6 +87,16 @@ impl AmqpConfig {
         &self.urls
     }
 
+    /// The broker user the connections authenticate as (the first URL's; a cluster's URLs
+    /// name one user), `guest` when the URL names none, as lapin connects then. Publishers
+    /// set it as each message's `user_id`, which the broker checks against the connection.
+    pub fn user(&self) -> String {
+        self.urls
+            .first()
+            .and_then(|url| url.parse::<lapin::uri::AMQPUri>().ok())
+            .map_or_else(|| "guest".to_owned(), |uri| uri.authority.userinfo.username)
+    }
+
     /// The URLs with passwords masked, for logs and error messages.
     pub fn redacted_url(&self) -> String {
         self.urls

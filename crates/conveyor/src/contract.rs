@@ -8,6 +8,11 @@ pub trait Contract: Send + Sync + 'static {
     /// # Errors
     /// [`ContractViolation`] naming the event, its version and what is wrong.
     fn check(&self, envelope: &Envelope) -> Result<(), ContractViolation>;
+
+    /// Who may publish `event_type`, by service name (`payments`, `gateway`). Where every
+    /// service connects as its own broker user, a consumer refuses an event of this type
+    /// from any other user; none listed means none may.
+    fn publishers(&self, event_type: &str) -> Vec<&'static str>;
 }
 
 /// An event breaks its contract.

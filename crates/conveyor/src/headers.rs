@@ -14,6 +14,9 @@ pub const ATTEMPTS: &str = "x-conveyor-attempts";
 pub const FAILED_AT: &str = "x-conveyor-failed-at";
 pub const ORIGINAL_EXCHANGE: &str = "x-conveyor-original-exchange";
 pub const ORIGINAL_ROUTING_KEY: &str = "x-conveyor-original-routing-key";
+/// The broker user that first published the event, on copies that a consumer (retry) or an
+/// operator (replay) published again; see `crate::source`.
+pub const PUBLISHER: &str = "x-conveyor-publisher";
 /// How many times an operator replayed this dead letter.
 pub const REPLAY_COUNT: &str = "x-conveyor-replay-count";
 /// The operator's command run that last replayed or moved this dead letter: a letter that
@@ -50,6 +53,17 @@ pub fn set_str(headers: &mut FieldTable, name: &str, value: &str) {
         ShortString::from(name),
         AMQPValue::LongString(LongString::from(value)),
     );
+}
+
+/// `headers` without `name` (lapin's table has no removal).
+pub fn without(headers: &FieldTable, name: &str) -> FieldTable {
+    let mut kept = FieldTable::default();
+    for (key, value) in headers.inner() {
+        if key.as_str() != name {
+            kept.insert(key.clone(), value.clone());
+        }
+    }
+    kept
 }
 
 pub fn set_u32(headers: &mut FieldTable, name: &str, value: u32) {

@@ -17,6 +17,7 @@
 //! - `consumer`: handlers, batches in one transaction with the inbox, per-key locks,
 //!   retries, dead letters.
 //! - `dead_letter`: the operators' reading, grouping, replay, move and purge of dead letters.
+//! - `source`: who published a delivery (its broker-checked `user_id`) and whether they may.
 //! - `shutdown`: the shutdown token and the SIGTERM/SIGINT future.
 //! - `backoff`: delays between reconnection attempts.
 
@@ -32,6 +33,7 @@ mod outbox;
 mod publisher;
 mod relay;
 pub mod shutdown;
+pub mod source;
 mod store;
 mod topology;
 mod trace_context;
@@ -53,7 +55,7 @@ pub use relay::{OutboxRelay, RelayError, RelayOptions};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use store::{OUTBOX_CHANNEL, install};
 pub use topology::{
-    DELIVERY_LIMIT, Names, ServiceTopology, Topology, TopologyError, UNROUTED_MAX_AGE,
-    UNROUTED_MAX_LENGTH,
+    BrokerUser, DELIVERY_LIMIT, Names, ServiceTopology, TopicPermission, Topology, TopologyError,
+    UNROUTED_MAX_AGE, UNROUTED_MAX_LENGTH,
 };
 pub use trace_context::{TraceHeaders, capture_current as capture_trace_context};

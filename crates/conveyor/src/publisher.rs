@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use lapin::{Confirmation, PublisherConfirm};
 use tokio::sync::Mutex;
@@ -159,30 +159,37 @@ impl PublishError {
     }
 }
 
-/// A channel in confirm mode.
+/// A channel in confirm mode. Every message it sends carries `user_id`: the broker user of
+/// the connection, which the broker checks, so consumers know who published it.
 pub struct ConfirmChannel {
     channel: Channel,
+    user: ShortString,
 }
 
 impl ConfirmChannel {
-    /// Opens a channel on `connection` and turns publisher confirms on.
+    /// Opens a channel on `connection`, authenticated as `user` ([`AmqpConfig::user`]),
+    /// and turns publisher confirms on.
     ///
     /// # Errors
     /// The broker's error when the channel cannot be opened.
-    pub async fn open(connection: &Connection) -> Result<Self, lapin::Error> {
+    pub async fn open(connection: &Connection, user: &str) -> Result<Self, lapin::Error> {
         let channel = connection.create_channel().await?;
-        Self::enable(channel).await
+        Self::enable(channel, user).await
     }
 
-    /// Turns confirms on for an existing channel (a consumer's, for its retries and dead letters).
+    /// Turns confirms on for an existing channel (a consumer's, for its retries and dead
+    /// letters) of a connection authenticated as `user`.
     ///
     /// # Errors
     /// The broker's error when confirm mode cannot be selected.
-    pub async fn enable(channel: Channel) -> Result<Self, lapin::Error> {
+    pub async fn enable(channel: Channel, user: &str) -> Result<Self, lapin::Error> {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Self { channel })
+        Ok(Self {
+            channel,
+            user: ShortString::from(user),
+        })
     }
 
     pub fn channel(&self) -> &Channel {
@@ -239,7 +246,7 @@ impl ConfirmChannel {
                         ..BasicPublishOptions::default()
                     },
                     &message.body,
-                    message.properties.clone(),
+                    message.properties.clone().with_user_id(self.user.clone()),
                 )
                 .await
                 .map_err(|error| PublishError::from_broker(error, &message.exchange))?;
@@ -399,7 +406,7 @@ impl Publisher {
 
 async fn open_session(amqp: &AmqpConfig) -> Result<Session, PublishError> {
     let connection = amqp.connect().await?;
-    let channel = ConfirmChannel::open(&connection).await?;
+    let channel = ConfirmChannel::open(&connection, &amqp.user()).await?;
     Ok(Session {
         _connection: connection,
         channel,

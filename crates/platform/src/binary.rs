@@ -72,6 +72,16 @@ pub fn help(about: &About) -> String {
             ),
         ),
         (
+            format!("{prefix}_AMQP_URL"),
+            format!(
+                "instead of AMQP_URL: this service's own broker user (conveyor-{}, made by \
+                 `conveyor topology users`); connected as it, the consumer takes each event only \
+                 from the broker user of the service that owns its type and dead-letters the \
+                 rest as forbidden-source [default: AMQP_URL]",
+                about.service
+            ),
+        ),
+        (
             format!("{prefix}_DATABASE_URL"),
             format!(
                 "its own Postgres database, created if missing \

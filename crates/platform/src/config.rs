@@ -59,7 +59,8 @@ impl ConfigError {
 }
 
 impl ServiceConfig {
-    /// Reads `<SERVICE>_DATABASE_URL`, `<SERVICE>_PORT`, `LISTEN_ADDR`, `AMQP_URL` and `USERS_URL`, with
+    /// Reads `<SERVICE>_DATABASE_URL`, `<SERVICE>_PORT`, `LISTEN_ADDR`, `<SERVICE>_AMQP_URL` or
+    /// `AMQP_URL`, and `USERS_URL`, with
     /// DESIGN.md's defaults.
     ///
     /// # Errors
@@ -102,7 +103,7 @@ impl ServiceConfig {
             consumer_workers,
             port,
             listen_addr,
-            amqp: AmqpConfig::from_env(format!("{service}-service")),
+            amqp: amqp_from_env(service),
             names: Names::default(),
             users_url: std::env::var("USERS_URL")
                 .map(|url| url.trim_end_matches('/').to_owned())
@@ -119,6 +120,17 @@ impl ServiceConfig {
         self.http_concurrency
             .unwrap_or_else(|| self.pool_size.saturating_sub(KEPT_FOR_MESSAGING))
             .clamp(1, most)
+    }
+}
+
+/// `<SERVICE>_AMQP_URL` (the service's own broker user, where each has one) or else
+/// `AMQP_URL`, with connections named after the service.
+pub fn amqp_from_env(service: &str) -> AmqpConfig {
+    let own = format!("{}_AMQP_URL", service.to_ascii_uppercase());
+    let name = format!("{service}-service");
+    match std::env::var(own) {
+        Ok(url) if !url.trim().is_empty() => AmqpConfig::new(url, name),
+        _ => AmqpConfig::from_env(name),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use conveyor::{Names, Topology};
+use conveyor::{BrokerUser, Names, Topology};
 use events_schema::asyncapi::ServiceEvents;
 use platform::ServiceConfig;
 
@@ -85,4 +85,53 @@ pub fn service_events() -> anyhow::Result<Vec<ServiceEvents>> {
                 .unwrap_or_default(),
         })
         .collect())
+}
+
+/// Every broker user of the system with least privilege: one per service and the gateway
+/// (each publishing only the event types `events_schema::publishers` gives it), and the
+/// operators' user.
+///
+/// # Errors
+/// As [`consumers`].
+pub fn broker_users(names: &Names) -> anyhow::Result<Vec<BrokerUser>> {
+    let consumers = consumers(names)?;
+    let mut users: Vec<BrokerUser> = ServiceName::all()
+        .map(|service| {
+            let consumes = consumers
+                .iter()
+                .map(conveyor::Consumer::service_topology)
+                .find(|topology| topology.service == service.as_str());
+            BrokerUser::for_service(
+                names,
+                service.as_str(),
+                consumes.as_ref(),
+                &events_schema::publishers::published_by(service.as_str()),
+            )
+        })
+        .collect();
+    let gateway = events_schema::publishers::GATEWAY;
+    users.push(BrokerUser::for_service(
+        names,
+        gateway,
+        None,
+        &events_schema::publishers::published_by(gateway),
+    ));
+    users.push(BrokerUser::operator(names));
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_service_emits_exactly_what_the_contract_says_it_owns() {
+        for service in ServiceName::all() {
+            let mut declared: Vec<&str> = service.emits().to_vec();
+            let mut owned = events_schema::publishers::published_by(service.as_str());
+            declared.sort_unstable();
+            owned.sort_unstable();
+            assert_eq!(declared, owned, "{service}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ mod roster;
 pub mod scenario;
 mod start;
 
-pub use catalog::{all_topology, service_events};
+pub use catalog::{all_topology, broker_users, service_events};
 pub use roster::ServiceName;
 pub use start::{Running, SystemConfig, run_admin, start, start_replicas};
 pub use users_service::AdminAccount;

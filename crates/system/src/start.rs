@@ -14,6 +14,9 @@ use crate::roster::ServiceName;
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
     pub amqp: AmqpConfig,
+    /// The services that connect as their own broker user (`<SERVICE>_AMQP_URL`); the others
+    /// use `amqp`.
+    pub service_amqp: BTreeMap<ServiceName, AmqpConfig>,
     /// One URL per service.
     pub database_urls: BTreeMap<ServiceName, String>,
     /// One port per service; 0 picks a free one.
@@ -46,7 +49,12 @@ impl SystemConfig {
         let mut http_concurrency = None;
         let mut consumer_workers = BTreeMap::new();
         let mut users_url = platform::config::DEFAULT_USERS_URL.to_owned();
+        let mut service_amqp = BTreeMap::new();
         for service in ServiceName::all() {
+            let variable = format!("{}_AMQP_URL", service.as_str().to_ascii_uppercase());
+            if std::env::var(variable).is_ok_and(|url| !url.trim().is_empty()) {
+                service_amqp.insert(service, platform::config::amqp_from_env(service.as_str()));
+            }
             let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
             users_url = config.users_url;
             database_urls.insert(service, config.database_url);
@@ -60,6 +68,7 @@ impl SystemConfig {
         }
         Ok(Self {
             amqp: AmqpConfig::from_env("conveyor"),
+            service_amqp,
             database_urls,
             ports,
             pool_size,
@@ -72,6 +81,14 @@ impl SystemConfig {
             users: users_service::Settings::from_env()?,
             users_url,
         })
+    }
+
+    /// For a run of this process's own (the demo, a benchmark): free ports, so it never
+    /// clashes with a `conveyor serve` already running, and an admin account (the
+    /// configured one, else one made for the run), which it answers.
+    pub fn for_own_run(&mut self) -> users_service::AdminAccount {
+        self.ports.values_mut().for_each(|port| *port = 0);
+        self.users.admin.get_or_insert_with(run_admin).clone()
     }
 
     /// The settings of one instance of `service`; instances after the first take a free port.
@@ -94,7 +111,9 @@ impl SystemConfig {
             port,
             listen_addr: self.listen_addr,
             amqp: self
-                .amqp
+                .service_amqp
+                .get(&service)
+                .unwrap_or(&self.amqp)
                 .named(format!("{service}-service-{}", replica + 1)),
             names: self.names.clone(),
             users_url: users_url.to_owned(),

@@ -45,6 +45,15 @@ impl Broker {
             .join(",")
     }
 
+    /// The AMQP URL of `vhost` on every node for `user` with `password`.
+    pub fn url_as(&self, user: &str, password: &str, vhost: &str) -> String {
+        self.hosts
+            .iter()
+            .map(|host| format!("amqp://{user}:{password}@{host}/{vhost}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Runs `rabbitmqctl` against this broker; panics with its output when it fails.
     pub fn ctl(&self, args: &[&str]) -> String {
         let node = self.node.clone();

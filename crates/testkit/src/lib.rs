@@ -34,6 +34,8 @@ pub struct TestEnv {
     pub database: String,
     /// More databases made with [`TestEnv::create_database`], dropped with the rest.
     extra_databases: std::sync::Mutex<Vec<String>>,
+    /// Broker users made with [`TestEnv::add_broker_user`], deleted with the vhost.
+    broker_users: std::sync::Mutex<Vec<String>>,
     pub amqp: AmqpConfig,
     pub pool: PgPool,
     pub names: Names,
@@ -110,10 +112,47 @@ impl TestEnv {
             vhost,
             database,
             extra_databases: std::sync::Mutex::default(),
+            broker_users: std::sync::Mutex::default(),
             amqp,
             pool,
             names: Names::default(),
         }
+    }
+
+    /// Makes `user` on the broker with a new password and its permissions in this test's
+    /// vhost, as `conveyor topology users` would; deleted with the vhost. Answers the AMQP
+    /// settings that connect as it.
+    pub fn add_broker_user(&self, user: &conveyor::BrokerUser) -> AmqpConfig {
+        let password = Uuid::new_v4().simple().to_string();
+        self.broker.ctl(&["add_user", &user.name, &password]);
+        self.broker_users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(user.name.clone());
+        self.broker.ctl(&[
+            "set_permissions",
+            "-p",
+            &self.vhost,
+            &user.name,
+            &user.configure,
+            &user.write,
+            &user.read,
+        ]);
+        if let Some(topic) = &user.topic {
+            self.broker.ctl(&[
+                "set_topic_permissions",
+                "-p",
+                &self.vhost,
+                &user.name,
+                &topic.exchange,
+                &topic.write,
+                &topic.read,
+            ]);
+        }
+        AmqpConfig::new(
+            self.broker.url_as(&user.name, &password, &self.vhost),
+            format!("test {} as {}", self.vhost, user.name),
+        )
     }
 
     /// Declares a topology up front, so events published before a consumer starts are queued.
@@ -430,6 +469,14 @@ impl Drop for TestEnv {
             eprintln!("could not drop test database {}", self.database);
         }
         self.broker.ctl_quietly(&["delete_vhost", &self.vhost]);
+        let users = self
+            .broker_users
+            .lock()
+            .map(|users| users.clone())
+            .unwrap_or_default();
+        for user in users {
+            self.broker.ctl_quietly(&["delete_user", &user]);
+        }
     }
 }
 

@@ -200,13 +200,14 @@ async fn create_client(
             CLIENT_SCOPES.join(", ")
         )));
     }
-    if let Some(unknown) = new.event_types.iter().find(|event_type| {
-        !events_schema::SCHEMAS
-            .iter()
-            .any(|schema| schema.event_type == event_type.as_str())
-    }) {
+    if let Some(refused) = new
+        .event_types
+        .iter()
+        .find(|event_type| !events_schema::publishers::is_ingestible(event_type))
+    {
         return Err(ApiError::unprocessable(format!(
-            "event type {unknown:?} is not in the event contract (events-schema)"
+            "event type {refused:?} cannot be granted to a client: producing systems may send only {} (the others belong to the services that own them)",
+            events_schema::publishers::INGESTIBLE.join(", ")
         )));
     }
     let client_id = format!("client-{}", uuid::Uuid::new_v4().simple());
@@ -243,11 +244,10 @@ async fn rotate_key(
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Scope::ADMIN)?;
-    let kid = state
-        .keys
-        .rotate()
-        .await
-        .map_err(|error| ApiError::conflict(format!("{error:#}")))?;
+    let kid = state.keys.rotate().await.map_err(|error| match error {
+        crate::keys::RotateError::Configured => ApiError::conflict(error.to_string()),
+        crate::keys::RotateError::Failed(error) => error.into(),
+    })?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

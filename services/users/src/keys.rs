@@ -119,18 +119,20 @@ impl KeyRing {
     ///
     /// # Errors
     /// When `JWT_PRIVATE_KEY` is set (rotate it there), or the database fails.
-    pub(crate) async fn rotate(&self) -> anyhow::Result<String> {
-        anyhow::ensure!(
-            self.configured.is_none(),
-            "the signing key comes from JWT_PRIVATE_KEY: rotate it there"
-        );
-        let pem = tokio::task::spawn_blocking(generate_pem).await??;
+    pub(crate) async fn rotate(&self) -> Result<String, RotateError> {
+        if self.configured.is_some() {
+            return Err(RotateError::Configured);
+        }
+        let pem = tokio::task::spawn_blocking(generate_pem)
+            .await
+            .map_err(anyhow::Error::from)??;
         let key = SigningKey::from_pem(&pem)?;
         sqlx::query("INSERT INTO signing_keys (kid, private_key_pem) VALUES ($1, $2)")
             .bind(&key.kid)
             .bind(&pem)
             .execute(&self.pool)
-            .await?;
+            .await
+            .map_err(anyhow::Error::from)?;
         tracing::info!(kid = %key.kid, "Added a token signing key; it signs after its activation.");
         Ok(key.kid)
     }
@@ -141,15 +143,21 @@ impl KeyRing {
     /// # Errors
     /// When `kid` is the key that signs now, or the database fails.
     pub(crate) async fn retire(&self, kid: &str) -> Result<bool, RetireError> {
-        let signing: Option<String> = sqlx::query_scalar(SIGNING_NOW)
-            .bind(ACTIVATION.as_secs_f64())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(anyhow::Error::from)?;
-        let signing_kid = signing.as_deref().map(SigningKey::from_pem).transpose()?;
-        if signing_kid.is_some_and(|key| key.kid == kid)
-            || self.configured.as_ref().is_some_and(|key| key.kid == kid)
-        {
+        // With JWT_PRIVATE_KEY set, that key alone signs; keys left in the database from
+        // before only verify, and may all be retired.
+        let still_signing = match &self.configured {
+            Some(configured) => configured.kid == kid,
+            None => {
+                let signing: Option<String> = sqlx::query_scalar(SIGNING_NOW)
+                    .bind(ACTIVATION.as_secs_f64())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                let signing = signing.as_deref().map(SigningKey::from_pem).transpose()?;
+                signing.is_some_and(|key| key.kid == kid)
+            }
+        };
+        if still_signing {
             return Err(RetireError::StillSigning);
         }
         let retired = sqlx::query(
@@ -199,6 +207,15 @@ const SIGNING_NOW: &str = "SELECT private_key_pem FROM signing_keys WHERE retire
                    THEN created_at END DESC NULLS LAST,
               created_at
      LIMIT 1";
+
+/// Why no key was added.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RotateError {
+    #[error("the signing key comes from JWT_PRIVATE_KEY: rotate it there")]
+    Configured,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
 
 /// Why a key cannot be retired.
 #[derive(Debug, thiserror::Error)]

@@ -813,3 +813,45 @@ async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_is_retired_a
     assert_eq!(status, StatusCode::NOT_FOUND, "retired once");
     system.stop().await;
 }
+
+#[tokio::test]
+async fn with_jwt_private_key_set_the_keys_left_in_the_database_can_be_retired() {
+    let mut system = start(&["users"], Duration::from_secs(60)).await;
+    let made_at_first_start = kid_of(system.api.bearer_token().unwrap());
+    system
+        .restart(&["users"], |config| {
+            config.users.private_key = Some(include_str!("stranger_key.pem").to_owned());
+        })
+        .await;
+    let configured = kid_of(system.api.bearer_token().unwrap());
+    assert_ne!(
+        configured, made_at_first_start,
+        "the configured key signs now"
+    );
+
+    let retire = |kid: &str| format!("/auth/keys/{kid}/retire");
+    let (status, answer) = system
+        .api
+        .call(
+            Method::POST,
+            "users",
+            &retire(&made_at_first_start),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "it no longer signs: {answer}");
+    let (status, answer) = system
+        .api
+        .call(Method::POST, "users", &retire(&configured), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the configured key signs: {answer}"
+    );
+    assert_eq!(published_kids(&system).await, [configured]);
+    system.stop().await;
+}

@@ -534,6 +534,17 @@ async fn an_event_over_http_is_on_the_broker_when_it_is_accepted_and_accepted_on
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{client}");
+    // Saga events belong to their services: no client may be granted one.
+    let too_much = json!({ "name": "forger", "scopes": ["events:publish"], "event_types": ["payment.captured"] });
+    let (status, _, answer) = gateway
+        .call(
+            Method::POST,
+            "/api/auth/clients",
+            Some(&admin),
+            Some(&too_much),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     let credentials = json!({ "grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"] });
     let (status, _, token) = gateway
         .call(Method::POST, "/api/auth/token", None, Some(&credentials))

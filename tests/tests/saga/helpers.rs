@@ -14,8 +14,13 @@ pub(crate) struct System {
     /// Signed in as the admin.
     pub(crate) api: Api,
     pub(crate) admin: users_service::AdminAccount,
+    /// The names of exchanges, queues and broker users.
+    pub(crate) names: Names,
+    /// How each service connects when it has its own broker user.
+    pub(crate) service_amqp: BTreeMap<ServiceName, AmqpConfig>,
     urls: BTreeMap<String, String>,
     database_urls: BTreeMap<ServiceName, String>,
+    config: system::SystemConfig,
     stop: ShutdownTrigger,
     running: Option<system::Running>,
 }
@@ -59,6 +64,45 @@ pub(crate) async fn order_without_shipping(saga_timeout: Duration) -> (System, S
 }
 
 pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Duration) -> System {
+    start_as(
+        env,
+        services,
+        saga_timeout,
+        Names::default(),
+        BTreeMap::new(),
+    )
+    .await
+}
+
+/// As [`start_on`], with least privilege on the broker: names under a prefix of their own
+/// (broker users are per broker, not per vhost) and every service, the gateway's ingest
+/// aside, connected as its own user with the permissions `conveyor topology users` gives.
+pub(crate) async fn start_with_own_broker_users(
+    services: &[&str],
+    saga_timeout: Duration,
+) -> System {
+    let env = TestEnv::new().await;
+    let names = Names::with_prefix(format!(
+        "lp{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let mut service_amqp = BTreeMap::new();
+    for user in system::broker_users(&names).unwrap() {
+        let amqp = env.add_broker_user(&user);
+        if let Ok(service) = ServiceName::parse(&user.owner) {
+            service_amqp.insert(service, amqp);
+        }
+    }
+    start_as(env, services, saga_timeout, names, service_amqp).await
+}
+
+async fn start_as(
+    env: TestEnv,
+    services: &[&str],
+    saga_timeout: Duration,
+    names: Names,
+    service_amqp: BTreeMap<ServiceName, AmqpConfig>,
+) -> System {
     let admin = system::run_admin();
     let mut database_urls = BTreeMap::new();
     for service in ServiceName::all() {
@@ -66,6 +110,7 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
     }
     let config = system::SystemConfig {
         amqp: AmqpConfig::new(env.amqp.url(), "system test"),
+        service_amqp: service_amqp.clone(),
         database_urls: database_urls.clone(),
         ports: BTreeMap::new(),
         pool_size: 8,
@@ -73,7 +118,7 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
         // More than the default, so that every saga test runs competing workers.
         consumer_workers: ServiceName::all().map(|service| (service, 3)).collect(),
         listen_addr: [127, 0, 0, 1].into(),
-        names: Names::default(),
+        names: names.clone(),
         orders: orders_service::Settings { saga_timeout },
         shipping: shipping_service::Settings::default(),
         users: users_service::Settings {
@@ -82,14 +127,40 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
         },
         users_url: String::new(),
     };
+    let (stop, running, urls, api) = run_services(&config, services, &admin).await;
+    System {
+        api,
+        admin,
+        names,
+        service_amqp,
+        urls,
+        database_urls,
+        env,
+        config,
+        stop,
+        running: Some(running),
+    }
+}
+
+/// Starts `services` (and users, always: it issues the tokens every other service checks)
+/// and signs the admin in.
+async fn run_services(
+    config: &system::SystemConfig,
+    services: &[&str],
+    admin: &users_service::AdminAccount,
+) -> (
+    ShutdownTrigger,
+    system::Running,
+    BTreeMap<String, String>,
+    Api,
+) {
     let (stop, shutdown) = Shutdown::new();
-    // users always runs: it issues the tokens every other service checks.
     let chosen: Vec<ServiceName> = services
         .iter()
         .chain(&["users"])
         .map(|service| ServiceName::parse(service).unwrap())
         .collect();
-    let running = system::start(&config, &chosen, shutdown).await.unwrap();
+    let running = system::start(config, &chosen, shutdown).await.unwrap();
     let mut urls = running.first_urls();
     // Services not started still need a URL for the client; nothing answers there.
     for service in ServiceName::all() {
@@ -101,15 +172,7 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
         .signed_in(&admin.email, &admin.password)
         .await
         .unwrap();
-    System {
-        api,
-        admin,
-        urls,
-        database_urls,
-        env,
-        stop,
-        running: Some(running),
-    }
+    (stop, running, urls, api)
 }
 
 impl System {
@@ -123,6 +186,22 @@ impl System {
 
     pub(crate) async fn stop(mut self) {
         self.stop_services().await;
+    }
+
+    /// Stops every service and starts `services` again on the same broker and databases,
+    /// with the settings `change` makes.
+    pub(crate) async fn restart(
+        &mut self,
+        services: &[&str],
+        change: impl FnOnce(&mut system::SystemConfig),
+    ) {
+        self.stop_services().await;
+        change(&mut self.config);
+        let (stop, running, urls, api) = run_services(&self.config, services, &self.admin).await;
+        self.stop = stop;
+        self.running = Some(running);
+        self.urls = urls;
+        self.api = api;
     }
 
     /// Stops every service as SIGTERM would; the test's broker and databases stay.
@@ -196,6 +275,19 @@ impl System {
             .await
             .unwrap();
         sku
+    }
+
+    /// A customer in France with room on their credit, and a product of `price_cents` with
+    /// `stock`, both known to every service's copies (every service must run).
+    pub(crate) async fn customer_and_product(
+        &self,
+        price_cents: i64,
+        stock: i64,
+    ) -> (String, String) {
+        let user = self.user("FR", 1_000_000).await;
+        let sku = self.product(price_cents, stock).await;
+        self.wait_for_caches(&[&user], &[&sku], &ALL).await;
+        (user, sku)
     }
 
     /// Waits until the running services' copies know `users` and `products`.

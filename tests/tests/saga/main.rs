@@ -10,6 +10,7 @@ mod concurrency;
 mod gateway;
 mod helpers;
 mod http_api;
+mod least_privilege;
 mod outage;
 mod processes;
 mod reconcile;

@@ -36,12 +36,7 @@ pub(crate) async fn run(load: GatewayLoad, json: bool) -> anyhow::Result<()> {
         "--rate, --seconds and --rounds must be at least 1"
     );
     let mut config = system::SystemConfig::from_env()?;
-    config.ports.values_mut().for_each(|port| *port = 0);
-    let admin = config
-        .users
-        .admin
-        .get_or_insert_with(system::run_admin)
-        .clone();
+    let admin = config.for_own_run();
     let (stop, shutdown) = Shutdown::new();
     let running = system::start(
         &config,

@@ -44,17 +44,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "--rate must be more than 0"
     );
     let mut config = system::SystemConfig::from_env()?;
-    // Free ports: the demo never clashes with a `conveyor serve` already running.
-    config.ports.values_mut().for_each(|port| *port = 0);
+    let admin = config.for_own_run();
     // Every instance has its own pool; together they stay within 80 of Postgres's default
     // 100 connections.
     let instances = u32::from(args.replicas) * system::ServiceName::all().count() as u32;
     config.pool_size = config.pool_size.min((80 / instances).max(2));
-    let admin = config
-        .users
-        .admin
-        .get_or_insert_with(system::run_admin)
-        .clone();
     let (stop, shutdown) = Shutdown::new();
     let shutdown_gateway = shutdown.clone();
     let running =

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use conveyor::{AmqpConfig, Names};
 
+use crate::commands::broker_users;
 use crate::generated;
 
 #[derive(Debug, Subcommand)]
@@ -23,6 +24,25 @@ pub(crate) enum TopologyCommand {
         #[arg(long)]
         check: bool,
     },
+    /// Print or make the broker users of least privilege: one per service and the gateway,
+    /// each may configure and read only its own queues and publish to conveyor.events only
+    /// the event types it owns (topic permissions), and the operators' user
+    /// (conveyor-operator), for `topology apply` and `dlq`. Connected as their own users,
+    /// consumers take each event only from the user of the service that owns its type.
+    ///
+    /// Without --apply: a shell script of rabbitmqctl commands, to run on a broker node.
+    /// Passwords come from <OWNER>_BROKER_PASSWORD (ORDERS_BROKER_PASSWORD,
+    /// GATEWAY_BROKER_PASSWORD, OPERATOR_BROKER_PASSWORD, …) when the script or --apply runs;
+    /// none is printed. Then give each service AMQP_URL (or <SERVICE>_AMQP_URL) with its user.
+    Users {
+        /// The vhost the permissions apply to.
+        #[arg(long, default_value = "/")]
+        vhost: String,
+        /// Make them now through the management API at RABBITMQ_MANAGEMENT_URL
+        /// [default: http://127.0.0.1:15672], as AMQP_URL's user (an administrator).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
@@ -33,6 +53,15 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
             vhost,
             check,
         } => export(&output, &vhost, check),
+        TopologyCommand::Users { vhost, apply } => {
+            let users = system::broker_users(&Names::default())?;
+            if apply {
+                broker_users::apply(&users, &vhost).await
+            } else {
+                print!("{}", broker_users::script(&users, &vhost));
+                Ok(())
+            }
+        }
     }
 }
 

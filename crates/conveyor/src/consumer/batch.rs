@@ -95,6 +95,14 @@ fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> 
             );
             dead_letter(DeadLetterKind::UnknownType, error)
         })?;
+    registry
+        .sources
+        .check(
+            &envelope.event_type,
+            &delivery.properties,
+            registry.contract.as_deref(),
+        )
+        .map_err(|error| dead_letter(DeadLetterKind::ForbiddenSource, error))?;
     if let Some(contract) = &registry.contract {
         contract
             .check(&envelope)

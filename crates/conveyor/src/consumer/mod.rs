@@ -27,6 +27,7 @@ use crate::contract::Contract;
 use crate::event::Event;
 use crate::outbox::Outbox;
 use crate::shutdown::Shutdown;
+use crate::source::SourceRule;
 use crate::store;
 use crate::topology::{Names, ServiceTopology, Topology};
 use handler::DynHandler;
@@ -131,6 +132,7 @@ impl ConsumerStats {
 }
 
 /// What workers share: the service's handlers and where failures go.
+#[derive(Clone)]
 pub(crate) struct Registry {
     service: String,
     names: Names,
@@ -141,6 +143,8 @@ pub(crate) struct Registry {
     stats: Arc<ConsumerStats>,
     lock_timeout: Duration,
     max_body_bytes: usize,
+    /// Who may send this service what; decided by the user it connects as (see `run`).
+    sources: SourceRule,
     /// `BEGIN` plus the lock timeout, sent as one round trip.
     begin: Arc<str>,
 }
@@ -249,6 +253,7 @@ impl ConsumerBuilder {
             stats: Arc::default(),
             lock_timeout: options.lock_timeout,
             max_body_bytes: options.max_body_bytes,
+            sources: SourceRule::Shared,
             begin: begin_statement(options.lock_timeout, options.idle_transaction_timeout),
         };
         Ok(Consumer {
@@ -308,7 +313,8 @@ impl Consumer {
     /// in hand, acknowledges them and closes its channels. A lost broker or database
     /// connection is re-established with backoff; deliveries not yet acknowledged return to
     /// the queue, and the inbox skips those already handled.
-    pub async fn run(self, amqp: AmqpConfig, pool: PgPool, shutdown: Shutdown) {
+    pub async fn run(mut self, amqp: AmqpConfig, pool: PgPool, shutdown: Shutdown) {
+        self.take_sources_from(&amqp);
         let mut backoff = Backoff::default();
         while let Err(error) = store::install(&pool).await {
             tracing::warn!(%error, "Cannot install the inbox and outbox tables; retrying.");
@@ -327,6 +333,28 @@ impl Consumer {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Consumer {
+    /// Where the service connects as its own broker user, events are taken only from the
+    /// users of their publishers; on a shared account the broker cannot tell who sent what.
+    fn take_sources_from(&mut self, amqp: &AmqpConfig) {
+        let registry = Arc::make_mut(&mut self.registry);
+        let user = amqp.user();
+        registry.sources = SourceRule::for_connection(&registry.names, &registry.service, &user);
+        match registry.sources {
+            SourceRule::OwnUsers { .. } => tracing::info!(
+                service = %registry.service, %user,
+                "Events are taken only from the broker users of the services that publish them."
+            ),
+            SourceRule::Shared => tracing::info!(
+                service = %registry.service, %user,
+                expected = %registry.names.broker_user(&registry.service),
+                "Connected with a shared broker account: events are not checked for their \
+                 publisher (give each service its own user: conveyor topology users)."
+            ),
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum DeadLetterKind {
     Schema,
     /// No handler is registered for the event type.
     UnknownType,
+    /// Published by a broker user that may not publish its type (see `crate::source`).
+    ForbiddenSource,
     /// The handler said retrying cannot help.
     Permanent,
     /// Every retry tier failed.
@@ -25,10 +27,11 @@ pub enum DeadLetterKind {
 }
 
 impl DeadLetterKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Malformed,
         Self::Schema,
         Self::UnknownType,
+        Self::ForbiddenSource,
         Self::Permanent,
         Self::RetriesExhausted,
     ];
@@ -38,6 +41,7 @@ impl DeadLetterKind {
             Self::Malformed => "malformed",
             Self::Schema => "schema",
             Self::UnknownType => "unknown-type",
+            Self::ForbiddenSource => "forbidden-source",
             Self::Permanent => "permanent",
             Self::RetriesExhausted => "retries-exhausted",
         }
@@ -152,6 +156,14 @@ impl Outcome {
                 headers::ORIGINAL_ROUTING_KEY,
                 delivery.routing_key.as_str(),
             );
+        }
+        // The copy is published by this service; who sent the event first goes with it,
+        // as far as the broker vouches for it (never a header a producer wrote itself).
+        let publisher =
+            crate::source::origin(&delivery.properties, &crate::source::relays(names, service));
+        match publisher {
+            Some(publisher) => headers::set_str(&mut table, headers::PUBLISHER, &publisher),
+            None => table = headers::without(&table, headers::PUBLISHER),
         }
         headers::set_u32(&mut table, headers::ATTEMPTS, attempts);
         headers::set_str(&mut table, headers::ERROR, truncate(error));

@@ -67,7 +67,8 @@ pub(crate) async fn run_session(
     let mut workers = JoinSet::new();
     for index in 0..consumer.options.concurrency {
         let channel = connection.create_channel().await?;
-        let failures = ConfirmChannel::enable(publishing.create_channel().await?).await?;
+        let failures =
+            ConfirmChannel::enable(publishing.create_channel().await?, &amqp.user()).await?;
         workers.spawn(work(
             Arc::clone(&consumer.registry),
             consumer.options.clone(),

@@ -101,7 +101,7 @@ pub async fn append(
     let queue = names.dead_letter_audit_queue();
     // Declared by the topology too; here as well, for a broker no service has started on.
     declare(&connection, &queue).await?;
-    let channel = ConfirmChannel::open(&connection).await?;
+    let channel = ConfirmChannel::open(&connection, &amqp.user()).await?;
     let message = OutgoingMessage {
         exchange: String::new(),
         routing_key: queue,
@@ -130,7 +130,7 @@ pub async fn read(
         let _ = connection.close(200, "no audit log".into()).await;
         return Ok(AuditLog::default());
     }
-    let held = HeldQueue::open(&connection, &queue).await?;
+    let held = HeldQueue::open(&connection, &amqp.user(), &queue).await?;
     let mut log = AuditLog::default();
     let mut kept = VecDeque::with_capacity(newest.min(1024));
     let outcome = held

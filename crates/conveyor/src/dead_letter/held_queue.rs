@@ -76,6 +76,7 @@ impl HeldQueue {
     /// whole.
     pub(crate) async fn open(
         connection: &Connection,
+        user: &str,
         queue: &str,
     ) -> Result<Self, DeadLetterError> {
         let channel = connection.create_channel().await?;
@@ -93,7 +94,7 @@ impl HeldQueue {
             });
         }
         Ok(Self {
-            confirms: ConfirmChannel::enable(channel).await?,
+            confirms: ConfirmChannel::enable(channel, user).await?,
             queue: queue.to_owned(),
             waiting: u64::from(declared.message_count()),
             delivered: AtomicU64::new(0),

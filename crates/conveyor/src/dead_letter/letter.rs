@@ -105,9 +105,11 @@ impl DeadLetter {
     }
 
     /// The properties a replayed or moved copy carries: the originals, the failure headers
-    /// dropped (the consumer's attempts start afresh), the replay count raised by one and
-    /// the run that sent it.
-    pub(crate) fn forwarded_properties(&self, run: &str) -> BasicProperties {
+    /// dropped (the consumer's attempts start afresh), the replay count raised by one, the
+    /// run that sent it, and who published the event first as far as the broker vouches for
+    /// it (`relays`: the users whose copies name the original publisher; see
+    /// `crate::source`). The copy's own `user_id` is the operator's, set on sending.
+    pub(crate) fn forwarded_properties(&self, run: &str, relays: &[String]) -> BasicProperties {
         let mut table = self.properties.headers().clone().unwrap_or_default();
         let mut kept = lapin::types::FieldTable::default();
         for (key, value) in table.inner() {
@@ -118,6 +120,7 @@ impl DeadLetter {
                 headers::FAILED_AT,
                 headers::SERVICE,
                 headers::REPLAY_COUNT,
+                headers::PUBLISHER,
             ]
             .contains(&key.as_str());
             if !dropped {
@@ -127,6 +130,9 @@ impl DeadLetter {
         table = kept;
         headers::set_u32(&mut table, headers::REPLAY_COUNT, self.replay_count + 1);
         headers::set_str(&mut table, headers::REPLAY_RUN, run);
+        if let Some(publisher) = crate::source::origin(&self.properties, relays) {
+            headers::set_str(&mut table, headers::PUBLISHER, &publisher);
+        }
         self.properties
             .clone()
             .with_headers(table)

@@ -106,7 +106,7 @@ impl DeadLetterQueue {
         let connection = amqp.connect().await?;
         let queue = names.dead_letter_queue(service);
         let opened = match queue_exists(&connection, &queue).await {
-            Ok(true) => HeldQueue::open(&connection, &queue).await,
+            Ok(true) => HeldQueue::open(&connection, &amqp.user(), &queue).await,
             Ok(false) => Err(DeadLetterError::UnknownService {
                 service: service.to_owned(),
                 queue,

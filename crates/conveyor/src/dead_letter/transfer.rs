@@ -253,13 +253,14 @@ impl<P: FnMut(Progress)> Run<'_, P> {
         self.pacer.wait_for(chunk.len()).await;
         let run_id = self.options.run_id.to_string();
         if let Some(target) = queue.target_queue(&self.options.destination) {
+            let relays = crate::source::relays(&queue.names, &queue.service);
             let copies: Vec<_> = chunk
                 .iter()
                 .map(|letter| OutgoingMessage {
                     exchange: String::new(),
                     routing_key: target.clone(),
                     body: letter.body.clone(),
-                    properties: letter.forwarded_properties(&run_id),
+                    properties: letter.forwarded_properties(&run_id, &relays),
                 })
                 .collect();
             queue.held.confirms.publish_all(&copies).await?;

@@ -81,7 +81,7 @@ pub(super) async fn run(
     stop: &Shutdown,
 ) -> Result<(), RelayError> {
     let connection = relay.amqp.connect().await?;
-    let channel = ConfirmChannel::open(&connection)
+    let channel = ConfirmChannel::open(&connection, &relay.amqp.user())
         .await
         .map_err(PublishError::from)?;
     let (to_settle, settling) = mpsc::channel(BATCHES_IN_FLIGHT);

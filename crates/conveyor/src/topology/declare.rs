@@ -2,6 +2,8 @@
 //! release declared with other arguments (RabbitMQ refuses to redeclare a queue with
 //! different ones, and would otherwise stop every service from starting).
 
+use std::collections::BTreeSet;
+
 use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
@@ -37,6 +39,11 @@ impl Topology {
     /// lost meanwhile (retry tiers), and otherwise kept as it is with a warning, so a
     /// service never fails to start over it.
     ///
+    /// A user with least privilege (`conveyor topology users`) may configure only its own
+    /// queues: an exchange or queue it may not declare is then only checked to exist (the
+    /// operator's `conveyor topology apply` made it), and bindings to such a queue are left
+    /// to the operator too.
+    ///
     /// # Errors
     /// [`TopologyError`] naming the exchange, queue or binding the broker refused.
     pub async fn declare(&self, connection: &Connection) -> Result<(), TopologyError> {
@@ -46,26 +53,48 @@ impl Topology {
             ..ExchangeDeclareOptions::default()
         };
         for exchange in &self.exchanges {
-            channel
+            let declared = channel
                 .exchange_declare(
                     exchange.name.as_str().into(),
                     exchange.kind.to_lapin(),
                     durable,
                     field_table(&exchange.arguments),
                 )
-                .await
-                .map_err(|source| refused(format!("exchange {}", exchange.name), source))?;
-        }
-        for queue in &self.queues {
-            if let Err(source) = declare_queue(&channel, queue).await {
-                if !is_precondition_failed(&source) {
-                    return Err(refused(format!("queue {}", queue.name), source));
+                .await;
+            let what = || format!("exchange {}", exchange.name);
+            match declared {
+                Ok(()) => {}
+                Err(source) if is_access_refused(&source) => {
+                    channel = open(connection).await?;
+                    exchange_exists(&channel, &exchange.name)
+                        .await
+                        .map_err(|source| missing(what(), source))?;
                 }
-                // The refusal closed the channel.
-                channel = upgrade(connection, queue).await?;
+                Err(source) => return Err(refused(what(), source)),
+            }
+        }
+        let mut not_ours = BTreeSet::new();
+        for queue in &self.queues {
+            match declare_queue(&channel, queue).await {
+                Ok(()) => {}
+                Err(source) if is_precondition_failed(&source) => {
+                    // The refusal closed the channel.
+                    channel = upgrade(connection, queue).await?;
+                }
+                Err(source) if is_access_refused(&source) => {
+                    channel = open(connection).await?;
+                    crate::amqp::declare_passive(&channel, &queue.name)
+                        .await
+                        .map_err(|source| missing(format!("queue {}", queue.name), source))?;
+                    not_ours.insert(queue.name.as_str());
+                }
+                Err(source) => return Err(refused(format!("queue {}", queue.name), source)),
             }
         }
         for binding in &self.bindings {
+            if not_ours.contains(binding.queue.as_str()) {
+                continue;
+            }
             channel
                 .queue_bind(
                     binding.queue.as_str().into(),
@@ -86,6 +115,32 @@ impl Topology {
         let _ = channel.close(CLOSE_OK, "topology declared".into()).await;
         Ok(())
     }
+}
+
+async fn exchange_exists(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            name.into(),
+            lapin::ExchangeKind::Direct,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Something this user may not declare is not there either.
+fn missing(what: String, source: lapin::Error) -> TopologyError {
+    refused(
+        format!(
+            "{what} (this broker user may not create it, and it does not exist: run \
+             `conveyor topology apply` as the operator first)"
+        ),
+        source,
+    )
 }
 
 async fn open(connection: &Connection) -> Result<Channel, TopologyError> {
@@ -141,6 +196,11 @@ async fn upgrade(connection: &Connection, queue: &QueueSpec) -> Result<Channel, 
          `conveyor topology apply`."
     );
     Ok(channel)
+}
+
+fn is_access_refused(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)))
 }
 
 fn is_precondition_failed(error: &lapin::Error) -> bool {

@@ -2,8 +2,10 @@
 //! as RabbitMQ definitions from the same description, so the two cannot drift.
 //!
 //! - `declare`: declaring it on a broker, upgrading queues an older release declared.
+//! - `permissions`: each service's broker user and its least privileges.
 
 mod declare;
+mod permissions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -82,6 +84,13 @@ impl Names {
     /// The operators' log of dead-letter replays, moves and purges.
     pub fn dead_letter_audit_queue(&self) -> String {
         self.qualify("conveyor.dlq-audit")
+    }
+
+    /// The broker user `service` connects as where each service has its own
+    /// (`conveyor-orders`); `operator` names the account of `conveyor dlq` and
+    /// `conveyor topology`. Users are per broker, not per vhost, so the prefix applies.
+    pub fn broker_user(&self, service: &str) -> String {
+        self.qualify(&format!("conveyor-{service}"))
     }
 
     /// The routing key on `conveyor.dlx` that reaches `<service>.dlq`.
@@ -176,6 +185,7 @@ struct BindingSpec {
 }
 
 pub use declare::TopologyError;
+pub use permissions::{BrokerUser, TopicPermission};
 
 /// Exchanges, queues and bindings, all durable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,7 +11,9 @@ use conveyor_testkit::{SERVICE, TestEnv, event, fast_retries, test_consumer};
 /// replay run `run` if any, confirmed.
 async fn dead_letters(env: &TestEnv, letters: &[(i64, Option<String>)]) {
     let connection = env.connect().await;
-    let channel = conveyor::ConfirmChannel::open(&connection).await.unwrap();
+    let channel = conveyor::ConfirmChannel::open(&connection, &env.amqp.user())
+        .await
+        .unwrap();
     let messages: Vec<_> = letters
         .iter()
         .map(|(n, run)| {

@@ -12,7 +12,7 @@ pub(crate) struct FilterArgs {
     /// Event type pattern: `order.created`, `order.*`, `#.cancelled`.
     #[arg(long = "type")]
     event_type: Option<String>,
-    /// malformed, schema, unknown-type, permanent or retries-exhausted.
+    /// malformed, schema, unknown-type, forbidden-source, permanent or retries-exhausted.
     #[arg(long, value_parser = parse_kind)]
     error_kind: Option<DeadLetterKind>,
     /// Text the error contains (case-insensitive).

@@ -8,6 +8,7 @@ use conveyor::dead_letter;
 use serde::Deserialize;
 
 use super::amqp;
+use crate::commands::management::{ManagementApi, percent_encode};
 
 #[derive(Debug, Deserialize)]
 struct QueueInfo {
@@ -23,60 +24,15 @@ struct DeadLetterQueueInfo {
     held: u64,
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
-}
-
-/// Whether a URL names this machine.
-fn is_loopback(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|url| url.host_str().map(platform::is_loopback_host))
-        .unwrap_or(false)
-}
-
 async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<DeadLetterQueueInfo>> {
-    let uri: lapin::uri::AMQPUri = amqp_url
-        .parse()
-        .map_err(|error: String| anyhow::anyhow!("AMQP_URL is not a valid AMQP URL: {error}"))?;
-    let base = std::env::var("RABBITMQ_MANAGEMENT_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:15672".to_owned());
-    let url = format!(
-        "{base}/api/queues/{}?columns=name,messages_unacknowledged",
-        percent_encode(&uri.vhost)
+    let api = ManagementApi::for_broker(amqp_url)?;
+    let path = format!(
+        "queues/{}?columns=name,messages_unacknowledged",
+        percent_encode(&api.vhost)
     );
-    anyhow::ensure!(
-        base.starts_with("http://"),
-        "RABBITMQ_MANAGEMENT_URL={base:?}: only http:// is supported by this build; reach an \
-         https-only API through a local tunnel (ssh -L 15672:localhost:15672 …)"
-    );
-    if !is_loopback(&base) {
-        eprintln!(
-            "warning: AMQP_URL's user and password go unencrypted to {base}; prefer a local \
-             tunnel to the management API"
-        );
-    }
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(15))
-        .build()?;
-    let response = client
-        .get(&url)
-        .basic_auth(&uri.authority.userinfo.username, Some(&uri.authority.userinfo.password))
-        .send()
-        .await
-        .with_context(|| format!("the RabbitMQ management API at {base} is unreachable: enable it (rabbitmq-plugins enable rabbitmq_management) or set RABBITMQ_MANAGEMENT_URL"))?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "the management API refused the queue listing ({}): check AMQP_URL's user has the monitoring tag",
-        response.status()
-    );
+    let response = api
+        .get(&path, "the queue listing (the monitoring tag is needed)")
+        .await?;
     let queues: Vec<QueueInfo> = response
         .json()
         .await
@@ -162,19 +118,5 @@ fn print_table(rows: &[serde_json::Value]) {
         .any(|row| row["held_by_a_reader"].as_u64().unwrap_or_default() > 0)
     {
         println!("HELD: messages a reader holds now (another operator's dlq command, say).");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_stay_on_this_machine_only_for_loopback_urls() {
-        assert!(is_loopback("http://127.0.0.1:15672"));
-        assert!(is_loopback("http://localhost:15672/"));
-        assert!(is_loopback("http://[::1]:15672"));
-        assert!(!is_loopback("http://rabbit.internal:15672"));
-        assert!(!is_loopback("http://10.0.0.5:15672"));
     }
 }

@@ -1,0 +1,184 @@
+//! Least privilege on the broker, generated from the topology: each service's own broker
+//! user may configure and read only its own queues, and may publish to the events exchange
+//! only the routing keys of the events it emits (RabbitMQ topic permissions).
+
+use super::{Names, ServiceTopology};
+
+/// A broker user and what it may do in one vhost, as RabbitMQ's three permission regexes
+/// and, where set, its topic permissions on the events exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUser {
+    pub name: String,
+    /// The service it belongs to (`orders`, `gateway`, `operator`): names its password's
+    /// variable, `<SERVICE>_BROKER_PASSWORD`.
+    pub owner: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+    pub topic: Option<TopicPermission>,
+}
+
+/// Which routing keys a user may publish to (`write`) and bind from (`read`) an exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPermission {
+    pub exchange: String,
+    pub write: String,
+    pub read: String,
+}
+
+/// Matches nothing: RabbitMQ's way of granting no permission.
+const NOTHING: &str = "^$";
+
+impl BrokerUser {
+    /// `service`'s user: `consumes` is its consumer's topology (none for a service that
+    /// only publishes), `publishes` the event types it may publish.
+    pub fn for_service(
+        names: &Names,
+        service: &str,
+        consumes: Option<&ServiceTopology>,
+        publishes: &[&str],
+    ) -> Self {
+        let events = names.events_exchange();
+        let topic = TopicPermission {
+            exchange: events.clone(),
+            write: any_of(publishes.iter().copied()),
+            read: any_of(
+                consumes
+                    .into_iter()
+                    .flat_map(|topology| topology.event_types.iter().map(String::as_str)),
+            ),
+        };
+        let Some(consumes) = consumes else {
+            return Self {
+                name: names.broker_user(service),
+                owner: service.to_owned(),
+                configure: NOTHING.to_owned(),
+                write: any_of([events.as_str()]),
+                read: NOTHING.to_owned(),
+                topic: Some(topic),
+            };
+        };
+        let mut queues = vec![names.service_queue(service)];
+        queues.extend(
+            consumes
+                .retry_tiers
+                .iter()
+                .map(|delay| names.retry_queue(service, *delay)),
+        );
+        queues.push(names.dead_letter_queue(service));
+        // Binding reads the exchange; retry copies and dead letters are published to the
+        // retry and dead-letter exchanges; declaring a retry queue whose dead letters go
+        // back through the default exchange needs write on it (`amq.default`).
+        let exchanges = [events, names.retry_exchange(), names.dead_letter_exchange()];
+        let own = || queues.iter().map(String::as_str);
+        Self {
+            name: names.broker_user(service),
+            owner: service.to_owned(),
+            configure: any_of(own()),
+            write: any_of(
+                own()
+                    .chain(exchanges.iter().map(String::as_str))
+                    .chain(["amq.default"]),
+            ),
+            read: any_of(own().chain(exchanges.iter().map(String::as_str))),
+            topic: Some(topic),
+        }
+    }
+
+    /// The operators' user (`conveyor topology apply`, `conveyor dlq`): everything in the
+    /// vhost. Consumers believe the original publisher its replays name.
+    pub fn operator(names: &Names) -> Self {
+        Self {
+            name: names.broker_user("operator"),
+            owner: "operator".to_owned(),
+            configure: ".*".to_owned(),
+            write: ".*".to_owned(),
+            read: ".*".to_owned(),
+            topic: None,
+        }
+    }
+
+    /// The variable its password comes from: `ORDERS_BROKER_PASSWORD`.
+    pub fn password_variable(&self) -> String {
+        format!(
+            "{}_BROKER_PASSWORD",
+            self.owner.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+}
+
+/// A regex matching exactly the given names, or nothing when there are none.
+fn any_of<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let escaped: Vec<String> = names.into_iter().map(escape).collect();
+    if escaped.is_empty() {
+        NOTHING.to_owned()
+    } else {
+        format!("^({})$", escaped.join("|"))
+    }
+}
+
+fn escape(name: &str) -> String {
+    let mut escaped = String::with_capacity(name.len() + 4);
+    for character in name.chars() {
+        if "\\.^$|?*+()[]{}-".contains(character) {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn shipping() -> ServiceTopology {
+        ServiceTopology {
+            service: "shipping".into(),
+            event_types: BTreeSet::from(["payment.captured".to_owned()]),
+            retry_tiers: vec![Duration::from_secs(1)],
+        }
+    }
+
+    #[test]
+    fn a_consumer_configures_only_its_own_queues_and_publishes_only_its_own_types() {
+        let user = BrokerUser::for_service(
+            &Names::default(),
+            "shipping",
+            Some(&shipping()),
+            &["shipment.scheduled", "shipment.failed"],
+        );
+        assert_eq!(user.name, "conveyor-shipping");
+        assert_eq!(
+            user.configure,
+            r"^(shipping\.events|shipping\.retry\.1s|shipping\.dlq)$"
+        );
+        assert!(user.write.contains(r"conveyor\.events") && user.write.contains(r"amq\.default"));
+        assert!(!user.read.contains("orders"));
+        let topic = user.topic.unwrap();
+        assert_eq!(topic.write, r"^(shipment\.scheduled|shipment\.failed)$");
+        assert_eq!(topic.read, r"^(payment\.captured)$");
+        assert_eq!(
+            BrokerUser::operator(&Names::default()).password_variable(),
+            "OPERATOR_BROKER_PASSWORD"
+        );
+    }
+
+    #[test]
+    fn a_producer_only_writes_the_events_exchange() {
+        let user = BrokerUser::for_service(
+            &Names::with_prefix("t1"),
+            "users",
+            None,
+            &["user.registered"],
+        );
+        assert_eq!(user.name, "t1.conveyor-users");
+        assert_eq!(user.configure, NOTHING);
+        assert_eq!(user.read, NOTHING);
+        assert_eq!(user.write, r"^(t1\.conveyor\.events)$");
+        assert_eq!(user.topic.unwrap().read, NOTHING);
+    }
+}
