@@ -17,6 +17,7 @@
 //! - `consumer`: handlers, batches in one transaction with the inbox, per-key locks,
 //!   retries, dead letters.
 //! - `dead_letter`: the operators' reading, grouping, replay, move and purge of dead letters.
+//! - `metrics`: the process's Prometheus metrics, rendered by each service's `/metrics`.
 //! - `source`: who published a delivery (its broker-checked `user_id`) and whether they may.
 //! - `shutdown`: the shutdown token and the SIGTERM/SIGINT future.
 //! - `backoff`: delays between reconnection attempts.
@@ -29,6 +30,7 @@ pub mod dead_letter;
 mod envelope;
 mod event;
 pub mod headers;
+pub mod metrics;
 mod outbox;
 mod publisher;
 mod relay;

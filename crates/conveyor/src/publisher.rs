@@ -368,7 +368,14 @@ impl Publisher {
             .iter()
             .map(|envelope| OutgoingMessage::event(&self.names, envelope, &trace))
             .collect();
-        self.publish_messages(&messages).await
+        self.publish_messages(&messages).await?;
+        let published = &crate::metrics::metrics().events_published;
+        for envelope in envelopes {
+            published
+                .with_label_values(&[envelope.event_type.as_str()])
+                .inc();
+        }
+        Ok(())
     }
 
     /// Publishes prepared messages, reconnecting and publishing again on connection failures.

@@ -7,8 +7,10 @@
 //! - `config`: a service's settings from the environment, checked at start-up.
 //! - `database`: connecting to a service's own database, creating it if missing.
 //! - `http`: JSON errors and the health routes.
+//! - `metrics`: `GET /metrics`, HTTP request metrics and the sampled gauges.
 //! - `republish`: a table's current state sent again, a chunk per transaction.
-//! - `telemetry`: structured logs, set up once per process.
+//! - `telemetry`: structured logs and spans, set up once per process.
+//! - `trace_context`: a request's W3C `traceparent`, continued by its span.
 //! - `service`: the runner that starts the HTTP server, the consumer, the outbox relay and
 //!   background tasks, and stops them all on shutdown.
 
@@ -17,9 +19,11 @@ mod binary;
 pub mod config;
 mod database;
 mod http;
+pub mod metrics;
 mod republish;
 mod service;
 pub mod telemetry;
+mod trace_context;
 
 pub use auth::{Caller, Scope};
 pub use binary::{About, Setting, help, run_binary};

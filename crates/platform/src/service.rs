@@ -115,6 +115,17 @@ impl Service {
         let relay = OutboxRelay::new(pool.clone(), config.amqp.clone(), config.names.clone());
         let relay = tokio::spawn(relay.run(relay_shutdown));
         let consumer_stats = parts.consumer.as_ref().map(Consumer::stats);
+        let sampled = crate::metrics::Sampled {
+            service: config.service.clone(),
+            pool: pool.clone(),
+            queue: parts.consumer.as_ref().map(|_| {
+                (
+                    config.amqp.clone(),
+                    config.names.service_queue(&config.service),
+                )
+            }),
+        };
+        tasks.spawn(crate::metrics::sample(sampled, shutdown.clone()));
         if let Some(mut consumer) = parts.consumer {
             if let Some(workers) = config.consumer_workers {
                 consumer.set_workers(workers);
@@ -149,7 +160,15 @@ impl Service {
                     .route("/readyz", get(ready))
                     .with_state(health),
             )
-            .layer(axum::middleware::from_fn(request_span));
+            .route("/metrics", get(crate::metrics::render))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::<str>::from(config.service.as_str()),
+                crate::metrics::track_http,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::<str>::from(config.service.as_str()),
+                request_span,
+            ));
         tracing::info!(service = %config.service, port = listener.local_addr()?.port(), "Service started.");
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.fired().await })
@@ -190,18 +209,31 @@ async fn http_slot(
     }
 }
 
-/// Runs each request in its own span, so the events it writes start a trace.
+/// Runs each request in its own span, so the events it writes start a trace, or continue
+/// the caller's when it sends a W3C `traceparent`; says at debug level how it ended.
 async fn request_span(
+    State(service): State<Arc<str>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let span = tracing::info_span!(
         "request",
+        service = %service,
         method = %request.method(),
         path = %request.uri().path(),
         otel.kind = "server",
     );
-    next.run(request).instrument(span).await
+    crate::trace_context::continue_http_trace(&span, request.headers());
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "Request answered."
+        );
+    });
+    response
 }
 
 struct Health {

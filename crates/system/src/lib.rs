@@ -8,6 +8,7 @@
 //! - `catalog`: what each service sends and receives, from the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
 //! - `reconcile`: finished orders compared with payments, inventory and shipping records.
+//! - `saga_map`, `saga_trace`: the saga's steps, and where an order is among them and why.
 //! - `scenario`: the order scenario `conveyor demo` runs and the end-to-end tests check:
 //!   users and products for every saga path, orders placed over HTTP, DESIGN.md's
 //!   invariants checked against the services' own APIs.
@@ -16,6 +17,8 @@ pub mod caches;
 mod catalog;
 pub mod reconcile;
 mod roster;
+pub mod saga_map;
+pub mod saga_trace;
 pub mod scenario;
 mod start;
 

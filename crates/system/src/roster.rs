@@ -125,9 +125,16 @@ impl ServiceName {
     }
 }
 
+impl serde::Serialize for ServiceName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for ServiceName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so tables can align it with `{:<9}`.
+        f.pad(self.as_str())
     }
 }
 

@@ -171,6 +171,11 @@ impl Gateway {
             .route("/api/events", axum::routing::post(ingest_event))
             .fallback(pass_on)
             .with_state(self.gate.clone())
+            .route("/metrics", get(platform::metrics::render))
+            .layer(axum::middleware::from_fn_with_state(
+                std::sync::Arc::<str>::from("gateway"),
+                platform::metrics::track_http,
+            ))
             .layer(axum::middleware::from_fn(request_span));
         let forgetting = tokio::spawn(forget_idle_clients(self.gate.clone(), shutdown.clone()));
         let purging = tokio::spawn(self.gate.ingest.clone().purge_old(shutdown.clone()));

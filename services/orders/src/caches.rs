@@ -13,7 +13,7 @@ async fn user(
     active: bool,
     version: i64,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
+    let applied = sqlx::query(
         "INSERT INTO users_cache (user_id, active, version) VALUES ($1, $2, $3)
          ON CONFLICT (user_id) DO UPDATE SET active = EXCLUDED.active, version = EXCLUDED.version
          WHERE users_cache.version < EXCLUDED.version
@@ -23,7 +23,9 @@ async fn user(
     .bind(active)
     .bind(version)
     .execute(ctx.tx())
-    .await?;
+    .await?
+    .rows_affected();
+    ctx.copy_updated("users", applied);
     Ok(())
 }
 
@@ -34,7 +36,7 @@ async fn product(
     currency: &str,
     version: i64,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
+    let applied = sqlx::query(
         "INSERT INTO products_cache (sku, price_cents, currency, version) VALUES ($1, $2, $3, $4)
          ON CONFLICT (sku) DO UPDATE SET price_cents = EXCLUDED.price_cents, currency = EXCLUDED.currency,
              version = EXCLUDED.version
@@ -45,7 +47,9 @@ async fn product(
     .bind(currency)
     .bind(version)
     .execute(ctx.tx())
-    .await?;
+    .await?
+    .rows_affected();
+    ctx.copy_updated("products", applied);
     Ok(())
 }
 

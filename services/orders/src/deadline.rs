@@ -9,7 +9,7 @@ use events_schema::orders::{CancelReason, OrderCancelledV1, PricedItem};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::order::{order_event, reason_text, skus_of};
+use crate::order::{SagaOutcome, order_event, reason_text, skus_of};
 
 pub(crate) struct Watchdog {
     pub(crate) pool: PgPool,
@@ -44,8 +44,9 @@ impl Watchdog {
     async fn tick(&self, outage: Duration) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         self.discount_outage(&mut tx, outage).await?;
-        self.cancel_overdue(&mut tx).await?;
+        let cancelled = self.cancel_overdue(&mut tx).await?;
         tx.commit().await?;
+        cancelled.iter().for_each(SagaOutcome::record);
         Ok(())
     }
 
@@ -84,24 +85,26 @@ impl Watchdog {
         Ok(())
     }
 
-    async fn cancel_overdue(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
+    /// Cancels what is overdue; answers the sagas it ended, to count once committed.
+    async fn cancel_overdue(&self, tx: &mut PgConnection) -> anyhow::Result<Vec<SagaOutcome>> {
         let detail = format!("no answer within {:?}", self.saga_timeout);
-        let overdue: Vec<(Uuid, Uuid, sqlx::types::Json<Vec<PricedItem>>)> = sqlx::query_as(
-            "UPDATE orders SET status = 'cancelled', reason = $1, detail = $2, finished_at = clock_timestamp()
-             WHERE id IN (SELECT id FROM orders WHERE status = 'pending' AND deadline_at < clock_timestamp()
-                          ORDER BY deadline_at LIMIT 500 FOR UPDATE SKIP LOCKED)
-             RETURNING id, user_id, items",
-        )
-        .bind(reason_text(CancelReason::DeadlinePassed))
-        .bind(&detail)
-        .fetch_all(&mut *tx)
-        .await?;
+        let overdue: Vec<(Uuid, Uuid, sqlx::types::Json<Vec<PricedItem>>, f64)> =
+            sqlx::query_as(
+                "UPDATE orders SET status = 'cancelled', reason = $1, detail = $2, finished_at = clock_timestamp()
+                 WHERE id IN (SELECT id FROM orders WHERE status = 'pending' AND deadline_at < clock_timestamp()
+                              ORDER BY deadline_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, user_id, items, extract(epoch FROM finished_at - created_at)::float8"
+            )
+            .bind(reason_text(CancelReason::DeadlinePassed))
+            .bind(&detail)
+            .fetch_all(&mut *tx)
+            .await?;
         if overdue.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let events: Vec<_> = overdue
             .iter()
-            .map(|(order_id, user_id, items)| {
+            .map(|(order_id, user_id, items, _)| {
                 let cancelled = OrderCancelledV1 {
                     order_id: *order_id,
                     user_id: *user_id,
@@ -117,6 +120,13 @@ impl Watchdog {
             count = overdue.len(),
             "Cancelled orders past the saga deadline."
         );
-        Ok(())
+        Ok(overdue
+            .iter()
+            .map(|(_, _, _, seconds)| SagaOutcome {
+                status: "cancelled",
+                reason: reason_text(CancelReason::DeadlinePassed),
+                seconds: *seconds,
+            })
+            .collect())
     }
 }

@@ -340,9 +340,10 @@ async fn cancel(
         "cancelled by the customer".to_owned(),
     )
     .await?;
-    if let Some(cancelled) = cancelled {
-        order::publish_cancelled(&state.outbox, &mut tx, &cancelled).await?;
+    if let Some(ended) = cancelled {
+        order::publish_cancelled(&state.outbox, &mut tx, &ended.event).await?;
         tx.commit().await?;
+        ended.outcome.record();
     } else {
         drop(tx);
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")

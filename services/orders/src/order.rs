@@ -57,6 +57,40 @@ pub(crate) fn reason_text(reason: CancelReason) -> String {
     events_schema::wire_name(reason)
 }
 
+/// An order that just ended: the event to emit, and what the saga metrics count once the
+/// transaction that ended it commits.
+pub(crate) struct Ended<E> {
+    pub(crate) event: E,
+    pub(crate) outcome: SagaOutcome,
+}
+
+/// How and how fast a saga ended.
+#[derive(Debug, Clone)]
+pub(crate) struct SagaOutcome {
+    /// `confirmed` or `cancelled`.
+    pub(crate) status: &'static str,
+    /// The cancellation's reason; empty for a confirmed order.
+    pub(crate) reason: String,
+    /// From placed to ended.
+    pub(crate) seconds: f64,
+}
+
+impl SagaOutcome {
+    /// Counts it in `conveyor_saga_outcomes_total` and `conveyor_saga_duration_seconds`;
+    /// call once its transaction committed.
+    pub(crate) fn record(&self) {
+        let metrics = conveyor::metrics::metrics();
+        metrics
+            .saga_outcomes
+            .with_label_values(&[self.status, self.reason.as_str()])
+            .inc();
+        metrics
+            .saga_duration
+            .with_label_values(&[self.status])
+            .observe(self.seconds);
+    }
+}
+
 /// Cancels `order_id` if it is still pending; returns the `order.cancelled` event to emit,
 /// or `None` when the order had already ended (a late answer changes nothing).
 pub(crate) async fn cancel(
@@ -64,23 +98,31 @@ pub(crate) async fn cancel(
     order_id: Uuid,
     reason: CancelReason,
     detail: String,
-) -> Result<Option<OrderCancelledV1>, sqlx::Error> {
+) -> Result<Option<Ended<OrderCancelledV1>>, sqlx::Error> {
     let detail = fit_detail(detail);
-    let cancelled: Option<(Uuid, sqlx::types::Json<Vec<PricedItem>>)> = sqlx::query_as(
-        "UPDATE orders SET status = 'cancelled', reason = $2, detail = $3, finished_at = clock_timestamp()
-         WHERE id = $1 AND status = 'pending' RETURNING user_id, items",
-    )
-    .bind(order_id)
-    .bind(reason_text(reason))
-    .bind(&detail)
-    .fetch_optional(tx)
-    .await?;
-    Ok(cancelled.map(|(user_id, items)| OrderCancelledV1 {
-        order_id,
-        user_id,
-        reason,
-        detail: Some(detail),
-        skus: skus_of(&items),
+    let cancelled: Option<(Uuid, sqlx::types::Json<Vec<PricedItem>>, f64)> =
+        sqlx::query_as(
+            "UPDATE orders SET status = 'cancelled', reason = $2, detail = $3, finished_at = clock_timestamp()
+             WHERE id = $1 AND status = 'pending' RETURNING user_id, items, extract(epoch FROM finished_at - created_at)::float8"
+        )
+        .bind(order_id)
+        .bind(reason_text(reason))
+        .bind(&detail)
+        .fetch_optional(tx)
+        .await?;
+    Ok(cancelled.map(|(user_id, items, seconds)| Ended {
+        outcome: SagaOutcome {
+            status: "cancelled",
+            reason: reason_text(reason),
+            seconds,
+        },
+        event: OrderCancelledV1 {
+            order_id,
+            user_id,
+            reason,
+            detail: Some(detail),
+            skus: skus_of(&items),
+        },
     }))
 }
 
@@ -95,22 +137,27 @@ pub(crate) fn skus_of(items: &[PricedItem]) -> Vec<String> {
 pub(crate) async fn confirm(
     tx: &mut PgConnection,
     order_id: Uuid,
-) -> Result<Option<OrderConfirmedV1>, sqlx::Error> {
-    let row: Option<(Uuid, i64, String)> = sqlx::query_as(
+) -> Result<Option<Ended<OrderConfirmedV1>>, sqlx::Error> {
+    let row: Option<(Uuid, i64, String, f64)> = sqlx::query_as(
         "UPDATE orders SET status = 'confirmed', finished_at = clock_timestamp()
-         WHERE id = $1 AND status = 'pending' RETURNING user_id, total_cents, currency",
+         WHERE id = $1 AND status = 'pending' RETURNING user_id, total_cents, currency, extract(epoch FROM finished_at - created_at)::float8"
     )
     .bind(order_id)
     .fetch_optional(tx)
     .await?;
-    Ok(
-        row.map(|(user_id, total_cents, currency)| OrderConfirmedV1 {
+    Ok(row.map(|(user_id, total_cents, currency, seconds)| Ended {
+        outcome: SagaOutcome {
+            status: "confirmed",
+            reason: String::new(),
+            seconds,
+        },
+        event: OrderConfirmedV1 {
             order_id,
             user_id,
             total_cents,
             currency,
-        }),
-    )
+        },
+    }))
 }
 
 /// An order event that starts or continues the order's own flow (correlation = order id).

@@ -18,7 +18,10 @@ async fn cancel(
     detail: String,
 ) -> Result<(), HandlerError> {
     match order::cancel(ctx.tx(), order_id, reason, detail).await? {
-        Some(cancelled) => ctx.emit(order_id, &cancelled).await,
+        Some(order::Ended { event, outcome }) => {
+            ctx.after_commit(move || outcome.record());
+            ctx.emit(order_id, &event).await
+        }
         None => Ok(()),
     }
 }
@@ -119,7 +122,10 @@ impl EventHandler for ShipmentScheduled {
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         match order::confirm(ctx.tx(), scheduled.order_id).await? {
-            Some(confirmed) => ctx.emit(scheduled.order_id, &confirmed).await,
+            Some(order::Ended { event, outcome }) => {
+                ctx.after_commit(move || outcome.record());
+                ctx.emit(scheduled.order_id, &event).await
+            }
             None => Ok(()),
         }
     }

@@ -16,7 +16,7 @@ async fn upsert(
     currency: &str,
     version: i64,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
+    let applied = sqlx::query(
         "INSERT INTO users_cache (user_id, credit_limit_cents, currency, active, version) VALUES ($1, $2, $3, true, $4)
          ON CONFLICT (user_id) DO UPDATE SET credit_limit_cents = EXCLUDED.credit_limit_cents,
              currency = EXCLUDED.currency,
@@ -28,7 +28,9 @@ async fn upsert(
     .bind(currency)
     .bind(version)
     .execute(ctx.tx())
-    .await?;
+    .await?
+    .rows_affected();
+    ctx.copy_updated("users", applied);
     Ok(())
 }
 
@@ -85,7 +87,7 @@ impl EventHandler for Deactivated {
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         // Arriving before the registration is fine: the row holds no limit until it comes.
-        sqlx::query(
+        let applied = sqlx::query(
             "INSERT INTO users_cache (user_id, active, version) VALUES ($1, false, $2)
              ON CONFLICT (user_id) DO UPDATE SET active = false, version = EXCLUDED.version
              WHERE users_cache.version <= EXCLUDED.version",
@@ -93,7 +95,9 @@ impl EventHandler for Deactivated {
         .bind(user.user_id)
         .bind(user.version)
         .execute(ctx.tx())
-        .await?;
+        .await?
+        .rows_affected();
+        ctx.copy_updated("users", applied);
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ async fn upsert(
     address: &Address,
     version: i64,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
+    let applied = sqlx::query(
         "INSERT INTO users_cache (user_id, line1, city, postal_code, country, active, version)
          VALUES ($1, $2, $3, $4, $5, true, $6)
          ON CONFLICT (user_id) DO UPDATE SET line1 = EXCLUDED.line1, city = EXCLUDED.city,
@@ -32,7 +32,9 @@ async fn upsert(
     .bind(&address.country)
     .bind(version)
     .execute(ctx.tx())
-    .await?;
+    .await?
+    .rows_affected();
+    ctx.copy_updated("users", applied);
     Ok(())
 }
 
@@ -74,7 +76,7 @@ impl EventHandler for Deactivated {
         user: UserDeactivatedV1,
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
-        sqlx::query(
+        let applied = sqlx::query(
             "INSERT INTO users_cache (user_id, active, version) VALUES ($1, false, $2)
              ON CONFLICT (user_id) DO UPDATE SET active = false, version = EXCLUDED.version
              WHERE users_cache.version <= EXCLUDED.version",
@@ -82,7 +84,9 @@ impl EventHandler for Deactivated {
         .bind(user.user_id)
         .bind(user.version)
         .execute(ctx.tx())
-        .await?;
+        .await?
+        .rows_affected();
+        ctx.copy_updated("users", applied);
         Ok(())
     }
 }

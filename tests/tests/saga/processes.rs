@@ -52,11 +52,12 @@ impl ServiceProcess {
     /// waits until it listens.
     pub(crate) fn spawn(service: ServiceName, environment: &[(String, String)]) -> Self {
         let prefix = service.as_str().to_ascii_uppercase();
+        // `environment` may override the log settings.
         let mut child = Command::new(binary(service))
-            .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(format!("{prefix}_PORT"), "0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info,lapin=warn")
+            .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -91,6 +92,11 @@ impl ServiceProcess {
             child,
             log,
         }
+    }
+
+    /// Its last 40 log lines.
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().iter().cloned().collect()
     }
 
     pub(crate) fn pid(&self) -> u32 {

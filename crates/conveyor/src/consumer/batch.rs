@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::Registry;
 use super::handler::{
-    DynHandler, EventMeta, HandleFailure, HandlerContext, HandlerError, Prepared,
+    AfterCommit, DynHandler, EventMeta, HandleFailure, HandlerContext, HandlerError, Prepared,
 };
 use super::key_lock::{self, Locked};
 use super::outcome::{DeadLetterKind, Outcome};
@@ -54,6 +54,14 @@ impl Incoming {
 
     fn decoded(&self) -> Option<&Decoded> {
         self.decoded.as_ref().ok()
+    }
+
+    /// The event's type as decoded, else as the delivery was routed (for metrics).
+    pub(crate) fn event_type(&self) -> &str {
+        self.decoded()
+            .map_or(self.delivery.routing_key.as_str(), |decoded| {
+                decoded.meta.event_type.as_str()
+            })
     }
 
     /// Failed attempts before this delivery, as its retry copy counted them.
@@ -227,6 +235,7 @@ async fn process_together(
         return Ok(Together::KeysBusy);
     };
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut after_commit = Vec::new();
     for incoming in batch {
         let decoded = match &incoming.decoded {
             Ok(decoded) => decoded,
@@ -240,13 +249,17 @@ async fn process_together(
             outcomes.push(Outcome::Duplicate);
             continue;
         }
-        if run_handler(registry, &mut tx, decoded).await.is_err() {
-            tx.rollback().await?;
-            return Ok(Together::HandlerFailed);
+        match run_handler(registry, &mut tx, decoded).await {
+            Ok(work) => after_commit.extend(work),
+            Err(_) => {
+                tx.rollback().await?;
+                return Ok(Together::HandlerFailed);
+            }
         }
         outcomes.push(Outcome::Handled);
     }
     tx.commit().await?;
+    run_after_commit(after_commit);
     Ok(Together::Done(outcomes))
 }
 
@@ -296,14 +309,18 @@ async fn process_one_by_one(
         return Ok(None);
     }
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut after_commit = Vec::new();
     for incoming in batch {
         let outcome = match &incoming.decoded {
-            Ok(decoded) => process_in_savepoint(registry, &mut tx, decoded, locks).await?,
+            Ok(decoded) => {
+                process_in_savepoint(registry, &mut tx, decoded, locks, &mut after_commit).await?
+            }
             Err(outcome) => outcome.clone(),
         };
         outcomes.push(outcome);
     }
     tx.commit().await?;
+    run_after_commit(after_commit);
     Ok(Some(outcomes))
 }
 
@@ -312,6 +329,7 @@ async fn process_in_savepoint(
     tx: &mut PgConnection,
     decoded: &Decoded,
     locks: KeyLocks<'_>,
+    after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Outcome, sqlx::Error> {
     sqlx::query("SAVEPOINT conveyor_message")
         .execute(&mut *tx)
@@ -340,8 +358,9 @@ async fn process_in_savepoint(
         return Ok(Outcome::Duplicate);
     }
     match run_handler(registry, tx, decoded).await {
-        Ok(()) => {
+        Ok(work) => {
             release_savepoint(tx).await?;
+            after_commit.extend(work);
             Ok(Outcome::Handled)
         }
         Err(failure) => {
@@ -366,20 +385,33 @@ async fn rollback_to_savepoint(tx: &mut PgConnection) -> Result<(), sqlx::Error>
         .map(drop)
 }
 
+/// Runs the handler; on success, answers what it asked to run after the commit.
 async fn run_handler(
     registry: &Registry,
     tx: &mut PgConnection,
     decoded: &Decoded,
-) -> Result<(), HandleFailure> {
+) -> Result<Vec<AfterCommit>, HandleFailure> {
     let mut ctx = HandlerContext::new(tx, &decoded.meta, &registry.outbox, &registry.service);
     let call = decoded.handler.call(&decoded.prepared, &mut ctx);
+    let started = std::time::Instant::now();
     let result = AssertUnwindSafe(call)
         .catch_unwind()
         .instrument(decoded.span.clone())
         .await;
+    crate::metrics::metrics()
+        .handler_duration
+        .with_label_values(&[registry.service.as_str(), decoded.meta.event_type.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(outcome) => outcome.map_err(HandleFailure::Handler),
+        Ok(Ok(())) => Ok(ctx.into_after_commit()),
+        Ok(Err(error)) => Err(HandleFailure::Handler(error)),
         Err(panic) => Err(HandleFailure::Panic(panic_message(panic.as_ref()))),
+    }
+}
+
+fn run_after_commit(work: Vec<AfterCommit>) {
+    for job in work {
+        job();
     }
 }
 

@@ -106,7 +106,11 @@ pub struct HandlerContext<'t> {
     meta: &'t EventMeta,
     outbox: &'t Outbox,
     service: &'t str,
+    after_commit: Vec<AfterCommit>,
 }
+
+/// Work to do once a handler's transaction committed.
+pub(crate) type AfterCommit = Box<dyn FnOnce() + Send>;
 
 impl<'t> HandlerContext<'t> {
     pub(crate) fn new(
@@ -120,7 +124,29 @@ impl<'t> HandlerContext<'t> {
             meta,
             outbox,
             service,
+            after_commit: Vec::new(),
         }
+    }
+
+    /// Runs `work` once this handling has committed, and never if it is rolled back (a
+    /// failed handler, a batch handled again): for what must count each event once, such
+    /// as metrics.
+    pub fn after_commit(&mut self, work: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(work));
+    }
+
+    /// Notes that this handling changed `rows` rows of the cached copy `copy` (`users`,
+    /// `products`): once committed, the copy's age in `conveyor_cache_age_seconds` starts
+    /// again from zero. A stale update that changed nothing leaves the age as it is.
+    pub fn copy_updated(&mut self, copy: &'static str, rows: u64) {
+        if rows > 0 {
+            let service = self.service.to_owned();
+            self.after_commit(move || crate::metrics::metrics().copy_updated(&service, copy));
+        }
+    }
+
+    pub(crate) fn into_after_commit(self) -> Vec<AfterCommit> {
+        self.after_commit
     }
 
     /// The transaction this delivery is handled in; it commits only if the handler succeeds.

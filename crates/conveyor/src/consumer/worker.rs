@@ -199,7 +199,7 @@ async fn handle_batch(
         service = %registry.service, size = batch.len(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "Batch handled."
     );
-    count(registry, &outcomes);
+    count(registry, &batch, &outcomes);
     // A failed delivery is acknowledged once its retry or dead-letter copy is confirmed.
     settler.settle(registry, &batch, &outcomes).await?;
     Ok(true)
@@ -266,15 +266,19 @@ async fn one_at_a_time(
     Some(outcomes)
 }
 
-fn count(registry: &Registry, outcomes: &[Outcome]) {
+fn count(registry: &Registry, batch: &[Incoming], outcomes: &[Outcome]) {
     let stats = &registry.stats;
-    for outcome in outcomes {
-        let counter = match outcome {
-            Outcome::Handled => &stats.handled,
-            Outcome::Duplicate => &stats.duplicates,
-            Outcome::Retry { .. } => &stats.retried,
-            Outcome::DeadLetter { .. } => &stats.dead_lettered,
+    let consumed = &crate::metrics::metrics().events_consumed;
+    for (incoming, outcome) in batch.iter().zip(outcomes) {
+        let (counter, label) = match outcome {
+            Outcome::Handled => (&stats.handled, "handled"),
+            Outcome::Duplicate => (&stats.duplicates, "duplicate"),
+            Outcome::Retry { .. } => (&stats.retried, "retried"),
+            Outcome::DeadLetter { .. } => (&stats.dead_lettered, "dead_lettered"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        consumed
+            .with_label_values(&[registry.service.as_str(), incoming.event_type(), label])
+            .inc();
     }
 }

@@ -152,6 +152,12 @@ impl OutboxRelay {
         .bind(&sent.subjects)
         .execute(&self.pool)
         .await?;
+        let published = &crate::metrics::metrics().events_published;
+        for row in rows.iter().filter(|row| !refused.contains(&row.id)) {
+            published
+                .with_label_values(&[row.message.routing_key.as_str()])
+                .inc();
+        }
         if !refused.is_empty() {
             self.record_refusals(&refused, &errors, false).await?;
         }

@@ -1,5 +1,8 @@
-//! `conveyor saga reconcile`: finished orders compared with what payments, inventory and
-//! shipping hold for them, straight from the services' databases.
+//! `conveyor saga reconcile|trace|stuck`: the saga read straight from the services'
+//! records. `reconcile` compares finished orders with what payments, inventory and shipping
+//! hold for them; `trace` and `stuck` (in `trace`) say where unfinished orders are and why.
+
+mod trace;
 
 use std::time::Duration;
 
@@ -20,6 +23,17 @@ pub(crate) enum SagaCommand {
     /// shipping). Lists each discrepancy and exits 1 when there is any, so it can run as a
     /// periodic job that alerts.
     Reconcile(ReconcileArgs),
+    /// One order's timeline across every service, from the services' own records: each
+    /// event, who emitted it, when it was published, and what each service that handles it
+    /// made of it (handled, dead-lettered with the reason and attempts, or not yet). For an
+    /// order still pending: the step it waits on, since when, and the likely reason (a dead
+    /// letter, a retry pending, a service not ready or not consuming, a backlog, a stuck
+    /// relay, a passed deadline). Reads <SERVICE>_DATABASE_URL of every service, the broker
+    /// at AMQP_URL and each service's /readyz at <SERVICE>_URL. Exits 1 for an unknown order.
+    Trace(trace::TraceArgs),
+    /// Every order pending longer than --older-than, oldest first, each with the step it
+    /// waits on and the likely reason, as `trace` finds them. Exits 1 when there is any.
+    Stuck(trace::StuckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -37,7 +51,14 @@ pub(crate) struct ReconcileArgs {
 }
 
 pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<()> {
-    let SagaCommand::Reconcile(args) = command;
+    match command {
+        SagaCommand::Reconcile(args) => reconcile(args).await,
+        SagaCommand::Trace(args) => trace::trace(args).await,
+        SagaCommand::Stuck(args) => trace::stuck(args).await,
+    }
+}
+
+async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     let databases = databases().await?;
     let options = ReconcileOptions {
         settled_for: args.settled_for,
@@ -101,32 +122,11 @@ fn print_report(report: &ReconcileReport) {
 /// A small pool on each service database the comparison reads.
 async fn databases() -> anyhow::Result<Databases> {
     let config = system::SystemConfig::from_env()?;
-    let connect = |service: ServiceName| {
-        let url = config
-            .database_urls
-            .get(&service)
-            .cloned()
-            .unwrap_or_default();
-        async move {
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(&url)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot read the {service} database at {}: is Postgres running, and does {}_DATABASE_URL name it?",
-                        conveyor::redact_url(&url),
-                        service.as_str().to_ascii_uppercase()
-                    )
-                })
-        }
-    };
     let (orders, payments, inventory, shipping) = tokio::try_join!(
-        connect(ServiceName::Orders),
-        connect(ServiceName::Payments),
-        connect(ServiceName::Inventory),
-        connect(ServiceName::Shipping),
+        connect(&config, ServiceName::Orders),
+        connect(&config, ServiceName::Payments),
+        connect(&config, ServiceName::Inventory),
+        connect(&config, ServiceName::Shipping),
     )?;
     Ok(Databases {
         orders,
@@ -134,4 +134,28 @@ async fn databases() -> anyhow::Result<Databases> {
         inventory,
         shipping,
     })
+}
+
+/// A small pool on `service`'s database at `<SERVICE>_DATABASE_URL`.
+async fn connect(
+    config: &system::SystemConfig,
+    service: ServiceName,
+) -> anyhow::Result<sqlx::PgPool> {
+    let url = config
+        .database_urls
+        .get(&service)
+        .cloned()
+        .unwrap_or_default();
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read the {service} database at {}: is Postgres running, and does {}_DATABASE_URL name it?",
+                conveyor::redact_url(&url),
+                service.as_str().to_ascii_uppercase()
+            )
+        })
 }

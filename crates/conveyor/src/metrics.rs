@@ -1,0 +1,240 @@
+//! Prometheus metrics of the process: one registry for every service it runs (each sample
+//! names its service), rendered in the text format by each service's `GET /metrics`.
+//! Names follow Prometheus conventions: `_total` for counters, base units (`_seconds`).
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::Instant;
+
+use prometheus::core::Collector;
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// The text format's content type.
+pub const TEXT_FORMAT: &str = prometheus::TEXT_FORMAT;
+
+/// Buckets for work done within a request or a handler: 1 ms to 10 s.
+const QUICK: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for a saga from placed to final: 50 ms to 5 min (the deadline is 2 min).
+const SAGA: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Every metric, registered once per process.
+pub struct Metrics {
+    registry: Registry,
+    /// `conveyor_events_published_total{event_type}`: events the broker confirmed.
+    pub events_published: IntCounterVec,
+    /// `conveyor_events_consumed_total{service,event_type,outcome}`: deliveries by outcome
+    /// (`handled`, `duplicate`, `retried`, `dead_lettered`).
+    pub events_consumed: IntCounterVec,
+    /// `conveyor_handler_duration_seconds{service,event_type}`.
+    pub handler_duration: HistogramVec,
+    /// `conveyor_outbox_backlog{service}`: rows not yet published.
+    pub outbox_backlog: IntGaugeVec,
+    /// `conveyor_outbox_oldest_unsent_age_seconds{service}`: 0 when none waits.
+    pub outbox_oldest_age: GaugeVec,
+    /// `conveyor_consumer_lag_messages{service}`: ready messages in the service's queue.
+    pub consumer_lag: IntGaugeVec,
+    /// `conveyor_cache_age_seconds{service,copy}`: since the newest update a cached copy
+    /// applied.
+    pub cache_age: GaugeVec,
+    /// `conveyor_saga_outcomes_total{outcome,reason}`: orders finished.
+    pub saga_outcomes: IntCounterVec,
+    /// `conveyor_saga_duration_seconds{outcome}`: placed to final.
+    pub saga_duration: HistogramVec,
+    /// `http_requests_total{service,route,method,status}`.
+    pub http_requests: IntCounterVec,
+    /// `http_request_duration_seconds{service,route,method}`.
+    pub http_duration: HistogramVec,
+    /// `db_pool_connections{service,state}`: `in_use`, `idle` and `max`.
+    pub db_pool: IntGaugeVec,
+    /// When each service's copy was last updated, for `cache_age` at each rendering.
+    copies_updated: Mutex<HashMap<(String, &'static str), Instant>>,
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    // Names are fixed and distinct, so registering cannot fail; a failure would only lose
+    // this metric from the output, never stop the service.
+    let _ = registry.register(Box::new(collector.clone()));
+    collector
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|error| panic!("metric {name}: {error}"));
+    register(registry, counter)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> HistogramVec {
+    let options = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let histogram =
+        HistogramVec::new(options, labels).unwrap_or_else(|error| panic!("metric {name}: {error}"));
+    register(registry, histogram)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let gauge = GaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|error| panic!("metric {name}: {error}"));
+    register(registry, gauge)
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let gauge = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|error| panic!("metric {name}: {error}"));
+    register(registry, gauge)
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        Self {
+            events_published: counter(
+                r,
+                "conveyor_events_published_total",
+                "Events the broker confirmed, by type.",
+                &["event_type"],
+            ),
+            events_consumed: counter(
+                r,
+                "conveyor_events_consumed_total",
+                "Deliveries a consumer finished with, by outcome.",
+                &["service", "event_type", "outcome"],
+            ),
+            handler_duration: histogram(
+                r,
+                "conveyor_handler_duration_seconds",
+                "Time a handler took for one event.",
+                QUICK,
+                &["service", "event_type"],
+            ),
+            outbox_backlog: int_gauge(
+                r,
+                "conveyor_outbox_backlog",
+                "Outbox rows not yet published.",
+                &["service"],
+            ),
+            outbox_oldest_age: gauge(
+                r,
+                "conveyor_outbox_oldest_unsent_age_seconds",
+                "Age of the oldest outbox row not yet published (0 when none waits).",
+                &["service"],
+            ),
+            consumer_lag: int_gauge(
+                r,
+                "conveyor_consumer_lag_messages",
+                "Messages ready in the service's queue, not yet delivered.",
+                &["service"],
+            ),
+            cache_age: gauge(
+                r,
+                "conveyor_cache_age_seconds",
+                "Time since the newest update a cached copy applied.",
+                &["service", "copy"],
+            ),
+            saga_outcomes: counter(
+                r,
+                "conveyor_saga_outcomes_total",
+                "Orders finished, by outcome and reason.",
+                &["outcome", "reason"],
+            ),
+            saga_duration: histogram(
+                r,
+                "conveyor_saga_duration_seconds",
+                "Time from an order placed to confirmed or cancelled.",
+                SAGA,
+                &["outcome"],
+            ),
+            http_requests: counter(
+                r,
+                "http_requests_total",
+                "HTTP requests answered, by route and status.",
+                &["service", "route", "method", "status"],
+            ),
+            http_duration: histogram(
+                r,
+                "http_request_duration_seconds",
+                "Time to answer an HTTP request.",
+                QUICK,
+                &["service", "route", "method"],
+            ),
+            db_pool: int_gauge(
+                r,
+                "db_pool_connections",
+                "Database pool connections: in_use, idle and max.",
+                &["service", "state"],
+            ),
+            copies_updated: Mutex::default(),
+            registry,
+        }
+    }
+
+    /// `service`'s cached copy `copy` applied an update just now.
+    pub fn copy_updated(&self, service: &str, copy: &'static str) {
+        self.copies_updated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((service.to_owned(), copy), Instant::now());
+    }
+
+    /// Every metric in Prometheus's text format.
+    pub fn render(&self) -> String {
+        for ((service, copy), updated) in self
+            .copies_updated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            self.cache_age
+                .with_label_values(&[service.as_str(), *copy])
+                .set(updated.elapsed().as_secs_f64());
+        }
+        let mut text = String::new();
+        if let Err(error) =
+            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)
+        {
+            tracing::warn!(%error, "Metrics could not be rendered.");
+        }
+        text
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_render_under_their_prometheus_names() {
+        metrics()
+            .events_consumed
+            .with_label_values(&["unit", "order.created", "handled"])
+            .inc();
+        metrics()
+            .handler_duration
+            .with_label_values(&["unit", "order.created"])
+            .observe(0.002);
+        let text = metrics().render();
+        assert!(text.contains(
+            r#"conveyor_events_consumed_total{event_type="order.created",outcome="handled",service="unit"} 1"#
+        ), "{text}");
+        assert!(text.contains("# TYPE conveyor_handler_duration_seconds histogram"));
+        assert!(text.contains("conveyor_handler_duration_seconds_bucket"));
+    }
+}

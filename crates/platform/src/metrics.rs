@@ -1,0 +1,145 @@
+//! `GET /metrics` on every service: the runtime's Prometheus metrics, each HTTP request
+//! counted by route and status, and gauges sampled every few seconds (the outbox's backlog
+//! and the age of its oldest row, database pool use, the consumer's lag).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use conveyor::metrics::metrics;
+use conveyor::{AmqpConfig, Shutdown};
+use sqlx::PgPool;
+
+/// How often the sampled gauges are refreshed.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// The metrics in Prometheus's text format.
+pub async fn render() -> Response {
+    (
+        [(header::CONTENT_TYPE, conveyor::metrics::TEXT_FORMAT)],
+        metrics().render(),
+    )
+        .into_response()
+}
+
+/// Counts and times each request by its route's template (`/orders/{id}`), so the number of
+/// series stays bounded whatever the paths asked for.
+pub async fn track_http(State(service): State<Arc<str>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[
+            &*service,
+            route.as_str(),
+            method.as_str(),
+            response.status().as_str(),
+        ])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[&*service, route.as_str(), method.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// What the sampler looks at.
+pub(crate) struct Sampled {
+    pub(crate) service: String,
+    pub(crate) pool: PgPool,
+    /// The broker and the service's queue, when it consumes.
+    pub(crate) queue: Option<(AmqpConfig, String)>,
+}
+
+/// Refreshes the sampled gauges until `shutdown` fires; a source that fails keeps its last
+/// value and is tried again next time.
+pub(crate) async fn sample(sampled: Sampled, shutdown: Shutdown) {
+    let mut broker: Option<lapin::Connection> = None;
+    loop {
+        sample_outbox(&sampled).await;
+        sample_pool(&sampled);
+        if let Some((amqp, queue)) = &sampled.queue {
+            sample_lag(&sampled.service, amqp, queue, &mut broker).await;
+        }
+        if shutdown.sleep(SAMPLE_EVERY).await {
+            break;
+        }
+    }
+    if let Some(connection) = broker {
+        let _ = connection.close(200, "metrics stopped".into()).await;
+    }
+}
+
+async fn sample_outbox(sampled: &Sampled) {
+    let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8
+         FROM conveyor.outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(&sampled.pool)
+    .await;
+    if let Ok((rows, oldest)) = backlog {
+        let metrics = metrics();
+        metrics
+            .outbox_backlog
+            .with_label_values(&[sampled.service.as_str()])
+            .set(rows);
+        metrics
+            .outbox_oldest_age
+            .with_label_values(&[sampled.service.as_str()])
+            .set(oldest.unwrap_or(0.0));
+    }
+}
+
+fn sample_pool(sampled: &Sampled) {
+    let pool = &sampled.pool;
+    let size = i64::from(pool.size());
+    let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+    let max = i64::from(pool.options().get_max_connections());
+    let gauge = &metrics().db_pool;
+    for (state, value) in [("in_use", size - idle), ("idle", idle), ("max", max)] {
+        gauge
+            .with_label_values(&[sampled.service.as_str(), state])
+            .set(value);
+    }
+}
+
+async fn sample_lag(
+    service: &str,
+    amqp: &AmqpConfig,
+    queue: &str,
+    broker: &mut Option<lapin::Connection>,
+) {
+    if !broker
+        .as_ref()
+        .is_some_and(|connection| connection.status().connected())
+    {
+        *broker = amqp
+            .named(format!("{service} metrics"))
+            .connect()
+            .await
+            .ok();
+    }
+    let Some(connection) = broker else {
+        return;
+    };
+    // A failed passive declare closes its channel: one channel per look.
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    if let Ok(declared) = conveyor::declare_passive(&channel, queue).await {
+        metrics()
+            .consumer_lag
+            .with_label_values(&[service])
+            .set(i64::from(declared.message_count()));
+    }
+    let _ = channel.close(200, "sampled".into()).await;
+}

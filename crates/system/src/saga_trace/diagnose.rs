@@ -1,0 +1,542 @@
+//! The timeline of one order and, for an order still pending, the step it waits on and the
+//! likely reason, from the evidence alone (no I/O: every rule is tested on its own).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::evidence::{EventRecord, Evidence};
+use super::{Finding, Handling, OrderRow, Outcome, Trace, TracedEvent, Waiting};
+use crate::roster::ServiceName;
+use crate::saga_map::SagaMap;
+
+/// How long an event may sit unsent before its relay is suspected.
+const RELAY_GRACE_SECONDS: i64 = 5;
+/// How long orders' deadline watchdog may stay silent before it is suspected.
+const WATCHDOG_GRACE_SECONDS: i64 = 10;
+
+pub(super) fn diagnose(order: &OrderRow, evidence: &Evidence, map: &SagaMap) -> Trace {
+    let mut events: Vec<TracedEvent> = evidence
+        .events
+        .iter()
+        .filter(|(_, event)| event.correlation_id == Some(order.id))
+        .map(|(emitter, event)| traced(*emitter, event, evidence, map))
+        .collect();
+    events.sort_by_key(|event| (event.created_at, event.id));
+    let mut trace = Trace {
+        order: order.clone(),
+        waiting: None,
+        diagnosis: Vec::new(),
+        notes: evidence.notes.clone(),
+        events,
+    };
+    if order.status == "pending" {
+        diagnose_pending(&mut trace, evidence);
+    } else {
+        unfinished_compensation(&mut trace);
+    }
+    trace
+}
+
+fn traced(
+    emitter: ServiceName,
+    event: &EventRecord,
+    evidence: &Evidence,
+    map: &SagaMap,
+) -> TracedEvent {
+    let handlers = map
+        .route(&event.event_type)
+        .handlers
+        .into_iter()
+        .map(|service| Handling {
+            service,
+            outcome: outcome(service, event.event_id, evidence),
+        })
+        .collect();
+    TracedEvent {
+        id: event.event_id,
+        event_type: event.event_type.clone(),
+        emitted_by: emitter,
+        created_at: event.created_at,
+        published_at: event.published_at,
+        refusals: event.attempts,
+        last_error: event.last_error.clone(),
+        parked_at: event.parked_at,
+        handlers,
+    }
+}
+
+fn outcome(service: ServiceName, event_id: Uuid, evidence: &Evidence) -> Outcome {
+    if let Some(at) = evidence.handled.get(&(service, event_id)) {
+        return Outcome::Handled { at: *at };
+    }
+    let id = event_id.to_string();
+    let letter = evidence
+        .letters
+        .iter()
+        .find(|(by, letter)| *by == service && letter.event_id.as_deref() == Some(id.as_str()));
+    match letter {
+        Some((_, letter)) => Outcome::DeadLettered {
+            kind: letter.kind.clone(),
+            error: letter.error.clone(),
+            attempts: letter.attempts,
+            at: letter.failed_at,
+        },
+        None => Outcome::Pending,
+    }
+}
+
+/// The earliest step not done: an event still in its emitter's outbox, or one a handler has
+/// not handled.
+fn waiting_step(events: &[TracedEvent]) -> Option<Waiting> {
+    events.iter().find_map(|event| {
+        let Some(published_at) = event.published_at else {
+            return Some(Waiting {
+                service: event.emitted_by,
+                event_type: event.event_type.clone(),
+                event_id: event.id,
+                action: "publish",
+                since: event.created_at,
+            });
+        };
+        event
+            .handlers
+            .iter()
+            .find(|handling| !matches!(handling.outcome, Outcome::Handled { .. }))
+            .map(|handling| Waiting {
+                service: handling.service,
+                event_type: event.event_type.clone(),
+                event_id: event.id,
+                action: "handle",
+                since: published_at,
+            })
+    })
+}
+
+fn diagnose_pending(trace: &mut Trace, evidence: &Evidence) {
+    let deadline_at = trace.order.deadline_at;
+    let mut findings = Vec::new();
+    if trace.events.is_empty() {
+        findings.push(Finding {
+            rule: "no-events",
+            service: Some(ServiceName::Orders),
+            message: "no event of this order is in any service's outbox or sent log (the sent \
+                      log keeps a day): orders may not have written order.created"
+                .to_owned(),
+        });
+    }
+    trace.waiting = waiting_step(&trace.events);
+    match &trace.waiting {
+        Some(waiting) if waiting.action == "publish" => {
+            findings.extend(relay_findings(&trace.events, waiting, evidence));
+        }
+        Some(waiting) => findings.extend(handler_findings(&trace.events, waiting, evidence)),
+        None if !trace.events.is_empty() => findings.push(Finding {
+            rule: "no-reply",
+            service: trace
+                .events
+                .last()
+                .and_then(|event| event.handlers.first())
+                .map(|h| h.service),
+            message: "every event so far was handled, and no reply followed: the last handler \
+                      chose to send none (look at its logs and records)"
+                .to_owned(),
+        }),
+        None => {}
+    }
+    if deadline_at < evidence.now {
+        findings.push(deadline_finding(deadline_at, evidence));
+    }
+    trace.diagnosis = findings;
+}
+
+fn relay_findings(events: &[TracedEvent], waiting: &Waiting, evidence: &Evidence) -> Vec<Finding> {
+    let Some(event) = events.iter().find(|event| event.id == waiting.event_id) else {
+        return Vec::new();
+    };
+    let service = Some(waiting.service);
+    let last_error = event.last_error.as_deref().unwrap_or("no error recorded");
+    let mut findings = Vec::new();
+    if event.parked_at.is_some() {
+        findings.push(Finding {
+            rule: "relay",
+            service,
+            message: format!(
+                "{} parked {} in its outbox after {} refusals by the broker ({last_error}); \
+                 fix the cause, then set parked_at to NULL on that row to send it again",
+                waiting.service, event.event_type, event.refusals
+            ),
+        });
+    } else if event.refusals > 0 {
+        findings.push(Finding {
+            rule: "relay",
+            service,
+            message: format!(
+                "the broker refused {} {} times ({last_error}); the relay keeps trying",
+                event.event_type, event.refusals
+            ),
+        });
+    } else if (evidence.now - event.created_at).num_seconds() > RELAY_GRACE_SECONDS {
+        findings.push(Finding {
+            rule: "relay",
+            service,
+            message: format!(
+                "{} has not published {} yet: is its relay running and the broker reachable?",
+                waiting.service, event.event_type
+            ),
+        });
+    }
+    findings.extend(not_ready(waiting.service, evidence));
+    findings
+}
+
+fn handler_findings(
+    events: &[TracedEvent],
+    waiting: &Waiting,
+    evidence: &Evidence,
+) -> Vec<Finding> {
+    let service = waiting.service;
+    let mut findings = Vec::new();
+    let handling = events
+        .iter()
+        .find(|event| event.id == waiting.event_id)
+        .and_then(|event| event.handlers.iter().find(|h| h.service == service));
+    if let Some(Handling {
+        outcome:
+            Outcome::DeadLettered {
+                kind,
+                error,
+                attempts,
+                at,
+            },
+        ..
+    }) = handling
+    {
+        let when = at.map_or_else(String::new, |at| format!(" at {}", at.format("%H:%M:%S")));
+        let kind = kind
+            .as_deref()
+            .unwrap_or("by the broker (delivery limit: its consumer crashed on it)");
+        let attempts = attempts.map_or_else(String::new, |n| format!(" after {n} attempts"));
+        findings.push(Finding {
+            rule: "dead-letter",
+            service: Some(service),
+            message: format!(
+                "{service} dead-lettered {}{when} as {kind}{attempts}: {}; once the cause is \
+                 fixed: conveyor dlq replay {service} --id {}",
+                waiting.event_type,
+                error.as_deref().unwrap_or("no error recorded"),
+                waiting.event_id
+            ),
+        });
+    }
+    findings.extend(not_ready(service, evidence));
+    if let Some(queue) = evidence.queues.get(&service) {
+        if queue.consumers == 0 {
+            findings.push(Finding {
+                rule: "no-consumer",
+                service: Some(service),
+                message: format!("nothing consumes the queue of {service}: is {service} running?"),
+            });
+        }
+        if queue.retrying > 0 {
+            findings.push(Finding {
+                rule: "retry-pending",
+                service: Some(service),
+                message: format!(
+                    "the retry queues of {service} hold {} messages: this event is likely waiting \
+                     for its next attempt (the tiers wait up to a minute)",
+                    queue.retrying
+                ),
+            });
+        }
+        if queue.ready > 0 {
+            findings.push(Finding {
+                rule: "backlog",
+                service: Some(service),
+                message: format!(
+                    "{} messages wait in the queue of {service} ahead of it",
+                    queue.ready
+                ),
+            });
+        }
+    }
+    if findings.is_empty() {
+        findings.push(Finding {
+            rule: "unknown",
+            service: Some(service),
+            message: format!(
+                "{service} is ready, its queue is empty and no dead letter or retry holds {}: \
+                 look at {service}'s logs for event {}",
+                waiting.event_type, waiting.event_id
+            ),
+        });
+    }
+    findings
+}
+
+fn not_ready(service: ServiceName, evidence: &Evidence) -> Option<Finding> {
+    match evidence.readiness.get(&service) {
+        Some(Err(why)) => Some(Finding {
+            rule: "not-ready",
+            service: Some(service),
+            message: format!("{service} is not ready: {why}"),
+        }),
+        _ => None,
+    }
+}
+
+fn deadline_finding(deadline_at: DateTime<Utc>, evidence: &Evidence) -> Finding {
+    let watchdog = match evidence.clock {
+        Some(ticked) if (evidence.now - ticked).num_seconds() > WATCHDOG_GRACE_SECONDS => format!(
+            "orders' deadline watchdog last ran at {} (is orders down, or cut off from the broker?)",
+            ticked.format("%H:%M:%S")
+        ),
+        Some(_) => "orders' watchdog runs and will cancel it as deadline-passed".to_owned(),
+        None => "orders' watchdog clock could not be read".to_owned(),
+    };
+    Finding {
+        rule: "deadline",
+        service: Some(ServiceName::Orders),
+        message: format!(
+            "its deadline passed at {} but it is not cancelled yet: {watchdog}",
+            deadline_at.format("%H:%M:%S")
+        ),
+    }
+}
+
+/// A finished order's compensation still owed: a cancellation some participant has not
+/// handled.
+fn unfinished_compensation(trace: &mut Trace) {
+    for event in trace
+        .events
+        .iter()
+        .filter(|event| event.event_type == "order.cancelled")
+    {
+        for handling in &event.handlers {
+            let message = match &handling.outcome {
+                Outcome::Handled { .. } => continue,
+                Outcome::DeadLettered { error, .. } => format!(
+                    "{} dead-lettered the cancellation ({}): its compensation is not done; \
+                     conveyor dlq replay {} --id {}",
+                    handling.service,
+                    error.as_deref().unwrap_or("no error recorded"),
+                    handling.service,
+                    event.id
+                ),
+                Outcome::Pending => format!(
+                    "{} has not handled the cancellation yet: its compensation is not done",
+                    handling.service
+                ),
+            };
+            trace.diagnosis.push(Finding {
+                rule: "compensation",
+                service: Some(handling.service),
+                message,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use conveyor::Names;
+
+    use super::super::evidence::{Letter, QueueState};
+    use super::*;
+
+    fn order(status: &str, now: DateTime<Utc>) -> OrderRow {
+        OrderRow {
+            id: Uuid::new_v4(),
+            status: status.to_owned(),
+            reason: None,
+            detail: None,
+            created_at: now - chrono::Duration::seconds(90),
+            deadline_at: now + chrono::Duration::seconds(30),
+            finished_at: None,
+        }
+    }
+
+    fn event(
+        order: &OrderRow,
+        event_type: &str,
+        seconds_ago: i64,
+        now: DateTime<Utc>,
+    ) -> EventRecord {
+        EventRecord {
+            event_id: Uuid::new_v4(),
+            event_type: event_type.to_owned(),
+            correlation_id: Some(order.id),
+            created_at: now - chrono::Duration::seconds(seconds_ago),
+            published_at: Some(now - chrono::Duration::seconds(seconds_ago)),
+            attempts: 0,
+            last_error: None,
+            parked_at: None,
+        }
+    }
+
+    fn evidence(now: DateTime<Utc>) -> Evidence {
+        Evidence {
+            now,
+            clock: Some(now),
+            queues: [
+                ServiceName::Inventory,
+                ServiceName::Orders,
+                ServiceName::Payments,
+                ServiceName::Shipping,
+            ]
+            .into_iter()
+            .map(|service| {
+                (
+                    service,
+                    QueueState {
+                        ready: 0,
+                        consumers: 1,
+                        retrying: 0,
+                    },
+                )
+            })
+            .collect(),
+            readiness: BTreeMap::new(),
+            ..Evidence::default()
+        }
+    }
+
+    fn map() -> SagaMap {
+        SagaMap::derive(&Names::default()).unwrap()
+    }
+
+    /// An order whose order.created inventory handled and whose inventory.reserved payments
+    /// has not.
+    fn waiting_on_payments() -> (OrderRow, Evidence, Uuid) {
+        let now = Utc::now();
+        let order = order("pending", now);
+        let mut evidence = evidence(now);
+        let created = event(&order, "order.created", 80, now);
+        let reserved = event(&order, "inventory.reserved", 79, now);
+        evidence
+            .handled
+            .insert((ServiceName::Inventory, created.event_id), now);
+        let reserved_id = reserved.event_id;
+        evidence.events.push((ServiceName::Orders, created));
+        evidence.events.push((ServiceName::Inventory, reserved));
+        (order, evidence, reserved_id)
+    }
+
+    #[test]
+    fn an_order_waits_on_the_first_step_not_done_and_a_dead_letter_explains_it() {
+        let (order, mut evidence, reserved) = waiting_on_payments();
+        let trace = diagnose(&order, &evidence, &map());
+        let waiting = trace.waiting.clone().unwrap();
+        assert_eq!(
+            (waiting.service, waiting.action),
+            (ServiceName::Payments, "handle")
+        );
+        assert_eq!(trace.diagnosis[0].rule, "unknown");
+
+        evidence
+            .queues
+            .get_mut(&ServiceName::Payments)
+            .unwrap()
+            .retrying = 1;
+        let trace = diagnose(&order, &evidence, &map());
+        assert_eq!(trace.diagnosis[0].rule, "retry-pending");
+
+        evidence
+            .readiness
+            .insert(ServiceName::Payments, Err("nothing answers".into()));
+        evidence
+            .queues
+            .get_mut(&ServiceName::Payments)
+            .unwrap()
+            .consumers = 0;
+        let rules: Vec<_> = diagnose(&order, &evidence, &map())
+            .diagnosis
+            .iter()
+            .map(|finding| finding.rule)
+            .collect();
+        assert_eq!(rules, ["not-ready", "no-consumer", "retry-pending"]);
+
+        evidence.letters.push((
+            ServiceName::Payments,
+            Letter {
+                event_id: Some(reserved.to_string()),
+                kind: Some("retries-exhausted".into()),
+                error: Some("user is not in payments' copy yet".into()),
+                attempts: Some(3),
+                failed_at: Some(evidence.now),
+            },
+        ));
+        let trace = diagnose(&order, &evidence, &map());
+        assert_eq!(trace.diagnosis[0].rule, "dead-letter");
+        assert!(
+            trace.diagnosis[0]
+                .message
+                .contains(&format!("conveyor dlq replay payments --id {reserved}")),
+            "{}",
+            trace.diagnosis[0].message
+        );
+    }
+
+    #[test]
+    fn an_unsent_event_points_at_its_emitters_relay() {
+        let (order, mut evidence, _) = waiting_on_payments();
+        let created_id = evidence.events[0].1.event_id;
+        evidence.events.truncate(1);
+        evidence.handled.clear();
+        let created = &mut evidence.events[0].1;
+        created.published_at = None;
+        created.attempts = 5;
+        created.parked_at = Some(evidence.now);
+        created.last_error = Some("message too large".into());
+        let trace = diagnose(&order, &evidence, &map());
+        let waiting = trace.waiting.unwrap();
+        assert_eq!(
+            (waiting.service, waiting.action, waiting.event_id),
+            (ServiceName::Orders, "publish", created_id)
+        );
+        assert!(
+            trace.diagnosis[0].message.contains("parked"),
+            "{:?}",
+            trace.diagnosis
+        );
+    }
+
+    #[test]
+    fn a_passed_deadline_and_a_silent_watchdog_are_named() {
+        let (mut order, mut evidence, _) = waiting_on_payments();
+        order.deadline_at = evidence.now - chrono::Duration::seconds(5);
+        evidence.clock = Some(evidence.now - chrono::Duration::seconds(60));
+        let trace = diagnose(&order, &evidence, &map());
+        let deadline = trace
+            .diagnosis
+            .iter()
+            .find(|f| f.rule == "deadline")
+            .unwrap();
+        assert!(
+            deadline.message.contains("watchdog last ran"),
+            "{}",
+            deadline.message
+        );
+    }
+
+    #[test]
+    fn a_finished_order_owes_nothing_once_every_participant_handled_its_cancellation() {
+        let now = Utc::now();
+        let order = order("cancelled", now);
+        let mut evidence = evidence(now);
+        let cancelled = event(&order, "order.cancelled", 10, now);
+        for service in [ServiceName::Inventory, ServiceName::Payments] {
+            evidence.handled.insert((service, cancelled.event_id), now);
+        }
+        evidence.events.push((ServiceName::Orders, cancelled));
+        let trace = diagnose(&order, &evidence, &map());
+        assert!(trace.waiting.is_none());
+        let owed: Vec<_> = trace
+            .diagnosis
+            .iter()
+            .map(|finding| finding.service)
+            .collect();
+        assert_eq!(owed, [Some(ServiceName::Shipping)]);
+    }
+}

@@ -1,0 +1,153 @@
+//! `conveyor saga trace` and `saga stuck`, read from the services' own records of real runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use system::ServiceName;
+use system::saga_map::SagaMap;
+use system::saga_trace::{self, Outcome, Sources};
+
+use crate::helpers::{ALL, System, start};
+
+async fn sources(system: &System) -> Sources {
+    let mut databases = BTreeMap::new();
+    for service in ServiceName::all() {
+        let pool = sqlx::PgPool::connect(&system.database_url(service.as_str()))
+            .await
+            .unwrap();
+        databases.insert(service, pool);
+    }
+    let urls = system
+        .urls()
+        .into_iter()
+        .map(|(service, url)| (ServiceName::parse(&service).unwrap(), url))
+        .collect();
+    Sources {
+        databases,
+        amqp: Some(system.env.amqp.clone()),
+        names: system.names.clone(),
+        urls,
+    }
+}
+
+#[tokio::test]
+async fn a_compensated_order_traces_every_step_in_order_and_owes_nothing() {
+    let system = start(&ALL, Duration::from_secs(30)).await;
+    let user = system.user("AQ", 1_000_000).await;
+    let sku = system.product(1250, 10).await;
+    system.wait_for_caches(&[&user], &[&sku], &ALL).await;
+    let placed = system
+        .place(&user, json!([{ "sku": sku, "quantity": 1 }]))
+        .await;
+    let order_id: uuid::Uuid = placed["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        system.final_order(&order_id.to_string()).await["status"],
+        "cancelled"
+    );
+    system.wait_until_refunded(&order_id.to_string()).await;
+    let sources = sources(&system).await;
+    let map = SagaMap::derive(&system.names).unwrap();
+    let finished = |trace: &saga_trace::Trace| {
+        trace.events.len() == 7
+            && trace.events.iter().all(|event| {
+                event
+                    .handlers
+                    .iter()
+                    .all(|handling| matches!(handling.outcome, Outcome::Handled { .. }))
+            })
+    };
+    let mut trace = saga_trace::trace(&sources, &map, order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..100 {
+        if finished(&trace) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trace = saga_trace::trace(&sources, &map, order_id)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    let steps: Vec<(&str, String)> = trace
+        .events
+        .iter()
+        .map(|event| (event.event_type.as_str(), event.emitted_by.to_string()))
+        .collect();
+    assert_eq!(
+        steps[..5],
+        [
+            ("order.created", "orders".to_owned()),
+            ("inventory.reserved", "inventory".to_owned()),
+            ("payment.captured", "payments".to_owned()),
+            ("shipment.failed", "shipping".to_owned()),
+            ("order.cancelled", "orders".to_owned()),
+        ]
+    );
+    let mut compensations: Vec<&str> = steps[5..].iter().map(|(event, _)| *event).collect();
+    compensations.sort_unstable();
+    assert_eq!(compensations, ["inventory.released", "payment.refunded"]);
+    let cancelled = &trace.events[4];
+    let mut undone: Vec<String> = cancelled
+        .handlers
+        .iter()
+        .map(|handling| handling.service.to_string())
+        .collect();
+    undone.sort();
+    assert_eq!(undone, ["inventory", "payments", "shipping"]);
+    assert!(
+        finished(&trace),
+        "every handler handled its event: {trace:#?}"
+    );
+    assert!(trace.waiting.is_none());
+    assert!(trace.diagnosis.is_empty(), "{:?}", trace.diagnosis);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
+    let running = ["users", "inventory", "orders", "shipping"];
+    let system = start(&running, Duration::from_secs(300)).await;
+    let user = system.user("FR", 1_000_000).await;
+    let sku = system.product(700, 10).await;
+    system.wait_for_caches(&[&user], &[&sku], &running).await;
+    let placed = system
+        .place(&user, json!([{ "sku": sku, "quantity": 1 }]))
+        .await;
+    let order_id: uuid::Uuid = placed["id"].as_str().unwrap().parse().unwrap();
+    let payments_queue = system.names.service_queue("payments");
+    system
+        .eventually("inventory.reserved waits for payments", || async {
+            system.env.queue_len(&payments_queue).await > 0
+        })
+        .await;
+    let sources = sources(&system).await;
+    let map = SagaMap::derive(&system.names).unwrap();
+
+    let report = saga_trace::stuck(&sources, &map, Duration::ZERO, 10)
+        .await
+        .unwrap();
+
+    assert_eq!(report.pending, 1);
+    let trace = &report.orders[0];
+    assert_eq!(trace.order.id, order_id);
+    let waiting = trace
+        .waiting
+        .as_ref()
+        .expect("a pending order waits on a step");
+    assert_eq!(waiting.service, ServiceName::Payments);
+    assert_eq!(waiting.event_type, "inventory.reserved");
+    assert_eq!(waiting.action, "handle");
+    let rules: Vec<_> = trace.diagnosis.iter().map(|finding| finding.rule).collect();
+    assert_eq!(
+        rules[..2],
+        ["not-ready", "no-consumer"],
+        "{:?}",
+        trace.diagnosis
+    );
+    assert!(trace.diagnosis[0].message.contains("payments"));
+    system.stop().await;
+}
