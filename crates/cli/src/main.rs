@@ -98,6 +98,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cache(command) => commands::cache::run(command).await,
         Command::Saga(command) => commands::saga::run(command).await,
     };
+    let _ = tokio::task::spawn_blocking(platform::telemetry::shutdown).await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

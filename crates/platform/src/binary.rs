@@ -49,14 +49,17 @@ where
     }
     crate::telemetry::init(&binary, "info,lapin=warn");
     let shutdown = Shutdown::from_future(conveyor::shutdown::signal());
-    match service(shutdown).await {
+    let status = match service(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "{binary} failed.");
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The spans of the last moments still go out; blocking, so off the async threads.
+    let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
+    status
 }
 
 /// The `--help` text: what the service does and every variable it reads, with defaults.
@@ -138,7 +141,16 @@ pub fn help(about: &About) -> String {
         ),
         (
             "LOG_FORMAT".to_owned(),
-            "json or pretty [default: pretty on a terminal, else json]".to_owned(),
+            "json (each line with trace_id, span_id, service and correlation_id) or pretty \
+             [default: pretty on a terminal, else json]"
+                .to_owned(),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            "where spans are exported over OTLP, like http://jaeger:4318; unset, none leaves \
+             the process. Also read: OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf; grpc in builds \
+             with the otlp-grpc feature), OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and _ARG"
+                .to_owned(),
         ),
     ];
     settings.extend(

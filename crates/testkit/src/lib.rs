@@ -41,19 +41,36 @@ pub struct TestEnv {
     pub names: Names,
 }
 
+/// Every span the test binary finished, as an OTLP exporter would have sent it.
+static FINISHED_SPANS: std::sync::OnceLock<opentelemetry_sdk::trace::InMemorySpanExporter> =
+    std::sync::OnceLock::new();
+
 /// One OpenTelemetry-backed subscriber for the whole test binary: tracing's per-thread
-/// subscribers do not reach the runtime's worker threads.
+/// subscribers do not reach the runtime's worker threads. Its spans are kept in memory,
+/// exported as each one ends, for [`finished_spans`].
 fn install_tracing() {
     use opentelemetry::trace::TracerProvider;
     use tracing_subscriber::layer::SubscriberExt;
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let exporter = FINISHED_SPANS.get_or_init(Default::default).clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("conveyor-test")));
         // Another OpenTelemetry-backed subscriber (a service's) may be installed already.
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
+}
+
+/// The spans finished so far in this test binary, of every test: tests run at once, so pick
+/// yours by trace id. Empty when another subscriber was installed first.
+pub fn finished_spans() -> Vec<opentelemetry_sdk::trace::SpanData> {
+    FINISHED_SPANS
+        .get()
+        .and_then(|exporter| exporter.get_finished_spans().ok())
+        .unwrap_or_default()
 }
 
 impl TestEnv {

@@ -46,12 +46,14 @@ async fn main() -> ExitCode {
             .run(shutdown)
             .await
     };
-    match started.await {
+    let status = match started.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "api-gateway failed.");
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    let _ = tokio::task::spawn_blocking(platform::telemetry::shutdown).await;
+    status
 }

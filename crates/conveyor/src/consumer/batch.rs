@@ -56,6 +56,33 @@ impl Incoming {
         self.decoded.as_ref().ok()
     }
 
+    /// Records this delivery's dead-lettering as a span of its trace, with the reason.
+    pub(crate) fn trace_dead_letter(&self, service: &str, kind: DeadLetterKind, error: &str) {
+        let reason = kind.as_str();
+        let span = match self.decoded() {
+            Some(decoded) => tracing::info_span!(
+                parent: &decoded.span, "dead-letter", service, reason, error,
+                otel.status_code = "ERROR",
+            ),
+            None => {
+                let span = tracing::info_span!(
+                    parent: None, "dead-letter", service, reason, error,
+                    otel.status_code = "ERROR",
+                );
+                let amqp_headers = self
+                    .delivery
+                    .properties
+                    .headers()
+                    .clone()
+                    .unwrap_or_default();
+                trace_context::continue_trace(&span, &amqp_headers);
+                span
+            }
+        };
+        // The span ends here: it marks the moment the consumer gave up.
+        drop(span);
+    }
+
     /// The event's type as decoded, else as the delivery was routed (for metrics).
     pub(crate) fn event_type(&self) -> &str {
         self.decoded()

@@ -45,6 +45,9 @@ impl Settler {
         let mut copies = Vec::new();
         let mut failed_tags = Vec::new();
         for (outcome, incoming) in outcomes.iter().zip(batch) {
+            if let Outcome::DeadLetter { kind, error, .. } = outcome {
+                incoming.trace_dead_letter(&registry.service, *kind, error);
+            }
             let delivery = &incoming.delivery;
             if let Some(copy) = outcome.message(&registry.names, &registry.service, delivery) {
                 copies.push(copy);

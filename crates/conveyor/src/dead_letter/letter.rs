@@ -133,6 +133,15 @@ impl DeadLetter {
         if let Some(publisher) = crate::source::origin(&self.properties, relays) {
             headers::set_str(&mut table, headers::PUBLISHER, &publisher);
         }
+        let original = self.properties.headers().clone().unwrap_or_default();
+        let replay =
+            crate::trace_context::replay_trace(&original, self.id.as_deref().unwrap_or("-"));
+        if !replay.is_empty() {
+            table = headers::without(&table, headers::TRACESTATE);
+            for (key, value) in &replay {
+                headers::set_str(&mut table, key, value);
+            }
+        }
         self.properties
             .clone()
             .with_headers(table)

@@ -92,7 +92,12 @@ impl OutboxRelay {
         if let Ok(head) = EnvelopeHead::from_bytes(&payload) {
             return Ok(Pending {
                 id,
-                message: OutgoingMessage::stored_event(&self.names, &head, payload, &trace.0),
+                message: OutgoingMessage::stored_event(
+                    &self.names,
+                    &head,
+                    payload,
+                    &crate::trace_context::publish_span(&trace.0, &head.event_type),
+                ),
                 correlation_id: Some(head.correlationid),
                 subject: head.subject,
             });

@@ -6,18 +6,21 @@
 //! event's handling, its `correlation_id` (`json_log`). Tracing: every span at info and
 //! above is also an OpenTelemetry span, whatever the log level, so each HTTP request and each
 //! handled event has a trace context that the runtime carries in `traceparent` to the next
-//! service: one trace follows an order through every hop. Spans are not exported yet.
+//! service: one trace follows an order through every hop. Spans leave the process over OTLP
+//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`export`).
 
 use std::io::IsTerminal;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+mod export;
 mod json_log;
+
+pub use export::shutdown;
 
 /// Installs the process's subscriber; later calls keep the first one.
 pub fn init(service: &str, default_filter: &str) {
@@ -38,7 +41,7 @@ pub fn init(service: &str, default_filter: &str) {
     } else {
         fmt.with_filter(filter).boxed()
     };
-    let provider = SdkTracerProvider::builder().build();
+    let provider = export::provider(service);
     let tracer = provider.tracer(service.to_owned());
     opentelemetry::global::set_tracer_provider(provider);
     // Context activation makes an entered span's trace the current one, which JSON lines read.
