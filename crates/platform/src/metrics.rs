@@ -25,13 +25,23 @@ pub async fn render() -> Response {
         .into_response()
 }
 
+/// The route label of a request no route template matched, set by an outer layer that
+/// knows better than `unmatched` (the gateway: `/api/orders/…`). Keep its values few.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
 /// Counts and times each request by its route's template (`/orders/{id}`), so the number of
 /// series stays bounded whatever the paths asked for.
 pub async fn track_http(State(service): State<Arc<str>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let extensions = request.extensions();
+    let route = match (
+        extensions.get::<MatchedPath>(),
+        extensions.get::<RouteLabel>(),
+    ) {
+        (Some(path), _) => path.as_str().to_owned(),
+        (None, Some(label)) => label.0.clone(),
+        (None, None) => "unmatched".to_owned(),
+    };
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;

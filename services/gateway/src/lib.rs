@@ -176,6 +176,7 @@ impl Gateway {
                 std::sync::Arc::<str>::from("gateway"),
                 platform::metrics::track_http,
             ))
+            .layer(axum::middleware::from_fn(label_route))
             .layer(axum::middleware::from_fn(request_span));
         let forgetting = tokio::spawn(forget_idle_clients(self.gate.clone(), shutdown.clone()));
         let purging = tokio::spawn(self.gate.ingest.clone().purge_old(shutdown.clone()));
@@ -345,6 +346,16 @@ async fn ingest_event(
 /// Ready while serving; says which upstreams' breakers are open.
 async fn ready(State(gate): State<Arc<Gate>>) -> impl IntoResponse {
     Json(serde_json::json!({ "ready": true, "breakers": gate.aggregator.breakers() }))
+}
+
+/// Names what the fallback passes on by its prefix for the request metrics, which would
+/// otherwise see no route template.
+async fn label_route(mut request: Request, next: axum::middleware::Next) -> Response {
+    let label = routes::metrics_label(request.uri().path());
+    request
+        .extensions_mut()
+        .insert(platform::metrics::RouteLabel(label));
+    next.run(request).await
 }
 
 async fn request_span(request: Request, next: axum::middleware::Next) -> Response {

@@ -49,6 +49,20 @@ const PREFIXES: [(&str, &str); 6] = [
     ("shipments", "shipping"),
 ];
 
+/// The label metrics count `path` under: its known `/api/` prefix (`/api/orders/…`), so
+/// the series stay few whatever paths clients send; `unmatched` for any other.
+pub fn metrics_label(path: &str) -> String {
+    let first = path
+        .strip_prefix("/api/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    if PREFIXES.iter().any(|(prefix, _)| *prefix == first) {
+        format!("/api/{first}/…")
+    } else {
+        "unmatched".to_owned()
+    }
+}
+
 /// The route of `path` (with its query), or `None` when it is not under a known prefix.
 pub fn route(method: &Method, path: &str, query: Option<&str>) -> Option<Route> {
     let rest = path.strip_prefix("/api/")?;
@@ -95,6 +109,17 @@ pub fn is_open(method: &Method, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_count_paths_by_their_prefix_only() {
+        assert_eq!(metrics_label("/api/orders/0192f1c4-7e1a"), "/api/orders/…");
+        assert_eq!(metrics_label("/api/auth/token"), "/api/auth/…");
+        assert_eq!(
+            metrics_label("/api/whatever-an-attacker-sends"),
+            "unmatched"
+        );
+        assert_eq!(metrics_label("/favicon.ico"), "unmatched");
+    }
 
     #[test]
     fn each_prefix_goes_to_its_service_with_the_query() {

@@ -218,6 +218,22 @@ async fn every_route_works_through_the_gateway_with_a_token() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    // Proxied requests are counted by their prefix, the summary by its template.
+    let metrics = gateway
+        .http
+        .get(format!("{}/metrics", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for route in ["/api/orders/…", "/api/users/{id}/summary"] {
+        assert!(
+            metrics.contains(&format!("route=\"{route}\",service=\"gateway\"")),
+            "{route}: {metrics}"
+        );
+    }
     gateway.stop().await;
     system.stop().await;
 }
