@@ -177,6 +177,21 @@ pub async fn declare_passive(channel: &Channel, queue: &str) -> Result<lapin::Qu
         .await
 }
 
+/// `queue` as the broker counts it now (ready messages, consumers), looked at on a channel
+/// of its own, since a passive declare of a missing queue closes its channel.
+///
+/// # Errors
+/// The broker's error when no channel opens or the queue does not exist.
+pub async fn queue_depth(
+    connection: &Connection,
+    queue: &str,
+) -> Result<lapin::Queue, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let declared = declare_passive(&channel, queue).await?;
+    let _ = channel.close(200, "counted".into()).await;
+    Ok(declared)
+}
+
 /// Whether the broker refused an operation because the exchange or queue does not exist.
 pub fn is_not_found(error: &lapin::Error) -> bool {
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)

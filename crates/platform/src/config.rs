@@ -126,12 +126,16 @@ impl ServiceConfig {
 /// `<SERVICE>_AMQP_URL` (the service's own broker user, where each has one) or else
 /// `AMQP_URL`, with connections named after the service.
 pub fn amqp_from_env(service: &str) -> AmqpConfig {
+    own_amqp_from_env(service).unwrap_or_else(|| AmqpConfig::from_env(format!("{service}-service")))
+}
+
+/// `<SERVICE>_AMQP_URL` when it is set: the service's own broker user.
+pub fn own_amqp_from_env(service: &str) -> Option<AmqpConfig> {
     let own = format!("{}_AMQP_URL", service.to_ascii_uppercase());
-    let name = format!("{service}-service");
-    match std::env::var(own) {
-        Ok(url) if !url.trim().is_empty() => AmqpConfig::new(url, name),
-        _ => AmqpConfig::from_env(name),
-    }
+    std::env::var(own)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| AmqpConfig::new(url, format!("{service}-service")))
 }
 
 /// Reads an environment variable that must parse to a value within `range`; `None` when

@@ -141,15 +141,10 @@ async fn sample_lag(
     let Some(connection) = broker else {
         return;
     };
-    // A failed passive declare closes its channel: one channel per look.
-    let Ok(channel) = connection.create_channel().await else {
-        return;
-    };
-    if let Ok(declared) = conveyor::declare_passive(&channel, queue).await {
+    if let Ok(declared) = conveyor::queue_depth(connection, queue).await {
         metrics()
             .consumer_lag
             .with_label_values(&[service])
             .set(i64::from(declared.message_count()));
     }
-    let _ = channel.close(200, "sampled".into()).await;
 }

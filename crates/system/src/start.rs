@@ -51,9 +51,8 @@ impl SystemConfig {
         let mut users_url = platform::config::DEFAULT_USERS_URL.to_owned();
         let mut service_amqp = BTreeMap::new();
         for service in ServiceName::all() {
-            let variable = format!("{}_AMQP_URL", service.as_str().to_ascii_uppercase());
-            if std::env::var(variable).is_ok_and(|url| !url.trim().is_empty()) {
-                service_amqp.insert(service, platform::config::amqp_from_env(service.as_str()));
+            if let Some(amqp) = platform::config::own_amqp_from_env(service.as_str()) {
+                service_amqp.insert(service, amqp);
             }
             let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
             users_url = config.users_url;

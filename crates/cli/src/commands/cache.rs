@@ -22,13 +22,10 @@ pub(crate) enum CacheCommand {
 pub(crate) async fn run(command: CacheCommand) -> anyhow::Result<()> {
     let CacheCommand::Rebuild { service } = command;
     let service = ServiceName::parse(&service)?;
-    let mut urls = BTreeMap::new();
-    for source in ServiceName::all() {
-        let variable = format!("{}_URL", source.as_str().to_ascii_uppercase());
-        let url = std::env::var(&variable)
-            .unwrap_or_else(|_| format!("http://127.0.0.1:{}", source.default_port()));
-        urls.insert(source.to_string(), url.trim_end_matches('/').to_owned());
-    }
+    let urls: BTreeMap<String, String> = super::service_urls()
+        .into_iter()
+        .map(|(source, url)| (source.to_string(), url))
+        .collect();
     let api = Api::new(&urls)?.as_operator_from_env().await?;
     let republished = system::caches::rebuild(&api, service).await?;
     for (source, count) in republished {

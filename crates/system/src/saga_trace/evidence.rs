@@ -336,10 +336,7 @@ async fn letters_of(
 
 /// Ready messages and consumers of `queue`, if it exists.
 async fn depth(connection: &lapin::Connection, queue: &str) -> Option<(u32, u32)> {
-    // A passive declare of a missing queue closes its channel: one channel each.
-    let channel = connection.create_channel().await.ok()?;
-    let declared = conveyor::declare_passive(&channel, queue).await.ok()?;
-    let _ = channel.close(200, "counted".into()).await;
+    let declared = conveyor::queue_depth(connection, queue).await.ok()?;
     Some((declared.message_count(), declared.consumer_count()))
 }
 

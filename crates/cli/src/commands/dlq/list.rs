@@ -53,11 +53,9 @@ async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<DeadLetterQueu
 
 /// Messages ready in `queue` now, as the broker counts them.
 async fn ready(connection: &lapin::Connection, queue: &str) -> anyhow::Result<u64> {
-    let channel = connection.create_channel().await?;
-    let declared = conveyor::declare_passive(&channel, queue)
+    let declared = conveyor::queue_depth(connection, queue)
         .await
         .with_context(|| format!("could not count {queue}"))?;
-    let _ = channel.close(200, "counted".into()).await;
     Ok(u64::from(declared.message_count()))
 }
 

@@ -84,13 +84,7 @@ async fn sources(no_broker: bool) -> anyhow::Result<(Sources, SagaMap)> {
     )
     .await?;
     let databases: BTreeMap<ServiceName, sqlx::PgPool> = ServiceName::all().zip(pools).collect();
-    let mut urls = BTreeMap::new();
-    for service in ServiceName::all() {
-        let variable = format!("{}_URL", service.as_str().to_ascii_uppercase());
-        let url = std::env::var(&variable)
-            .unwrap_or_else(|_| format!("http://127.0.0.1:{}", service.default_port()));
-        urls.insert(service, url.trim_end_matches('/').to_owned());
-    }
+    let urls = crate::commands::service_urls();
     let sources = Sources {
         databases,
         amqp: (!no_broker).then(|| AmqpConfig::from_env("conveyor saga trace")),
