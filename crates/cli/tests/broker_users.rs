@@ -1,10 +1,12 @@
-//! `conveyor topology users`: the script and `--apply` make broker users that can publish
-//! only the events their service owns.
+//! `conveyor topology users`: the script, `--apply` and `--definitions` make broker users
+//! that can publish only the events their service owns.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
-use conveyor::{AmqpConfig, ConfirmChannel, Envelope, Names, OutgoingMessage, TraceHeaders};
+use conveyor::{
+    AmqpConfig, BrokerUser, ConfirmChannel, Envelope, Names, OutgoingMessage, TraceHeaders,
+};
 use conveyor_testkit::TestEnv;
 
 /// The users `conveyor topology users` makes; broker users are per broker, so this test
@@ -42,20 +44,33 @@ async fn publish_as(amqp: &AmqpConfig, envelope: &Envelope) -> Result<(), convey
     published
 }
 
-#[tokio::test]
-async fn the_script_and_apply_make_users_that_publish_only_their_own_events() {
-    let env = TestEnv::new().await;
-    env.declare(&system::all_topology(&Names::default()).unwrap())
-        .await;
-    let users = system::broker_users(&Names::default()).unwrap();
-    let _cleanup = MadeUsers(users.iter().map(|user| user.name.clone()).collect());
-    let passwords: BTreeMap<String, String> = users
+fn new_passwords(users: &[BrokerUser]) -> BTreeMap<String, String> {
+    users
         .iter()
         .map(|user| {
             let password = uuid::Uuid::new_v4().simple().to_string();
             (user.password_variable(), password)
         })
-        .collect();
+        .collect()
+}
+
+/// One test, not three: the CLI names its users without a test prefix, so every form
+/// works on the same broker users in turn.
+#[tokio::test]
+async fn the_script_apply_and_definitions_make_users_that_publish_only_their_own_events() {
+    let env = TestEnv::new().await;
+    env.declare(&system::all_topology(&Names::default()).unwrap())
+        .await;
+    let users = system::broker_users(&Names::default()).unwrap();
+    let administrator = BrokerUser::administrator(&Names::default());
+    let _cleanup = MadeUsers(
+        users
+            .iter()
+            .chain([&administrator])
+            .map(|user| user.name.clone())
+            .collect(),
+    );
+    let passwords = new_passwords(&users);
 
     let printed = topology_users(&env, &[], &BTreeMap::new());
     assert!(printed.status.success());
@@ -126,5 +141,81 @@ async fn the_script_and_apply_make_users_that_publish_only_their_own_events() {
             .await,
         0,
         "the refused payment.captured reached no queue"
+    );
+
+    definitions_load_users_that_log_in_with_their_new_passwords(&env, &users, &administrator).await;
+}
+
+/// `--definitions` writes hashes a broker accepts: after importing the file (as a broker
+/// does at boot), each user logs in with the password of its variable, and only with it.
+async fn definitions_load_users_that_log_in_with_their_new_passwords(
+    env: &TestEnv,
+    users: &[BrokerUser],
+    administrator: &BrokerUser,
+) {
+    let all: Vec<BrokerUser> = users.iter().chain([administrator]).cloned().collect();
+    let old_passwords = new_passwords(users);
+    let passwords = new_passwords(&all);
+    let file = std::env::temp_dir().join(format!("conveyor-users-{}.json", uuid::Uuid::new_v4()));
+    let path = file.to_str().unwrap();
+
+    let missing = topology_users(env, &["--definitions", path], &old_passwords);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("ADMIN_BROKER_PASSWORD is not set"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    assert!(!file.exists(), "nothing is written without every password");
+    let written = topology_users(env, &["--definitions", path], &passwords);
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        passwords
+            .values()
+            .all(|password| !text.contains(password.as_str())),
+        "the file holds hashes, not passwords"
+    );
+    env.broker.ctl(&["import_definitions", path]);
+    let _ = std::fs::remove_file(&file);
+
+    let tags = env.broker.ctl(&["list_users"]);
+    assert!(
+        tags.contains(&format!(
+            "{}\t[management]",
+            BrokerUser::operator(&Names::default()).name
+        )),
+        "{tags}"
+    );
+    assert!(
+        tags.contains(&format!("{}\t[administrator]", administrator.name)),
+        "{tags}"
+    );
+    let shipping = users.iter().find(|user| user.owner == "shipping").unwrap();
+    let as_shipping = |password: &str| {
+        AmqpConfig::new(
+            env.broker.url_as(&shipping.name, password, &env.vhost),
+            "test as shipping",
+        )
+    };
+    let scheduled = Envelope::new(
+        "shipping",
+        "shipment.scheduled",
+        serde_json::json!({ "order_id": uuid::Uuid::new_v4() }),
+    );
+    publish_as(
+        &as_shipping(&passwords[&shipping.password_variable()]),
+        &scheduled,
+    )
+    .await
+    .expect("shipping logs in with the password of the definitions");
+    let stale = as_shipping(&old_passwords[&shipping.password_variable()]);
+    assert!(
+        stale.connect().await.is_err(),
+        "a password other than the definitions' is refused"
     );
 }

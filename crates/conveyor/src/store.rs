@@ -55,6 +55,9 @@ const SCHEMA: &[&str] = &[
     // The retention purge finds old rows by time; rows arrive in time order, so a BRIN
     // index costs next to nothing to keep.
     "CREATE INDEX IF NOT EXISTS inbox_handled_at ON conveyor.inbox USING brin (handled_at)",
+    // Which delivery was handled: 1 the first, more after retries (`conveyor saga trace`
+    // shows it). Rows from before the column have none.
+    "ALTER TABLE conveyor.inbox ADD COLUMN IF NOT EXISTS attempt INT",
 ];
 
 /// The channel the outbox trigger notifies on each insert.

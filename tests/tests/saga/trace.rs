@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use system::ServiceName;
 use system::saga_map::SagaMap;
-use system::saga_trace::{self, Outcome, Sources};
+use system::saga_trace::{self, Outcome, Sources, WaitAction};
 
 use crate::helpers::{ALL, System, start};
 
@@ -51,10 +51,15 @@ async fn a_compensated_order_traces_every_step_in_order_and_owes_nothing() {
     let finished = |trace: &saga_trace::Trace| {
         trace.events.len() == 7
             && trace.events.iter().all(|event| {
-                event
-                    .handlers
-                    .iter()
-                    .all(|handling| matches!(handling.outcome, Outcome::Handled { .. }))
+                event.handlers.iter().all(|handling| {
+                    matches!(
+                        handling.outcome,
+                        Outcome::Handled {
+                            attempt: Some(_),
+                            ..
+                        }
+                    )
+                })
             })
     };
     let mut trace = saga_trace::trace(&sources, &map, order_id)
@@ -100,7 +105,7 @@ async fn a_compensated_order_traces_every_step_in_order_and_owes_nothing() {
     assert_eq!(undone, ["inventory", "payments", "shipping"]);
     assert!(
         finished(&trace),
-        "every handler handled its event: {trace:#?}"
+        "every handler handled its event, and the inbox says on which attempt: {trace:#?}"
     );
     assert!(trace.waiting.is_none());
     assert!(trace.diagnosis.is_empty(), "{:?}", trace.diagnosis);
@@ -140,7 +145,7 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
         .expect("a pending order waits on a step");
     assert_eq!(waiting.service, ServiceName::Payments);
     assert_eq!(waiting.event_type, "inventory.reserved");
-    assert_eq!(waiting.action, "handle");
+    assert_eq!(waiting.action, WaitAction::Handle);
     let rules: Vec<_> = trace.diagnosis.iter().map(|finding| finding.rule).collect();
     assert_eq!(
         rules[..2],

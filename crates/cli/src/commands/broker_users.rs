@@ -1,10 +1,12 @@
-//! `conveyor topology users`: the broker users of least privilege, as a rabbitmqctl script
-//! or made at once through the management API.
+//! `conveyor topology users`: the broker users of least privilege, as a rabbitmqctl script,
+//! as RabbitMQ definitions to load at boot, or made at once through the management API.
 
 use std::fmt::Write as _;
 
+use base64::Engine as _;
 use conveyor::{AmqpConfig, BrokerUser};
-use serde_json::json;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use crate::commands::management::{ManagementApi, percent_encode};
 
@@ -26,6 +28,17 @@ pub(crate) fn script(users: &[BrokerUser], vhost: &str) -> String {
         let _ = writeln!(
             text,
             "rabbitmqctl -q add_user {name} \"${variable}\" 2>/dev/null || rabbitmqctl -q change_password {name} \"${variable}\""
+        );
+        let tags: Vec<String> = user
+            .tags
+            .split(',')
+            .filter(|tag| !tag.is_empty())
+            .map(quote)
+            .collect();
+        let _ = writeln!(
+            text,
+            "rabbitmqctl -q set_user_tags {name} {}",
+            tags.join(" ")
         );
         rabbitmqctl(
             &mut text,
@@ -70,18 +83,7 @@ fn quote(text: &str) -> String {
 /// # Errors
 /// A missing password variable (before anything is changed), or the API's refusal.
 pub(crate) async fn apply(users: &[BrokerUser], vhost: &str) -> anyhow::Result<()> {
-    let mut passwords = Vec::with_capacity(users.len());
-    for user in users {
-        let variable = user.password_variable();
-        let password = std::env::var(&variable).unwrap_or_default();
-        anyhow::ensure!(
-            !password.is_empty(),
-            "{variable} is not set: it holds the password {} gets; set every \
-             <OWNER>_BROKER_PASSWORD (see conveyor topology users --help) and run again",
-            user.name
-        );
-        passwords.push(password);
-    }
+    let passwords = passwords_from_env(users)?;
     let amqp = AmqpConfig::from_env("conveyor topology users");
     let api = ManagementApi::for_broker(&amqp.urls().first().cloned().unwrap_or_default())?;
     let vhost_path = percent_encode(vhost);
@@ -89,7 +91,7 @@ pub(crate) async fn apply(users: &[BrokerUser], vhost: &str) -> anyhow::Result<(
         let name = percent_encode(&user.name);
         api.put(
             &format!("users/{name}"),
-            &json!({ "password": password, "tags": "" }),
+            &json!({ "password": password, "tags": user.tags }),
             &format!("making user {}", user.name),
         )
         .await?;
@@ -115,6 +117,86 @@ pub(crate) async fn apply(users: &[BrokerUser], vhost: &str) -> anyhow::Result<(
     Ok(())
 }
 
+/// Each user's password, from the variable `password_variable` names, in order.
+///
+/// # Errors
+/// The first variable that is unset or empty, naming the user it is for.
+fn passwords_from_env(users: &[BrokerUser]) -> anyhow::Result<Vec<String>> {
+    users
+        .iter()
+        .map(|user| {
+            let variable = user.password_variable();
+            let password = std::env::var(&variable).unwrap_or_default();
+            anyhow::ensure!(
+                !password.is_empty(),
+                "{variable} is not set: it holds the password {} gets; set every \
+                 <OWNER>_BROKER_PASSWORD (see conveyor topology users --help) and run again",
+                user.name
+            );
+            Ok(password)
+        })
+        .collect()
+}
+
+/// RabbitMQ definitions of the users (with salted password hashes, never the passwords)
+/// and their permissions on `vhost`, for a broker to load at boot beside the topology's.
+///
+/// # Errors
+/// A missing password variable.
+pub(crate) fn definitions(users: &[BrokerUser], vhost: &str) -> anyhow::Result<Value> {
+    let passwords = passwords_from_env(users)?;
+    let mut definitions = json!({ "users": [], "permissions": [], "topic_permissions": [] });
+    for (user, password) in users.iter().zip(passwords) {
+        let salt: [u8; 4] = rand_salt();
+        definitions["users"]
+            .as_array_mut()
+            .expect("users is an array")
+            .push(json!({
+                "name": user.name,
+                "password_hash": password_hash(salt, &password),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": user.tags.split(',').filter(|tag| !tag.is_empty()).collect::<Vec<_>>(),
+            }));
+        definitions["permissions"]
+            .as_array_mut()
+            .expect("permissions is an array")
+            .push(json!({
+                "user": user.name, "vhost": vhost,
+                "configure": user.configure, "write": user.write, "read": user.read,
+            }));
+        if let Some(topic) = &user.topic {
+            definitions["topic_permissions"]
+                .as_array_mut()
+                .expect("topic_permissions is an array")
+                .push(json!({
+                    "user": user.name, "vhost": vhost, "exchange": topic.exchange,
+                    "write": topic.write, "read": topic.read,
+                }));
+        }
+    }
+    Ok(definitions)
+}
+
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64 of the salt followed by
+/// SHA-256(salt ‖ password).
+fn password_hash(salt: [u8; 4], password: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(salt)
+        .chain_update(password.as_bytes())
+        .finalize();
+    let mut salted = salt.to_vec();
+    salted.extend_from_slice(&digest);
+    base64::engine::general_purpose::STANDARD.encode(salted)
+}
+
+/// Four bytes from the operating system's generator (a version 4 UUID's first bytes are
+/// all random).
+fn rand_salt() -> [u8; 4] {
+    let random = uuid::Uuid::new_v4();
+    let bytes = random.as_bytes();
+    [bytes[0], bytes[1], bytes[2], bytes[3]]
+}
+
 #[cfg(test)]
 mod tests {
     use conveyor::Names;
@@ -128,5 +210,18 @@ mod tests {
         assert!(text.contains("${OPERATOR_BROKER_PASSWORD:?"), "{text}");
         assert!(text.contains("set_permissions -p '/' 'conveyor-operator' '.*' '.*' '.*'"));
         assert_eq!(quote("it's"), r"'it'\''s'");
+        assert!(
+            text.contains("set_user_tags 'conveyor-operator' 'management'"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_password_hash_is_rabbitmqs_salted_sha256() {
+        // A fixed salt; the CLI's login test checks the scheme against a real broker.
+        assert_eq!(
+            password_hash([0x90, 0x8d, 0xc6, 0x0a], "test12"),
+            "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
+        );
     }
 }

@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::Subcommand;
-use conveyor::{AmqpConfig, Names};
+use conveyor::{AmqpConfig, BrokerUser, Names};
 
 use crate::commands::broker_users;
 use crate::generated;
@@ -40,8 +41,14 @@ pub(crate) enum TopologyCommand {
         vhost: String,
         /// Make them now through the management API at RABBITMQ_MANAGEMENT_URL
         /// [default: http://127.0.0.1:15672], as AMQP_URL's user (an administrator).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "definitions")]
         apply: bool,
+        /// Write them as RabbitMQ definitions to this file instead (salted password hashes,
+        /// no passwords), with the broker's administrator (conveyor-admin, password from
+        /// ADMIN_BROKER_PASSWORD): for a broker that loads definitions at boot, which then
+        /// makes no default user (docker-compose.yml loads it beside definitions.json).
+        #[arg(long, value_name = "FILE")]
+        definitions: Option<PathBuf>,
     },
 }
 
@@ -53,9 +60,17 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
             vhost,
             check,
         } => export(&output, &vhost, check),
-        TopologyCommand::Users { vhost, apply } => {
-            let users = system::broker_users(&Names::default())?;
-            if apply {
+        TopologyCommand::Users {
+            vhost,
+            apply,
+            definitions,
+        } => {
+            let names = Names::default();
+            let mut users = system::broker_users(&names)?;
+            if let Some(path) = definitions {
+                users.push(BrokerUser::administrator(&names));
+                write_user_definitions(&users, &vhost, &path)
+            } else if apply {
                 broker_users::apply(&users, &vhost).await
             } else {
                 print!("{}", broker_users::script(&users, &vhost));
@@ -63,6 +78,21 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Writes the users' definitions readable by the broker's own account (a container's
+/// `rabbitmq` user): they hold salted hashes, not passwords.
+fn write_user_definitions(users: &[BrokerUser], vhost: &str, path: &Path) -> anyhow::Result<()> {
+    let definitions = broker_users::definitions(users, vhost)?;
+    let text = serde_json::to_string_pretty(&definitions)? + "\n";
+    std::fs::write(path, text)
+        .with_context(|| format!("writing the users' definitions to {}", path.display()))?;
+    println!(
+        "Wrote {} broker users with their permissions on vhost {vhost} to {}.",
+        users.len(),
+        path.display()
+    );
+    Ok(())
 }
 
 async fn apply() -> anyhow::Result<()> {

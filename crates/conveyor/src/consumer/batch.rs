@@ -252,12 +252,21 @@ async fn process_together(
     keys: &[i64],
 ) -> Result<Together, sqlx::Error> {
     let mut tx = registry.begin(pool).await?;
-    let ids: Vec<Uuid> = batch
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = batch
         .iter()
         .filter_map(Incoming::decoded)
-        .map(|decoded| decoded.meta.id)
-        .collect();
-    let Some(mut fresh) = lock_and_claim(&mut tx, &registry.service, keys, &ids).await? else {
+        .map(|decoded| {
+            (
+                decoded.meta.id,
+                attempt_number(decoded.meta.previous_attempts),
+            )
+        })
+        .unzip();
+    let claims = Claims {
+        ids: &ids,
+        attempts: &attempts,
+    };
+    let Some(mut fresh) = lock_and_claim(&mut tx, &registry.service, keys, claims).await? else {
         tx.rollback().await?;
         return Ok(Together::KeysBusy);
     };
@@ -290,6 +299,18 @@ async fn process_together(
     Ok(Together::Done(outcomes))
 }
 
+/// The inbox's number of a delivery: 1 for the first, one more per failed attempt before.
+fn attempt_number(previous_attempts: u32) -> i32 {
+    i32::try_from(previous_attempts.saturating_add(1)).unwrap_or(i32::MAX)
+}
+
+/// A batch's message ids, each with its delivery's attempt number.
+#[derive(Clone, Copy)]
+struct Claims<'a> {
+    ids: &'a [Uuid],
+    attempts: &'a [i32],
+}
+
 /// Takes the batch's key locks (in the order given) and records its message ids in the
 /// inbox, in one round trip; returns the ids not seen before, or `None` when a key stayed
 /// busy past the lock timeout (the transaction must be rolled back).
@@ -297,20 +318,22 @@ async fn lock_and_claim(
     tx: &mut PgConnection,
     service: &str,
     keys: &[i64],
-    ids: &[Uuid],
+    claims: Claims<'_>,
 ) -> Result<Option<HashSet<Uuid>>, sqlx::Error> {
     // The CTE's aggregate takes every lock, in array order, before the first inbox row.
     let claimed = sqlx::query_scalar(
         "WITH locked AS MATERIALIZED (
              SELECT count(pg_advisory_xact_lock(key)) AS taken FROM unnest($3::bigint[]) AS key
          )
-         INSERT INTO conveyor.inbox (consumer, message_id)
-         SELECT $1, message_id FROM locked, unnest($2::uuid[]) AS message_id
+         INSERT INTO conveyor.inbox (consumer, message_id, attempt)
+         SELECT $1, claim.message_id, claim.attempt
+         FROM locked, unnest($2::uuid[], $4::int[]) AS claim (message_id, attempt)
          ON CONFLICT DO NOTHING RETURNING message_id",
     )
     .bind(service)
-    .bind(ids)
+    .bind(claims.ids)
     .bind(keys)
+    .bind(claims.attempts)
     .fetch_all(tx)
     .await;
     match claimed {
@@ -372,10 +395,12 @@ async fn process_in_savepoint(
         }
     }
     let claimed = sqlx::query(
-        "INSERT INTO conveyor.inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        "INSERT INTO conveyor.inbox (consumer, message_id, attempt) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
     )
     .bind(&registry.service)
     .bind(decoded.meta.id)
+    .bind(attempt_number(decoded.meta.previous_attempts))
     .execute(&mut *tx)
     .await?
     .rows_affected()

@@ -16,6 +16,9 @@ pub struct BrokerUser {
     pub write: String,
     pub read: String,
     pub topic: Option<TopicPermission>,
+    /// RabbitMQ user tags, comma-separated: `management` lets the operators' user read
+    /// queue counts through the management API (`conveyor dlq list`); empty for services.
+    pub tags: String,
 }
 
 /// Which routing keys a user may publish to (`write`) and bind from (`read`) an exchange.
@@ -56,6 +59,7 @@ impl BrokerUser {
                 write: any_of([events.as_str()]),
                 read: NOTHING.to_owned(),
                 topic: Some(topic),
+                tags: String::new(),
             };
         };
         let mut queues = vec![names.service_queue(service)];
@@ -82,19 +86,32 @@ impl BrokerUser {
             ),
             read: any_of(own().chain(exchanges.iter().map(String::as_str))),
             topic: Some(topic),
+            tags: String::new(),
         }
     }
 
     /// The operators' user (`conveyor topology apply`, `conveyor dlq`): everything in the
     /// vhost. Consumers believe the original publisher its replays name.
     pub fn operator(names: &Names) -> Self {
+        Self::everything_in_the_vhost(names, "operator", "management")
+    }
+
+    /// The broker's administrator, for a broker whose users all come from definitions
+    /// loaded at boot (RabbitMQ then makes no default user): the management UI, users and
+    /// vhosts. Its password comes from `ADMIN_BROKER_PASSWORD`.
+    pub fn administrator(names: &Names) -> Self {
+        Self::everything_in_the_vhost(names, "admin", "administrator")
+    }
+
+    fn everything_in_the_vhost(names: &Names, owner: &str, tags: &str) -> Self {
         Self {
-            name: names.broker_user("operator"),
-            owner: "operator".to_owned(),
+            name: names.broker_user(owner),
+            owner: owner.to_owned(),
             configure: ".*".to_owned(),
             write: ".*".to_owned(),
             read: ".*".to_owned(),
             topic: None,
+            tags: tags.to_owned(),
         }
     }
 

@@ -39,6 +39,15 @@ async fn a_transient_failure_is_retried_after_a_delay_and_then_succeeds() {
         .await
         .unwrap();
     assert_eq!(attempts, 2, "handled on the third attempt");
+    let recorded: Option<i32> = sqlx::query_scalar("SELECT attempt FROM conveyor.inbox")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded,
+        Some(3),
+        "the inbox records which delivery was handled"
+    );
     // Two tiers of 300 ms and 600 ms lie between the first attempt and the success.
     assert!(
         elapsed >= Duration::from_millis(900),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::evidence::{EventRecord, Evidence};
-use super::{Finding, Handling, OrderRow, Outcome, Trace, TracedEvent, Waiting};
+use super::{Finding, Handling, OrderRow, Outcome, Trace, TracedEvent, WaitAction, Waiting};
 use crate::roster::ServiceName;
 use crate::saga_map::SagaMap;
 
@@ -66,8 +66,11 @@ fn traced(
 }
 
 fn outcome(service: ServiceName, event_id: Uuid, evidence: &Evidence) -> Outcome {
-    if let Some(at) = evidence.handled.get(&(service, event_id)) {
-        return Outcome::Handled { at: *at };
+    if let Some(handled) = evidence.handled.get(&(service, event_id)) {
+        return Outcome::Handled {
+            at: handled.at,
+            attempt: handled.attempt,
+        };
     }
     let id = event_id.to_string();
     let letter = evidence
@@ -94,7 +97,7 @@ fn waiting_step(events: &[TracedEvent]) -> Option<Waiting> {
                 service: event.emitted_by,
                 event_type: event.event_type.clone(),
                 event_id: event.id,
-                action: "publish",
+                action: WaitAction::Publish,
                 since: event.created_at,
             });
         };
@@ -106,7 +109,7 @@ fn waiting_step(events: &[TracedEvent]) -> Option<Waiting> {
                 service: handling.service,
                 event_type: event.event_type.clone(),
                 event_id: event.id,
-                action: "handle",
+                action: WaitAction::Handle,
                 since: published_at,
             })
     })
@@ -126,7 +129,7 @@ fn diagnose_pending(trace: &mut Trace, evidence: &Evidence) {
     }
     trace.waiting = waiting_step(&trace.events);
     match &trace.waiting {
-        Some(waiting) if waiting.action == "publish" => {
+        Some(waiting) if waiting.action == WaitAction::Publish => {
             findings.extend(relay_findings(&trace.events, waiting, evidence));
         }
         Some(waiting) => findings.extend(handler_findings(&trace.events, waiting, evidence)),
@@ -342,7 +345,7 @@ mod tests {
 
     use conveyor::Names;
 
-    use super::super::evidence::{Letter, QueueState};
+    use super::super::evidence::{Handled, Letter, QueueState};
     use super::*;
 
     fn order(status: &str, now: DateTime<Utc>) -> OrderRow {
@@ -416,7 +419,7 @@ mod tests {
         let reserved = event(&order, "inventory.reserved", 79, now);
         evidence
             .handled
-            .insert((ServiceName::Inventory, created.event_id), now);
+            .insert((ServiceName::Inventory, created.event_id), Handled::at(now));
         let reserved_id = reserved.event_id;
         evidence.events.push((ServiceName::Orders, created));
         evidence.events.push((ServiceName::Inventory, reserved));
@@ -430,7 +433,7 @@ mod tests {
         let waiting = trace.waiting.clone().unwrap();
         assert_eq!(
             (waiting.service, waiting.action),
-            (ServiceName::Payments, "handle")
+            (ServiceName::Payments, WaitAction::Handle)
         );
         assert_eq!(trace.diagnosis[0].rule, "unknown");
 
@@ -493,7 +496,7 @@ mod tests {
         let waiting = trace.waiting.unwrap();
         assert_eq!(
             (waiting.service, waiting.action, waiting.event_id),
-            (ServiceName::Orders, "publish", created_id)
+            (ServiceName::Orders, WaitAction::Publish, created_id)
         );
         assert!(
             trace.diagnosis[0].message.contains("parked"),
@@ -527,7 +530,9 @@ mod tests {
         let mut evidence = evidence(now);
         let cancelled = event(&order, "order.cancelled", 10, now);
         for service in [ServiceName::Inventory, ServiceName::Payments] {
-            evidence.handled.insert((service, cancelled.event_id), now);
+            evidence
+                .handled
+                .insert((service, cancelled.event_id), Handled::at(now));
         }
         evidence.events.push((ServiceName::Orders, cancelled));
         let trace = diagnose(&order, &evidence, &map());
@@ -538,5 +543,31 @@ mod tests {
             .map(|finding| finding.service)
             .collect();
         assert_eq!(owed, [Some(ServiceName::Shipping)]);
+    }
+
+    #[test]
+    fn a_handled_event_says_on_which_attempt() {
+        let (order, mut evidence, reserved) = waiting_on_payments();
+        evidence.handled.insert(
+            (ServiceName::Payments, reserved),
+            Handled {
+                at: evidence.now,
+                attempt: Some(3),
+            },
+        );
+        let trace = diagnose(&order, &evidence, &map());
+        let handling = &trace.events[1].handlers[0];
+        assert_eq!(handling.service, ServiceName::Payments);
+        assert!(
+            matches!(
+                handling.outcome,
+                Outcome::Handled {
+                    attempt: Some(3),
+                    ..
+                }
+            ),
+            "{:?}",
+            handling.outcome
+        );
     }
 }

@@ -68,6 +68,25 @@ impl From<DeadLetter> for Letter {
     }
 }
 
+/// When a service handled an event, and which delivery it was.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Handled {
+    pub(super) at: DateTime<Utc>,
+    /// None for rows written before the inbox recorded attempts.
+    pub(super) attempt: Option<u32>,
+}
+
+#[cfg(test)]
+impl Handled {
+    /// Handled on the first delivery.
+    pub(super) fn at(at: DateTime<Utc>) -> Self {
+        Self {
+            at,
+            attempt: Some(1),
+        }
+    }
+}
+
 /// A service's queue as the broker counts it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct QueueState {
@@ -83,7 +102,7 @@ pub(super) struct Evidence {
     /// By the service whose records hold it (its emitter).
     pub(super) events: Vec<(ServiceName, EventRecord)>,
     /// When each service handled each event id.
-    pub(super) handled: HashMap<(ServiceName, Uuid), DateTime<Utc>>,
+    pub(super) handled: HashMap<(ServiceName, Uuid), Handled>,
     /// Dead letters with one of the orders' correlation ids, by the service that gave up.
     pub(super) letters: Vec<(ServiceName, Letter)>,
     pub(super) queues: BTreeMap<ServiceName, QueueState>,
@@ -145,9 +164,11 @@ pub(super) async fn gather(sources: &Sources, map: &SagaMap, ids: &[Uuid]) -> Ev
     }));
     for (service, handled) in inboxes.await {
         match handled {
-            Ok(handled) => evidence
-                .handled
-                .extend(handled.into_iter().map(|(id, at)| ((service, id), at))),
+            Ok(handled) => evidence.handled.extend(
+                handled
+                    .into_iter()
+                    .map(|(id, handled)| ((service, id), handled)),
+            ),
             Err(note) => evidence.notes.push(note),
         }
     }
@@ -234,14 +255,22 @@ async fn handled_by(
     pool: &PgPool,
     service: ServiceName,
     event_ids: &[Uuid],
-) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
-    sqlx::query_as(
-        "SELECT message_id, handled_at FROM conveyor.inbox WHERE consumer = $1 AND message_id = ANY($2)",
+) -> sqlx::Result<Vec<(Uuid, Handled)>> {
+    let rows: Vec<(Uuid, DateTime<Utc>, Option<i32>)> = sqlx::query_as(
+        "SELECT message_id, handled_at, attempt FROM conveyor.inbox
+         WHERE consumer = $1 AND message_id = ANY($2)",
     )
     .bind(service.as_str())
     .bind(event_ids)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at, attempt)| {
+            let attempt = attempt.and_then(|n| u32::try_from(n).ok());
+            (id, Handled { at, attempt })
+        })
+        .collect())
 }
 
 /// Queue depths of every consuming service, and its dead letters of these orders.

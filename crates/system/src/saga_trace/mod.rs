@@ -87,6 +87,10 @@ pub struct Handling {
 pub enum Outcome {
     Handled {
         at: DateTime<Utc>,
+        /// Which delivery was handled: 1 the first, more after retries; none for events
+        /// handled before the inbox recorded it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
     },
     DeadLettered {
         kind: Option<String>,
@@ -98,14 +102,32 @@ pub enum Outcome {
     Pending,
 }
 
+/// What the step waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitAction {
+    /// The emitter's relay to send the event.
+    Publish,
+    /// The service to handle the event.
+    Handle,
+}
+
+impl std::fmt::Display for WaitAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Self::Publish => "publish",
+            Self::Handle => "handle",
+        })
+    }
+}
+
 /// The step an unfinished order waits on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Waiting {
     pub service: ServiceName,
     pub event_type: String,
     pub event_id: Uuid,
-    /// `handle` (the service to handle the event) or `publish` (its relay to send it).
-    pub action: &'static str,
+    pub action: WaitAction,
     pub since: DateTime<Utc>,
 }
 

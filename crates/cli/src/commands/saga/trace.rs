@@ -158,7 +158,13 @@ fn print_trace(trace: &Trace) {
 
 fn describe(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Handled { at } => format!("handled {}", at.format("%H:%M:%S%.3f")),
+        Outcome::Handled { at, attempt } => format!(
+            "handled {}{}",
+            at.format("%H:%M:%S%.3f"),
+            attempt
+                .filter(|n| *n > 1)
+                .map_or_else(String::new, |n| format!(" on attempt {n}"))
+        ),
         Outcome::DeadLettered {
             kind,
             error,
