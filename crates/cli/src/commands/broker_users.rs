@@ -29,12 +29,7 @@ pub(crate) fn script(users: &[BrokerUser], vhost: &str) -> String {
             text,
             "rabbitmqctl -q add_user {name} \"${variable}\" 2>/dev/null || rabbitmqctl -q change_password {name} \"${variable}\""
         );
-        let tags: Vec<String> = user
-            .tags
-            .split(',')
-            .filter(|tag| !tag.is_empty())
-            .map(quote)
-            .collect();
+        let tags: Vec<String> = tag_list(user).into_iter().map(quote).collect();
         let _ = writeln!(
             text,
             "rabbitmqctl -q set_user_tags {name} {}",
@@ -145,36 +140,35 @@ fn passwords_from_env(users: &[BrokerUser]) -> anyhow::Result<Vec<String>> {
 /// A missing password variable.
 pub(crate) fn definitions(users: &[BrokerUser], vhost: &str) -> anyhow::Result<Value> {
     let passwords = passwords_from_env(users)?;
-    let mut definitions = json!({ "users": [], "permissions": [], "topic_permissions": [] });
+    let (mut accounts, mut permissions, mut topic_permissions) = (vec![], vec![], vec![]);
     for (user, password) in users.iter().zip(passwords) {
-        let salt: [u8; 4] = rand_salt();
-        definitions["users"]
-            .as_array_mut()
-            .expect("users is an array")
-            .push(json!({
-                "name": user.name,
-                "password_hash": password_hash(salt, &password),
-                "hashing_algorithm": "rabbit_password_hashing_sha256",
-                "tags": user.tags.split(',').filter(|tag| !tag.is_empty()).collect::<Vec<_>>(),
-            }));
-        definitions["permissions"]
-            .as_array_mut()
-            .expect("permissions is an array")
-            .push(json!({
-                "user": user.name, "vhost": vhost,
-                "configure": user.configure, "write": user.write, "read": user.read,
-            }));
+        accounts.push(json!({
+            "name": user.name,
+            "password_hash": password_hash(random_salt(), &password),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": tag_list(user),
+        }));
+        permissions.push(json!({
+            "user": user.name, "vhost": vhost,
+            "configure": user.configure, "write": user.write, "read": user.read,
+        }));
         if let Some(topic) = &user.topic {
-            definitions["topic_permissions"]
-                .as_array_mut()
-                .expect("topic_permissions is an array")
-                .push(json!({
-                    "user": user.name, "vhost": vhost, "exchange": topic.exchange,
-                    "write": topic.write, "read": topic.read,
-                }));
+            topic_permissions.push(json!({
+                "user": user.name, "vhost": vhost, "exchange": topic.exchange,
+                "write": topic.write, "read": topic.read,
+            }));
         }
     }
-    Ok(definitions)
+    Ok(json!({
+        "users": accounts,
+        "permissions": permissions,
+        "topic_permissions": topic_permissions,
+    }))
+}
+
+/// The user's tags one by one (`BrokerUser::tags` is RabbitMQ's comma-separated form).
+fn tag_list(user: &BrokerUser) -> Vec<&str> {
+    user.tags.split(',').filter(|tag| !tag.is_empty()).collect()
 }
 
 /// RabbitMQ's `rabbit_password_hashing_sha256`: base64 of the salt followed by
@@ -191,7 +185,7 @@ fn password_hash(salt: [u8; 4], password: &str) -> String {
 
 /// Four bytes from the operating system's generator (a version 4 UUID's first bytes are
 /// all random).
-fn rand_salt() -> [u8; 4] {
+fn random_salt() -> [u8; 4] {
     let random = uuid::Uuid::new_v4();
     let bytes = random.as_bytes();
     [bytes[0], bytes[1], bytes[2], bytes[3]]
