@@ -143,6 +143,8 @@ impl Service {
             Verifier::from_jwks_url(format!("{}{}", config.users_url, auth::JWKS_PATH))
         });
         let http_slots = Arc::new(Semaphore::new(config.http_concurrency() as usize));
+        // The label of the request metrics and the request spans.
+        let service_name: Arc<str> = Arc::from(config.service.as_str());
         let router = parts
             .router
             .layer(axum::middleware::from_fn_with_state(
@@ -162,11 +164,11 @@ impl Service {
             )
             .route("/metrics", get(crate::metrics::render))
             .layer(axum::middleware::from_fn_with_state(
-                Arc::<str>::from(config.service.as_str()),
+                service_name.clone(),
                 crate::metrics::track_http,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                Arc::<str>::from(config.service.as_str()),
+                service_name,
                 request_span,
             ));
         tracing::info!(service = %config.service, port = listener.local_addr()?.port(), "Service started.");

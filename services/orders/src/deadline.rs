@@ -122,10 +122,8 @@ impl Watchdog {
         );
         Ok(overdue
             .iter()
-            .map(|(_, _, _, seconds)| SagaOutcome {
-                status: "cancelled",
-                reason: reason_text(CancelReason::DeadlinePassed),
-                seconds: *seconds,
+            .map(|(_, _, _, seconds)| {
+                SagaOutcome::cancelled(CancelReason::DeadlinePassed, *seconds)
             })
             .collect())
     }

@@ -76,6 +76,22 @@ pub(crate) struct SagaOutcome {
 }
 
 impl SagaOutcome {
+    pub(crate) fn confirmed(seconds: f64) -> Self {
+        Self {
+            status: "confirmed",
+            reason: String::new(),
+            seconds,
+        }
+    }
+
+    pub(crate) fn cancelled(reason: CancelReason, seconds: f64) -> Self {
+        Self {
+            status: "cancelled",
+            reason: reason_text(reason),
+            seconds,
+        }
+    }
+
     /// Counts it in `conveyor_saga_outcomes_total` and `conveyor_saga_duration_seconds`;
     /// call once its transaction committed.
     pub(crate) fn record(&self) {
@@ -111,11 +127,7 @@ pub(crate) async fn cancel(
         .fetch_optional(tx)
         .await?;
     Ok(cancelled.map(|(user_id, items, seconds)| Ended {
-        outcome: SagaOutcome {
-            status: "cancelled",
-            reason: reason_text(reason),
-            seconds,
-        },
+        outcome: SagaOutcome::cancelled(reason, seconds),
         event: OrderCancelledV1 {
             order_id,
             user_id,
@@ -146,11 +158,7 @@ pub(crate) async fn confirm(
     .fetch_optional(tx)
     .await?;
     Ok(row.map(|(user_id, total_cents, currency, seconds)| Ended {
-        outcome: SagaOutcome {
-            status: "confirmed",
-            reason: String::new(),
-            seconds,
-        },
+        outcome: SagaOutcome::confirmed(seconds),
         event: OrderConfirmedV1 {
             order_id,
             user_id,

@@ -80,8 +80,9 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Writes the users' definitions readable by the broker's own account (a container's
-/// `rabbitmq` user): they hold salted hashes, not passwords.
+/// Writes the users' definitions with the mode the umask gives: the broker's own account
+/// (a container's `rabbitmq` user) must read them, and they hold salted hashes, not
+/// passwords.
 fn write_user_definitions(users: &[BrokerUser], vhost: &str, path: &Path) -> anyhow::Result<()> {
     let definitions = broker_users::definitions(users, vhost)?;
     let text = serde_json::to_string_pretty(&definitions)? + "\n";

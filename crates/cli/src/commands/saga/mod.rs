@@ -78,17 +78,23 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
         .await
         .context("reading the services' records failed")?;
     progress.finish_and_clear();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
-    }
+    show(args.json, &report, print_report)?;
     anyhow::ensure!(
         report.found == 0,
         "{} discrepancies between orders and the other services' records: see `conveyor dlq list` \
          for the dead-lettered events that would have settled them, and replay them once their cause is fixed",
         report.found
     );
+    Ok(())
+}
+
+/// `report` as one JSON object with `--json`, else as the command's table.
+fn show<T: serde::Serialize>(json: bool, report: &T, table: fn(&T)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        table(report);
+    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use system::saga_map::SagaMap;
 use system::saga_trace::{self, Outcome, Sources, StuckReport, Trace};
 use uuid::Uuid;
 
-use super::connect;
+use super::{connect, show};
 use crate::commands::dlq::args::parse_age;
 use crate::terminal::printable;
 
@@ -50,22 +50,13 @@ pub(crate) async fn trace(args: TraceArgs) -> anyhow::Result<()> {
             args.order_id
         );
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&trace)?);
-    } else {
-        print_trace(&trace);
-    }
-    Ok(())
+    show(args.json, &trace, print_trace)
 }
 
 pub(crate) async fn stuck(args: StuckArgs) -> anyhow::Result<()> {
     let (sources, map) = sources(args.no_broker).await?;
     let report = saga_trace::stuck(&sources, &map, args.older_than, i64::from(args.limit)).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_stuck(&report);
-    }
+    show(args.json, &report, print_stuck)?;
     anyhow::ensure!(
         report.pending == 0,
         "{} orders pending for longer than {}s",
