@@ -2,6 +2,7 @@
 //! anything starts.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use conveyor::{AmqpConfig, Names};
 
@@ -34,7 +35,17 @@ pub struct ServiceConfig {
     pub names: Names,
     /// The users service, whose published keys verify every request's token.
     pub users_url: String,
+    /// How long the service may take to stop once asked (`SHUTDOWN_TIMEOUT`, seconds):
+    /// finishing requests and batches, then the outbox's last flush. What is still running
+    /// then is given up (nothing is lost: unacknowledged deliveries return to the queue and
+    /// unsent outbox rows are sent at the next start). Keep it below the orchestrator's
+    /// grace period before it kills the process.
+    pub shutdown_timeout: Duration,
 }
+
+/// The shutdown budget when `SHUTDOWN_TIMEOUT` is unset: below Kubernetes' default grace
+/// period (30 s) and the one docker-compose.yml sets.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Where users listens when nothing says otherwise (its default port).
 pub const DEFAULT_USERS_URL: &str = "http://127.0.0.1:8081";
@@ -60,7 +71,7 @@ impl ConfigError {
 
 impl ServiceConfig {
     /// Reads `<SERVICE>_DATABASE_URL`, `<SERVICE>_PORT`, `LISTEN_ADDR`, `<SERVICE>_AMQP_URL` or
-    /// `AMQP_URL`, and `USERS_URL`, with
+    /// `AMQP_URL`, `USERS_URL` and `SHUTDOWN_TIMEOUT`, with
     /// DESIGN.md's defaults.
     ///
     /// # Errors
@@ -90,6 +101,12 @@ impl ServiceConfig {
             1..=64,
             "a number from 1 to 64",
         )?;
+        let shutdown_timeout = parse_env_within(
+            "SHUTDOWN_TIMEOUT",
+            2..=3600,
+            "a number of seconds from 2 to 3600",
+        )?
+        .map_or(DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_secs);
         let listen_addr = parse_env(
             "LISTEN_ADDR",
             IpAddr::from([127, 0, 0, 1]),
@@ -108,6 +125,7 @@ impl ServiceConfig {
             users_url: std::env::var("USERS_URL")
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|_| DEFAULT_USERS_URL.to_owned()),
+            shutdown_timeout,
         })
     }
 }

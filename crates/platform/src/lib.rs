@@ -22,6 +22,7 @@ mod http;
 pub mod metrics;
 mod republish;
 mod service;
+mod tasks;
 pub mod telemetry;
 mod trace_context;
 
@@ -32,3 +33,4 @@ pub use database::{connect_or_create, is_loopback_host};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
 pub use republish::republish;
 pub use service::{BackgroundTask, Service, ServiceParts};
+pub use tasks::NamedTasks;

@@ -75,17 +75,29 @@ pub(crate) struct Sampled {
 pub(crate) async fn sample(sampled: Sampled, shutdown: Shutdown) {
     let mut broker: Option<lapin::Connection> = None;
     loop {
-        sample_outbox(&sampled).await;
-        sample_pool(&sampled);
-        if let Some((amqp, queue)) = &sampled.queue {
-            sample_lag(&sampled.service, amqp, queue, &mut broker).await;
+        tokio::select! {
+            () = sample_once(&sampled, &mut broker) => {}
+            () = shutdown.fired() => break,
         }
         if shutdown.sleep(SAMPLE_EVERY).await {
             break;
         }
     }
     if let Some(connection) = broker {
-        let _ = connection.close(200, "metrics stopped".into()).await;
+        let close = connection.close(200, "metrics stopped".into());
+        let _ = tokio::time::timeout(BROKER_WAIT, close).await;
+    }
+}
+
+/// The longest the sampler waits for the broker's answer; past it the connection is
+/// dropped and a new one opened next time.
+const BROKER_WAIT: Duration = Duration::from_secs(5);
+
+async fn sample_once(sampled: &Sampled, broker: &mut Option<lapin::Connection>) {
+    sample_outbox(sampled).await;
+    sample_pool(sampled);
+    if let Some((amqp, queue)) = &sampled.queue {
+        sample_lag(&sampled.service, amqp, queue, broker).await;
     }
 }
 
@@ -141,10 +153,20 @@ async fn sample_lag(
     let Some(connection) = broker else {
         return;
     };
-    if let Ok(declared) = conveyor::queue_depth(connection, queue).await {
-        metrics()
+    match tokio::time::timeout(BROKER_WAIT, conveyor::queue_depth(connection, queue)).await {
+        Ok(Ok(declared)) => metrics()
             .consumer_lag
             .with_label_values(&[service])
-            .set(i64::from(declared.message_count()));
+            .set(i64::from(declared.message_count())),
+        Ok(Err(_)) => {}
+        // A connection that answers nothing is of no use: the next sample opens another.
+        Err(_) => {
+            if let Some(stale) = broker.take() {
+                tokio::spawn(async move {
+                    let close = stale.close(200, "no answer".into());
+                    let _ = tokio::time::timeout(BROKER_WAIT, close).await;
+                });
+            }
+        }
     }
 }

@@ -13,17 +13,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use conveyor::{Consumer, ConsumerStats, OutboxRelay, Shutdown};
+use conveyor::{Consumer, ConsumerStats, OutboxRelay, RelayOptions, Shutdown};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::JoinError;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::auth::{self, Verifier};
 use crate::config::ServiceConfig;
 use crate::database::connect_or_create;
+use crate::tasks::NamedTasks;
 
 /// A long-running task of a service, stopped by the shutdown it is given.
 pub type BackgroundTask =
@@ -97,23 +99,79 @@ impl Service {
     }
 
     /// Serves until `shutdown` fires, then stops taking requests and deliveries, finishes
-    /// what is in hand, flushes the outbox and returns.
+    /// what is in hand, flushes the outbox and returns, all within the configured
+    /// `shutdown_timeout`. A part that ends before the shutdown (the HTTP server failing)
+    /// stops the others, and its error is returned.
     ///
     /// # Errors
-    /// When the HTTP server fails.
+    /// When a part of the service failed or stopped unexpectedly.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let service = self.config.service.clone();
+        let budget = self.config.shutdown_timeout;
+        // The relay stops last, on a signal of its own: what HTTP requests and the consumer's
+        // last batch wrote to the outbox is in its final flush.
+        let relay_budget = (budget / 2).min(RELAY_FLUSH_AT_MOST);
+        let relay = OutboxRelay::new(
+            self.pool.clone(),
+            self.config.amqp.clone(),
+            self.config.names.clone(),
+        )
+        .with_options(RelayOptions {
+            // Its last batches' confirms need the rest of the relay's share.
+            flush_timeout: relay_budget * 4 / 5,
+            ..RelayOptions::default()
+        });
+        let (stop_relay, relay_shutdown) = Shutdown::new();
+        let mut relay = tokio::spawn(relay.run(relay_shutdown));
+        // The parts stop on their own signal: the caller's, or one of them ending early.
+        let (stop_parts, stopping) = Shutdown::new();
+        let mut parts = self.spawn_parts(stopping);
+        let mut failure = None;
+        tokio::select! {
+            () = shutdown.fired() => {}
+            Some((part, ended)) = parts.join_next() => {
+                failure = Some(ended_early(&part, ended));
+            }
+        }
+        stop_parts.fire();
+        let deadline = Instant::now() + budget;
+        tracing::info!(service = %service, "Stopping: no new requests or deliveries; finishing those in hand.");
+        let given_up = parts
+            .join_until(deadline - relay_budget, |part, ended| {
+                if let Some(error) = failed(&part, ended) {
+                    failure.get_or_insert(error);
+                }
+            })
+            .await;
+        if !given_up.is_empty() {
+            tracing::warn!(service = %service, parts = ?given_up, budget_s = budget.as_secs_f64(),
+                "Gave up waiting for these parts to stop; their unacknowledged deliveries return to the queue.");
+        }
+        stop_relay.fire();
+        match tokio::time::timeout_at(deadline, &mut relay).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "The outbox relay ended abnormally."),
+            Err(_) => {
+                // Ending it closes its leader lock's session, so the next start takes over.
+                relay.abort();
+                tracing::warn!(service = %service,
+                    "The outbox's last flush did not finish in time; its unsent rows go out at the next start.");
+            }
+        }
+        tracing::info!(service = %service, "Service stopped.");
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Starts the HTTP server, the consumer, the metrics sampler and the background tasks,
+    /// each stopping when `stopping` fires.
+    fn spawn_parts(self, stopping: Shutdown) -> NamedTasks<anyhow::Result<()>> {
         let Self {
             config,
             pool,
             listener,
             parts,
         } = self;
-        let mut tasks = JoinSet::new();
-        // The relay stops last, on a signal of its own: what HTTP requests and the consumer's
-        // last batch wrote to the outbox is in its final flush.
-        let (stop_relay, relay_shutdown) = Shutdown::new();
-        let relay = OutboxRelay::new(pool.clone(), config.amqp.clone(), config.names.clone());
-        let relay = tokio::spawn(relay.run(relay_shutdown));
+        let mut tasks = NamedTasks::default();
         let consumer_stats = parts.consumer.as_ref().map(Consumer::stats);
         let sampled = crate::metrics::Sampled {
             service: config.service.clone(),
@@ -125,64 +183,114 @@ impl Service {
                 )
             }),
         };
-        tasks.spawn(crate::metrics::sample(sampled, shutdown.clone()));
+        let until_stopped = stopping.clone();
+        tasks.spawn("metrics sampler", async move {
+            crate::metrics::sample(sampled, until_stopped).await;
+            Ok(())
+        });
         if let Some(mut consumer) = parts.consumer {
             if let Some(workers) = config.consumer_workers {
                 consumer.set_workers(workers);
             }
-            tasks.spawn(consumer.run(config.amqp.clone(), pool.clone(), shutdown.clone()));
+            let consuming = consumer.run(config.amqp.clone(), pool.clone(), stopping.clone());
+            tasks.spawn("consumer", async move {
+                consuming.await;
+                Ok(())
+            });
         }
-        for task in parts.background {
-            tasks.spawn(task(shutdown.clone()));
+        for (index, task) in parts.background.into_iter().enumerate() {
+            let running = task(stopping.clone());
+            tasks.spawn(format!("background task {}", index + 1), async move {
+                running.await;
+                Ok(())
+            });
         }
-        let health = Arc::new(Health {
+        let router = http_router(
+            &config,
             pool,
-            consumer: consumer_stats,
-        });
-        let verifier = parts.verifier.unwrap_or_else(|| {
-            Verifier::from_jwks_url(format!("{}{}", config.users_url, auth::JWKS_PATH))
-        });
-        let http_slots = Arc::new(Semaphore::new(config.http_concurrency() as usize));
-        // The label of the request metrics and the request spans.
-        let service_name: Arc<str> = Arc::from(config.service.as_str());
-        let router = parts
-            .router
-            .layer(axum::middleware::from_fn_with_state(
-                verifier.clone(),
-                auth::require_token,
-            ))
-            .merge(parts.public.layer(axum::middleware::from_fn_with_state(
-                verifier,
-                auth::accept_token,
-            )))
-            .layer(axum::middleware::from_fn_with_state(http_slots, http_slot))
-            .merge(
-                Router::new()
-                    .route("/healthz", get(|| async { "ok" }))
-                    .route("/readyz", get(ready))
-                    .with_state(health),
-            )
-            .route("/metrics", get(crate::metrics::render))
-            .layer(axum::middleware::from_fn_with_state(
-                service_name.clone(),
-                crate::metrics::track_http,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                service_name,
-                request_span,
-            ));
-        tracing::info!(service = %config.service, port = listener.local_addr()?.port(), "Service started.");
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.fired().await })
-            .await;
-        while tasks.join_next().await.is_some() {}
-        stop_relay.fire();
-        if let Err(error) = relay.await {
-            tracing::error!(%error, "The outbox relay ended abnormally.");
+            consumer_stats,
+            parts.router,
+            parts.public,
+            parts.verifier,
+        );
+        match listener.local_addr() {
+            Ok(address) => {
+                tracing::info!(service = %config.service, port = address.port(), "Service started.");
+            }
+            Err(error) => {
+                tracing::warn!(service = %config.service, %error, "Service started; its port is unknown.")
+            }
         }
-        tracing::info!(service = %config.service, "Service stopped.");
-        served.context("the HTTP server failed")
+        tasks.spawn("HTTP server", async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stopping.fired().await })
+                .await
+                .context("the HTTP server failed")
+        });
+        tasks
     }
+}
+
+/// The longest share of the shutdown budget the outbox's last flush takes.
+const RELAY_FLUSH_AT_MOST: Duration = Duration::from_secs(10);
+
+/// Why a part that ended before the shutdown was asked for stops the service.
+fn ended_early(part: &str, ended: Result<anyhow::Result<()>, JoinError>) -> anyhow::Error {
+    failed(part, ended)
+        .unwrap_or_else(|| anyhow::anyhow!("the {part} stopped unexpectedly; stopping the service"))
+}
+
+/// The error a part ended with, if it did not end well.
+fn failed(part: &str, ended: Result<anyhow::Result<()>, JoinError>) -> Option<anyhow::Error> {
+    match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.context(format!("the {part} failed"))),
+        Err(panic) => Some(anyhow::anyhow!("the {part} panicked: {panic}")),
+    }
+}
+
+/// The service's routes behind authentication, HTTP slots, metrics and request spans,
+/// beside the health, readiness and metrics endpoints.
+fn http_router(
+    config: &ServiceConfig,
+    pool: PgPool,
+    consumer: Option<Arc<ConsumerStats>>,
+    router: Router,
+    public: Router,
+    verifier: Option<Arc<Verifier>>,
+) -> Router {
+    let health = Arc::new(Health { pool, consumer });
+    let verifier = verifier.unwrap_or_else(|| {
+        Verifier::from_jwks_url(format!("{}{}", config.users_url, auth::JWKS_PATH))
+    });
+    let http_slots = Arc::new(Semaphore::new(config.http_concurrency() as usize));
+    // The label of the request metrics and the request spans.
+    let service_name: Arc<str> = Arc::from(config.service.as_str());
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            verifier.clone(),
+            auth::require_token,
+        ))
+        .merge(public.layer(axum::middleware::from_fn_with_state(
+            verifier,
+            auth::accept_token,
+        )))
+        .layer(axum::middleware::from_fn_with_state(http_slots, http_slot))
+        .merge(
+            Router::new()
+                .route("/healthz", get(|| async { "ok" }))
+                .route("/readyz", get(ready))
+                .with_state(health),
+        )
+        .route("/metrics", get(crate::metrics::render))
+        .layer(axum::middleware::from_fn_with_state(
+            service_name.clone(),
+            crate::metrics::track_http,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            service_name,
+            request_span,
+        ))
 }
 
 /// How long a request waits for one of the service's HTTP slots before it is told to try

@@ -21,6 +21,7 @@ fn config_for(service: ServiceName, names: &Names) -> ServiceConfig {
         amqp: conveyor::AmqpConfig::new(conveyor::DEFAULT_AMQP_URL, service.as_str()),
         names: names.clone(),
         users_url: platform::config::DEFAULT_USERS_URL.to_owned(),
+        shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
     }
 }
 

@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use anyhow::Context;
 use conveyor::{AmqpConfig, Names, Shutdown};
-use platform::ServiceConfig;
-use tokio::task::JoinSet;
+use platform::{NamedTasks, ServiceConfig};
 
 use crate::roster::ServiceName;
 
@@ -34,6 +32,8 @@ pub struct SystemConfig {
     pub users: users_service::Settings,
     /// Where the users service is when it is not started here (`USERS_URL`).
     pub users_url: String,
+    /// How long each instance may take to stop (`SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: std::time::Duration,
 }
 
 impl SystemConfig {
@@ -49,6 +49,7 @@ impl SystemConfig {
         let mut http_concurrency = None;
         let mut consumer_workers = BTreeMap::new();
         let mut users_url = platform::config::DEFAULT_USERS_URL.to_owned();
+        let mut shutdown_timeout = platform::config::DEFAULT_SHUTDOWN_TIMEOUT;
         let mut service_amqp = BTreeMap::new();
         for service in ServiceName::all() {
             if let Some(amqp) = platform::config::own_amqp_from_env(service.as_str()) {
@@ -56,6 +57,7 @@ impl SystemConfig {
             }
             let config = ServiceConfig::from_env(service.as_str(), service.default_port())?;
             users_url = config.users_url;
+            shutdown_timeout = config.shutdown_timeout;
             database_urls.insert(service, config.database_url);
             ports.insert(service, config.port);
             listen_addr = config.listen_addr;
@@ -79,6 +81,7 @@ impl SystemConfig {
             shipping: shipping_service::Settings::from_env()?,
             users: users_service::Settings::from_env()?,
             users_url,
+            shutdown_timeout,
         })
     }
 
@@ -116,6 +119,7 @@ impl SystemConfig {
                 .named(format!("{service}-service-{}", replica + 1)),
             names: self.names.clone(),
             users_url: users_url.to_owned(),
+            shutdown_timeout: self.shutdown_timeout,
         }
     }
 }
@@ -137,7 +141,8 @@ pub fn run_admin() -> users_service::AdminAccount {
 pub struct Running {
     /// Base URLs of each started service's instances.
     pub urls: BTreeMap<ServiceName, Vec<String>>,
-    tasks: JoinSet<(String, anyhow::Result<()>)>,
+    /// One task per instance, named `payments`, `payments#2`, …
+    instances: NamedTasks<anyhow::Result<()>>,
 }
 
 impl Running {
@@ -157,19 +162,26 @@ impl Running {
             .collect()
     }
 
-    /// Waits until every service has stopped (after the shutdown fired).
+    /// Waits until every service has stopped (after the shutdown fired). Cancel-safe: after
+    /// a timeout, [`Running::still_running`] names the instances that have not stopped.
     ///
     /// # Errors
-    /// The first service that stopped with an error.
-    pub async fn wait(mut self) -> anyhow::Result<()> {
+    /// The first service that stopped with an error, or panicked.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
         let mut first_error = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            let (service, result) = joined.context("a service task panicked")?;
+        while let Some((instance, joined)) = self.instances.join_next().await {
+            let result =
+                joined.unwrap_or_else(|panic| Err(anyhow::anyhow!("it panicked: {panic}")));
             if let Err(error) = result {
-                first_error.get_or_insert(error.context(format!("{service} failed")));
+                first_error.get_or_insert(error.context(format!("{instance} failed")));
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The instances (`payments`, `payments#2`, …) that have not stopped.
+    pub fn still_running(&self) -> Vec<String> {
+        self.instances.running()
     }
 }
 
@@ -229,12 +241,16 @@ pub async fn start_replicas(
         }
     }
     let mut urls: BTreeMap<ServiceName, Vec<String>> = BTreeMap::new();
-    let mut tasks = JoinSet::new();
+    let mut instances = NamedTasks::default();
     for (service, runner) in built {
         let url = format!("http://{host}:{}", runner.port());
-        urls.entry(service).or_default().push(url);
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move { (service.to_string(), runner.run(shutdown).await) });
+        let replicas = urls.entry(service).or_default();
+        replicas.push(url);
+        let instance = match replicas.len() {
+            1 => service.to_string(),
+            nth => format!("{service}#{nth}"),
+        };
+        instances.spawn(instance, runner.run(shutdown.clone()));
     }
-    Ok(Running { urls, tasks })
+    Ok(Running { urls, instances })
 }

@@ -45,6 +45,11 @@ impl Broker {
             .join(",")
     }
 
+    /// The first node's AMQP listener.
+    pub fn first_address(&self) -> std::net::SocketAddr {
+        self.hosts[0].parse().expect("broker hosts are IP:port")
+    }
+
     /// The AMQP URL of `vhost` on every node for `user` with `password`.
     pub fn url_as(&self, user: &str, password: &str, vhost: &str) -> String {
         self.hosts

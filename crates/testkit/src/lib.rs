@@ -3,6 +3,7 @@
 //! each event asks (succeed, fail in a chosen way, panic).
 
 mod broker;
+mod frozen_link;
 
 use std::process::Command;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use broker::Broker;
+pub use frozen_link::FreezableLink;
 
 pub const SERVICE: &str = "ledger";
 pub const EVENT_TYPE: &str = "test.happened";
@@ -50,6 +52,7 @@ static FINISHED_SPANS: std::sync::OnceLock<opentelemetry_sdk::trace::InMemorySpa
 /// exported as each one ends, for [`finished_spans`].
 fn install_tracing() {
     use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
@@ -57,8 +60,15 @@ fn install_tracing() {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_simple_exporter(exporter)
             .build();
+        // TEST_LOG=<filter> (as RUST_LOG) prints the services' logs beside the test's output.
+        let logs = std::env::var("TEST_LOG").ok().map(|filter| {
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(tracing_subscriber::EnvFilter::new(filter))
+        });
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("conveyor-test")));
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("conveyor-test")))
+            .with(logs);
         // Another OpenTelemetry-backed subscriber (a service's) may be installed already.
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
@@ -134,6 +144,14 @@ impl TestEnv {
             pool,
             names: Names::default(),
         }
+    }
+
+    /// A link to the broker (its first node) that the test can freeze, and the AMQP
+    /// settings of this test's vhost through it.
+    pub async fn freezable_link(&self, connection_name: &str) -> (FreezableLink, AmqpConfig) {
+        let link = FreezableLink::start(self.broker.first_address()).await;
+        let url = format!("amqp://guest:guest@{}/{}", link.address(), self.vhost);
+        (link, AmqpConfig::new(url, connection_name))
     }
 
     /// Makes `user` on the broker with a new password and its permissions in this test's

@@ -247,10 +247,7 @@ async fn the_credit_limit_is_a_balance_across_orders_and_a_refund_frees_it() {
     system.wait_for_caches(&[&user], &[&sku], &ALL).await;
 
     // Five orders of 1000 at once against a limit of 3000: three fit, two must be declined.
-    let placed = futures_util::future::join_all(
-        (0..5).map(|_| system.place(&user, json!([{ "sku": sku, "quantity": 1 }]))),
-    )
-    .await;
+    let placed = system.place_at_once(&user, &sku, 5).await;
     let mut confirmed = Vec::new();
     for order in &placed {
         let id = order["id"].as_str().unwrap();

@@ -96,7 +96,9 @@ pub(crate) async fn start_with_own_broker_users(
     start_as(env, services, saga_timeout, names, service_amqp).await
 }
 
-async fn start_as(
+/// Starts `services` on `env` with `names`; the services in `service_amqp` connect with
+/// those settings instead of the test's vhost as guest.
+pub(crate) async fn start_as(
     env: TestEnv,
     services: &[&str],
     saga_timeout: Duration,
@@ -126,6 +128,7 @@ async fn start_as(
             ..users_service::Settings::default()
         },
         users_url: String::new(),
+        shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
     };
     let (stop, running, urls, api) = run_services(&config, services, &admin).await;
     System {
@@ -207,11 +210,17 @@ impl System {
     /// Stops every service as SIGTERM would; the test's broker and databases stay.
     pub(crate) async fn stop_services(&mut self) {
         self.stop.fire();
-        if let Some(running) = self.running.take() {
-            tokio::time::timeout(Duration::from_secs(30), running.wait())
-                .await
-                .expect("services stop within 30 s")
-                .unwrap();
+        // Each instance gives up what it waits for after its shutdown budget; the margin is
+        // for a busy machine.
+        let within = self.config.shutdown_timeout + Duration::from_secs(10);
+        if let Some(mut running) = self.running.take() {
+            match tokio::time::timeout(within, running.wait()).await {
+                Ok(stopped) => stopped.unwrap(),
+                Err(_) => panic!(
+                    "services still running {within:?} after the shutdown: {}",
+                    running.still_running().join(", ")
+                ),
+            }
         }
     }
 
@@ -339,6 +348,14 @@ impl System {
             )
             .await
             .unwrap()
+    }
+
+    /// `count` orders of one `sku` each for `user`, placed at once.
+    pub(crate) async fn place_at_once(&self, user: &str, sku: &str, count: usize) -> Vec<Value> {
+        futures_util::future::join_all(
+            (0..count).map(|_| self.place(user, json!([{ "sku": sku, "quantity": 1 }]))),
+        )
+        .await
     }
 
     /// Every order of `user`.

@@ -38,7 +38,7 @@ pub(crate) async fn run(load: GatewayLoad, json: bool) -> anyhow::Result<()> {
     let mut config = system::SystemConfig::from_env()?;
     let admin = config.for_own_run();
     let (stop, shutdown) = Shutdown::new();
-    let running = system::start(
+    let mut running = system::start(
         &config,
         &[ServiceName::Users, ServiceName::Inventory],
         shutdown.clone(),

@@ -51,7 +51,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.pool_size = config.pool_size.min((80 / instances).max(2));
     let (stop, shutdown) = Shutdown::new();
     let shutdown_gateway = shutdown.clone();
-    let running =
+    let mut running =
         system::start_replicas(&config, &[], usize::from(args.replicas), shutdown).await?;
     let progress = ProgressBar::new(args.orders as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} orders placed {per_sec} eta {eta}")

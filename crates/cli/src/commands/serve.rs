@@ -42,7 +42,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     eprintln!("Serving; Ctrl-C stops.");
-    if let Some(running) = running {
+    if let Some(mut running) = running {
         running.wait().await?;
     }
     if let Some(gateway) = gateway {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::{FutureExt, StreamExt};
-use lapin::Channel;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 
@@ -38,11 +38,19 @@ pub(crate) enum SessionError {
          alarm blocks publishers?); reconnecting, the batch will be delivered again"
     )]
     PublishTimeout(std::time::Duration),
+    #[error(
+        "the broker took longer than {0:?} to open the session (declare the topology, open \
+         the channels); reconnecting"
+    )]
+    SetupTimeout(std::time::Duration),
     #[error("the broker cancelled the consumer on {0}")]
     Cancelled(String),
     #[error("a worker stopped unexpectedly: {0}")]
     Worker(String),
 }
+
+/// The longest connecting, declaring the topology and opening the channels may take.
+const SESSION_SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const CLOSE_OK: u16 = 200;
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -53,28 +61,20 @@ pub(crate) async fn run_session(
     pool: &PgPool,
     shutdown: &Shutdown,
 ) -> Result<(), SessionError> {
-    let connection = amqp.connect().await?;
-    consumer.topology().declare(&connection).await?;
-    // Copies of failed deliveries go out on a connection of their own: a broker alarm
-    // blocks connections that publish, and the one that acknowledges must keep going.
-    let publishing = amqp
-        .named(format!(
-            "{} (retries and dead letters)",
-            amqp.connection_name()
-        ))
-        .connect()
-        .await?;
+    // A broker that accepts the connection and then answers nothing must not hold up a
+    // shutdown; a connection dropped half-open is closed by lapin.
+    let opening = tokio::time::timeout(SESSION_SETUP_TIMEOUT, open_session(consumer, amqp));
+    let (connection, publishing, channels) = tokio::select! {
+        opened = opening => opened.map_err(|_| SessionError::SetupTimeout(SESSION_SETUP_TIMEOUT))??,
+        () = shutdown.fired() => return Ok(()),
+    };
     let mut workers = JoinSet::new();
-    for index in 0..consumer.options.concurrency {
-        let channel = connection.create_channel().await?;
-        let failures =
-            ConfirmChannel::enable(publishing.create_channel().await?, &amqp.user()).await?;
+    for channels in channels {
         workers.spawn(work(
             Arc::clone(&consumer.registry),
             consumer.options.clone(),
             pool.clone(),
-            Channels { channel, failures },
-            index,
+            channels,
             shutdown.clone(),
         ));
     }
@@ -105,11 +105,63 @@ pub(crate) async fn run_session(
         .connected
         .store(false, Ordering::Relaxed);
     // A connection blocked by an alarm reads nothing, not even a close: do not wait on it.
-    for connection in [&connection, &publishing] {
-        let close = connection.close(CLOSE_OK, "consumer stopped".into());
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
-    }
+    let closing = [&connection, &publishing].map(|connection| {
+        tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            connection.close(CLOSE_OK, "consumer stopped".into()),
+        )
+    });
+    futures_util::future::join_all(closing).await;
     result
+}
+
+/// Connects, declares the topology and opens each worker's channels.
+async fn open_session(
+    consumer: &Consumer,
+    amqp: &AmqpConfig,
+) -> Result<(Connection, Connection, Vec<Channels>), SessionError> {
+    let connection = amqp.connect().await?;
+    consumer.topology().declare(&connection).await?;
+    // Copies of failed deliveries go out on a connection of their own: a broker alarm
+    // blocks connections that publish, and the one that acknowledges must keep going.
+    let publishing = amqp
+        .named(format!(
+            "{} (retries and dead letters)",
+            amqp.connection_name()
+        ))
+        .connect()
+        .await?;
+    let registry = &consumer.registry;
+    let queue = registry.names.service_queue(&registry.service);
+    let mut channels = Vec::with_capacity(consumer.options.concurrency);
+    for index in 0..consumer.options.concurrency {
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(consumer.options.prefetch, BasicQosOptions::default())
+            .await?;
+        let failures =
+            ConfirmChannel::enable(publishing.create_channel().await?, &amqp.user()).await?;
+        let tag = format!(
+            "{}-{index}-{}",
+            registry.service,
+            uuid::Uuid::new_v4().simple()
+        );
+        let deliveries = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channels.push(Channels {
+            channel,
+            failures,
+            deliveries,
+            tag,
+        });
+    }
+    Ok((connection, publishing, channels))
 }
 
 /// A worker's channels: one to consume and acknowledge on, one (on the publishing
@@ -117,6 +169,9 @@ pub(crate) async fn run_session(
 struct Channels {
     channel: Channel,
     failures: ConfirmChannel,
+    /// The deliveries of the service's queue, consumed with `tag`.
+    deliveries: lapin::Consumer,
+    tag: String,
 }
 
 async fn work(
@@ -124,28 +179,16 @@ async fn work(
     options: ConsumerOptions,
     pool: PgPool,
     channels: Channels,
-    index: usize,
     shutdown: Shutdown,
 ) -> Result<(), SessionError> {
-    let Channels { channel, failures } = channels;
-    channel
-        .basic_qos(options.prefetch, BasicQosOptions::default())
-        .await?;
+    let Channels {
+        channel,
+        failures,
+        mut deliveries,
+        tag,
+    } = channels;
     let mut settler = Settler::new(channel.clone(), failures, options.publish_timeout);
     let queue = registry.names.service_queue(&registry.service);
-    let tag = format!(
-        "{}-{index}-{}",
-        registry.service,
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut deliveries = channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
     loop {
         let first = tokio::select! {
             biased;
@@ -174,10 +217,12 @@ async fn work(
     // Stop taking deliveries; those prefetched but not handled return to the queue on close.
     // A broker that went away unnoticed answers nothing: no step waits on it for long.
     let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, cancel).await;
+    let answered = tokio::time::timeout(CLOSE_TIMEOUT, cancel).await.is_ok();
     settler.finish(CLOSE_TIMEOUT).await;
-    let close = channel.close(CLOSE_OK, "consumer shutting down".into());
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    if answered {
+        let close = channel.close(CLOSE_OK, "consumer shutting down".into());
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
     Ok(())
 }
 

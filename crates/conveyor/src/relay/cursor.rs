@@ -92,6 +92,17 @@ impl Cursor {
         }
     }
 
+    /// The next read looks everywhere: every missing id at once and the whole outbox from
+    /// the start. For the last flush, when a row committed out of order may sit behind
+    /// the cursor and no later read would find it.
+    pub(super) fn sweep(&mut self) {
+        let long_ago = Instant::now()
+            .checked_sub(FULL_READ_INTERVAL.max(RECHECK_INTERVAL))
+            .unwrap_or_else(Instant::now);
+        self.last_recheck = long_ago;
+        self.last_full_read = long_ago;
+    }
+
     /// Missing ids that turned up.
     pub(super) fn found(&mut self, ids: &[i64]) {
         for id in ids {
@@ -133,6 +144,23 @@ mod tests {
         cursor.read(0, &[250_000, 250_001, 250_003]);
         assert_eq!(cursor.due_rechecks(true), Some(vec![250_002]));
         assert_eq!(cursor.next_read(), 250_003);
+    }
+
+    #[test]
+    fn a_sweep_looks_up_every_missing_id_and_reads_from_the_start_at_once() {
+        let mut cursor = Cursor::new();
+        cursor.read(0, &[1, 3]);
+        cursor.read(3, &[4]);
+        assert_eq!(cursor.due_rechecks(false), Some(vec![2]));
+        assert_eq!(
+            cursor.due_rechecks(false),
+            None,
+            "throttled while rows come"
+        );
+        assert_eq!(cursor.next_read(), 4);
+        cursor.sweep();
+        assert_eq!(cursor.due_rechecks(false), Some(vec![2]));
+        assert_eq!(cursor.next_read(), 0);
     }
 
     #[test]

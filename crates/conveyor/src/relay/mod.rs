@@ -19,6 +19,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 mod cursor;
 mod election;
@@ -87,7 +88,7 @@ pub enum RelayError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error(
-        "the broker confirmed no batch within {0:?}: it may be blocked by a memory or disk alarm; the rows stay unsent and are tried again"
+        "the broker answered nothing within {0:?} (a batch's confirms, or opening the channel): it may be blocked by a memory or disk alarm; the rows stay unsent and are tried again"
     )]
     ConfirmTimeout(Duration),
 }
@@ -144,8 +145,10 @@ impl OutboxRelay {
         tracing::info!("This instance relays the outbox.");
         let (stop, stopping) = Shutdown::new();
         let work = Arc::new(Notify::new());
-        let listener = tokio::spawn(Arc::clone(&self).listen(Arc::clone(&work), stopping.clone()));
-        let cleanup = tokio::spawn(Arc::clone(&self).clean_up(stopping.clone()));
+        // Both end with the lead, however it ends (a set aborts its tasks when dropped).
+        let mut helpers = JoinSet::new();
+        helpers.spawn(Arc::clone(&self).listen(Arc::clone(&work), stopping.clone()));
+        helpers.spawn(Arc::clone(&self).clean_up(stopping.clone()));
         let relaying = self.relay_until_stopped(&work, &stopping);
         tokio::pin!(relaying);
         tokio::select! {
@@ -160,8 +163,7 @@ impl OutboxRelay {
                 relaying.await;
             }
         }
-        listener.abort();
-        cleanup.abort();
+        helpers.abort_all();
     }
 
     /// Runs the pipeline, opening it anew with backoff after a failure, until `stop` fires

@@ -21,6 +21,9 @@ use crate::shutdown::Shutdown;
 /// Batches published and not yet settled, at most.
 const BATCHES_IN_FLIGHT: usize = 4;
 
+/// The longest the broker may take to answer the connection's close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A published batch whose confirms are awaited.
 struct InFlight {
     rows: Vec<Pending>,
@@ -81,9 +84,14 @@ pub(super) async fn run(
     stop: &Shutdown,
 ) -> Result<(), RelayError> {
     let connection = relay.amqp.connect().await?;
-    let channel = ConfirmChannel::open(&connection, &relay.amqp.user())
-        .await
-        .map_err(PublishError::from)?;
+    let timeout = relay.options.confirm_timeout;
+    let channel = tokio::time::timeout(
+        timeout,
+        ConfirmChannel::open(&connection, &relay.amqp.user()),
+    )
+    .await
+    .map_err(|_| RelayError::ConfirmTimeout(timeout))?
+    .map_err(PublishError::from)?;
     let (to_settle, settling) = mpsc::channel(BATCHES_IN_FLIGHT);
     let (to_record, recording) = mpsc::channel(BATCHES_IN_FLIGHT);
     let shared = Shared::default();
@@ -92,7 +100,9 @@ pub(super) async fn run(
         confirm(relay, settling, to_record),
         record(relay, &shared, recording),
     );
-    let _ = connection.close(200, "relay stopped".into()).await;
+    // A broker under an alarm may not answer the close either.
+    let close = connection.close(200, "relay stopped".into());
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     result.map(drop)
 }
 
@@ -107,6 +117,7 @@ async fn read_and_publish(
     let mut cursor = Cursor::new();
     let mut flush_until = None;
     let mut after_idle = true;
+    let mut swept = false;
     loop {
         if stop.is_fired() {
             let until =
@@ -122,7 +133,14 @@ async fn read_and_publish(
         after_idle = rows.is_empty();
         if rows.is_empty() {
             if stop.is_fired() {
-                return Ok(());
+                if swept {
+                    return Ok(());
+                }
+                // Rows that committed out of order may sit behind the cursor, and the
+                // reader's usual rechecks come too late for a process about to stop.
+                cursor.sweep();
+                swept = true;
+                continue;
             }
             tokio::select! {
                 () = work.notified() => {}
