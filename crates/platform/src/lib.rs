@@ -34,3 +34,4 @@ pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
 pub use republish::republish;
 pub use service::{BackgroundTask, Service, ServiceParts};
 pub use tasks::NamedTasks;
+pub use trace_context::{continue_http_trace, trace_headers};

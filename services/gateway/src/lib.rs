@@ -358,12 +358,16 @@ async fn label_route(mut request: Request, next: axum::middleware::Next) -> Resp
     next.run(request).await
 }
 
+/// Runs each request in a span that continues the caller's `traceparent`, if it sends one;
+/// what the gateway sends on carries this span, so the services' spans are its children.
 async fn request_span(request: Request, next: axum::middleware::Next) -> Response {
     let span = tracing::info_span!(
         "gateway request",
+        service = "gateway",
         method = %request.method(),
         path = %request.uri().path(),
         otel.kind = "server",
     );
+    platform::continue_http_trace(&span, request.headers());
     next.run(request).instrument(span).await
 }

@@ -54,6 +54,13 @@ pub(crate) async fn forward(
     let url = format!("{}{path_and_query}", upstreams.url(service));
     let mut headers = HeaderMap::new();
     copy_headers(&parts.headers, &mut headers);
+    // The service continues the gateway's span, itself a child of the caller's.
+    let trace = platform::trace_headers();
+    if !trace.is_empty() {
+        headers.remove("traceparent");
+        headers.remove("tracestate");
+        headers.extend(trace);
+    }
     if let Ok(address) = client_address.to_string().parse() {
         headers.append(HeaderName::from_static("x-forwarded-for"), address);
     }

@@ -65,6 +65,7 @@ impl Aggregator {
             let answer = upstreams
                 .client
                 .get(format!("{}{path}", upstreams.url(service)))
+                .headers(platform::trace_headers())
                 .header(header::AUTHORIZATION, authorization)
                 .send()
                 .await?;

@@ -55,7 +55,22 @@ impl RunningGateway {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// As [`RunningGateway::call`], with `headers` added.
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -97,13 +112,19 @@ async fn settings_for(system: &System, replace: &[(&str, &str)]) -> api_gateway:
     }
 }
 
-#[tokio::test]
-async fn every_route_works_through_the_gateway_with_a_token() {
-    let system = start(&ALL, Duration::from_secs(60)).await;
+/// `services` and a gateway in front of them, with an admin's token for the gateway.
+async fn behind_a_gateway(services: &[&str]) -> (System, RunningGateway, String) {
+    let system = start(services, Duration::from_secs(60)).await;
     let gateway = RunningGateway::start(settings_for(&system, &[]).await).await;
     let admin = gateway
         .token(&system.admin.email, &system.admin.password)
         .await;
+    (system, gateway, admin)
+}
+
+#[tokio::test]
+async fn every_route_works_through_the_gateway_with_a_token() {
+    let (system, gateway, admin) = behind_a_gateway(&ALL).await;
     let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
     let sign_up = json!({
         "email": email, "name": "Via Gateway", "password": "a long enough password",
@@ -535,11 +556,7 @@ fn product_event(data: Value) -> Value {
 
 #[tokio::test]
 async fn an_event_over_http_is_on_the_broker_when_it_is_accepted_and_accepted_once() {
-    let system = start(&["users"], Duration::from_secs(60)).await;
-    let gateway = RunningGateway::start(settings_for(&system, &[]).await).await;
-    let admin = gateway
-        .token(&system.admin.email, &system.admin.password)
-        .await;
+    let (system, gateway, admin) = behind_a_gateway(&["users"]).await;
     let grant = json!({ "name": "warehouse feed", "scopes": ["events:publish"], "event_types": ["product.updated"] });
     let (status, _, client) = gateway
         .call(
@@ -632,6 +649,48 @@ async fn an_event_over_http_is_on_the_broker_when_it_is_accepted_and_accepted_on
     assert!(
         later.iter().all(|event| event["type"] != "product.updated"),
         "nothing refused was published: {later:?}"
+    );
+    gateway.stop().await;
+    system.stop().await;
+}
+
+/// An order placed through the gateway is one trace from the caller's span on: the
+/// gateway's span continues the caller's `traceparent`, and the service it sends the
+/// request to continues the gateway's span.
+#[tokio::test]
+async fn an_order_placed_through_the_gateway_is_one_trace_from_the_callers_span() {
+    let (system, gateway, admin) = behind_a_gateway(&ALL).await;
+    let (user, sku) = system.customer_and_product(900, 10).await;
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!("00-{trace_id}-0102030405060708-01");
+    let order = json!({ "user_id": user, "items": [{ "sku": sku, "quantity": 1 }] });
+    let (status, _, placed) = gateway
+        .call_with(
+            Method::POST,
+            "/api/orders",
+            Some(&admin),
+            Some(&order),
+            &[("traceparent", traceparent.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order_id = placed["id"].as_str().unwrap();
+    assert_eq!(system.final_order(order_id).await["status"], "confirmed");
+
+    let spans = crate::tracing::spans_of(&trace_id, |spans| {
+        crate::tracing::handlers(spans).len() == 4
+    })
+    .await;
+    let at_gateway = spans
+        .iter()
+        .find(|span| span.name == "gateway request")
+        .expect("the gateway's span is in the caller's trace");
+    assert_eq!(at_gateway.parent_span_id.to_string(), "0102030405060708");
+    let at_orders = spans.iter().find(|span| span.name == "request").unwrap();
+    assert_eq!(
+        at_orders.parent_span_id,
+        at_gateway.span_context.span_id(),
+        "orders' request span is a child of the gateway's"
     );
     gateway.stop().await;
     system.stop().await;

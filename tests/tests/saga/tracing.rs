@@ -109,7 +109,7 @@ async fn one_trace_follows_an_order_through_every_service() {
 }
 
 /// Finished spans of `trace_id`, waiting until `enough` says they are all in.
-async fn spans_of(
+pub(crate) async fn spans_of(
     trace_id: &str,
     enough: impl Fn(&[opentelemetry_sdk::trace::SpanData]) -> bool,
 ) -> Vec<opentelemetry_sdk::trace::SpanData> {
@@ -134,7 +134,7 @@ fn attribute(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<Str
 }
 
 /// Each service that handled an event of the spans.
-fn handlers(spans: &[opentelemetry_sdk::trace::SpanData]) -> Vec<String> {
+pub(crate) fn handlers(spans: &[opentelemetry_sdk::trace::SpanData]) -> Vec<String> {
     let mut services: Vec<String> = spans
         .iter()
         .filter(|span| span.name == "handle")
