@@ -128,6 +128,15 @@ pub fn help(about: &About) -> String {
             "address the HTTP API listens on [default: 127.0.0.1]".to_owned(),
         ),
         (
+            "SHUTDOWN_TIMEOUT".to_owned(),
+            format!(
+                "seconds a stop may take (SIGTERM or Ctrl-C): requests and batches in hand are \
+                 finished, then the outbox is flushed; what still waits on a broker or database \
+                 that does not answer is given up, losing nothing [default: {}]",
+                crate::config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs()
+            ),
+        ),
+        (
             "USERS_URL".to_owned(),
             format!(
                 "the users service: every request's bearer token is checked against the keys it publishes at {}, fetched again at most every 10 s for an unknown key [default: {}]",

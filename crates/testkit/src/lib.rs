@@ -700,6 +700,7 @@ pub fn check_service_binary(binary: &str, service: &str) {
         format!("{prefix}_DATABASE_URL"),
         format!("{prefix}_PORT"),
         "LISTEN_ADDR".to_owned(),
+        "SHUTDOWN_TIMEOUT".to_owned(),
     ] {
         assert!(
             text.contains(&variable),
