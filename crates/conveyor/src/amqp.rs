@@ -162,6 +162,13 @@ impl std::fmt::Debug for AmqpConfig {
     }
 }
 
+/// Closes `connection`, waiting at most `limit` for the broker's answer: a broker under a
+/// memory or disk alarm, or one that went silent, may never give one.
+pub async fn close_within(connection: &Connection, reason: &str, limit: Duration) {
+    let close = connection.close(200, reason.into());
+    let _ = tokio::time::timeout(limit, close).await;
+}
+
 /// Asks for `queue`'s counts without creating it. A missing queue closes `channel` with
 /// NOT_FOUND (see [`is_not_found`]).
 ///

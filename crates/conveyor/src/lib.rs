@@ -41,8 +41,8 @@ mod topology;
 mod trace_context;
 
 pub use amqp::{
-    AmqpConfig, ConnectError, DEFAULT_AMQP_URL, declare_passive, is_not_found, queue_depth,
-    redact_url,
+    AmqpConfig, ConnectError, DEFAULT_AMQP_URL, close_within, declare_passive, is_not_found,
+    queue_depth, redact_url,
 };
 pub use backoff::Backoff;
 pub use consumer::{

@@ -84,8 +84,7 @@ pub(crate) async fn sample(sampled: Sampled, shutdown: Shutdown) {
         }
     }
     if let Some(connection) = broker {
-        let close = connection.close(200, "metrics stopped".into());
-        let _ = tokio::time::timeout(BROKER_WAIT, close).await;
+        conveyor::close_within(&connection, "metrics stopped", BROKER_WAIT).await;
     }
 }
 
@@ -163,8 +162,7 @@ async fn sample_lag(
         Err(_) => {
             if let Some(stale) = broker.take() {
                 tokio::spawn(async move {
-                    let close = stale.close(200, "no answer".into());
-                    let _ = tokio::time::timeout(BROKER_WAIT, close).await;
+                    conveyor::close_within(&stale, "no answer", BROKER_WAIT).await;
                 });
             }
         }

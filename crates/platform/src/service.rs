@@ -183,27 +183,22 @@ impl Service {
                 )
             }),
         };
-        let until_stopped = stopping.clone();
-        tasks.spawn("metrics sampler", async move {
-            crate::metrics::sample(sampled, until_stopped).await;
-            Ok(())
-        });
+        tasks.spawn(
+            "metrics sampler",
+            ends_well(crate::metrics::sample(sampled, stopping.clone())),
+        );
         if let Some(mut consumer) = parts.consumer {
             if let Some(workers) = config.consumer_workers {
                 consumer.set_workers(workers);
             }
             let consuming = consumer.run(config.amqp.clone(), pool.clone(), stopping.clone());
-            tasks.spawn("consumer", async move {
-                consuming.await;
-                Ok(())
-            });
+            tasks.spawn("consumer", ends_well(consuming));
         }
         for (index, task) in parts.background.into_iter().enumerate() {
-            let running = task(stopping.clone());
-            tasks.spawn(format!("background task {}", index + 1), async move {
-                running.await;
-                Ok(())
-            });
+            tasks.spawn(
+                format!("background task {}", index + 1),
+                ends_well(task(stopping.clone())),
+            );
         }
         let router = http_router(
             &config,
@@ -233,6 +228,12 @@ impl Service {
 
 /// The longest share of the shutdown budget the outbox's last flush takes.
 const RELAY_FLUSH_AT_MOST: Duration = Duration::from_secs(10);
+
+/// A part that cannot fail, as one that ends well.
+async fn ends_well(part: impl Future<Output = ()>) -> anyhow::Result<()> {
+    part.await;
+    Ok(())
+}
 
 /// Why a part that ended before the shutdown was asked for stops the service.
 fn ended_early(part: &str, ended: Result<anyhow::Result<()>, JoinError>) -> anyhow::Error {

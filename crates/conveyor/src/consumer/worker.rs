@@ -16,7 +16,7 @@ use super::db_error;
 use super::outcome::Outcome;
 use super::settle::Settler;
 use super::{Consumer, ConsumerOptions, DeadLetterKind, Registry};
-use crate::amqp::{AmqpConfig, ConnectError};
+use crate::amqp::{AmqpConfig, ConnectError, close_within};
 use crate::backoff::Backoff;
 use crate::publisher::{ConfirmChannel, PublishError};
 use crate::shutdown::Shutdown;
@@ -105,13 +105,10 @@ pub(crate) async fn run_session(
         .connected
         .store(false, Ordering::Relaxed);
     // A connection blocked by an alarm reads nothing, not even a close: do not wait on it.
-    let closing = [&connection, &publishing].map(|connection| {
-        tokio::time::timeout(
-            CLOSE_TIMEOUT,
-            connection.close(CLOSE_OK, "consumer stopped".into()),
-        )
-    });
-    futures_util::future::join_all(closing).await;
+    futures_util::join!(
+        close_within(&connection, "consumer stopped", CLOSE_TIMEOUT),
+        close_within(&publishing, "consumer stopped", CLOSE_TIMEOUT),
+    );
     result
 }
 

@@ -100,9 +100,7 @@ pub(super) async fn run(
         confirm(relay, settling, to_record),
         record(relay, &shared, recording),
     );
-    // A broker under an alarm may not answer the close either.
-    let close = connection.close(200, "relay stopped".into());
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    crate::amqp::close_within(&connection, "relay stopped", CLOSE_TIMEOUT).await;
     result.map(drop)
 }
 
