@@ -5,8 +5,11 @@
 //! # Layout
 //!
 //! - `catalog`: every schema file, compiled in, with its type and version.
-//! - `contract`: validation of an event's data against its schema; plugs into the runtime's
-//!   outbox, publisher and consumer as a [`conveyor::Contract`].
+//! - `contract`: validation of an event's data against its schema, with integers written as
+//!   JSON integers within i64 and money under its ceilings; plugs into the runtime's outbox,
+//!   publisher and consumer as a [`conveyor::Contract`]. HTTP ingest also checks the whole
+//!   envelope (`EventContract::validate_event`).
+//! - `money`: the ceilings on amounts of money, and which event fields they hold.
 //! - `compat`: which schema changes break existing producers or consumers.
 //! - `publishers`: who may publish each event type (its owner, and HTTP ingest for a few).
 //! - `asyncapi`: the AsyncAPI 3.0 document of the events and who sends and receives them.
@@ -33,7 +36,7 @@ mod yaml;
 use serde::Serialize;
 
 pub use catalog::{ENVELOPE_SCHEMA, SCHEMAS, SchemaFile, schema_for};
-pub use contract::{ContractError, EventContract, Violation};
+pub use contract::{ContractError, EventContract, EventViolations, FieldViolation, Violation};
 pub use yaml::to_yaml;
 
 pub use conveyor::Event;

@@ -162,3 +162,84 @@ async fn a_publisher_with_the_contract_refuses_a_bad_event_before_it_is_sent() {
     assert_eq!(sent.len(), 1, "only the good event left the producer");
     assert_eq!(sent[0].data, good.to_bytes());
 }
+
+/// Integers JSON Schema accepts but the Rust types cannot read (`2.0`, `-0`, 2^63), and money
+/// past its ceiling, are dead-lettered as `schema` by the contract's check with its message,
+/// before the handler; none is applied, the valid event is.
+#[tokio::test]
+async fn a_consumer_dead_letters_integers_its_types_cannot_read_and_money_past_its_ceiling() {
+    let env = TestEnv::new().await;
+    let consumer = Consumer::builder(SERVICE)
+        .handler(RecordOrder)
+        .contract(EventContract::shared().unwrap())
+        .build()
+        .unwrap();
+    env.declare(&consumer.topology()).await;
+    let (stop, shutdown) = Shutdown::new();
+    let running = tokio::spawn(consumer.run(env.amqp.clone(), env.pool.clone(), shutdown));
+    // Each bad event with the field at fault; read from text, as a consumer reads it.
+    let bad: Vec<(conveyor::Envelope, &str)> = [
+        ("items", "quantity", "2.0", "/items/0/quantity"),
+        (
+            "items",
+            "unit_price_cents",
+            "-0",
+            "/items/0/unit_price_cents",
+        ),
+        ("", "total_cents", "9223372036854775808", "/total_cents"),
+        ("", "total_cents", "1000000000001", "/total_cents"),
+    ]
+    .into_iter()
+    .map(|(list, field, literal, at)| {
+        let mut event = envelope("orders", &OrderCreatedV1::sample());
+        if list.is_empty() {
+            event.data[field] = serde_json::json!("__LITERAL__");
+        } else {
+            event.data[list][0][field] = serde_json::json!("__LITERAL__");
+        }
+        let text = String::from_utf8(event.to_bytes())
+            .unwrap()
+            .replace("\"__LITERAL__\"", literal);
+        (conveyor::Envelope::from_bytes(text.as_bytes()).unwrap(), at)
+    })
+    .collect();
+    let valid = envelope("orders", &OrderCreatedV1::sample());
+
+    for (event, _) in &bad {
+        env.publish(event).await;
+    }
+    env.publish(&valid).await;
+
+    env.wait_for_handled(1, Duration::from_secs(15)).await;
+    let dead_letter_queue = env.names.dead_letter_queue(SERVICE);
+    let wait = async {
+        while env.queue_len(&dead_letter_queue).await < 4 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait)
+        .await
+        .expect("four dead letters");
+    stop.fire();
+    running.await.unwrap();
+    let dead = env.drain(&dead_letter_queue).await;
+    assert_eq!(dead.len(), 4);
+    for (event, at) in &bad {
+        let letter = dead
+            .iter()
+            .find(|d| d.data == event.to_bytes())
+            .unwrap_or_else(|| panic!("no dead letter for {at}"));
+        let table = letter.properties.headers().clone().unwrap_or_default();
+        let kind = headers::get_str(&table, headers::ERROR_KIND).unwrap_or_default();
+        let error = headers::get_str(&table, headers::ERROR).unwrap_or_default();
+        assert_eq!(kind, "schema", "{at}: {error}");
+        let by_the_contract = error.starts_with("order.created v1 is invalid: ")
+            && error.contains(&format!("{at}: "));
+        assert!(
+            by_the_contract,
+            "{at}: the contract's check, not the decoder, refuses it: {error}"
+        );
+        assert!(!error.contains("invalid type"), "{at}: {error}");
+    }
+    assert_eq!(env.handled_and_distinct().await, (1, 1));
+}

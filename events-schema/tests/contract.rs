@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use events_schema::inventory::*;
+use events_schema::money::{CEILINGS, MAX_PRICE_CENTS, MAX_TOTAL_CENTS};
 use events_schema::orders::*;
 use events_schema::payments::*;
 use events_schema::products::*;
@@ -290,4 +291,337 @@ fn unknown_versions_and_types_are_refused_with_a_clear_reason() {
     );
     assert!(matches!(unknown, Violation::UnknownType { .. }));
     assert!(matches!(mismatched, Violation::MismatchedSchema { .. }));
+}
+
+/// `data` with `field` (`price_cents`, or `items[].unit_price_cents` for every item) written
+/// as the JSON text `literal`, and read back from text as a consumer reads it: `-0`, `1.0`
+/// and `1e3` stay floats, 2^63 an unsigned integer.
+fn written_as(data: &Value, field: &str, literal: &str) -> Value {
+    let mut data = data.clone();
+    set(&mut data, field, json!("__LITERAL__"));
+    let text = serde_json::to_string(&data)
+        .unwrap()
+        .replace("\"__LITERAL__\"", literal);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn set(data: &mut Value, field: &str, value: Value) {
+    match field.split_once("[].") {
+        Some((list, rest)) => {
+            for item in data[list].as_array_mut().unwrap() {
+                set(item, rest, value.clone());
+            }
+        }
+        None => data[field] = value,
+    }
+}
+
+/// 2^63, one past i64.
+const TWO_TO_THE_63: &str = "9223372036854775808";
+
+/// JSON Schema calls `1.0`, `-0`, `-0.0`, `1e3` and 2^63 integers; the Rust types read none
+/// of them. The contract refuses them, naming the field, so a consumer dead-letters them as
+/// `schema` instead of failing in its handler.
+#[test]
+fn integers_are_refused_unless_written_as_json_integers_within_i64() {
+    let contract = EventContract::new().unwrap();
+    let product = serde_json::to_value(ProductUpdatedV1::sample()).unwrap();
+    for literal in ["1.0", "-0", "-0.0", "1e3", "2.0e0", TWO_TO_THE_63] {
+        let data = written_as(&product, "price_cents", literal);
+        assert!(
+            serde_json::from_value::<ProductUpdatedV1>(data.clone()).is_err(),
+            "{literal}: the Rust type reads it, so this rule is not needed for it"
+        );
+
+        let error = contract
+            .validate("product.updated", "1", &data)
+            .unwrap_err()
+            .to_string();
+
+        assert!(
+            error.starts_with("product.updated v1 is invalid: /price_cents: "),
+            "{literal}: {error}"
+        );
+        assert!(!error.contains("/version"), "{literal}: {error}");
+    }
+    let error = contract
+        .validate(
+            "product.updated",
+            "1",
+            &written_as(&product, "price_cents", "1.0"),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("1.0 is not written as an integer"),
+        "{error}"
+    );
+    let error = contract
+        .validate(
+            "product.updated",
+            "1",
+            &written_as(&product, "price_cents", TWO_TO_THE_63),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("9223372036854775808 is greater than 9223372036854775807"),
+        "{error}"
+    );
+    // Not only money: every field the schema types as integer, in lists too.
+    let error = contract
+        .validate(
+            "product.updated",
+            "1",
+            &written_as(&product, "version", "2.0"),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/version: 2.0 is not written as an integer"),
+        "{error}"
+    );
+    let order = serde_json::to_value(OrderCreatedV1::sample()).unwrap();
+    let error = contract
+        .validate(
+            "order.created",
+            "1",
+            &written_as(&order, "items[].quantity", "-0"),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/items/0/quantity: -0.0 is not written as an integer"),
+        "{error}"
+    );
+    // A fraction is the schema's own `type` error, reported once.
+    let error = contract
+        .validate(
+            "product.updated",
+            "1",
+            &written_as(&product, "price_cents", "1.5"),
+        )
+        .unwrap_err();
+    let Violation::Invalid { errors, .. } = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("is not of type \"integer\""),
+        "{errors:?}"
+    );
+    // Integers written as integers pass, as far as i64 goes.
+    for literal in ["0", "1", "1450"] {
+        contract
+            .validate(
+                "product.updated",
+                "1",
+                &written_as(&product, "price_cents", literal),
+            )
+            .unwrap_or_else(|e| panic!("{literal}: {e}"));
+    }
+}
+
+/// The README's money ceilings, which the v1 schemas do not carry as `maximum`, hold for
+/// every money field (the list is `money::CEILINGS`): the ceiling passes, one more is
+/// refused, and so is 2^63 - 1; below zero the schemas' `minimum` refuses.
+#[test]
+fn every_money_field_is_held_to_its_ceiling() {
+    let contract = EventContract::new().unwrap();
+    assert_eq!(CEILINGS.len(), 11, "{CEILINGS:?}");
+    for ceiling in CEILINGS {
+        let (_, _, _, sample) = typed_events()
+            .into_iter()
+            .find(|(t, v, _, _)| *t == ceiling.event_type && *v == ceiling.version)
+            .unwrap_or_else(|| panic!("{ceiling:?} has no Rust type"));
+        let data = sample();
+        let version = ceiling.version.to_string();
+        let check = |value: i64| {
+            let data = written_as(&data, ceiling.field, &value.to_string());
+            contract.validate(ceiling.event_type, &version, &data)
+        };
+
+        check(ceiling.max).unwrap_or_else(|e| panic!("{ceiling:?}: the ceiling itself: {e}"));
+        for above in [ceiling.max + 1, i64::MAX] {
+            let error = check(above).unwrap_err().to_string();
+            let expected = format!("{above} is greater than the ceiling of {}", ceiling.max);
+            assert!(error.contains(&expected), "{ceiling:?}: {error}");
+        }
+        let error = check(-1).unwrap_err().to_string();
+        assert!(
+            error.contains("-1 is less than the minimum of 0"),
+            "{ceiling:?}: {error}"
+        );
+    }
+    let product = serde_json::to_value(ProductUpdatedV1::sample()).unwrap();
+    for (literal, allowed) in [
+        ("10000000000", true),
+        ("10000000001", false),
+        ("1000000000001", false),
+        ("9223372036854775807", false),
+        ("-1", false),
+    ] {
+        let data = written_as(&product, "price_cents", literal);
+        let checked = contract.validate("product.updated", "1", &data);
+        assert_eq!(checked.is_ok(), allowed, "{literal}: {checked:?}");
+    }
+    assert_eq!(MAX_PRICE_CENTS, 10_000_000_000);
+    let order = serde_json::to_value(OrderCreatedV1::sample()).unwrap();
+    let price = (MAX_PRICE_CENTS + 1).to_string();
+    let error = contract
+        .validate(
+            "order.created",
+            "1",
+            &written_as(&order, "items[].unit_price_cents", &price),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/items/0/unit_price_cents: 10000000001 is greater than"),
+        "{error}"
+    );
+    let total = (MAX_TOTAL_CENTS + 1).to_string();
+    let error = contract
+        .validate(
+            "order.created",
+            "1",
+            &written_as(&order, "total_cents", &total),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/total_cents: 1000000000001 is greater than the ceiling of 1000000000000"),
+        "{error}"
+    );
+}
+
+/// A consumer checks an envelope as it reads it from bytes: a `-0` there is a float.
+#[test]
+fn the_consumers_check_refuses_what_the_rust_types_cannot_read() {
+    use conveyor::Contract;
+    let contract = EventContract::new().unwrap();
+    let mut event = events_schema::envelope("inventory", &ProductUpdatedV1::sample());
+    event.data = json!("__DATA__");
+    let text = String::from_utf8(event.to_bytes()).unwrap();
+    for literal in ["-0", "1.0", "1e3", TWO_TO_THE_63, "1000000000001"] {
+        let data = format!(
+            r#"{{"sku": "MUG-1", "name": "Mug", "price_cents": {literal},
+                "currency": "EUR", "version": 2}}"#
+        );
+        let body = text.replace("\"__DATA__\"", &data);
+        let envelope = conveyor::Envelope::from_bytes(body.as_bytes()).unwrap();
+
+        let error = contract.check(&envelope).unwrap_err().message;
+
+        assert!(error.contains("/price_cents: "), "{literal}: {error}");
+    }
+}
+
+/// The README's ingest example, as a producing system outside Rust would send it.
+fn outside_event(data: Value) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": "6f0f7b3e-8d1c-4c5e-9f57-2b7e1d0c9a11",
+        "source": "/services/warehouse-feed",
+        "type": "product.updated",
+        "time": "2026-11-27T08:00:00Z",
+        "datacontenttype": "application/json",
+        "correlationid": "6f0f7b3e-8d1c-4c5e-9f57-2b7e1d0c9a11",
+        "data": data,
+    })
+}
+
+/// The fields a whole event is refused for, sorted.
+fn refused_fields(contract: &EventContract, event: &Value) -> Vec<String> {
+    let mut fields: Vec<String> = contract
+        .validate_event(event)
+        .err()
+        .map(|refusal| refusal.violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
+#[test]
+fn a_whole_event_is_checked_envelope_and_data_naming_each_field() {
+    let contract = EventContract::new().unwrap();
+    let data = serde_json::to_value(ProductUpdatedV1::sample()).unwrap();
+    let event = outside_event(data.clone());
+    contract.validate_event(&event).unwrap();
+    let runtime = events_schema::envelope("inventory", &ProductUpdatedV1::sample());
+    let runtime = serde_json::to_value(runtime).unwrap();
+    contract.validate_event(&runtime).unwrap();
+
+    let mut bad_source = event.clone();
+    bad_source["source"] = json!("warehouse-feed");
+    let refusal = contract.validate_event(&bad_source).unwrap_err();
+    assert_eq!(refused_fields(&contract, &bad_source), ["source"]);
+    assert!(
+        refusal
+            .to_string()
+            .contains("source: \"warehouse-feed\" does not match \"^/services/[a-z][a-z0-9-]*$\""),
+        "{refusal}"
+    );
+    let mut no_specversion = event.clone();
+    no_specversion
+        .as_object_mut()
+        .unwrap()
+        .remove("specversion");
+    assert_eq!(refused_fields(&contract, &no_specversion), ["specversion"]);
+    let mut upper_case_id = event.clone();
+    upper_case_id["id"] = json!("6F0F7B3E-8D1C-4C5E-9F57-2B7E1D0C9A11");
+    assert_eq!(refused_fields(&contract, &upper_case_id), ["id"]);
+
+    let refused = [
+        "1.0",
+        "-0",
+        "-0.0",
+        "1e3",
+        TWO_TO_THE_63,
+        "9223372036854775807",
+        "1000000000001",
+        "-1",
+    ];
+    for literal in refused {
+        let event = outside_event(written_as(&data, "price_cents", literal));
+        assert_eq!(
+            refused_fields(&contract, &event),
+            ["data.price_cents"],
+            "{literal}"
+        );
+    }
+    let mut missing_price = data.clone();
+    missing_price.as_object_mut().unwrap().remove("price_cents");
+    assert_eq!(
+        refused_fields(&contract, &outside_event(missing_price)),
+        ["data.price_cents"]
+    );
+    let order = serde_json::to_value(OrderCreatedV1::sample()).unwrap();
+    let mut order_event = outside_event(written_as(&order, "items[].quantity", "1.0"));
+    order_event["type"] = json!("order.created");
+    assert_eq!(
+        refused_fields(&contract, &order_event),
+        ["data.items[0].quantity"]
+    );
+
+    // Everything at once: the envelope's errors and the data's.
+    let mut several = outside_event(written_as(&data, "price_cents", "1.0"));
+    several["source"] = json!("warehouse-feed");
+    several["data"].as_object_mut().unwrap().remove("sku");
+    assert_eq!(
+        refused_fields(&contract, &several),
+        ["data.price_cents", "data.sku", "source"]
+    );
+    // Which schema the data follows, when the envelope names none that exists.
+    let mut unknown = event.clone();
+    unknown["type"] = json!("product.deleted");
+    assert_eq!(refused_fields(&contract, &unknown), ["type"]);
+    let mut future = event.clone();
+    future["dataschema"] = json!("events-schema/product.updated/v2");
+    assert_eq!(refused_fields(&contract, &future), ["dataschema"]);
+    let mut not_an_object = event.clone();
+    not_an_object["data"] = json!(5);
+    assert_eq!(refused_fields(&contract, &not_an_object), ["data"]);
+    assert_eq!(refused_fields(&contract, &json!([1, 2])), [""]);
 }

@@ -48,6 +48,10 @@ enum Command {
     /// Check the saga's books: finished orders against payments, stock and shipments.
     #[command(subcommand)]
     Saga(commands::saga::SagaCommand),
+    /// List the events a service's relay parked (the broker will never take them as they
+    /// are) and send them again once the cause is fixed.
+    #[command(subcommand)]
+    Outbox(commands::outbox::OutboxCommand),
     /// Measure the runtime against raw RabbitMQ and Postgres on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -97,6 +101,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(command) => commands::bench::run(command).await,
         Command::Cache(command) => commands::cache::run(command).await,
         Command::Saga(command) => commands::saga::run(command).await,
+        Command::Outbox(command) => commands::outbox::run(command).await,
     };
     let _ = tokio::task::spawn_blocking(platform::telemetry::shutdown).await;
     match result {

@@ -10,7 +10,8 @@ use conveyor::{
 use conveyor_testkit::TestEnv;
 
 /// The users `conveyor topology users` makes; broker users are per broker, so this test
-/// deletes them again however it ends.
+/// names them under a prefix of its own (no other run, and no developer's users, share
+/// them) and deletes them again however it ends.
 struct MadeUsers(Vec<String>);
 
 impl Drop for MadeUsers {
@@ -26,6 +27,7 @@ impl Drop for MadeUsers {
 fn topology_users(env: &TestEnv, args: &[&str], passwords: &BTreeMap<String, String>) -> Output {
     Command::new(env!("CARGO_BIN_EXE_conveyor"))
         .args(["topology", "users", "--vhost", &env.vhost])
+        .args(["--prefix", env.names.prefix()])
         .args(args)
         .env("AMQP_URL", env.amqp.url())
         .envs(passwords)
@@ -33,12 +35,16 @@ fn topology_users(env: &TestEnv, args: &[&str], passwords: &BTreeMap<String, Str
         .unwrap()
 }
 
-async fn publish_as(amqp: &AmqpConfig, envelope: &Envelope) -> Result<(), conveyor::PublishError> {
+async fn publish_as(
+    amqp: &AmqpConfig,
+    names: &Names,
+    envelope: &Envelope,
+) -> Result<(), conveyor::PublishError> {
     let connection = amqp.connect().await.unwrap();
     let channel = ConfirmChannel::open(&connection, &amqp.user())
         .await
         .unwrap();
-    let message = OutgoingMessage::event(&Names::default(), envelope, &TraceHeaders::new());
+    let message = OutgoingMessage::event(names, envelope, &TraceHeaders::new());
     let published = channel.publish_all(&[message]).await;
     let _ = connection.close(200, "done".into()).await;
     published
@@ -54,15 +60,18 @@ fn new_passwords(users: &[BrokerUser]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// One test, not three: the CLI names its users without a test prefix, so every form
-/// works on the same broker users in turn.
+/// One test, not three: every form works on the same broker users in turn.
 #[tokio::test]
 async fn the_script_apply_and_definitions_make_users_that_publish_only_their_own_events() {
-    let env = TestEnv::new().await;
-    env.declare(&system::all_topology(&Names::default()).unwrap())
-        .await;
-    let users = system::broker_users(&Names::default()).unwrap();
-    let administrator = BrokerUser::administrator(&Names::default());
+    let mut env = TestEnv::new().await;
+    env.names = Names::with_prefix(format!(
+        "bu{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let names = env.names.clone();
+    env.declare(&system::all_topology(&names).unwrap()).await;
+    let users = system::broker_users(&names).unwrap();
+    let administrator = BrokerUser::administrator(&names);
     let _cleanup = MadeUsers(
         users
             .iter()
@@ -126,7 +135,7 @@ async fn the_script_apply_and_definitions_make_users_that_publish_only_their_own
         "shipment.scheduled",
         serde_json::json!({ "order_id": uuid::Uuid::new_v4() }),
     );
-    publish_as(&as_shipping, &scheduled)
+    publish_as(&as_shipping, &names, &scheduled)
         .await
         .expect("shipping publishes its own events");
     let captured = Envelope::new(
@@ -134,32 +143,40 @@ async fn the_script_apply_and_definitions_make_users_that_publish_only_their_own
         "payment.captured",
         serde_json::json!({ "order_id": uuid::Uuid::new_v4() }),
     );
-    let refused = publish_as(&as_shipping, &captured).await.unwrap_err();
+    let refused = publish_as(&as_shipping, &names, &captured)
+        .await
+        .unwrap_err();
     assert!(refused.to_string().contains("ACCESS_REFUSED"), "{refused}");
     assert_eq!(
-        env.queue_len(&Names::default().service_queue("shipping"))
-            .await,
+        env.queue_len(&names.service_queue("shipping")).await,
         0,
         "the refused payment.captured reached no queue"
     );
 
-    definitions_load_users_that_log_in_with_their_new_passwords(&env, &users, &administrator).await;
+    definitions_load_users_that_log_in_with_their_new_passwords(
+        &env,
+        &users,
+        &administrator,
+        &passwords,
+    )
+    .await;
 }
 
 /// `--definitions` writes hashes a broker accepts: after importing the file (as a broker
-/// does at boot), each user logs in with the password of its variable, and only with it.
+/// does at boot), each user logs in with the password of its variable, and no longer with
+/// the one `--apply` set before (`old_passwords`).
 async fn definitions_load_users_that_log_in_with_their_new_passwords(
     env: &TestEnv,
     users: &[BrokerUser],
     administrator: &BrokerUser,
+    old_passwords: &BTreeMap<String, String>,
 ) {
     let all: Vec<BrokerUser> = users.iter().chain([administrator]).cloned().collect();
-    let old_passwords = new_passwords(users);
     let passwords = new_passwords(&all);
     let file = std::env::temp_dir().join(format!("conveyor-users-{}.json", uuid::Uuid::new_v4()));
     let path = file.to_str().unwrap();
 
-    let missing = topology_users(env, &["--definitions", path], &old_passwords);
+    let missing = topology_users(env, &["--definitions", path], old_passwords);
     assert!(!missing.status.success());
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("ADMIN_BROKER_PASSWORD is not set"),
@@ -187,7 +204,7 @@ async fn definitions_load_users_that_log_in_with_their_new_passwords(
     assert!(
         tags.contains(&format!(
             "{}\t[management]",
-            BrokerUser::operator(&Names::default()).name
+            BrokerUser::operator(&env.names).name
         )),
         "{tags}"
     );
@@ -209,6 +226,7 @@ async fn definitions_load_users_that_log_in_with_their_new_passwords(
     );
     publish_as(
         &as_shipping(&passwords[&shipping.password_variable()]),
+        &env.names,
         &scheduled,
     )
     .await
@@ -216,6 +234,6 @@ async fn definitions_load_users_that_log_in_with_their_new_passwords(
     let stale = as_shipping(&old_passwords[&shipping.password_variable()]);
     assert!(
         stale.connect().await.is_err(),
-        "a password other than the definitions' is refused"
+        "the password --apply set before is refused once the definitions are loaded"
     );
 }

@@ -14,6 +14,7 @@
 //! - `store`: the runtime's outbox and inbox tables.
 //! - `outbox`: writing events inside the caller's transaction.
 //! - `relay`: publishing committed outbox rows, shared safely by several relays.
+//! - `parked`: the rows the broker will never take, listed and sent again by operators.
 //! - `consumer`: handlers, batches in one transaction with the inbox, per-key locks,
 //!   retries, dead letters.
 //! - `dead_letter`: the operators' reading, grouping, replay, move and purge of dead letters.
@@ -32,6 +33,7 @@ mod event;
 pub mod headers;
 pub mod metrics;
 mod outbox;
+pub mod parked;
 mod publisher;
 mod relay;
 pub mod shutdown;

@@ -37,6 +37,14 @@ pub struct Metrics {
     pub outbox_backlog: IntGaugeVec,
     /// `conveyor_outbox_oldest_unsent_age_seconds{service}`: 0 when none waits.
     pub outbox_oldest_age: GaugeVec,
+    /// `conveyor_outbox_refusals_total{event_type}`: outbox rows the broker refused for now
+    /// (a nack, an unroutable return); each is sent again.
+    pub outbox_refusals: IntCounterVec,
+    /// `conveyor_outbox_parked{service}`: rows parked because the broker will never take
+    /// them; each waits for an operator (`conveyor outbox unpark`).
+    pub outbox_parked: IntGaugeVec,
+    /// `conveyor_outbox_oldest_parked_age_seconds{service}`: 0 when none is parked.
+    pub outbox_oldest_parked_age: GaugeVec,
     /// `conveyor_consumer_lag_messages{service}`: ready messages in the service's queue.
     pub consumer_lag: IntGaugeVec,
     /// `conveyor_cache_age_seconds{service,copy}`: since the newest update a cached copy
@@ -128,6 +136,24 @@ impl Metrics {
                 r,
                 "conveyor_outbox_oldest_unsent_age_seconds",
                 "Age of the oldest outbox row not yet published (0 when none waits).",
+                &["service"],
+            ),
+            outbox_refusals: counter(
+                r,
+                "conveyor_outbox_refusals_total",
+                "Outbox rows the broker refused for now (nacked or returned); each is sent again.",
+                &["event_type"],
+            ),
+            outbox_parked: int_gauge(
+                r,
+                "conveyor_outbox_parked",
+                "Outbox rows parked because the broker will never take them.",
+                &["service"],
+            ),
+            outbox_oldest_parked_age: gauge(
+                r,
+                "conveyor_outbox_oldest_parked_age_seconds",
+                "Age of the oldest parked outbox row (0 when none is parked).",
                 &["service"],
             ),
             consumer_lag: int_gauge(

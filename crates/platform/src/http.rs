@@ -50,9 +50,18 @@ impl ApiError {
     }
 }
 
-/// Unexpected failures are logged with their cause and reported without internals.
+/// Unexpected failures are logged with their cause and reported without internals. Data
+/// the database refuses (a character it cannot store, a text too long for an index, a
+/// number out of range: see [`crate::input::refused_data`]) fails the same way every time,
+/// so it is the request's fault, a 422, never a 503 that a client would retry forever.
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
+        if let Some(code) = crate::input::refused_data_in(&error) {
+            tracing::warn!(error = format!("{error:#}"), sqlstate = %code, "The database refused a request's data.");
+            return Self::unprocessable(format!(
+                "the database refused the request's data (SQLSTATE {code}): a text too long or with a character that cannot be stored, or a value out of range; change the request rather than retrying it"
+            ));
+        }
         tracing::error!(error = format!("{error:#}"), "Request failed.");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,8 +7,13 @@
 //! - `config`: a service's settings from the environment, checked at start-up.
 //! - `database`: connecting to a service's own database, creating it if missing.
 //! - `http`: JSON errors and the health routes.
+//! - `input`: the rules a request's text must keep (no control characters, a maximum
+//!   length per field), checked before it reaches the database, and the database's own
+//!   refusals of data answered as the request's fault.
 //! - `metrics`: `GET /metrics`, HTTP request metrics and the sampled gauges.
 //! - `republish`: a table's current state sent again, a chunk per transaction.
+//! - `routes`: every service's HTTP routes as data (method, path, who may call, whether the
+//!   gateway publishes it), the routers built from them and the gateway's allow-list.
 //! - `telemetry`: structured logs and spans, set up once per process.
 //! - `trace_context`: a request's W3C `traceparent`, continued by its span.
 //! - `service`: the runner that starts the HTTP server, the consumer, the outbox relay and
@@ -19,8 +24,10 @@ mod binary;
 pub mod config;
 mod database;
 mod http;
+pub mod input;
 pub mod metrics;
 mod republish;
+pub mod routes;
 mod service;
 mod tasks;
 pub mod telemetry;
@@ -31,6 +38,7 @@ pub use binary::{About, Setting, help, run_binary};
 pub use config::{ConfigError, ServiceConfig};
 pub use database::{connect_or_create, is_loopback_host};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
+pub use input::InputError;
 pub use republish::republish;
 pub use service::{BackgroundTask, Service, ServiceParts};
 pub use tasks::NamedTasks;

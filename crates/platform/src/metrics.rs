@@ -67,7 +67,17 @@ pub(crate) struct Sampled {
     pub(crate) service: String,
     pub(crate) pool: PgPool,
     /// The broker and the service's queue, when it consumes.
-    pub(crate) queue: Option<(AmqpConfig, String)>,
+    pub(crate) queue: Option<SampledQueue>,
+}
+
+/// A service's queue, whose depth is its consumer's lag.
+pub(crate) struct SampledQueue {
+    pub(crate) amqp: AmqpConfig,
+    pub(crate) name: String,
+    /// Looked at only while the consumer is connected: before its first session the queue
+    /// may not exist yet, and a look at a missing queue is a channel the broker closes with
+    /// NOT_FOUND, which lapin logs as an error.
+    pub(crate) consumer: std::sync::Arc<conveyor::ConsumerStats>,
 }
 
 /// Refreshes the sampled gauges until `shutdown` fires; a source that fails keeps its last
@@ -95,29 +105,47 @@ const BROKER_WAIT: Duration = Duration::from_secs(5);
 async fn sample_once(sampled: &Sampled, broker: &mut Option<lapin::Connection>) {
     sample_outbox(sampled).await;
     sample_pool(sampled);
-    if let Some((amqp, queue)) = &sampled.queue {
-        sample_lag(&sampled.service, amqp, queue, broker).await;
+    if let Some(queue) = &sampled.queue
+        && queue.consumer.is_connected()
+    {
+        sample_lag(&sampled.service, &queue.amqp, &queue.name, broker).await;
     }
 }
 
 async fn sample_outbox(sampled: &Sampled) {
-    let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
-        "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8
+    // One scan for both: rows waiting to be sent, and rows parked for an operator.
+    let outbox: Result<(i64, Option<f64>, i64, Option<f64>), _> = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE parked_at IS NULL),
+                extract(epoch FROM clock_timestamp()
+                    - min(created_at) FILTER (WHERE parked_at IS NULL))::float8,
+                count(*) FILTER (WHERE parked_at IS NOT NULL),
+                extract(epoch FROM clock_timestamp()
+                    - min(created_at) FILTER (WHERE parked_at IS NOT NULL))::float8
          FROM conveyor.outbox WHERE published_at IS NULL",
     )
     .fetch_one(&sampled.pool)
     .await;
-    if let Ok((rows, oldest)) = backlog {
-        let metrics = metrics();
-        metrics
-            .outbox_backlog
-            .with_label_values(&[sampled.service.as_str()])
-            .set(rows);
-        metrics
-            .outbox_oldest_age
-            .with_label_values(&[sampled.service.as_str()])
-            .set(oldest.unwrap_or(0.0));
-    }
+    let Ok((waiting, oldest_waiting, parked, oldest_parked)) = outbox else {
+        return;
+    };
+    let metrics = metrics();
+    let service = [sampled.service.as_str()];
+    metrics
+        .outbox_backlog
+        .with_label_values(&service)
+        .set(waiting);
+    metrics
+        .outbox_oldest_age
+        .with_label_values(&service)
+        .set(oldest_waiting.unwrap_or(0.0));
+    metrics
+        .outbox_parked
+        .with_label_values(&service)
+        .set(parked);
+    metrics
+        .outbox_oldest_parked_age
+        .with_label_values(&service)
+        .set(oldest_parked.unwrap_or(0.0));
 }
 
 fn sample_pool(sampled: &Sampled) {

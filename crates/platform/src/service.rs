@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::auth::{self, Verifier};
 use crate::config::ServiceConfig;
 use crate::database::connect_or_create;
+use crate::routes::operations;
 use crate::tasks::NamedTasks;
 
 /// A long-running task of a service, stopped by the shutdown it is given.
@@ -33,9 +34,10 @@ pub type BackgroundTask =
 
 /// What a service brings: its routes (with their state applied), its consumer, its tasks.
 pub struct ServiceParts {
-    /// Routes reachable only with a valid token.
+    /// Routes reachable only with a valid token: the rows of the service's table that are
+    /// not open, as [`crate::routes::Routes::finish`] makes them.
     pub router: Router,
-    /// Routes open to anyone (a token, if sent, must still be valid).
+    /// Routes open to anyone (a token, if sent, must still be valid): the open rows.
     pub public: Router,
     /// Checks tokens; by default against the keys published by users at `USERS_URL`.
     pub verifier: Option<Arc<Verifier>>,
@@ -176,12 +178,14 @@ impl Service {
         let sampled = crate::metrics::Sampled {
             service: config.service.clone(),
             pool: pool.clone(),
-            queue: parts.consumer.as_ref().map(|_| {
-                (
-                    config.amqp.clone(),
-                    config.names.service_queue(&config.service),
-                )
-            }),
+            queue: parts
+                .consumer
+                .as_ref()
+                .map(|consumer| crate::metrics::SampledQueue {
+                    amqp: config.amqp.clone(),
+                    name: config.names.service_queue(&config.service),
+                    consumer: consumer.stats(),
+                }),
         };
         tasks.spawn(
             "metrics sampler",
@@ -217,6 +221,8 @@ impl Service {
             }
         }
         tasks.spawn("HTTP server", async move {
+            // Handlers may read the peer's address (users counts failed sign-ins by it).
+            let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { stopping.fired().await })
                 .await
@@ -279,11 +285,11 @@ fn http_router(
         .layer(axum::middleware::from_fn_with_state(http_slots, http_slot))
         .merge(
             Router::new()
-                .route("/healthz", get(|| async { "ok" }))
-                .route("/readyz", get(ready))
+                .route(operations::HEALTH.path, get(|| async { "ok" }))
+                .route(operations::READY.path, get(ready))
                 .with_state(health),
         )
-        .route("/metrics", get(crate::metrics::render))
+        .route(operations::METRICS.path, get(crate::metrics::render))
         .layer(axum::middleware::from_fn_with_state(
             service_name.clone(),
             crate::metrics::track_http,

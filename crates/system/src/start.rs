@@ -93,6 +93,24 @@ impl SystemConfig {
         self.users.admin.get_or_insert_with(run_admin).clone()
     }
 
+    /// The secret users trusts the gateway's `X-Forwarded-For` by, for a gateway started in
+    /// this process beside users: `GATEWAY_FORWARD_SECRET` when set (users read it already),
+    /// else a new one for this run, given to users here. Bind the gateway with it.
+    ///
+    /// # Errors
+    /// When the run's own secret is refused (it never is: 64 hexadecimal digits).
+    pub fn share_forward_secret(&mut self) -> anyhow::Result<String> {
+        let from_env = std::env::var("GATEWAY_FORWARD_SECRET")
+            .ok()
+            .filter(|secret| !secret.is_empty());
+        let secret = from_env.unwrap_or_else(|| {
+            let random = || uuid::Uuid::new_v4().simple().to_string();
+            format!("{}{}", random(), random())
+        });
+        self.users.forward_secret = Some(users_service::ForwardSecret::new(&secret)?);
+        Ok(secret)
+    }
+
     /// The settings of one instance of `service`; instances after the first take a free port.
     fn instance(&self, service: ServiceName, replica: usize, users_url: &str) -> ServiceConfig {
         let port = if replica == 0 {

@@ -84,6 +84,25 @@ impl Broker {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs `rabbitmqctl` against this broker; `None` when it fails.
+    pub(crate) fn try_ctl(&self, args: &[&str]) -> Option<String> {
+        self.try_ctl_on(self.node.as_deref(), args)
+    }
+
+    /// Runs `rabbitmqctl` against one node (the managing one when `None`); `None` when it
+    /// fails.
+    pub(crate) fn try_ctl_on(&self, node: Option<&str>, args: &[&str]) -> Option<String> {
+        let mut command = Command::new("rabbitmqctl");
+        if let Some(node) = node.or(self.node.as_deref()) {
+            command.args(["-n", node]);
+        }
+        let output = command.args(args).arg("-q").output().ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Runs `rabbitmqctl` and ignores its failure (clean-up).
     pub(crate) fn ctl_quietly(&self, args: &[&str]) {
         let mut command = Command::new("rabbitmqctl");

@@ -3,9 +3,10 @@
 //! each event asks (succeed, fail in a chosen way, panic).
 
 mod broker;
+mod cluster_faults;
 mod frozen_link;
+mod service_binary;
 
-use std::process::Command;
 use std::time::Duration;
 
 use conveyor::{AmqpConfig, Consumer, Envelope, EventHandler, HandlerContext, HandlerError, Names};
@@ -19,7 +20,9 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use broker::Broker;
+pub use cluster_faults::{FaultLock, KilledNode};
 pub use frozen_link::FreezableLink;
+pub use service_binary::{check_quiet_start_and_stop, check_service_binary};
 
 pub const SERVICE: &str = "ledger";
 pub const EVENT_TYPE: &str = "test.happened";
@@ -315,20 +318,36 @@ impl TestEnv {
 
     /// Binds a full queue that refuses new messages (`x-max-length` 0, `reject-publish`) to
     /// `routing_key` on the events exchange, so the broker nacks every event of that type.
+    /// The queue is `refuses-<routing_key>`: delete it to let them through.
     pub async fn refuse(&self, routing_key: &str) {
         use lapin::types::{AMQPValue, FieldTable, LongString};
-        let connection = self.connect().await;
-        let channel = connection.create_channel().await.unwrap();
         let mut arguments = FieldTable::default();
         arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
         arguments.insert(
             "x-overflow".into(),
             AMQPValue::LongString(LongString::from("reject-publish")),
         );
-        let queue = format!("refuses-{routing_key}");
+        self.bind_queue(&format!("refuses-{routing_key}"), routing_key, arguments)
+            .await;
+    }
+
+    /// Declares a durable `queue` bound to `routing_key` on the events exchange.
+    pub async fn declare_bound_queue(&self, queue: &str, routing_key: &str) {
+        self.bind_queue(queue, routing_key, Default::default())
+            .await;
+    }
+
+    async fn bind_queue(
+        &self,
+        queue: &str,
+        routing_key: &str,
+        arguments: lapin::types::FieldTable,
+    ) {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
         channel
             .queue_declare(
-                queue.as_str().into(),
+                queue.into(),
                 lapin::options::QueueDeclareOptions::durable(),
                 arguments,
             )
@@ -336,11 +355,11 @@ impl TestEnv {
             .unwrap();
         channel
             .queue_bind(
-                queue.as_str().into(),
+                queue.into(),
                 self.names.events_exchange().as_str().into(),
                 routing_key.into(),
                 Default::default(),
-                FieldTable::default(),
+                Default::default(),
             )
             .await
             .unwrap();
@@ -685,43 +704,6 @@ fn current_trace_id() -> Option<String> {
     span_context
         .is_valid()
         .then(|| span_context.trace_id().to_string())
-}
-
-/// Checks a service binary as an operator meets it: `--help` explains every setting it
-/// reads, an argument is refused with a pointer to `--help`, and a setting that cannot work
-/// stops it at once with an error naming the variable.
-pub fn check_service_binary(binary: &str, service: &str) {
-    let prefix = service.to_ascii_uppercase();
-    let help = Command::new(binary).arg("--help").output().unwrap();
-    let text = String::from_utf8_lossy(&help.stdout);
-    assert!(help.status.success(), "{binary} --help failed: {text}");
-    for variable in [
-        "AMQP_URL".to_owned(),
-        format!("{prefix}_DATABASE_URL"),
-        format!("{prefix}_PORT"),
-        "LISTEN_ADDR".to_owned(),
-        "SHUTDOWN_TIMEOUT".to_owned(),
-    ] {
-        assert!(
-            text.contains(&variable),
-            "--help does not name {variable}: {text}"
-        );
-    }
-    let stray = Command::new(binary).arg("--port=80").output().unwrap();
-    let stderr = String::from_utf8_lossy(&stray.stderr);
-    assert_eq!(stray.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--help"), "{stderr}");
-    let bad = Command::new(binary)
-        .env(format!("{prefix}_PORT"), "eighty")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{prefix}_PORT=\"eighty\" is not valid")),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 pub fn test_consumer(options: ConsumerOptions) -> Consumer {

@@ -1,6 +1,9 @@
 //! `POST /api/events`: events from producing systems outside AMQP. A client with the
 //! `events:publish` scope sends a CloudEvent of a type an admin granted it; the gateway checks
-//! it against the event contract, publishes it, and answers 202 only once the broker has
+//! the whole event against the event contract (the envelope against the envelope's schema,
+//! the data against its type's, integers as JSON integers within i64, money under its
+//! ceilings) and refuses it with a 422 naming each field at fault, so nothing a consumer
+//! would refuse is published. It publishes the rest and answers 202 only once the broker has
 //! confirmed it. An event id accepted before is answered 200 and not published again.
 //!
 //! Ids are remembered in the gateway's own database after the confirm. A crash between the
@@ -14,8 +17,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use conveyor::{AmqpConfig, Envelope, Names, PublishError, Publisher, Shutdown};
+use events_schema::EventViolations;
 use platform::{ApiError, Caller, Scope};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
@@ -61,14 +65,24 @@ impl Ingest {
 
     async fn try_accept(&self, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
         caller.require(Scope::EVENTS_PUBLISH)?;
+        let event: Value = serde_json::from_slice(body)
+            .map_err(|error| ApiError::unprocessable(format!("the body is not JSON: {error}")))?;
+        // A type the client may not send is refused before the contract is looked at.
+        if let Some(event_type) = event.get("type").and_then(Value::as_str)
+            && !caller.may_publish(event_type)
+        {
+            return Err(not_granted(event_type));
+        }
+        // The whole event, envelope and data, before anything reads it.
+        let contract = events_schema::EventContract::shared().map_err(anyhow::Error::from)?;
+        if let Err(refusal) = contract.validate_event(&event) {
+            return Ok(refused(&refusal));
+        }
         let envelope = Envelope::from_bytes(body).map_err(|error| {
             ApiError::unprocessable(format!("the body is not a CloudEvent envelope: {error}"))
         })?;
         if !caller.may_publish(&envelope.event_type) {
-            return Err(ApiError::forbidden(format!(
-                "this client may not publish {} events; an admin grants event types with POST /auth/clients",
-                envelope.event_type
-            )));
+            return Err(not_granted(&envelope.event_type));
         }
         let seen: Option<bool> =
             sqlx::query_scalar("SELECT true FROM ingested WHERE event_id = $1")
@@ -121,4 +135,22 @@ impl Ingest {
             }
         }
     }
+}
+
+fn not_granted(event_type: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "this client may not publish {event_type} events; an admin grants event types with POST /auth/clients"
+    ))
+}
+
+/// 422 naming every field at fault and the rule it breaks, as `error` (one sentence) and as
+/// `violations` (`[{"field": "data.price_cents", "rule": "…"}]`).
+fn refused(refusal: &EventViolations) -> Response {
+    let violations: Vec<Value> = refusal
+        .violations
+        .iter()
+        .map(|violation| json!({ "field": violation.field, "rule": violation.rule }))
+        .collect();
+    let body = json!({ "error": refusal.to_string(), "violations": violations });
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }

@@ -4,8 +4,11 @@
 //!
 //! # Layout
 //!
-//! - `routes`: where each path goes, and which requests need no token.
-//! - `proxy`: a request sent on and its answer back.
+//! - `path`: a request's path decoded and checked once, before anything else reads it.
+//! - `routes`: where each path goes, and which requests need no token, read from the
+//!   services' route tables (`platform::routes`): a route without a row is not published.
+//! - `proxy`: a request sent on, with the client's address vouched for by
+//!   `GATEWAY_FORWARD_SECRET`, and its answer back.
 //! - `limit`: token buckets per client and route class.
 //! - `breaker`: a circuit breaker per upstream.
 //! - `summary`: `GET /api/users/{id}/summary`, degraded rather than late.
@@ -15,6 +18,7 @@
 mod breaker;
 mod ingest;
 mod limit;
+pub mod path;
 mod proxy;
 pub mod routes;
 mod settings;
@@ -27,13 +31,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use conveyor::Shutdown;
 use platform::auth::{self, Verifier};
+use platform::routes::gateway as own_routes;
 use platform::{ApiError, Caller};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -44,20 +49,28 @@ pub use settings::{DEFAULT_PORT, SETTINGS, Settings};
 
 use crate::ingest::Ingest;
 use crate::limit::Limits;
-use crate::routes::RouteClass;
+use crate::path::NormalPath;
+use crate::routes::{NoRoute, RouteClass};
 use crate::summary::Aggregator;
 
-/// The services' base URLs (several instances of a service take turns) and one pooled
-/// HTTP client for all.
+/// The services' base URLs (several instances of a service take turns), one pooled HTTP
+/// client for all, and what proves to users that a request comes from the gateway.
 pub(crate) struct Upstreams {
     urls: BTreeMap<String, Vec<String>>,
     turn: AtomicUsize,
     client: reqwest::Client,
+    /// `X-Conveyor-Gateway`'s value (`GATEWAY_FORWARD_SECRET`), sent with every request
+    /// passed on; see [`proxy`].
+    forward_mark: Option<HeaderValue>,
 }
 
 impl Upstreams {
     /// `urls` as the settings give them: one URL per service, or several separated by commas.
-    fn new(urls: &BTreeMap<String, String>, client: reqwest::Client) -> Self {
+    fn new(
+        urls: &BTreeMap<String, String>,
+        client: reqwest::Client,
+        forward_mark: Option<HeaderValue>,
+    ) -> Self {
         let urls = urls
             .iter()
             .map(|(service, list)| {
@@ -73,6 +86,7 @@ impl Upstreams {
             urls,
             turn: AtomicUsize::new(0),
             client,
+            forward_mark,
         }
     }
 
@@ -106,11 +120,28 @@ pub struct Gateway {
 
 impl Gateway {
     /// Binds the port, connects to its database (creating it if missing) and gets ready to
-    /// verify tokens against users' published keys.
+    /// verify tokens against users' published keys. What it sends on is marked with
+    /// `GATEWAY_FORWARD_SECRET` when the environment sets it.
     ///
     /// # Errors
-    /// When the port is taken, a service's URL is missing or the database fails.
+    /// When the port is taken, a service's URL is missing, the database fails or
+    /// `GATEWAY_FORWARD_SECRET` cannot be used.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
+        let forward_secret = proxy::forward_secret_from_env();
+        Self::bind_with_forward_secret(settings, forward_secret.as_deref()).await
+    }
+
+    /// As [`Gateway::bind`], with the secret that marks what it sends on as the gateway's
+    /// (what `GATEWAY_FORWARD_SECRET` says; users must have the same) given here: users
+    /// believes the client address the gateway forwards only with it.
+    ///
+    /// # Errors
+    /// As [`Gateway::bind`].
+    pub async fn bind_with_forward_secret(
+        settings: Settings,
+        forward_secret: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let forward_mark = forward_secret.map(proxy::forward_mark).transpose()?;
         for service in routes::UPSTREAMS {
             anyhow::ensure!(
                 settings.urls.contains_key(service),
@@ -140,7 +171,7 @@ impl Gateway {
             settings.amqp,
             settings.event_id_retention,
         ));
-        let upstreams = Upstreams::new(&settings.urls, client);
+        let upstreams = Upstreams::new(&settings.urls, client, forward_mark);
         let jwks = format!("{}{}", upstreams.url("users"), auth::JWKS_PATH);
         let gate = Arc::new(Gate {
             upstreams,
@@ -164,11 +195,14 @@ impl Gateway {
     /// # Errors
     /// When the HTTP server fails.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let router = Router::new()
+        let routes = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
-            .route("/api/users/{id}/summary", get(summary))
-            .route("/api/events", axum::routing::post(ingest_event))
+            .route(&own_routes::SUMMARY.api_path(), get(summary))
+            .route(
+                &own_routes::EVENTS.api_path(),
+                axum::routing::post(ingest_event),
+            )
             .fallback(pass_on)
             .with_state(self.gate.clone())
             .route("/metrics", get(platform::metrics::render))
@@ -176,7 +210,14 @@ impl Gateway {
                 std::sync::Arc::<str>::from("gateway"),
                 platform::metrics::track_http,
             ))
-            .layer(axum::middleware::from_fn(label_route))
+            .layer(axum::middleware::from_fn(label_route));
+        // The path is checked around the whole router, not as one of its layers: those run
+        // after the router has matched the raw path. So nothing (routing, the metrics label,
+        // the limiter, the token check, the proxy) reads a path that was not checked; only
+        // the request's span, outermost, records the path as it came, refused or not.
+        let router: Router = Router::new()
+            .fallback_service(routes)
+            .layer(axum::middleware::from_fn(check_path))
             .layer(axum::middleware::from_fn(request_span));
         let forgetting = tokio::spawn(forget_idle_clients(self.gate.clone(), shutdown.clone()));
         let purging = tokio::spawn(self.gate.ingest.clone().purge_old(shutdown.clone()));
@@ -255,25 +296,51 @@ fn too_many(class: RouteClass, wait: Duration) -> Response {
     response
 }
 
-/// Every `/api/…` route but the summary: checked, limited, and sent on.
+/// Refuses (400) a request whose path is not in its normal form (see [`path`]) before
+/// anything else reads the path, and hands the others on with their [`NormalPath`], the one
+/// reading of the path that routing, the rate limiter and the proxy use.
+async fn check_path(mut request: Request, next: axum::middleware::Next) -> Response {
+    match path::normalise(request.uri().path()) {
+        Ok(normal) => {
+            request.extensions_mut().insert(normal);
+            next.run(request).await
+        }
+        Err(error) => {
+            tracing::info!(%error, "A request's path was refused.");
+            ApiError::bad_request(format!("the request path is refused: {error}")).into_response()
+        }
+    }
+}
+
+/// Every `/api/…` route but the summary: checked, limited, and sent on. The route, its rate
+/// class and the path sent on all come from the [`NormalPath`] that [`check_path`] made; a
+/// request without one (the check not run) is refused by the extractor, never passed on.
 async fn pass_on(
     State(gate): State<Arc<Gate>>,
     ConnectInfo(client_address): ConnectInfo<SocketAddr>,
+    Extension(path): Extension<NormalPath>,
     request: Request,
 ) -> Response {
-    let Some(route) = routes::route(
-        request.method(),
-        request.uri().path(),
-        request.uri().query(),
-    ) else {
-        return ApiError::not_found(format!(
-            "no route {}: the API is under /api/ (auth, users, orders, products, payments, shipments)",
-            request.uri().path()
-        ))
-        .into_response();
+    let route = match routes::route(request.method(), &path, request.uri().query()) {
+        Ok(route) => route,
+        Err(NoRoute::Path) => {
+            return ApiError::not_found(format!(
+                "no route {}: the API is under /api/ ({})",
+                path.as_str(),
+                routes::prefixes().join(", ")
+            ))
+            .into_response();
+        }
+        Err(NoRoute::Method) => {
+            return ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not a method of {}", request.method(), path.as_str()),
+            )
+            .into_response();
+        }
     };
-    let open = routes::is_open(request.method(), request.uri().path());
-    if let Err(refusal) = admit(&gate, request.headers(), client_address, route.class, open).await {
+    let (class, open) = (route.class, route.open);
+    if let Err(refusal) = admit(&gate, request.headers(), client_address, class, open).await {
         return refusal;
     }
     proxy::forward(
@@ -286,9 +353,12 @@ async fn pass_on(
     .await
 }
 
+/// `GET /api/users/{id}/summary`. Like [`pass_on`], it needs the [`NormalPath`] of
+/// [`check_path`]: `{id}` is sent on inside the services' URLs.
 async fn summary(
     State(gate): State<Arc<Gate>>,
     ConnectInfo(client_address): ConnectInfo<SocketAddr>,
+    Extension(_checked): Extension<NormalPath>,
     Path(user): Path<String>,
     request: Request,
 ) -> Response {

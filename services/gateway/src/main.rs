@@ -5,16 +5,19 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The secret shared with users, read where the gateway sends requests on.
+const FORWARD_SECRET: (&str, &str) = (
+    "GATEWAY_FORWARD_SECRET",
+    "a secret of 32 visible ASCII characters or more, set the same for users: sent to users as X-Conveyor-Gateway beside X-Forwarded-For (the client's address; any Forwarded, X-Forwarded-For or X-Real-IP a client sends is dropped), so users believes that address and counts failed sign-ins per client, not per gateway [default: none: users ignores the forwarded address]",
+);
+
 fn help() -> String {
-    let width = api_gateway::SETTINGS
-        .iter()
-        .map(|(name, _)| name.len())
-        .max()
-        .unwrap_or(0);
+    let settings = || api_gateway::SETTINGS.iter().chain([&FORWARD_SECRET]);
+    let width = settings().map(|(name, _)| name.len()).max().unwrap_or(0);
     let mut text = String::from(
-        "api-gateway: Conveyor's one entrance under /api/: checks every bearer token against the keys users publishes (RS256, issuer, audience, expiry) before anything reaches a service, limits each client's request rate (429 with Retry-After), routes /api/auth, /api/users, /api/orders, /api/products, /api/payments and /api/shipments to their services, and answers GET /api/users/{id}/summary from users, orders, payments and shipping behind circuit breakers.\n\nUsage: api-gateway\n\nIt takes no arguments; its settings come from the environment. It keeps no state but its rate buckets: run as many as you like behind a load balancer (each limits on its own).\n\nSettings:\n",
+        "api-gateway: Conveyor's one entrance under /api/: refuses (400) any path a service could read as another path (dot segments, encoded slashes or dots, backslashes, `;`, double encoding, NUL), checks every bearer token against the keys users publishes (RS256, issuer, audience, expiry) before anything reaches a service, limits each client's request rate (429 with Retry-After), tells the services the client's address in X-Forwarded-For (never the client's own claim), routes /api/auth, /api/users, /api/orders, /api/products, /api/payments and /api/shipments to their services, and answers GET /api/users/{id}/summary from users, orders, payments and shipping behind circuit breakers.\n\nUsage: api-gateway\n\nIt takes no arguments; its settings come from the environment. It keeps no state but its rate buckets: run as many as you like behind a load balancer (each limits on its own).\n\nSettings:\n",
     );
-    for (name, meaning) in api_gateway::SETTINGS {
+    for (name, meaning) in settings() {
         text.push_str(&format!("  {name:<width$}  {meaning}\n"));
     }
     text.push_str("\nSIGTERM or SIGINT stops it cleanly: it stops taking requests and finishes the ones in hand.\n");

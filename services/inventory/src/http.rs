@@ -3,13 +3,13 @@
 use events_schema::money::MAX_PRICE_CENTS;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use conveyor::Outbox;
 use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
-use platform::{ApiError, ApiResult, Caller, JsonBody, Scope};
+use platform::routes::{Routes, Verb};
+use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -21,14 +21,17 @@ pub(crate) struct AppState {
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/products", post(create))
-        .route("/products/{sku}", get(show).patch(change))
-        .route("/products/{sku}/stock", put(set_stock))
-        .route("/products/republish", post(republish))
-        .route("/reservations/{order_id}", get(reservation))
+/// Each handler against its row of [`crate::ROUTES`], which says who may call it.
+pub(crate) fn routes(state: Arc<AppState>) -> Routes {
+    Routes::new(crate::ROUTES)
         .with_state(state)
+        .on(Verb::Post, "/products", create)
+        .on(Verb::Get, "/products/{sku}", show)
+        .on(Verb::Patch, "/products/{sku}", change)
+        .on(Verb::Put, "/products/{sku}/stock", set_stock)
+        .on(Verb::Post, "/products/republish", republish)
+        .on(Verb::Get, "/reservations/{order_id}", reservation)
+        .done()
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -64,13 +67,19 @@ impl Product {
     }
 }
 
-fn sku_problem(sku: &str) -> Option<String> {
-    let valid = (2..=32).contains(&sku.len())
-        && sku
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
-        && !sku.starts_with('-');
-    (!valid).then(|| format!("sku {sku:?} must be 2 to 32 upper-case letters, digits and dashes"))
+/// What is wrong with a product's name, if anything: a control character, more than
+/// [`input::MAX_NAME_CHARS`] characters, or nothing but spaces.
+fn name_problem(name: &str) -> Option<String> {
+    match input::check_text("name", name, input::MAX_NAME_CHARS) {
+        Err(error) => Some(error.to_string()),
+        Ok(()) if name.trim().is_empty() => Some("name is empty".to_owned()),
+        Ok(()) => None,
+    }
+}
+
+/// The SKU a path names; one that cannot be a SKU names no product (404).
+fn path_sku(sku: &str) -> ApiResult<&str> {
+    input::path_text("sku", sku, input::MAX_SKU_CHARS)
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,10 +102,12 @@ async fn create(
     JsonBody(new): JsonBody<NewProduct>,
 ) -> AppResult {
     caller.require(Scope::INVENTORY_WRITE)?;
-    let mut problems: Vec<String> = sku_problem(&new.sku).into_iter().collect();
-    if new.name.trim().is_empty() {
-        problems.push("name is empty".to_owned());
-    }
+    let mut problems: Vec<String> = input::check_sku("sku", &new.sku)
+        .err()
+        .map(|error| error.to_string())
+        .into_iter()
+        .collect();
+    problems.extend(name_problem(&new.name));
     if !(0..=MAX_PRICE_CENTS).contains(&new.price_cents) {
         problems.push(format!(
             "price_cents {} is not between 0 and {MAX_PRICE_CENTS}",
@@ -108,8 +119,8 @@ async fn create(
     }
     if new.currency.len() != 3 || !new.currency.chars().all(|c| c.is_ascii_uppercase()) {
         problems.push(format!(
-            "currency {:?} is not an ISO 4217 code like EUR",
-            new.currency
+            "currency {} is not an ISO 4217 code like EUR",
+            input::shown(&new.currency)
         ));
     }
     if !problems.is_empty() {
@@ -142,6 +153,7 @@ async fn create(
 }
 
 async fn show(State(state): State<Arc<AppState>>, Path(sku): Path<String>) -> AppResult {
+    path_sku(&sku)?;
     let product = sqlx::query_as::<_, Product>("SELECT * FROM products WHERE sku = $1")
         .bind(&sku)
         .fetch_optional(&state.pool)
@@ -163,16 +175,16 @@ async fn change(
     JsonBody(change): JsonBody<ProductChange>,
 ) -> AppResult {
     caller.require(Scope::INVENTORY_WRITE)?;
-    if change
-        .name
-        .as_deref()
-        .is_some_and(|name| name.trim().is_empty())
-        || change
-            .price_cents
-            .is_some_and(|p| !(0..=MAX_PRICE_CENTS).contains(&p))
+    path_sku(&sku)?;
+    if let Some(problem) = change.name.as_deref().and_then(name_problem) {
+        return Err(ApiError::unprocessable(problem));
+    }
+    if let Some(price_cents) = change
+        .price_cents
+        .filter(|p| !(0..=MAX_PRICE_CENTS).contains(p))
     {
         return Err(ApiError::unprocessable(format!(
-            "name must not be empty and price_cents must be between 0 and {MAX_PRICE_CENTS}"
+            "price_cents {price_cents} is not between 0 and {MAX_PRICE_CENTS}"
         )));
     }
     let mut tx = state.pool.begin().await?;
@@ -203,6 +215,7 @@ async fn set_stock(
     JsonBody(body): JsonBody<Stock>,
 ) -> AppResult {
     caller.require(Scope::INVENTORY_WRITE)?;
+    path_sku(&sku)?;
     if body.stock < 0 {
         return Err(ApiError::unprocessable(format!(
             "stock {} is negative",
@@ -256,9 +269,11 @@ async fn reservation(
 }
 
 /// Publishes every product's current state again (`product.updated`), so a service whose
-/// cached copy is empty or damaged can rebuild it; current copies ignore the repeats.
+/// cached copy is empty or damaged can rebuild it; current copies ignore the repeats. An
+/// operator's act, as `/users/republish` is: an admin's, not a producing system's
+/// (`inventory:write` creates and changes products, it does not replay the catalogue).
 async fn republish(State(state): State<Arc<AppState>>, caller: Caller) -> AppResult {
-    caller.require(Scope::INVENTORY_WRITE)?;
+    caller.require(Scope::ADMIN)?;
     let republished = platform::republish(
         &state.pool,
         &state.outbox,
@@ -268,4 +283,18 @@ async fn republish(State(state): State<Arc<AppState>>, caller: Caller) -> AppRes
     )
     .await?;
     Ok((StatusCode::OK, Json(json!({ "republished": republished }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_router_serves_its_route_table_and_nothing_else() {
+        let state = Arc::new(AppState {
+            pool: platform::routes::probe_pool().unwrap(),
+            outbox: Outbox::new(),
+        });
+        platform::routes::assert_serves(routes(state).finish(), crate::ROUTES).await;
+    }
 }

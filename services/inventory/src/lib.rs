@@ -37,6 +37,10 @@ pub const ABOUT: platform::About = platform::About {
     settings: &[],
 };
 
+/// Every HTTP route of this service, who may call it and whether the gateway publishes it;
+/// the router is built from it. Kept in `platform`, where the gateway reads it too.
+pub use platform::routes::inventory::ROUTES;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The consumer, also used to declare and export this service's topology.
@@ -64,9 +68,10 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
             pool: pool.clone(),
             outbox: Outbox::new().with_contract(contract),
         });
+        let (router, public) = http::routes(state).finish()?;
         Ok(ServiceParts {
-            router: http::router(state),
-            public: axum::Router::new(),
+            router,
+            public,
             verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),

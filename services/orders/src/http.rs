@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use conveyor::Outbox;
 use events_schema::orders::{CancelReason, OrderCreatedV1};
-use platform::{ApiError, ApiResult, Caller, JsonBody, parse_uuid};
+use platform::routes::{Routes, Verb};
+use platform::{ApiError, ApiResult, Caller, JsonBody, input, parse_uuid};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -27,14 +27,17 @@ pub(crate) struct AppState {
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/orders", post(place).get(list))
-        .route("/orders/{id}", get(show))
-        .route("/orders/{id}/cancel", post(cancel))
-        .route("/cache/users/{id}", get(cached_user))
-        .route("/cache/products/{sku}", get(cached_product))
+/// Each handler against its row of [`crate::ROUTES`], which says who may call it.
+pub(crate) fn routes(state: Arc<AppState>) -> Routes {
+    Routes::new(crate::ROUTES)
         .with_state(state)
+        .on(Verb::Post, "/orders", place)
+        .on(Verb::Get, "/orders", list)
+        .on(Verb::Get, "/orders/{id}", show)
+        .on(Verb::Post, "/orders/{id}/cancel", cancel)
+        .on(Verb::Get, "/cache/users/{id}", cached_user)
+        .on(Verb::Get, "/cache/products/{sku}", cached_product)
+        .done()
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,8 +124,9 @@ async fn price_basket(pool: &PgPool, lines: &[(String, i32)]) -> ApiResult<baske
 /// themselves.
 fn orderer(caller: &Caller, user_id: Option<&str>) -> ApiResult<Uuid> {
     let user_id = match user_id {
-        Some(text) => Uuid::parse_str(text)
-            .map_err(|_| ApiError::unprocessable(format!("user_id {text:?} is not a UUID")))?,
+        Some(text) => Uuid::parse_str(text).map_err(|_| {
+            ApiError::unprocessable(format!("user_id {} is not a UUID", input::shown(text)))
+        })?,
         None => caller
             .user_id()
             .ok_or_else(|| ApiError::unprocessable("user_id is missing"))?,
@@ -144,6 +148,11 @@ async fn place(
 ) -> AppResult {
     let key = idempotency_key(&headers)?;
     let user_id = orderer(&caller, new.user_id.as_deref())?;
+    // Every SKU is checked before any reaches the database: a NUL or a huge text would
+    // fail there, and one that is not a SKU cannot be in the catalogue anyway.
+    for (index, item) in new.items.iter().enumerate() {
+        input::check_sku(&format!("items[{index}].sku"), &item.sku)?;
+    }
     let lines = basket::merge_lines(new.items.into_iter().map(|item| (item.sku, item.quantity)))
         .map_err(|error| ApiError::unprocessable(error.to_string()))?;
     if let Some(key) = &key
@@ -386,6 +395,7 @@ async fn cached_product(
     Path(sku): Path<String>,
 ) -> AppResult {
     caller.require(platform::Scope::ADMIN)?;
+    input::path_text("sku", &sku, input::MAX_SKU_CHARS)?;
     let row: Option<(i64, String, i64)> =
         sqlx::query_as("SELECT price_cents, currency, version FROM products_cache WHERE sku = $1")
             .bind(&sku)
@@ -399,4 +409,19 @@ async fn cached_product(
             json!({ "sku": sku, "price_cents": price_cents, "currency": currency, "version": version }),
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_router_serves_its_route_table_and_nothing_else() {
+        let state = Arc::new(AppState {
+            pool: platform::routes::probe_pool().unwrap(),
+            outbox: Outbox::new(),
+            saga_timeout: Duration::from_secs(60),
+        });
+        platform::routes::assert_serves(routes(state).finish(), crate::ROUTES).await;
+    }
 }

@@ -41,6 +41,10 @@ pub const ABOUT: platform::About = platform::About {
     }],
 };
 
+/// Every HTTP route of this service, who may call it and whether the gateway publishes it;
+/// the router is built from it. Kept in `platform`, where the gateway reads it too.
+pub use platform::routes::orders::ROUTES;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Orders' own settings.
@@ -140,9 +144,10 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             saga_timeout: settings.saga_timeout,
             broker: consumer.stats(),
         };
+        let (router, public) = http::routes(state).finish()?;
         Ok(ServiceParts {
-            router: http::router(state),
-            public: axum::Router::new(),
+            router,
+            public,
             verifier: None,
             consumer: Some(consumer),
             background: vec![Box::new(move |shutdown| Box::pin(watchdog.run(shutdown)))],

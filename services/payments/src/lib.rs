@@ -32,6 +32,10 @@ pub const ABOUT: platform::About = platform::About {
     settings: &[],
 };
 
+/// Every HTTP route of this service, who may call it and whether the gateway publishes it;
+/// the router is built from it. Kept in `platform`, where the gateway reads it too.
+pub use platform::routes::payments::ROUTES;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The consumer, also used to declare and export this service's topology.
@@ -58,9 +62,10 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
     let consumer = consumer(&config)?;
     Service::build(config, &MIGRATOR, |pool| {
         let state = Arc::new(http::AppState { pool: pool.clone() });
+        let (router, public) = http::routes(state).finish()?;
         Ok(ServiceParts {
-            router: http::router(state),
-            public: axum::Router::new(),
+            router,
+            public,
             verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, parse_uuid};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,11 +15,13 @@ pub(crate) struct AppState {
     pub(crate) pool: PgPool,
 }
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/shipments", get(list))
-        .route("/cache/users/{id}", get(cached_user))
+/// Each handler against its row of [`crate::ROUTES`], which says who may call it.
+pub(crate) fn routes(state: Arc<AppState>) -> Routes {
+    Routes::new(crate::ROUTES)
         .with_state(state)
+        .on(Verb::Get, "/shipments", list)
+        .on(Verb::Get, "/cache/users/{id}", cached_user)
+        .done()
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,4 +79,17 @@ async fn cached_user(
     Ok(Json(
         json!({ "user_id": id, "country": country, "active": active, "version": version }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_router_serves_its_route_table_and_nothing_else() {
+        let state = Arc::new(AppState {
+            pool: platform::routes::probe_pool().unwrap(),
+        });
+        platform::routes::assert_serves(routes(state).finish(), crate::ROUTES).await;
+    }
 }

@@ -41,6 +41,10 @@ pub const ABOUT: platform::About = platform::About {
 /// Countries served when `SHIPPING_COUNTRIES` is not set.
 pub const DEFAULT_COUNTRIES: &str = "AT,BE,CH,DE,DK,ES,FI,FR,GB,IE,IT,LU,NL,NO,PL,PT,SE,US,CA";
 
+/// Every HTTP route of this service, who may call it and whether the gateway publishes it;
+/// the router is built from it. Kept in `platform`, where the gateway reads it too.
+pub use platform::routes::shipping::ROUTES;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Shipping's own settings.
@@ -114,9 +118,10 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
     let consumer = consumer(&config, &settings)?;
     Service::build(config, &MIGRATOR, |pool| {
         let state = Arc::new(http::AppState { pool: pool.clone() });
+        let (router, public) = http::routes(state).finish()?;
         Ok(ServiceParts {
-            router: http::router(state),
-            public: axum::Router::new(),
+            router,
+            public,
             verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),

@@ -1,49 +1,82 @@
 //! Tokens: `POST /auth/token` (the password grant for people, client credentials for
-//! producing systems), `POST /auth/clients` (an admin creates a producing system's
-//! credentials), `GET /.well-known/jwks.json` (the public keys), and the admin account
-//! created at start.
+//! producing systems; guessing slowed down per login and address, see [`crate::guessing`]),
+//! `POST /auth/clients` (an admin creates a producing system's credentials),
+//! `GET /.well-known/jwks.json` (the public keys), and the admin account created at start.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{StatusCode, header};
-use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
 use jsonwebtoken::{Algorithm, Header};
 use platform::auth::{AUDIENCE, Claims, ISSUER, JWKS_PATH};
-use platform::{ApiError, ApiResult, Caller, JsonBody, Scope};
+use platform::routes::{Routes, Verb};
+use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use crate::client_address::{ForwardSecret, client_address};
+use crate::guessing::{self, SignInLimits, Verdict};
 use crate::keys::KeyRing;
 use crate::passwords;
 
 /// The scopes an admin may grant a producing system (never `admin`: least privilege).
 const CLIENT_SCOPES: &[&str] = &[Scope::INVENTORY_WRITE, Scope::EVENTS_PUBLISH];
 
+/// The longest client id a sign-in may name (those made here have 39 characters).
+const MAX_CLIENT_ID_CHARS: usize = 64;
+/// The longest key id `POST /auth/keys/{kid}/retire` may name (those made here, RFC 7638
+/// thumbprints, have 43 characters).
+const MAX_KEY_ID_CHARS: usize = 64;
+
+/// What a grant's login and secret are called, the most characters its login may have, and
+/// the kinds of account it signs in.
+struct Grant {
+    login: &'static str,
+    secret: &'static str,
+    max_login_chars: usize,
+    kinds: &'static [&'static str],
+}
+
+static PASSWORD_GRANT: Grant = Grant {
+    login: "email",
+    secret: "password",
+    max_login_chars: input::MAX_EMAIL_CHARS,
+    kinds: &["user", "admin"],
+};
+
+static CLIENT_GRANT: Grant = Grant {
+    login: "client_id",
+    secret: "client_secret",
+    max_login_chars: MAX_CLIENT_ID_CHARS,
+    kinds: &["client"],
+};
+
 pub(crate) struct AuthState {
     pub(crate) pool: PgPool,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) token_lifetime: Duration,
+    /// How failed sign-ins slow down further attempts.
+    pub(crate) sign_in: SignInLimits,
+    /// What proves a request comes from the gateway, whose `X-Forwarded-For` then names
+    /// the client; `None` believes no forwarded address.
+    pub(crate) forward_secret: Option<ForwardSecret>,
 }
 
-/// Routes open to anyone: getting a token and the public keys.
-pub(crate) fn public_router(state: Arc<AuthState>) -> Router {
-    Router::new()
-        .route("/auth/token", post(token))
-        .route(JWKS_PATH, get(jwks))
+/// Getting a token and the public keys (open to anyone), and the admins' routes, each
+/// against its row of [`crate::ROUTES`].
+pub(crate) fn routes(routes: Routes, state: Arc<AuthState>) -> Routes {
+    routes
         .with_state(state)
-}
-
-/// Routes for admins.
-pub(crate) fn admin_router(state: Arc<AuthState>) -> Router {
-    Router::new()
-        .route("/auth/clients", post(create_client))
-        .route("/auth/keys", post(rotate_key))
-        .route("/auth/keys/{kid}/retire", post(retire_key))
-        .with_state(state)
+        .on(Verb::Post, "/auth/token", token)
+        .on(Verb::Get, JWKS_PATH, jwks)
+        .on(Verb::Post, "/auth/clients", create_client)
+        .on(Verb::Post, "/auth/keys", rotate_key)
+        .on(Verb::Post, "/auth/keys/{kid}/retire", retire_key)
+        .done()
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,8 +101,46 @@ struct Credential {
     deactivated: bool,
 }
 
-/// Takes the OAuth 2 form body or the same fields as JSON.
-async fn token(State(state): State<Arc<AuthState>>, request: Request) -> ApiResult<Json<Value>> {
+/// A sign-in as asked: the login (trimmed, as accounts are stored and counted), the secret,
+/// and its grant.
+struct SignIn {
+    login: String,
+    secret: String,
+    grant: &'static Grant,
+}
+
+/// `POST /auth/token`. Every attempt is counted for its login and the client's address
+/// before its secret is checked ([`crate::guessing`]); one that comes too soon after
+/// failures is refused with 429 and `Retry-After`, with no lookup and no hashing.
+async fn token(State(state): State<Arc<AuthState>>, request: Request) -> Response {
+    let address = client_address(
+        request.headers(),
+        request.extensions(),
+        state.forward_secret.as_ref(),
+    );
+    let sign_in = match read_sign_in(request).await {
+        Ok(sign_in) => sign_in,
+        Err(error) => return error.into_response(),
+    };
+    let counted =
+        guessing::count_attempt(&state.pool, &state.sign_in, &sign_in.login, &address).await;
+    match counted {
+        Ok(Verdict::Check) => {}
+        Ok(Verdict::Wait(wait)) => return too_soon(wait),
+        Err(error) => return ApiError::from(error).into_response(),
+    }
+    match check(&state, sign_in, &address).await {
+        Ok(answer) => answer.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Reads the OAuth 2 form body or the same fields as JSON.
+///
+/// Refused before any counting, lookup or hashing: such a login names no account (a NUL
+/// could not even be looked up), and so long a secret matches none. A NUL in the secret is
+/// let through: it is only hashed, and passwords set before NULs were refused may hold one.
+async fn read_sign_in(request: Request) -> ApiResult<SignIn> {
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -83,12 +154,13 @@ async fn token(State(state): State<Arc<AuthState>>, request: Request) -> ApiResu
             .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?
             .0
     };
-    let (login, secret, kinds) = match asked.grant_type.as_str() {
-        "password" => (asked.email, asked.password, &["user", "admin"][..]),
-        "client_credentials" => (asked.client_id, asked.client_secret, &["client"][..]),
+    let (login, secret, grant) = match asked.grant_type.as_str() {
+        "password" => (asked.email, asked.password, &PASSWORD_GRANT),
+        "client_credentials" => (asked.client_id, asked.client_secret, &CLIENT_GRANT),
         other => {
             return Err(ApiError::bad_request(format!(
-                "grant_type {other:?} is not supported: use password (email, password) or client_credentials (client_id, client_secret)"
+                "grant_type {} is not supported: use password (email, password) or client_credentials (client_id, client_secret)",
+                input::shown(other)
             )));
         }
     };
@@ -97,12 +169,26 @@ async fn token(State(state): State<Arc<AuthState>>, request: Request) -> ApiResu
             "the password grant needs email and password; client_credentials needs client_id and client_secret",
         ));
     };
-    let credential = find_credential(&state.pool, login.trim(), kinds).await?;
+    let login = login.trim().to_owned();
+    input::check_text(grant.login, &login, grant.max_login_chars)?;
+    input::check_max_bytes(grant.secret, &secret, passwords::MAX_PASSWORD_BYTES)?;
+    Ok(SignIn {
+        login,
+        secret,
+        grant,
+    })
+}
+
+/// Checks a counted attempt's secret and issues its token. A right secret clears the count
+/// of its login and `address`, deactivated account or not: the password was not guessed.
+async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<Json<Value>> {
+    let credential = find_credential(&state.pool, &sign_in.login, sign_in.grant.kinds).await?;
     let stored = credential.as_ref().map(|found| found.secret_hash.clone());
-    let matches = passwords::verify(secret, stored).await;
+    let matches = passwords::verify(sign_in.secret, stored).await;
     let Some(credential) = credential.filter(|_| matches) else {
         return Err(wrong_credentials());
     };
+    guessing::forget(&state.pool, &sign_in.login, address).await?;
     if credential.deactivated {
         return Err(ApiError::unauthorized("this account is deactivated"));
     }
@@ -111,13 +197,30 @@ async fn token(State(state): State<Arc<AuthState>>, request: Request) -> ApiResu
     } else {
         credential.scopes.join(" ")
     };
-    let access_token = issue(&state, &credential, &scope)?;
+    let access_token = issue(state, &credential, &scope)?;
     Ok(Json(json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": state.token_lifetime.as_secs(),
         "scope": scope,
     })))
+}
+
+/// 429 for an attempt too soon after its login's failures from its address, with the
+/// whole seconds to wait in `Retry-After`. It reads the same for every login, known or not.
+fn too_soon(wait: Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many failed sign-ins for this login from this address; try again in {seconds} s"
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 fn wrong_credentials() -> ApiError {
@@ -187,7 +290,9 @@ async fn create_client(
     JsonBody(new): JsonBody<NewClient>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Scope::ADMIN)?;
-    if new.name.trim().is_empty() {
+    let name = new.name.trim();
+    input::check_text("name", name, input::MAX_NAME_CHARS)?;
+    if name.is_empty() {
         return Err(ApiError::unprocessable("name is empty"));
     }
     if let Some(scope) = new
@@ -196,7 +301,8 @@ async fn create_client(
         .find(|scope| !CLIENT_SCOPES.contains(&scope.as_str()))
     {
         return Err(ApiError::unprocessable(format!(
-            "scope {scope:?} cannot be granted to a client: choose from {}",
+            "scope {} cannot be granted to a client: choose from {}",
+            input::shown(scope),
             CLIENT_SCOPES.join(", ")
         )));
     }
@@ -206,7 +312,8 @@ async fn create_client(
         .find(|event_type| !events_schema::publishers::is_ingestible(event_type))
     {
         return Err(ApiError::unprocessable(format!(
-            "event type {refused:?} cannot be granted to a client: producing systems may send only {} (the others belong to the services that own them)",
+            "event type {} cannot be granted to a client: producing systems may send only {} (the others belong to the services that own them)",
+            input::shown(refused),
             events_schema::publishers::INGESTIBLE.join(", ")
         )));
     }
@@ -222,7 +329,7 @@ async fn create_client(
     .bind(format!("client:{client_id}"))
     .bind(&new.scopes)
     .bind(&new.event_types)
-    .bind(new.name.trim())
+    .bind(name)
     .execute(&state.pool)
     .await?;
     Ok((
@@ -230,7 +337,7 @@ async fn create_client(
         Json(json!({
             "client_id": client_id,
             "client_secret": secret,
-            "name": new.name.trim(),
+            "name": name,
             "scopes": new.scopes,
             "event_types": new.event_types,
         })),
@@ -263,6 +370,7 @@ async fn retire_key(
     axum::extract::Path(kid): axum::extract::Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Scope::ADMIN)?;
+    input::path_text("kid", &kid, MAX_KEY_ID_CHARS)?;
     match state.keys.retire(&kid).await {
         Ok(true) => Ok(Json(json!({ "retired": kid }))),
         Ok(false) => Err(ApiError::not_found(format!(
@@ -297,6 +405,7 @@ impl std::fmt::Debug for AdminAccount {
 /// When the email is a customer's or a client's login, or the database fails.
 pub(crate) async fn ensure_admin(pool: &PgPool, admin: &AdminAccount) -> anyhow::Result<()> {
     let email = admin.email.trim();
+    input::check_text("CONVEYOR_ADMIN_EMAIL", email, input::MAX_EMAIL_CHARS)?;
     anyhow::ensure!(
         email.contains('@'),
         "CONVEYOR_ADMIN_EMAIL {email:?} is not an email address"

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use conveyor::Outbox;
 use events_schema::users::Address;
+use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, parse_uuid};
 use serde::Deserialize;
 use serde_json::Value;
@@ -23,20 +23,17 @@ pub(crate) struct AppState {
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
 
-/// Routes that need a token.
-pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/users/{id}", get(show).patch(change))
-        .route("/users/{id}/deactivate", post(deactivate))
-        .route("/users/republish", post(republish))
+/// The users API's handlers, each against its row of [`crate::ROUTES`], which says who may
+/// call it (signing up is open to anyone; an admin may register users too).
+pub(crate) fn routes(routes: Routes, state: Arc<AppState>) -> Routes {
+    routes
         .with_state(state)
-}
-
-/// Signing up is open to anyone; an admin may register users too.
-pub(crate) fn public_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/users", post(register))
-        .with_state(state)
+        .on(Verb::Post, "/users", register)
+        .on(Verb::Get, "/users/{id}", show)
+        .on(Verb::Patch, "/users/{id}", change)
+        .on(Verb::Post, "/users/{id}/deactivate", deactivate)
+        .on(Verb::Post, "/users/republish", republish)
+        .done()
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,8 +65,10 @@ async fn register(
         ));
     }
     let credit_limit_cents = new.credit_limit_cents.unwrap_or(0);
+    // The email is stored, checked and signed in with trimmed.
+    let email = new.email.trim().to_owned();
     let mut problems = problems(
-        &new.email,
+        &email,
         &new.name,
         &new.address,
         credit_limit_cents,
@@ -85,7 +84,7 @@ async fn register(
     }
     let user = User {
         id: Uuid::now_v7(),
-        email: new.email.trim().to_owned(),
+        email,
         name: new.name,
         line1: new.address.line1,
         city: new.address.city,

@@ -7,13 +7,21 @@
 //! - `http`: the API (`POST /users`, `GET` and `PATCH /users/{id}`, `POST /users/{id}/deactivate`).
 //! - `user`: the user row, its validation and its events.
 //! - `auth`: tokens (`POST /auth/token`), producing systems' credentials, the public keys.
+//! - `guessing`: failed sign-ins counted per login and client address, which slow down
+//!   further attempts.
+//! - `client_address`: which address a sign-in comes from (the peer's, or the one the
+//!   gateway forwarded when it proves it is the gateway).
 //! - `keys`: the keys tokens are signed with.
 //! - `passwords`: argon2id hashes of passwords and client secrets.
+//! - `settings`: what the environment says.
 
 mod auth;
+mod client_address;
+mod guessing;
 mod http;
 mod keys;
 mod passwords;
+mod settings;
 mod user;
 
 use std::sync::Arc;
@@ -21,7 +29,7 @@ use std::time::Duration;
 
 use conveyor::{Outbox, Shutdown};
 use platform::auth::Verifier;
-use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
+use platform::{Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
 pub const SERVICE: &str = "users";
@@ -46,74 +54,33 @@ pub const ABOUT: platform::About = platform::About {
             variable: "TOKEN_LIFETIME",
             meaning: "how long a token is valid, in seconds from 60 to 86400 [default: 3600]",
         },
+        platform::Setting {
+            variable: "SIGN_IN_FAILURES",
+            meaning: "failed sign-ins for one login from one client address before each further attempt from there waits (429 with Retry-After, no password checked): 1 s, doubling with each failure; unknown logins count the same; a success clears the count [default: 5]",
+        },
+        platform::Setting {
+            variable: "SIGN_IN_WINDOW",
+            meaning: "seconds after its last failure that a login and address's count is forgotten, from 60 to 86400; keep it longer than SIGN_IN_MAX_DELAY, or waiting out the longest wait starts a new count [default: 3600]",
+        },
+        platform::Setting {
+            variable: "SIGN_IN_MAX_DELAY",
+            meaning: "the longest wait between two attempts after failures, in seconds, at most SIGN_IN_WINDOW [default: 900]",
+        },
+        platform::Setting {
+            variable: "GATEWAY_FORWARD_SECRET",
+            meaning: "the secret the gateway sends as X-Conveyor-Gateway (set the same for both, 32 visible ASCII characters or more): only a request carrying it has its X-Forwarded-For believed for the sign-in counts [default: none: every forwarded address is ignored]",
+        },
     ],
 };
 
 pub use auth::AdminAccount;
+pub use client_address::{ForwardSecret, ForwardSecretError, MIN_SECRET_CHARS};
+pub use guessing::SignInLimits;
+pub use settings::Settings;
 
-/// Users' own settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `JWT_PRIVATE_KEY`: a PEM or a path; `None` keeps the key in the database.
-    pub private_key: Option<String>,
-    pub admin: Option<AdminAccount>,
-    pub token_lifetime: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            private_key: None,
-            admin: None,
-            token_lifetime: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl Settings {
-    /// Reads `JWT_PRIVATE_KEY`, `CONVEYOR_ADMIN_EMAIL`, `CONVEYOR_ADMIN_PASSWORD` and
-    /// `TOKEN_LIFETIME`.
-    ///
-    /// # Errors
-    /// When only one of the admin variables is set, or the lifetime is out of range.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        // Set but empty counts as unset (compose passes `${VARIABLE:-}` along).
-        let set = |variable| {
-            std::env::var(variable)
-                .ok()
-                .filter(|value| !value.is_empty())
-        };
-        let admin = match (set("CONVEYOR_ADMIN_EMAIL"), set("CONVEYOR_ADMIN_PASSWORD")) {
-            (Some(email), Some(password)) => Some(AdminAccount { email, password }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::new(
-                    "CONVEYOR_ADMIN_PASSWORD",
-                    "",
-                    "set together with CONVEYOR_ADMIN_EMAIL",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::new(
-                    "CONVEYOR_ADMIN_EMAIL",
-                    "",
-                    "set together with CONVEYOR_ADMIN_PASSWORD",
-                ));
-            }
-        };
-        let seconds = platform::config::parse_env_within(
-            "TOKEN_LIFETIME",
-            60..=86_400,
-            "a number of seconds from 60 to 86400",
-        )?
-        .unwrap_or(3600);
-        Ok(Self {
-            private_key: set("JWT_PRIVATE_KEY"),
-            admin,
-            token_lifetime: Duration::from_secs(seconds),
-        })
-    }
-}
+/// Every HTTP route of this service, who may call it and whether the gateway publishes it;
+/// the router is built from it. Kept in `platform`, where the gateway reads it too.
+pub use platform::routes::users::ROUTES;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -138,23 +105,29 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             pool: pool.clone(),
             keys: keys.clone(),
             token_lifetime: settings.token_lifetime,
+            sign_in: settings.sign_in,
+            forward_secret: settings.forward_secret.clone(),
         });
         // Replicas pick up a rotated key when it starts signing.
         let reloading = keys.clone();
         let reload: platform::BackgroundTask = Box::new(move |shutdown| {
             Box::pin(async move { reload_keys(&reloading, &shutdown).await })
         });
+        let (purging, window) = (pool.clone(), settings.sign_in.window);
+        let purge: platform::BackgroundTask =
+            Box::new(move |shutdown| Box::pin(guessing::purge_old(purging, window, shutdown)));
         // users checks tokens against its own keys, read from its database, not over HTTP.
         let verifier = Verifier::new(Arc::new(move || {
             let keys = keys.clone();
             Box::pin(async move { keys.published().await })
         }));
+        let (router, public) = routes(state, auth).finish()?;
         Ok(ServiceParts {
-            router: http::router(state.clone()).merge(auth::admin_router(auth.clone())),
-            public: http::public_router(state).merge(auth::public_router(auth)),
+            router,
+            public,
             verifier: Some(verifier),
             consumer: None,
-            background: vec![reload],
+            background: vec![reload, purge],
         })
     })
     .await?;
@@ -165,6 +138,14 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
         auth::ensure_admin(service.pool(), admin).await?;
     }
     Ok(service)
+}
+
+/// The users API and the token routes, each handler against its row of [`ROUTES`].
+fn routes(state: Arc<http::AppState>, auth: Arc<auth::AuthState>) -> platform::routes::Routes {
+    auth::routes(
+        http::routes(platform::routes::Routes::new(ROUTES), state),
+        auth,
+    )
 }
 
 /// Loads the signing key again every few seconds until `shutdown` fires.
@@ -191,4 +172,26 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     build(config, settings).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_router_serves_its_route_table_and_nothing_else() {
+        let pool = platform::routes::probe_pool().unwrap();
+        let auth = Arc::new(auth::AuthState {
+            pool: pool.clone(),
+            keys: Arc::new(keys::KeyRing::new(pool.clone(), None).unwrap()),
+            token_lifetime: Duration::from_secs(60),
+            sign_in: SignInLimits::default(),
+            forward_secret: None,
+        });
+        let state = Arc::new(http::AppState {
+            pool,
+            outbox: Outbox::new(),
+        });
+        platform::routes::assert_serves(routes(state, auth).finish(), ROUTES).await;
+    }
 }

@@ -8,21 +8,20 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 
 /// Passwords shorter than this are refused.
 pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
-/// Longer ones are refused too: hashing cost grows with the input.
-pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longer ones are refused too: hashing cost grows with the input. A sign-in with a longer
+/// password or client secret is refused before any hashing, as it cannot match.
+pub(crate) const MAX_PASSWORD_BYTES: usize = platform::input::MAX_SECRET_BYTES;
 
-/// What is wrong with a new password, if anything.
+/// What is wrong with a new password, if anything: too short, too long, or holding a NUL.
 pub(crate) fn problem(password: &str) -> Option<String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         Some(format!(
             "password must have at least {MIN_PASSWORD_CHARS} characters"
         ))
-    } else if password.len() > MAX_PASSWORD_BYTES {
-        Some(format!(
-            "password must be at most {MAX_PASSWORD_BYTES} bytes"
-        ))
     } else {
-        None
+        platform::input::check_secret("password", password, MAX_PASSWORD_BYTES)
+            .err()
+            .map(|error| error.to_string())
     }
 }
 
@@ -81,6 +80,20 @@ pub(crate) fn new_secret() -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_password_has_8_characters_to_1024_bytes_and_no_nul() {
+        assert_eq!(problem("correct horse"), None);
+        assert!(problem("short").unwrap().contains("at least 8"));
+        // Eight characters of two bytes each are eight characters.
+        assert_eq!(problem(&"é".repeat(8)), None);
+        assert!(
+            problem(&"x".repeat(1025))
+                .unwrap()
+                .contains("at most 1024 bytes")
+        );
+        assert!(problem("correct\0horse").unwrap().contains("NUL"));
+    }
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {

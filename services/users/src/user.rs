@@ -2,6 +2,7 @@
 
 use events_schema::money::MAX_TOTAL_CENTS;
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
+use platform::input;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -70,7 +71,10 @@ impl User {
     }
 }
 
-/// Every problem with a user's fields, so a client fixes them all at once.
+/// Every problem with a user's fields, so a client fixes them all at once. Every text is
+/// checked for control characters (a NUL cannot even be stored) and for its maximum length
+/// (those of the `user.registered` contract) before anything else, and a value that breaks
+/// those rules is not quoted back.
 pub(crate) fn problems(
     email: &str,
     name: &str,
@@ -79,23 +83,46 @@ pub(crate) fn problems(
     currency: &str,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let parts: Vec<&str> = email.split('@').collect();
-    if parts.len() != 2 || parts[0].is_empty() || !parts[1].contains('.') {
-        problems.push(format!("email {email:?} is not an email address"));
+    if text_ok(&mut problems, "email", email, input::MAX_EMAIL_CHARS) {
+        let parts: Vec<&str> = email.split('@').collect();
+        if parts.len() != 2 || parts[0].is_empty() || !parts[1].contains('.') {
+            problems.push(format!("email {email:?} is not an email address"));
+        }
     }
-    if name.trim().is_empty() {
+    if text_ok(&mut problems, "name", name, input::MAX_NAME_CHARS) && name.trim().is_empty() {
         problems.push("name is empty".to_owned());
     }
-    if address.line1.trim().is_empty()
-        || address.city.trim().is_empty()
-        || address.postal_code.trim().is_empty()
+    let lines_ok = [
+        text_ok(
+            &mut problems,
+            "address.line1",
+            &address.line1,
+            input::MAX_ADDRESS_LINE_CHARS,
+        ),
+        text_ok(
+            &mut problems,
+            "address.city",
+            &address.city,
+            input::MAX_CITY_CHARS,
+        ),
+        text_ok(
+            &mut problems,
+            "address.postal_code",
+            &address.postal_code,
+            input::MAX_POSTAL_CODE_CHARS,
+        ),
+    ];
+    if lines_ok.iter().all(|ok| *ok)
+        && (address.line1.trim().is_empty()
+            || address.city.trim().is_empty()
+            || address.postal_code.trim().is_empty())
     {
         problems.push("address needs line1, city and postal_code".to_owned());
     }
     if address.country.len() != 2 || !address.country.chars().all(|c| c.is_ascii_uppercase()) {
         problems.push(format!(
-            "address.country {:?} is not an ISO 3166-1 alpha-2 code like FR",
-            address.country
+            "address.country {} is not an ISO 3166-1 alpha-2 code like FR",
+            input::shown(&address.country)
         ));
     }
     if !(0..=MAX_TOTAL_CENTS).contains(&credit_limit_cents) {
@@ -105,8 +132,20 @@ pub(crate) fn problems(
     }
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
         problems.push(format!(
-            "currency {currency:?} is not an ISO 4217 code like EUR"
+            "currency {} is not an ISO 4217 code like EUR",
+            input::shown(currency)
         ));
     }
     problems
+}
+
+/// Whether a text field keeps its rules ([`input::check_text`]); records why not.
+fn text_ok(problems: &mut Vec<String>, field: &str, value: &str, max_chars: usize) -> bool {
+    match input::check_text(field, value, max_chars) {
+        Ok(()) => true,
+        Err(error) => {
+            problems.push(error.to_string());
+            false
+        }
+    }
 }

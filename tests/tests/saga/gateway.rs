@@ -22,15 +22,15 @@ use crate::helpers::{System, start};
 const ALL: [&str; 5] = ["users", "inventory", "orders", "payments", "shipping"];
 
 /// A gateway running in this process, and a client of its `/api/…`.
-struct RunningGateway {
-    url: String,
+pub(crate) struct RunningGateway {
+    pub(crate) url: String,
     http: reqwest::Client,
     stop: ShutdownTrigger,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningGateway {
-    async fn start(settings: api_gateway::Settings) -> Self {
+    pub(crate) async fn start(settings: api_gateway::Settings) -> Self {
         let gateway = api_gateway::Gateway::bind(api_gateway::Settings {
             port: 0,
             ..settings
@@ -48,7 +48,7 @@ impl RunningGateway {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -83,7 +83,7 @@ impl RunningGateway {
         (status, headers, body)
     }
 
-    async fn token(&self, email: &str, password: &str) -> String {
+    pub(crate) async fn token(&self, email: &str, password: &str) -> String {
         let body = json!({ "grant_type": "password", "email": email, "password": password });
         let (status, _, answer) = self
             .call(Method::POST, "/api/auth/token", None, Some(&body))
@@ -92,7 +92,7 @@ impl RunningGateway {
         answer["access_token"].as_str().unwrap().to_owned()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.fire();
         self.task.await.unwrap().unwrap();
     }
@@ -100,7 +100,10 @@ impl RunningGateway {
 
 /// The gateway's settings for `system`'s services (its own database and the test's vhost),
 /// with `replace` overriding some URLs.
-async fn settings_for(system: &System, replace: &[(&str, &str)]) -> api_gateway::Settings {
+pub(crate) async fn settings_for(
+    system: &System,
+    replace: &[(&str, &str)],
+) -> api_gateway::Settings {
     let mut urls: BTreeMap<String, String> = system.urls();
     for (service, url) in replace {
         urls.insert((*service).to_owned(), (*url).to_owned());
@@ -113,7 +116,7 @@ async fn settings_for(system: &System, replace: &[(&str, &str)]) -> api_gateway:
 }
 
 /// `services` and a gateway in front of them, with an admin's token for the gateway.
-async fn behind_a_gateway(services: &[&str]) -> (System, RunningGateway, String) {
+pub(crate) async fn behind_a_gateway(services: &[&str]) -> (System, RunningGateway, String) {
     let system = start(services, Duration::from_secs(60)).await;
     let gateway = RunningGateway::start(settings_for(&system, &[]).await).await;
     let admin = gateway

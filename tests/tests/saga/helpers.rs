@@ -262,6 +262,17 @@ impl System {
         unsent
     }
 
+    /// Outbox rows parked across every service.
+    pub(crate) async fn parked(&self) -> i64 {
+        let mut parked = 0;
+        for url in self.database_urls.values() {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            parked += conveyor::parked::summary(&pool).await.unwrap().count;
+            pool.close().await;
+        }
+        parked
+    }
+
     pub(crate) async fn user(&self, country: &str, credit_limit_cents: i64) -> String {
         let name = uuid::Uuid::new_v4().simple().to_string();
         let body = json!({

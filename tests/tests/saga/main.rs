@@ -4,12 +4,16 @@
 
 mod auth;
 mod bad_input;
+mod bad_text;
 mod cluster;
 mod compensation;
 mod concurrency;
 mod gateway;
+mod gateway_paths;
+mod guessing;
 mod helpers;
 mod http_api;
+mod ingest_contract;
 mod least_privilege;
 mod logs;
 mod metrics;
@@ -18,6 +22,7 @@ mod processes;
 mod reconcile;
 mod reordering;
 mod replicas;
+mod route_matrix;
 mod shutdown;
 mod trace;
 mod tracing;

@@ -37,6 +37,7 @@ pub(crate) async fn run(load: GatewayLoad, json: bool) -> anyhow::Result<()> {
     );
     let mut config = system::SystemConfig::from_env()?;
     let admin = config.for_own_run();
+    let forward_secret = config.share_forward_secret()?;
     let (stop, shutdown) = Shutdown::new();
     let mut running = system::start(
         &config,
@@ -46,7 +47,7 @@ pub(crate) async fn run(load: GatewayLoad, json: bool) -> anyhow::Result<()> {
     .await?;
     let urls = running.first_urls();
     // Only users and inventory run; the gateway's other URLs are the defaults, never called.
-    let gateway = super::demo::start_gateway(&running, shutdown).await?;
+    let gateway = super::demo::start_gateway(&running, &forward_secret, shutdown).await?;
     let measured = measure(&urls, &gateway.url, &admin, load).await;
     stop.fire();
     let _ = gateway.task.await;

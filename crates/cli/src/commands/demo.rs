@@ -45,6 +45,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let mut config = system::SystemConfig::from_env()?;
     let admin = config.for_own_run();
+    let forward_secret = config.share_forward_secret()?;
     // Every instance has its own pool; together they stay within 80 of Postgres's default
     // 100 connections.
     let instances = u32::from(args.replicas) * system::ServiceName::all().count() as u32;
@@ -66,7 +67,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rate: args.rate,
         ..LoadOptions::default()
     };
-    let gateway = start_gateway(&running, shutdown_gateway).await?;
+    let gateway = start_gateway(&running, &forward_secret, shutdown_gateway).await?;
     let api = Api::with_replicas(running.replica_urls())?
         .through_gateway(&gateway.url)
         .signed_in(&admin.email, &admin.password)
@@ -109,10 +110,12 @@ pub(crate) struct LocalGateway {
 }
 
 /// Starts the gateway in front of every instance of every service `running` has (others at
-/// their `<SERVICE>_URL`). Its rate limits are lifted: the demo and the bench are one client
-/// each (an admin) sending every request, and the limiter is not what they show.
+/// their `<SERVICE>_URL`), vouching for client addresses to users with `forward_secret`. Its
+/// rate limits are lifted: the demo and the bench are one client each (an admin) sending
+/// every request, and the limiter is not what they show.
 pub(crate) async fn start_gateway(
     running: &system::Running,
+    forward_secret: &str,
     shutdown: Shutdown,
 ) -> anyhow::Result<LocalGateway> {
     let mut settings = api_gateway::Settings::from_env()?;
@@ -123,7 +126,8 @@ pub(crate) async fn start_gateway(
     for rate in settings.rates.per_second.values_mut() {
         *rate = std::num::NonZeroU32::MAX;
     }
-    let gateway = api_gateway::Gateway::bind(settings).await?;
+    let gateway =
+        api_gateway::Gateway::bind_with_forward_secret(settings, Some(forward_secret)).await?;
     let url = format!("http://127.0.0.1:{}", gateway.port());
     Ok(LocalGateway {
         url,

@@ -9,10 +9,16 @@ pub(crate) mod dlq;
 pub(crate) mod events;
 pub(crate) mod ledger_demo;
 pub(crate) mod management;
+pub(crate) mod outbox;
 pub(crate) mod saga;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod topology;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use system::ServiceName;
 
 /// Each service's base URL: `<SERVICE>_URL`, else its default port on this machine.
 pub(crate) fn service_urls() -> std::collections::BTreeMap<system::ServiceName, String> {
@@ -24,4 +30,28 @@ pub(crate) fn service_urls() -> std::collections::BTreeMap<system::ServiceName, 
             (service, url.trim_end_matches('/').to_owned())
         })
         .collect()
+}
+
+/// A small pool on `service`'s database at `<SERVICE>_DATABASE_URL`.
+pub(crate) async fn service_database(
+    config: &system::SystemConfig,
+    service: ServiceName,
+) -> anyhow::Result<sqlx::PgPool> {
+    let url = config
+        .database_urls
+        .get(&service)
+        .cloned()
+        .unwrap_or_default();
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read the {service} database at {}: is Postgres running, and does {}_DATABASE_URL name it?",
+                conveyor::redact_url(&url),
+                service.as_str().to_ascii_uppercase()
+            )
+        })
 }

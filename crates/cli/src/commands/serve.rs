@@ -14,9 +14,17 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = system::SystemConfig::from_env()?;
+    let mut config = system::SystemConfig::from_env()?;
     let all = args.services.iter().any(|service| service == "all");
     let gateway = all || args.services.iter().any(|service| service == "gateway");
+    let users_here = all || args.services.iter().any(|service| service == "users");
+    // Users trusts the addresses a gateway forwards only with their shared secret; served
+    // together here, they share one of this run's own unless the environment names one.
+    let forward_secret = if gateway && users_here {
+        Some(config.share_forward_secret()?)
+    } else {
+        None
+    };
     let chosen: Vec<ServiceName> = args
         .services
         .iter()
@@ -35,7 +43,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         settings.urls.insert(service, url);
     }
     let gateway = if gateway {
-        let gateway = api_gateway::Gateway::bind(settings).await?;
+        let gateway = match &forward_secret {
+            Some(secret) => {
+                api_gateway::Gateway::bind_with_forward_secret(settings, Some(secret)).await?
+            }
+            None => api_gateway::Gateway::bind(settings).await?,
+        };
         eprintln!("{:<10} http://127.0.0.1:{}/api/", "gateway", gateway.port());
         Some(tokio::spawn(gateway.run(shutdown)))
     } else {

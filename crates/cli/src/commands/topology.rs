@@ -49,6 +49,11 @@ pub(crate) enum TopologyCommand {
         /// makes no default user (docker-compose.yml loads it beside definitions.json).
         #[arg(long, value_name = "FILE")]
         definitions: Option<PathBuf>,
+        /// Name the users, and the exchanges and queues their permissions name, under this
+        /// prefix: for a second system on one broker (broker users are per broker, not per
+        /// vhost), or a test beside others. Its services must use the same names.
+        #[arg(long, default_value = "")]
+        prefix: String,
     },
 }
 
@@ -64,8 +69,13 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
             vhost,
             apply,
             definitions,
+            prefix,
         } => {
-            let names = Names::default();
+            let names = if prefix.is_empty() {
+                Names::default()
+            } else {
+                Names::with_prefix(prefix)
+            };
             let mut users = system::broker_users(&names)?;
             if let Some(path) = definitions {
                 users.push(BrokerUser::administrator(&names));

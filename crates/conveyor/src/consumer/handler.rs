@@ -71,7 +71,10 @@ impl From<sqlx::Error> for HandlerError {
                     | sqlx::error::ErrorKind::CheckViolation
             )
         });
-        if violates_constraint {
+        // Data the database refuses (a NUL in text, a value too long) is refused every time.
+        let refused_data =
+            super::db_error::classify(&error) == super::db_error::DbFailure::RefusedData;
+        if violates_constraint || refused_data {
             Self::Permanent(error.into())
         } else {
             Self::Transient(error.into())

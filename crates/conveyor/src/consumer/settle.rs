@@ -2,7 +2,10 @@
 //! channel. A failed delivery is acknowledged only once its retry or dead-letter copy is
 //! confirmed; those copies go out on a channel of another connection and are awaited in the
 //! background, so a broker alarm that blocks publishers holds up only the failed deliveries
-//! (within the prefetch window), never the acknowledgements of the rest.
+//! (within the prefetch window), never the acknowledgements of the rest. A copy the broker
+//! nacks ("not stored, not now": a quorum queue electing a leader after a node died) is sent
+//! again with backoff while its original stays unacknowledged, within the publish timeout;
+//! past it the session resets and the originals return to the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,8 @@ use super::Registry;
 use super::batch::Incoming;
 use super::outcome::Outcome;
 use super::worker::SessionError;
-use crate::publisher::ConfirmChannel;
+use crate::backoff::Backoff;
+use crate::publisher::{ConfirmChannel, OutgoingMessage, PublishError};
 
 pub(crate) struct Settler {
     acks: Channel,
@@ -75,7 +79,7 @@ impl Settler {
             let (acks, failures, timeout) =
                 (self.acks.clone(), Arc::clone(&self.failures), self.timeout);
             self.pending.spawn(async move {
-                tokio::time::timeout(timeout, failures.publish_all(&copies))
+                tokio::time::timeout(timeout, publish_until_stored(&failures, copies))
                     .await
                     .map_err(|_| SessionError::PublishTimeout(timeout))??;
                 for tag in failed_tags {
@@ -98,12 +102,48 @@ impl Settler {
         }
     }
 
-    /// At shutdown: gives copies in flight up to `grace` to be confirmed; deliveries whose
-    /// copy was not confirmed return to the queue (the inbox absorbs a copy that arrives too).
-    pub(crate) async fn finish(&mut self, grace: Duration) {
+    /// At shutdown: gives copies in flight up to `grace` to be confirmed (deliveries whose
+    /// copy was not confirmed return to the queue; the inbox absorbs a copy that arrives too),
+    /// then closes the channel they went out on. Left to be closed when dropped, its close
+    /// would be queued behind its connection's, which lapin then logs as a connection error.
+    pub(crate) async fn finish(mut self, grace: Duration) {
         let drain = async { while self.pending.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
             self.pending.abort_all();
         }
+        let close = self
+            .failures
+            .channel()
+            .close(200, "consumer shutting down".into());
+        let _ = tokio::time::timeout(grace, close).await;
+    }
+}
+
+/// Sends copies until the broker has stored every one: a nacked or returned copy is sent
+/// again after a growing pause.
+///
+/// # Errors
+/// [`PublishError`] when the channel or connection fails.
+async fn publish_until_stored(
+    failures: &ConfirmChannel,
+    mut copies: Vec<OutgoingMessage>,
+) -> Result<(), PublishError> {
+    let mut backoff = Backoff::default();
+    loop {
+        let outcomes = failures.publish_each(&copies).await?;
+        let mut refused = Vec::new();
+        let mut last_error = None;
+        for (copy, outcome) in copies.into_iter().zip(outcomes) {
+            if let Err(error) = outcome {
+                refused.push(copy);
+                last_error = Some(error);
+            }
+        }
+        let Some(error) = last_error else {
+            return Ok(());
+        };
+        tracing::warn!(%error, count = refused.len(), "The broker refused retry or dead-letter copies for now; sending them again.");
+        copies = refused;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

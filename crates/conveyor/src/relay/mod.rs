@@ -6,8 +6,10 @@
 //! the leader's database session ends. The leader's `pipeline` reads and publishes batch
 //! after batch while earlier ones await their confirms; `rows` records each row's fate: a
 //! confirmed row leaves the outbox for the log of what was sent, a refused one keeps its
-//! error and is parked after too many refusals. A crash anywhere leaves unconfirmed rows in
-//! the outbox, to be sent again (at least once; consumers' inboxes drop the repeats).
+//! error and is sent again with backoff (a nack is "not now"), and only a row the broker
+//! will never take is parked; `isolate` finds that row when the broker closed the channel
+//! without naming it. A crash anywhere leaves unconfirmed rows in the outbox, to be sent
+//! again (at least once; consumers' inboxes drop the repeats).
 //!
 //! Ordering: rows are sent oldest first, but a row whose transaction committed late, or a
 //! batch sent again after a failure, arrives after newer ones; consumers order by the
@@ -23,6 +25,7 @@ use tokio::task::JoinSet;
 
 mod cursor;
 mod election;
+mod isolate;
 mod pipeline;
 mod rows;
 
@@ -55,11 +58,9 @@ pub struct RelayOptions {
     /// alarm takes nothing and confirms nothing); the relay then opens a new session and
     /// sends the unconfirmed rows again.
     pub confirm_timeout: Duration,
-    /// Times the broker may refuse one row (a nack, no queue bound) before the row is
-    /// parked with its error and the relay moves past it.
-    pub max_attempts: i32,
     /// A row larger than this is parked at once: the broker would refuse it and close the
-    /// channel (RabbitMQ's `max_message_size`; broker-config sets 16 MiB).
+    /// channel (RabbitMQ's `max_message_size`; broker-config sets 16 MiB). Keep it at or
+    /// below the broker's: a larger body is found by the one-by-one pass instead, later.
     pub max_message_bytes: usize,
 }
 
@@ -72,7 +73,6 @@ impl Default for RelayOptions {
             inbox_retention: Duration::from_secs(14 * 24 * 3600),
             flush_timeout: Duration::from_secs(10),
             confirm_timeout: Duration::from_secs(30),
-            max_attempts: 5,
             max_message_bytes: 16 * 1024 * 1024,
         }
     }
@@ -91,6 +91,15 @@ pub enum RelayError {
         "the broker answered nothing within {0:?} (a batch's confirms, or opening the channel): it may be blocked by a memory or disk alarm; the rows stay unsent and are tried again"
     )]
     ConfirmTimeout(Duration),
+}
+
+impl RelayError {
+    /// Whether the broker closed the channel with PRECONDITION_FAILED, which it does for
+    /// one message it will never take (over `max_message_size`, a `user_id` not the
+    /// connection's) without saying which of the batch's messages it was.
+    fn may_be_one_rows_refusal(&self) -> bool {
+        matches!(self, Self::Publish(PublishError::Broker(error)) if crate::amqp::is_precondition_failed(error))
+    }
 }
 
 /// Publishes what the outbox holds until shut down.
@@ -167,13 +176,24 @@ impl OutboxRelay {
     }
 
     /// Runs the pipeline, opening it anew with backoff after a failure, until `stop` fires
-    /// and it has flushed.
+    /// and it has flushed. After a channel closed by a refusal that may be one row's, the
+    /// next pass sends one row at a time to find it.
     async fn relay_until_stopped(&self, work: &Notify, stop: &Shutdown) {
         let mut backoff = Backoff::default();
+        let mut find_refused_row = false;
         loop {
-            match pipeline::run(self, work, stop).await {
-                Ok(()) => return,
+            let result = if find_refused_row {
+                isolate::run(self).await
+            } else {
+                pipeline::run(self, work, stop)
+                    .await
+                    .map(|()| isolate::Pass::Done)
+            };
+            match result {
+                Ok(isolate::Pass::Done) => return,
+                Ok(isolate::Pass::Isolated) => find_refused_row = false,
                 Err(error) => {
+                    find_refused_row = error.may_be_one_rows_refusal();
                     tracing::warn!(%error, "Outbox relay failed; its unconfirmed rows stay and are sent again.");
                     if stop.is_fired() {
                         return;

@@ -5,7 +5,7 @@
 //! while the broker confirms.
 //! The reader keeps its place with a `Cursor`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,11 +38,12 @@ struct Confirmed {
 }
 
 /// What the reader and the recorder share: the ids published and not yet settled (left out
-/// of reads, so nothing goes out twice), and those the broker refused (read again soon).
+/// of reads, so nothing goes out twice), and those the broker refused (read again once their
+/// backoff has passed).
 #[derive(Default)]
 struct Shared {
     in_flight: Mutex<HashSet<i64>>,
-    refused: Mutex<Vec<i64>>,
+    refused: Mutex<Refused>,
 }
 
 impl Shared {
@@ -54,21 +55,81 @@ impl Shared {
         lock(&self.in_flight).extend(rows.iter().map(|row| row.id));
     }
 
-    fn settled(&self, rows: &[Pending], refused: Vec<i64>) {
+    fn settled(&self, rows: &[Pending], refused: &[i64]) {
         let mut in_flight = lock(&self.in_flight);
         for row in rows {
             in_flight.remove(&row.id);
         }
-        lock(&self.refused).extend(refused);
+        let mut backoff = lock(&self.refused);
+        for row in rows {
+            if refused.contains(&row.id) {
+                backoff.refused(row.id, Instant::now());
+            } else {
+                backoff.sent(row.id);
+            }
+        }
     }
 
-    fn take_refused(&self) -> Vec<i64> {
-        std::mem::take(&mut *lock(&self.refused))
+    fn take_due(&self) -> Vec<i64> {
+        lock(&self.refused).take_due(Instant::now())
     }
 
-    fn has_refused(&self) -> bool {
-        !lock(&self.refused).is_empty()
+    fn next_due(&self) -> Option<Instant> {
+        lock(&self.refused).next_due()
     }
+}
+
+/// The first wait before a refused row is sent again; each refusal doubles it.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
+/// The longest wait between two sends of a refused row.
+const LONGEST_RETRY: Duration = Duration::from_secs(5);
+
+/// Rows the broker refused and when each may go again: a nack means "not now" (a queue
+/// electing a new leader takes seconds), so a row is sent again with a growing pause, for as
+/// long as it takes, without holding up the rows behind it.
+#[derive(Default)]
+struct Refused {
+    /// Refusals in a row, per row id, until it is sent.
+    times: HashMap<i64, u32>,
+    /// Rows waiting for their next send, and when it is due.
+    waiting: HashMap<i64, Instant>,
+}
+
+impl Refused {
+    fn refused(&mut self, id: i64, now: Instant) {
+        let times = self.times.entry(id).or_default();
+        *times += 1;
+        self.waiting.insert(id, now + retry_delay(*times));
+    }
+
+    fn sent(&mut self, id: i64) {
+        self.times.remove(&id);
+        self.waiting.remove(&id);
+    }
+
+    fn take_due(&mut self, now: Instant) -> Vec<i64> {
+        let due: Vec<i64> = self
+            .waiting
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            self.waiting.remove(id);
+        }
+        due
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.waiting.values().min().copied()
+    }
+}
+
+/// The pause after a row's `times`-th refusal in a row.
+fn retry_delay(times: u32) -> Duration {
+    let doublings = times.saturating_sub(1).min(16);
+    (FIRST_RETRY * 2u32.pow(doublings)).min(LONGEST_RETRY)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -173,7 +234,7 @@ async fn read(
     shared: &Shared,
     after_idle: bool,
 ) -> Result<Vec<Pending>, sqlx::Error> {
-    cursor.recheck(shared.take_refused());
+    cursor.recheck(shared.take_due());
     let in_flight = shared.snapshot();
     if let Some(ids) = cursor.due_rechecks(after_idle) {
         let found = relay.read_ids(&ids, &in_flight).await?;
@@ -193,14 +254,13 @@ async fn read(
     Ok(rows)
 }
 
-/// How long an idle reader sleeps: a commit wakes it sooner; refused rows are tried again
-/// after a short pause.
+/// How long an idle reader sleeps: a commit wakes it sooner, and so does a refused row's
+/// next send.
 fn idle_wait(relay: &OutboxRelay, shared: &Shared) -> Duration {
-    if shared.has_refused() {
-        Duration::from_millis(100)
-    } else {
-        relay.options.poll_interval
-    }
+    let poll = relay.options.poll_interval;
+    shared.next_due().map_or(poll, |due| {
+        due.saturating_duration_since(Instant::now()).min(poll)
+    })
 }
 
 /// Awaits each batch's confirms in turn and hands the outcomes on to be recorded.
@@ -235,8 +295,44 @@ async fn record(
 ) -> Result<(), RelayError> {
     while let Some(batch) = recording.recv().await {
         let refused = relay.settle(&batch.rows, batch.outcomes).await?;
-        shared.settled(&batch.rows, refused);
+        shared.settled(&batch.rows, &refused);
         tracing::debug!(count = batch.rows.len(), "Relayed outbox events.");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_row_waits_longer_after_each_refusal_up_to_the_longest_wait() {
+        let delays: Vec<u128> = (1..=8)
+            .map(|times| retry_delay(times).as_millis())
+            .collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(retry_delay(u32::MAX), LONGEST_RETRY);
+    }
+
+    #[test]
+    fn a_refused_row_is_due_after_its_pause_and_forgotten_once_sent() {
+        let mut refused = Refused::default();
+        let start = Instant::now();
+        refused.refused(7, start);
+        refused.refused(7, start);
+        assert!(
+            refused.take_due(start).is_empty(),
+            "not due before its pause"
+        );
+        assert_eq!(refused.next_due(), Some(start + Duration::from_millis(200)));
+        assert_eq!(refused.take_due(start + Duration::from_millis(200)), [7]);
+        assert!(refused.take_due(start + Duration::from_secs(60)).is_empty());
+        refused.sent(7);
+        refused.refused(7, start);
+        assert_eq!(
+            refused.next_due(),
+            Some(start + FIRST_RETRY),
+            "counting starts over"
+        );
+    }
 }

@@ -1,6 +1,16 @@
 //! The relay's side of the outbox table: reading unsent rows, turning them into messages,
-//! and recording each one's fate: sent (out of the outbox, into the log of what was sent)
-//! or refused (its error kept, parked after too many refusals).
+//! and recording each one's fate: sent (out of the outbox, into the log of what was sent),
+//! refused for now (its error and count kept, sent again), or parked (a message the broker
+//! will never take).
+//!
+//! Which refusals park a row: only those that will repeat for this row alone, whatever the
+//! broker's state. A nack ("not stored, not now": a quorum queue electing a new leader after
+//! a node died, a queue at its `reject-publish` limit) or an unroutable return (the topology
+//! is missing) is not one of them; the row is sent again with backoff for as long as it
+//! takes. The ones that are: a body over the broker's `max_message_size` (checked here before
+//! sending, against [`super::RelayOptions::max_message_bytes`]), and any other
+//! PRECONDITION_FAILED channel close that the relay's one-by-one pass pins on a single row
+//! (`isolate`).
 
 use std::collections::BTreeMap;
 
@@ -73,7 +83,7 @@ impl OutboxRelay {
                     payload.len(),
                     self.options.max_message_bytes
                 );
-                self.record_refusals(&[id], &[error], true).await?;
+                self.park(&[id], &[error]).await?;
                 continue;
             }
             pending.push(self.pending_from_row(&row, id, payload)?);
@@ -125,8 +135,8 @@ impl OutboxRelay {
     }
 
     /// Records what the broker said of each row: the confirmed ones leave the outbox for
-    /// the log of what was sent (one statement), the refused ones keep their error. Returns
-    /// the ids of the refused ones.
+    /// the log of what was sent (one statement), the refused ones keep their error and stay
+    /// to be sent again. Returns the ids of the refused ones.
     pub(super) async fn settle(
         &self,
         rows: &[Pending],
@@ -157,45 +167,58 @@ impl OutboxRelay {
         .bind(&sent.subjects)
         .execute(&self.pool)
         .await?;
-        let published = &crate::metrics::metrics().events_published;
-        for row in rows.iter().filter(|row| !refused.contains(&row.id)) {
-            published
+        let metrics = crate::metrics::metrics();
+        for row in rows {
+            let counter = if refused.contains(&row.id) {
+                &metrics.outbox_refusals
+            } else {
+                &metrics.events_published
+            };
+            counter
                 .with_label_values(&[row.message.routing_key.as_str()])
                 .inc();
         }
         if !refused.is_empty() {
+            tracing::warn!(
+                count = refused.len(),
+                error = %errors[0],
+                "The broker refused outbox events for now; they stay and are sent again."
+            );
             self.record_refusals(&refused, &errors, false).await?;
         }
         Ok(refused)
     }
 
-    /// Records why the broker refused these rows (or would); parks each after
-    /// `max_attempts` refusals, or at once with `park_now`.
+    /// Parks rows the broker will never take, with why: the relay moves past them, and an
+    /// operator sends them again (`conveyor outbox unpark`) once the cause is fixed.
+    pub(super) async fn park(&self, ids: &[i64], errors: &[String]) -> Result<(), sqlx::Error> {
+        self.record_refusals(ids, errors, true).await
+    }
+
+    /// Records why the broker refused these rows, and how often; parks them with `park`.
     async fn record_refusals(
         &self,
         ids: &[i64],
         errors: &[String],
-        park_now: bool,
+        park: bool,
     ) -> Result<(), sqlx::Error> {
-        let limit = if park_now {
-            1
-        } else {
-            self.options.max_attempts.max(1)
-        };
         let parked: Vec<(i64, Uuid, Option<String>)> = sqlx::query_as(
             "UPDATE conveyor.outbox AS row SET attempts = row.attempts + 1, last_error = refusal.error,
-                 parked_at = CASE WHEN row.attempts + 1 >= $3 THEN now() END
+                 parked_at = CASE WHEN $3 THEN now() END
              FROM unnest($1::bigint[], $2::text[]) AS refusal(id, error)
              WHERE row.id = refusal.id
-             RETURNING row.id, row.event_id, row.parked_at::text",
+             RETURNING row.id, row.event_id, row.last_error",
         )
         .bind(ids)
         .bind(errors)
-        .bind(limit)
+        .bind(park)
         .fetch_all(&self.pool)
         .await?;
-        for (id, event_id, _) in parked.iter().filter(|(_, _, parked)| parked.is_some()) {
-            tracing::error!(outbox_id = id, %event_id, "The broker keeps refusing this outbox event; it is parked with its error and the relay moves on. Fix the cause, then set its parked_at to NULL to send it again.");
+        if park {
+            for (id, event_id, error) in &parked {
+                let error = error.as_deref().unwrap_or_default();
+                tracing::error!(outbox_id = id, %event_id, %error, "The broker will never take this outbox event; it is parked with its error and the relay moves on. Fix the cause, then send it again with `conveyor outbox unpark`.");
+            }
         }
         Ok(())
     }

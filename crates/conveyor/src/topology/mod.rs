@@ -38,6 +38,11 @@ impl Names {
         }
     }
 
+    /// The prefix before every name; empty for DESIGN.md's names.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn qualify(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_owned()
@@ -485,6 +490,74 @@ mod tests {
                         && binding["routing_key"] == "payment.captured"
                 })
         );
+    }
+
+    /// The README's promise for events nobody reads: `conveyor.unsubscribed` keeps none, and
+    /// `conveyor.unrouted` keeps at most 100,000 for at most 7 days, the oldest dropped
+    /// first. Checked in both forms the topology takes, the definitions file and the
+    /// arguments `declare` sends the broker, so neither can lose a bound unseen.
+    #[test]
+    fn the_unrouted_and_unsubscribed_queues_are_bounded_as_documented() {
+        let names = Names::default();
+        let mut topology = Topology::shared(&names);
+        topology.discard_unsubscribed(&names, ["order.completed".to_owned()]);
+        assert_eq!(UNROUTED_MAX_LENGTH, 100_000);
+        assert_eq!(UNROUTED_MAX_AGE, Duration::from_secs(7 * 24 * 3600));
+        let unrouted = json!({
+            "x-queue-type": "quorum",
+            "x-max-length": 100_000,
+            "x-message-ttl": 604_800_000,
+            "x-overflow": "drop-head",
+        });
+        let unsubscribed = json!({
+            "x-queue-type": "quorum",
+            "x-max-length": 0,
+            "x-overflow": "drop-head",
+        });
+        let definitions = topology.to_definitions("/");
+        let exported = |name: &str| {
+            definitions["queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|queue| queue["name"] == name)
+                .unwrap_or_else(|| panic!("{name} is not exported"))["arguments"]
+                .clone()
+        };
+        assert_eq!(exported("conveyor.unrouted"), unrouted);
+        assert_eq!(exported("conveyor.unsubscribed"), unsubscribed);
+        for (name, expected) in [
+            ("conveyor.unrouted", &unrouted),
+            ("conveyor.unsubscribed", &unsubscribed),
+        ] {
+            let queue = topology
+                .queues
+                .iter()
+                .find(|queue| queue.name == name)
+                .unwrap_or_else(|| panic!("{name} is not declared"));
+            assert_eq!(
+                &declared(&field_table(&queue.arguments)),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    /// The arguments of a declare as JSON, to compare with the definitions' form.
+    fn declared(table: &FieldTable) -> Value {
+        let arguments = table
+            .inner()
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    AMQPValue::LongString(text) => json!(text.to_string()),
+                    AMQPValue::LongLongInt(number) => json!(number),
+                    other => panic!("{key}: an argument of an unexpected type, {other:?}"),
+                };
+                (key.to_string(), value)
+            })
+            .collect::<serde_json::Map<_, _>>();
+        Value::Object(arguments)
     }
 
     #[test]

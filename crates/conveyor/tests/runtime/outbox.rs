@@ -157,10 +157,11 @@ fn start_relay(
     (stop, relay)
 }
 
-/// A row the broker refuses (nacked, or over the size limit) is parked with its error after
-/// its attempts, is never marked sent, and the rows behind it are published.
+/// A row the broker nacks is "not stored, not now": it stays in the outbox, unparked, is
+/// sent again with backoff while the rows behind it go on, and is published once the broker
+/// takes it. Only a row the broker will never take (over the size limit) is parked, at once.
 #[tokio::test]
-async fn rows_the_broker_refuses_are_parked_and_the_rows_behind_them_go_on() {
+async fn nacked_rows_are_sent_again_until_stored_and_only_oversized_ones_are_parked() {
     let env = TestEnv::new().await;
     let consumer = env
         .start_consumer(conveyor::ConsumerOptions::default())
@@ -182,48 +183,230 @@ async fn rows_the_broker_refuses_are_parked_and_the_rows_behind_them_go_on() {
     commit_to_outbox(&env, 50..100).await;
 
     let options = conveyor::RelayOptions {
-        max_attempts: 2,
         max_message_bytes: 10_000,
         ..Default::default()
     };
     let (stop_relay, relay) = start_relay(&env, options);
     env.wait_for_handled(100, Duration::from_secs(60)).await;
-    let parked_rows = || async {
-        sqlx::query_as::<_, (uuid::Uuid, i32, Option<String>)>(
-            "SELECT event_id, attempts, last_error FROM conveyor.outbox
-             WHERE parked_at IS NOT NULL ORDER BY id",
-        )
-        .fetch_all(&env.pool)
-        .await
-        .unwrap()
+    let row = |id: uuid::Uuid| {
+        let pool = env.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i32, Option<String>, bool)>(
+                "SELECT attempts, last_error, parked_at IS NOT NULL FROM conveyor.outbox
+                 WHERE event_id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
     };
-    let both = wait_until(Duration::from_secs(30), || async {
-        parked_rows().await.len() == 2
+    // Far more than the five refusals that used to park a row.
+    let refused_often = wait_until(Duration::from_secs(30), || async {
+        row(refused.id)
+            .await
+            .is_some_and(|(attempts, _, _)| attempts >= 6)
     })
     .await;
-    assert!(both, "both refused rows are parked");
-    let parked = parked_rows().await;
+    let (attempts, last_error, parked) = row(refused.id).await.expect("still in the outbox");
+    assert!(refused_often, "sent again and again: {attempts} attempts");
+    assert!(!parked, "a nacked row is never parked");
+    assert!(
+        last_error.as_deref().unwrap_or_default().contains("nack"),
+        "{last_error:?}"
+    );
+    assert!(
+        attempts < 40,
+        "with backoff, not in a hot loop: {attempts} attempts"
+    );
+    let (oversized_attempts, _, oversized_parked) =
+        row(oversized.id).await.expect("kept in the outbox");
+    assert!(oversized_parked, "an oversized row is parked");
+    assert_eq!(oversized_attempts, 1, "at once");
+
+    // The queue that refused takes messages again: the row goes out by itself.
+    let connection = env.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_delete("refuses-test.refused".into(), Default::default())
+        .await
+        .unwrap();
+    env.declare_bound_queue("accepts-test.refused", "test.refused")
+        .await;
+    let published = wait_until(Duration::from_secs(30), || async {
+        row(refused.id).await.is_none()
+    })
+    .await;
     stop_relay.fire();
     relay.await.unwrap();
     consumer.stop().await;
 
-    assert_eq!(parked[0].0, refused.id);
-    assert_eq!(parked[0].1, 2, "parked after its two attempts");
     assert!(
-        parked[0].2.as_deref().unwrap_or_default().contains("nack"),
-        "{:?}",
-        parked[0].2
+        published,
+        "the nacked row was published once the broker took it"
     );
-    assert_eq!(parked[1].0, oversized.id);
-    assert_eq!(parked[1].1, 1, "an oversized row is parked at once");
-    let sent_refused: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM conveyor.published WHERE event_id = ANY($1)")
+    let sent: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM conveyor.published WHERE event_id = ANY($1)")
             .bind(vec![refused.id, oversized.id])
-            .fetch_one(&env.pool)
+            .fetch_all(&env.pool)
             .await
             .unwrap();
-    assert_eq!(sent_refused, 0, "a refused row is never logged as sent");
+    assert_eq!(
+        sent,
+        [refused.id],
+        "logged as sent once; the parked one never"
+    );
     assert_eq!(env.handled_and_distinct().await, (100, 100));
+}
+
+/// The broker's `max_message_size` on every node of the cluster, lowered for a test and put
+/// back when dropped (also when the test fails). Channels opened meanwhile refuse larger
+/// bodies by closing with PRECONDITION_FAILED.
+struct SmallerMessageLimit {
+    broker: conveyor_testkit::Broker,
+    previous: Vec<(String, String)>,
+}
+
+impl SmallerMessageLimit {
+    fn set(broker: &conveyor_testkit::Broker, bytes: usize) -> Self {
+        let previous = broker
+            .nodes
+            .iter()
+            .map(|node| {
+                let value = broker
+                    .ctl_on(
+                        Some(node),
+                        &[
+                            "eval",
+                            "element(2, application:get_env(rabbit, max_message_size)).",
+                        ],
+                    )
+                    .trim()
+                    .to_owned();
+                (node.clone(), value)
+            })
+            .collect();
+        let limit = Self {
+            broker: broker.clone(),
+            previous,
+        };
+        for node in &broker.nodes {
+            broker.ctl_on(
+                Some(node),
+                &[
+                    "eval",
+                    &format!("application:set_env(rabbit, max_message_size, {bytes})."),
+                ],
+            );
+        }
+        limit
+    }
+}
+
+impl Drop for SmallerMessageLimit {
+    fn drop(&mut self) {
+        for (node, value) in &self.previous {
+            self.broker.ctl_on(
+                Some(node),
+                &[
+                    "eval",
+                    &format!("application:set_env(rabbit, max_message_size, {value})."),
+                ],
+            );
+        }
+    }
+}
+
+/// A row the broker will never take, which the relay's own size check does not catch (the
+/// broker's limit is lower than the relay was told): the broker closes the channel without
+/// naming the message, the relay sends one row at a time until the refusal falls on that
+/// row, parks it with the broker's words, and every other row is published.
+#[tokio::test]
+async fn a_row_the_broker_refuses_by_closing_the_channel_is_found_and_parked_alone() {
+    let _faults = conveyor_testkit::FaultLock::acquire();
+    let env = TestEnv::on(conveyor_testkit::Broker::cluster()).await;
+    let _limit = SmallerMessageLimit::set(&env.broker, 50_000);
+    let consumer = env
+        .start_consumer(conveyor::ConsumerOptions::default())
+        .await;
+    let too_big = conveyor::Envelope::new(
+        "producer",
+        "test.too-big",
+        serde_json::json!({ "padding": "x".repeat(100_000) }),
+    );
+    commit_to_outbox(&env, 0..50).await;
+    let mut tx = env.pool.begin().await.unwrap();
+    Outbox::new().add(&mut tx, &too_big).await.unwrap();
+    tx.commit().await.unwrap();
+    commit_to_outbox(&env, 50..100).await;
+
+    let (stop_relay, relay) = start_relay(&env, conveyor::RelayOptions::default());
+    env.wait_for_handled(100, Duration::from_secs(60)).await;
+    let parked = wait_until(Duration::from_secs(30), || async {
+        conveyor::parked::summary(&env.pool).await.unwrap().count == 1
+    })
+    .await;
+    let rows = conveyor::parked::list(&env.pool, 10).await.unwrap();
+    stop_relay.fire();
+    relay.await.unwrap();
+    consumer.stop().await;
+
+    assert!(parked, "the refused row is parked");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].event_id, too_big.id);
+    let error = rows[0].last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("PRECONDITION_FAILED") || error.contains("larger than"),
+        "{error}"
+    );
+    assert_eq!(env.handled_and_distinct().await, (100, 100));
+    assert_eq!(published_count(&env).await, 100);
+}
+
+/// An operator sends parked rows again: `unpark` clears them, the relay wakes and publishes
+/// them, and a row not parked is not touched.
+#[tokio::test]
+async fn unparked_rows_are_published_by_the_relay() {
+    let env = TestEnv::new().await;
+    let consumer = env
+        .start_consumer(conveyor::ConsumerOptions::default())
+        .await;
+    commit_to_outbox(&env, 0..3).await;
+    sqlx::query("UPDATE conveyor.outbox SET parked_at = now(), attempts = 1, last_error = 'x'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let options = conveyor::RelayOptions {
+        poll_interval: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let (stop_relay, relay) = start_relay(&env, options);
+    let ids: Vec<uuid::Uuid> = conveyor::parked::list(&env.pool, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.event_id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.handled_count().await, 0, "parked rows are not sent");
+
+    let unparked =
+        conveyor::parked::unpark(&env.pool, &conveyor::parked::Unpark::Events(vec![ids[0]]))
+            .await
+            .unwrap();
+    assert_eq!(unparked, [ids[0]]);
+    env.wait_for_handled(1, Duration::from_secs(30)).await;
+    let all = conveyor::parked::unpark(&env.pool, &conveyor::parked::Unpark::All)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "the other two");
+    env.wait_for_handled(3, Duration::from_secs(30)).await;
+    stop_relay.fire();
+    relay.await.unwrap();
+    consumer.stop().await;
+    assert_eq!(env.handled_and_distinct().await, (3, 3));
+    assert_eq!(conveyor::parked::summary(&env.pool).await.unwrap().count, 0);
 }
 
 /// The relay wakes on the outbox's NOTIFY: with the safety-net poll a minute away, an

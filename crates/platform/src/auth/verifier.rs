@@ -52,6 +52,11 @@ pub enum AuthError {
 pub type KeyFetch =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<JwkSet>> + Send>> + Send + Sync>;
 
+/// Where a verifier reads the time: `Instant::now`, or in tests a clock they move by hand,
+/// since the intervals above are seconds and minutes long. (Tokio's paused time would do,
+/// but this crate does not build tokio's `test-util`.)
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 /// Verifies tokens against a cached key set.
 pub struct Verifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
@@ -62,10 +67,16 @@ pub struct Verifier {
     /// When the keys were last fetched successfully.
     refreshed: RwLock<Option<Instant>>,
     validation: Validation,
+    now: Clock,
 }
 
 impl Verifier {
     pub fn new(fetch: KeyFetch) -> Arc<Self> {
+        Self::with_clock(fetch, Arc::new(Instant::now))
+    }
+
+    /// As [`Verifier::new`], reading the time from `now`.
+    fn with_clock(fetch: KeyFetch, now: Clock) -> Arc<Self> {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
@@ -78,6 +89,7 @@ impl Verifier {
             last_fetch: tokio::sync::Mutex::default(),
             refreshed: RwLock::default(),
             validation,
+            now,
         })
     }
 
@@ -134,7 +146,12 @@ impl Verifier {
         self.refreshed
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_none_or(|at| at.elapsed() >= KEYS_MAX_AGE)
+            .is_none_or(|at| self.since(at) >= KEYS_MAX_AGE)
+    }
+
+    /// How long ago `at` was, on this verifier's clock.
+    fn since(&self, at: Instant) -> Duration {
+        (self.now)().saturating_duration_since(at)
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {
@@ -151,19 +168,19 @@ impl Verifier {
         let mut last = self.last_fetch.lock().await;
         let due = match *last {
             None => true,
-            Some((at, true)) => at.elapsed() >= REFETCH_AFTER_SUCCESS,
-            Some((at, false)) => at.elapsed() >= REFETCH_AFTER_FAILURE,
+            Some((at, true)) => self.since(at) >= REFETCH_AFTER_SUCCESS,
+            Some((at, false)) => self.since(at) >= REFETCH_AFTER_FAILURE,
         };
         if due {
             let fetched = (self.fetch)().await;
-            *last = Some((Instant::now(), fetched.is_ok()));
+            *last = Some(((self.now)(), fetched.is_ok()));
             match fetched {
                 Ok(set) => {
                     self.replace(&set);
                     *self
                         .refreshed
                         .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((self.now)());
                 }
                 Err(error) => {
                     tracing::warn!(
@@ -209,6 +226,7 @@ impl Verifier {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use jsonwebtoken::jwk::Jwk;
@@ -242,6 +260,22 @@ mod tests {
         jsonwebtoken::encode(&header, &claims(), &key).unwrap()
     }
 
+    /// The test key, published under each of `kids` (users publishes one key per kid; one
+    /// key under several kids tells them apart just as well here).
+    fn key_set(kids: &[&str]) -> anyhow::Result<JwkSet> {
+        let key = EncodingKey::from_rsa_pem(TEST_KEY)?;
+        let jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)?;
+        let keys = kids
+            .iter()
+            .map(|kid| {
+                let mut jwk = jwk.clone();
+                jwk.common.key_id = Some((*kid).to_owned());
+                jwk
+            })
+            .collect();
+        Ok(JwkSet { keys })
+    }
+
     /// A key source that answers with the test key as `k1` the first `answers` times, then
     /// fails, and counts its calls.
     fn source(answers: usize) -> (KeyFetch, Arc<AtomicUsize>) {
@@ -251,17 +285,130 @@ mod tests {
             let call = counted.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
                 anyhow::ensure!(call < answers, "users is down");
-                let key = EncodingKey::from_rsa_pem(TEST_KEY)?;
-                let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)?;
-                jwk.common.key_id = Some("k1".to_owned());
-                Ok(JwkSet { keys: vec![jwk] })
+                key_set(&["k1"])
             })
         });
         (fetch, calls)
     }
 
+    /// A key source that publishes the kids in `published` at each call (the test changes
+    /// them, as users does when it retires a key), and counts its calls.
+    fn publishing(published: Arc<Mutex<Vec<&'static str>>>) -> (KeyFetch, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let fetch: KeyFetch = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let kids = published.lock().unwrap().clone();
+            Box::pin(async move { key_set(&kids) })
+        });
+        (fetch, calls)
+    }
+
+    /// A clock the test moves by hand, so that minutes of key lifetime pass at once.
+    struct ManualClock(Arc<Mutex<Instant>>);
+
+    impl ManualClock {
+        fn new() -> Self {
+            Self(Arc::new(Mutex::new(Instant::now())))
+        }
+
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+
+        fn clock(&self) -> Clock {
+            let now = self.0.clone();
+            Arc::new(move || *now.lock().unwrap())
+        }
+    }
+
+    fn calls_so_far(calls: &AtomicUsize) -> usize {
+        calls.load(Ordering::SeqCst)
+    }
+
+    /// The README: keys "stay in use while users is unreachable". Users answers once, then
+    /// fails; the clock passes the refetch window, then `KEYS_MAX_AGE`, so each later
+    /// fetch is really tried and fails, and the key fetched first is accepted after each.
     #[tokio::test]
-    async fn known_keys_stay_in_use_while_users_is_down_and_unknown_kids_refetch_sparingly() {
+    async fn known_keys_stay_in_use_when_refetches_past_the_window_and_the_max_age_fail() {
+        let (fetch, calls) = source(1);
+        let time = ManualClock::new();
+        let verifier = Verifier::with_clock(fetch, time.clock());
+        assert!(verifier.verify(&token("k1")).await.is_ok());
+
+        time.advance(REFETCH_AFTER_SUCCESS + Duration::from_secs(1));
+        let error = verifier.verify(&token("k2")).await.unwrap_err();
+        assert!(matches!(error, AuthError::UnknownKey(_)), "{error}");
+        assert_eq!(
+            calls_so_far(&calls),
+            2,
+            "past the window an unknown kid fetches, and users fails"
+        );
+        assert!(
+            verifier.verify(&token("k1")).await.is_ok(),
+            "a failed fetch keeps the known key"
+        );
+
+        time.advance(KEYS_MAX_AGE);
+        assert!(
+            verifier.verify(&token("k1")).await.is_ok(),
+            "keys too old to trust unchecked are still used when they cannot be refreshed"
+        );
+        assert_eq!(calls_so_far(&calls), 3, "old keys are fetched again");
+        assert!(verifier.verify(&token("k1")).await.is_ok());
+        assert_eq!(
+            calls_so_far(&calls),
+            3,
+            "after a failed fetch the next waits REFETCH_AFTER_FAILURE: an outage does not \
+             make every request call users"
+        );
+        time.advance(REFETCH_AFTER_FAILURE);
+        assert!(verifier.verify(&token("k1")).await.is_ok());
+        assert_eq!(calls_so_far(&calls), 4);
+    }
+
+    /// The README: a retired key's tokens are refused within `KEYS_MAX_AGE` (5 minutes),
+    /// even when no unknown kid ever comes to make the verifier fetch the keys again.
+    #[tokio::test]
+    async fn a_retired_key_is_refused_once_the_keys_fetched_with_it_are_max_age_old() {
+        let published = Arc::new(Mutex::new(vec!["k1", "k2"]));
+        let (fetch, calls) = publishing(published.clone());
+        let time = ManualClock::new();
+        let verifier = Verifier::with_clock(fetch, time.clock());
+        assert!(verifier.verify(&token("k1")).await.is_ok());
+        assert!(verifier.verify(&token("k2")).await.is_ok());
+        // Users retires k1: it no longer publishes it.
+        *published.lock().unwrap() = vec!["k2"];
+
+        time.advance(KEYS_MAX_AGE - Duration::from_secs(1));
+        assert!(
+            verifier.verify(&token("k1")).await.is_ok(),
+            "keys are trusted as fetched until they are KEYS_MAX_AGE old"
+        );
+        assert_eq!(calls_so_far(&calls), 1);
+
+        time.advance(Duration::from_secs(1));
+        let error = verifier.verify(&token("k1")).await.unwrap_err();
+        assert!(
+            matches!(&error, AuthError::UnknownKey(kid) if kid == "k1"),
+            "{error}"
+        );
+        assert_eq!(
+            calls_so_far(&calls),
+            2,
+            "one fetch: the unknown kid's own refetch waits out the window"
+        );
+        assert!(
+            verifier.verify(&token("k2")).await.is_ok(),
+            "the key still published stays in use"
+        );
+    }
+
+    /// Unknown kids cannot make the verifier call users more than once per
+    /// `REFETCH_AFTER_SUCCESS` (the clock does not move here; see the tests above for a
+    /// fetch that fails).
+    #[tokio::test]
+    async fn unknown_kids_within_the_refetch_window_fetch_nothing() {
         let (fetch, calls) = source(1);
         let verifier = Verifier::new(fetch);
         assert_eq!(

@@ -165,8 +165,8 @@ fn relay_findings(events: &[TracedEvent], waiting: &Waiting, evidence: &Evidence
             service,
             message: format!(
                 "{} parked {} in its outbox after {} refusals by the broker ({last_error}); \
-                 fix the cause, then set parked_at to NULL on that row to send it again",
-                waiting.service, event.event_type, event.refusals
+                 fix the cause, then send it again with `conveyor outbox unpark --service {} --event {}`",
+                waiting.service, event.event_type, event.refusals, waiting.service, event.id
             ),
         });
     } else if event.refusals > 0 {

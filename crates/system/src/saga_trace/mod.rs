@@ -149,6 +149,34 @@ pub struct StuckReport {
     pub pending: i64,
     /// The oldest of them, up to the limit.
     pub orders: Vec<Trace>,
+    /// The services whose outbox holds parked events (the broker will never take them as
+    /// they are), with how many and since when; an order waiting on one is among `orders`.
+    pub parked: Vec<ServiceParked>,
+}
+
+/// One service's parked outbox rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceParked {
+    pub service: ServiceName,
+    #[serde(flatten)]
+    pub summary: conveyor::parked::ParkedSummary,
+}
+
+/// The services with parked outbox rows; a database that cannot be read is left out (the
+/// orders' diagnosis notes it).
+async fn parked(sources: &Sources) -> Vec<ServiceParked> {
+    let mut found = Vec::new();
+    for (service, pool) in &sources.databases {
+        if let Ok(summary) = conveyor::parked::summary(pool).await
+            && summary.count > 0
+        {
+            found.push(ServiceParked {
+                service: *service,
+                summary,
+            });
+        }
+    }
+    found
 }
 
 /// The timeline and diagnosis of `order_id`; `None` when orders has no such order.
@@ -210,5 +238,6 @@ pub async fn stuck(
             .iter()
             .map(|order| diagnose::diagnose(order, &evidence, map))
             .collect(),
+        parked: parked(sources).await,
     })
 }

@@ -1,25 +1,19 @@
-//! Waiting for the flow to go quiet, then DESIGN.md's invariants checked against the
-//! services' own APIs, and the report of the run.
+//! Waiting for the flow to go quiet, then reading what the services' own APIs say about
+//! the run, judging it by DESIGN.md's invariants (`invariants`), and the report of the run.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::api::Api;
+use super::invariants::{self, Invariant, Observed, PaymentView, RunState, ShipmentView};
 use super::load::Placed;
-use super::outcome;
 use super::setup::Fixtures;
-
-/// One invariant and whether it held.
-#[derive(Debug, Clone, Serialize)]
-pub struct Invariant {
-    pub name: &'static str,
-    pub ok: bool,
-    pub detail: String,
-}
 
 /// What a run did and whether the invariants held.
 #[derive(Debug, Clone, Serialize)]
@@ -218,12 +212,37 @@ pub(crate) async fn queued(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// An order with what each service says about it.
-struct Observed {
-    order: Value,
-    payments: Vec<Value>,
-    shipments: Vec<Value>,
-    reservation: Option<String>,
+/// Payments of an order, as `GET /payments?order_id=` answers.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PaymentList {
+    payments: Vec<PaymentView>,
+}
+
+/// Shipments of an order, as `GET /shipments?order_id=` answers.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ShipmentList {
+    shipments: Vec<ShipmentView>,
+}
+
+/// An order's reservation, as `GET /reservations/{id}` answers.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ReservationView {
+    status: String,
+}
+
+/// A product, as `GET /products/{sku}` answers: the units held for orders.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ProductView {
+    reserved: i64,
+}
+
+/// `value` as `T`; `what` names it in the error.
+fn typed<T: DeserializeOwned>(value: Value, what: impl FnOnce() -> String) -> anyhow::Result<T> {
+    serde_json::from_value(value).with_context(|| format!("cannot read {}", what()))
 }
 
 async fn observe(api: &Api, placed: &Placed) -> anyhow::Result<Observed> {
@@ -244,20 +263,30 @@ async fn observe(api: &Api, placed: &Placed) -> anyhow::Result<Observed> {
             &[],
         )
         .await?;
+    let reservation = if status.is_success() {
+        let view: ReservationView = typed(reservation, || format!("the reservation of {id}"))?;
+        Some(view.status)
+    } else {
+        None
+    };
     Ok(Observed {
-        order,
-        payments: payments["payments"].as_array().cloned().unwrap_or_default(),
-        shipments: shipments["shipments"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        reservation: status.is_success().then(|| {
-            reservation["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        }),
+        placed: placed.clone(),
+        order: typed(order, || format!("order {id}"))?,
+        payments: typed::<PaymentList>(payments, || format!("the payments of {id}"))?.payments,
+        shipments: typed::<ShipmentList>(shipments, || format!("the shipments of {id}"))?.shipments,
+        reservation,
     })
+}
+
+/// Each product of the run and the units inventory holds reserved for it.
+async fn reserved_stock(api: &Api, fixtures: &Fixtures) -> anyhow::Result<Vec<(String, i64)>> {
+    let mut reserved = Vec::new();
+    for sku in fixtures.all_products() {
+        let product = api.get("inventory", &format!("/products/{sku}")).await?;
+        let product: ProductView = typed(product, || format!("product {sku}"))?;
+        reserved.push((sku, product.reserved));
+    }
+    Ok(reserved)
 }
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
@@ -268,248 +297,129 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn invariant(name: &'static str, failures: &[String], ok_detail: String) -> Invariant {
-    Invariant {
-        name,
-        ok: failures.is_empty(),
-        detail: if failures.is_empty() {
-            ok_detail
-        } else {
-            let shown: Vec<_> = failures.iter().take(5).cloned().collect();
-            format!("{} failures, e.g. {}", failures.len(), shown.join("; "))
-        },
-    }
-}
-
-/// Reads every order's final state from the services and checks the invariants.
+/// Reads every order's final state from the services and checks the invariants
+/// ([`invariants::all`], one function each).
 ///
 /// # Errors
-/// When a service cannot be reached.
+/// When a service cannot be reached, or answers what cannot be read.
 pub async fn report(
     api: &Api,
     fixtures: &Fixtures,
     placed: &[Placed],
     strays: Strays,
 ) -> anyhow::Result<Report> {
-    let Strays {
-        dead_letters,
-        unrouted,
-    } = strays;
-    let observed: Vec<Observed> = futures_util::stream::iter(placed)
+    let orders: Vec<Observed> = futures_util::stream::iter(placed)
         .map(|order| observe(api, order))
         .buffered(16)
         .try_collect()
         .await?;
-    let mut confirmed = 0;
+    let state = RunState {
+        orders,
+        reserved: reserved_stock(api, fixtures).await?,
+        strays,
+    };
+    let invariants = invariants::all(&state);
+    Ok(summary(&state, placed, api.busy_answers(), invariants))
+}
+
+/// What the run did, beside whether the invariants held.
+fn summary(
+    state: &RunState,
+    placed: &[Placed],
+    busy_answers: usize,
+    invariants: Vec<Invariant>,
+) -> Report {
+    let orders = &state.orders;
     let mut cancelled: BTreeMap<String, usize> = BTreeMap::new();
-    let mut compensations: BTreeMap<String, usize> = BTreeMap::new();
-    let mut latencies = Vec::new();
-    let (mut unfinished, mut money, mut shipping, mut reservations) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut confirmed_totals = 0_i64;
-    let mut net_captured = 0_i64;
-    let mut confirmed_quantities: BTreeMap<String, i64> = BTreeMap::new();
-    let (mut first_created, mut last_finished) = (None::<String>, None::<String>);
-    let mut wrong_ends = Vec::new();
-    for (seen, placed) in observed.iter().zip(placed) {
-        let order = &seen.order;
-        let id = order["id"].as_str().unwrap_or_default();
-        let status = order["status"].as_str().unwrap_or_default();
-        let total = order["total_cents"].as_i64().unwrap_or_default();
-        wrong_ends.extend(outcome::unexpected_end(
-            placed,
-            status,
-            order["reason"].as_str(),
-        ));
-        if let Some(latency) = order["latency_ms"].as_f64() {
-            latencies.push(latency);
-        }
-        if let Some(created) = order["created_at"].as_str() {
-            first_created = Some(
-                first_created.map_or(created.to_owned(), |first| first.min(created.to_owned())),
-            );
-        }
-        if let Some(finished) = order["finished_at"].as_str() {
-            last_finished = Some(
-                last_finished.map_or(finished.to_owned(), |last| last.max(finished.to_owned())),
-            );
-        }
-        let captured: i64 = seen
-            .payments
-            .iter()
-            .filter(|p| p["status"] == "captured")
-            .map(|p| p["amount_cents"].as_i64().unwrap_or_default())
-            .sum();
-        net_captured += captured;
-        let scheduled = seen
-            .shipments
-            .iter()
-            .filter(|s| s["status"] == "scheduled")
-            .count();
-        *compensations.entry("payments refunded".into()).or_default() += seen
-            .payments
-            .iter()
-            .filter(|p| p["status"] == "refunded")
-            .count();
-        *compensations
-            .entry("shipments cancelled".into())
-            .or_default() += seen
-            .shipments
-            .iter()
-            .filter(|s| s["status"] == "cancelled")
-            .count();
-        *compensations
-            .entry("reservations released".into())
-            .or_default() += usize::from(seen.reservation.as_deref() == Some("released"));
-        match status {
-            "confirmed" => {
-                confirmed += 1;
-                confirmed_totals += total;
-                if captured != total {
-                    money.push(format!(
-                        "confirmed order {id} has {captured} captured for a total of {total}"
-                    ));
-                }
-                if scheduled != 1 {
-                    shipping.push(format!(
-                        "confirmed order {id} has {scheduled} scheduled shipments"
-                    ));
-                }
-                if seen.reservation.as_deref() != Some("reserved") {
-                    reservations.push(format!(
-                        "confirmed order {id} has reservation {:?}",
-                        seen.reservation
-                    ));
-                }
-                for item in order["items"].as_array().into_iter().flatten() {
-                    let sku = item["sku"].as_str().unwrap_or_default().to_owned();
-                    *confirmed_quantities.entry(sku).or_default() +=
-                        item["quantity"].as_i64().unwrap_or_default();
-                }
-            }
-            "cancelled" => {
-                let reason = order["reason"].as_str().unwrap_or("unknown").to_owned();
-                *cancelled.entry(reason).or_default() += 1;
-                if captured != 0 {
-                    money.push(format!(
-                        "cancelled order {id} still has {captured} captured"
-                    ));
-                }
-                if scheduled != 0 {
-                    shipping.push(format!("cancelled order {id} has a scheduled shipment"));
-                }
-                if seen.reservation.as_deref() == Some("reserved") {
-                    reservations.push(format!("cancelled order {id} still holds its reservation"));
-                }
-            }
-            other => unfinished.push(format!("order {id} is {other}")),
-        }
+    for seen in orders
+        .iter()
+        .filter(|seen| seen.order.status == "cancelled")
+    {
+        let reason = seen.order.reason.as_deref().unwrap_or("unknown");
+        *cancelled.entry(reason.to_owned()).or_default() += 1;
     }
-    let mut stock = Vec::new();
-    for sku in fixtures.all_products() {
-        let product = api.get("inventory", &format!("/products/{sku}")).await?;
-        let reserved = product["reserved"].as_i64().unwrap_or_default();
-        let expected = confirmed_quantities.get(&sku).copied().unwrap_or_default();
-        if reserved != expected {
-            stock.push(format!(
-                "{sku}: {reserved} reserved, confirmed orders hold {expected}"
-            ));
-        }
+    let cancels = |accepted: bool| {
+        placed
+            .iter()
+            .filter(|order| order.cancel_accepted == Some(accepted))
+            .count()
+    };
+    Report {
+        placed: placed.len(),
+        confirmed: orders
+            .iter()
+            .filter(|seen| seen.order.status == "confirmed")
+            .count(),
+        cancelled,
+        customer_cancels_accepted: cancels(true),
+        customer_cancels_too_late: cancels(false),
+        compensations: compensations(orders),
+        latency_ms: latency_ms(orders),
+        orders_per_second: orders.len() as f64 / span_seconds(orders),
+        dead_letters: state.strays.dead_letters,
+        unrouted: state.strays.unrouted,
+        busy_answers,
+        invariants,
     }
-    stock.extend(reservations);
+}
+
+/// Compensations run: payments refunded, shipments cancelled, reservations released (no
+/// entry at all when there was no order).
+fn compensations(orders: &[Observed]) -> BTreeMap<String, usize> {
+    if orders.is_empty() {
+        return BTreeMap::new();
+    }
+    let refunded = orders
+        .iter()
+        .flat_map(|seen| &seen.payments)
+        .filter(|payment| payment.status == "refunded")
+        .count();
+    let cancelled = orders
+        .iter()
+        .flat_map(|seen| &seen.shipments)
+        .filter(|shipment| shipment.status == "cancelled")
+        .count();
+    let released = orders
+        .iter()
+        .filter(|seen| seen.reservation.as_deref() == Some("released"))
+        .count();
+    BTreeMap::from([
+        ("payments refunded".to_owned(), refunded),
+        ("shipments cancelled".to_owned(), cancelled),
+        ("reservations released".to_owned(), released),
+    ])
+}
+
+/// Saga latency percentiles, order placed to final, in milliseconds.
+fn latency_ms(orders: &[Observed]) -> BTreeMap<String, f64> {
+    let mut latencies: Vec<f64> = orders
+        .iter()
+        .filter_map(|seen| seen.order.latency_ms)
+        .collect();
     latencies.sort_by(f64::total_cmp);
-    let latency_ms = BTreeMap::from([
+    BTreeMap::from([
         ("p50".to_owned(), percentile(&latencies, 0.50)),
         ("p95".to_owned(), percentile(&latencies, 0.95)),
         ("p99".to_owned(), percentile(&latencies, 0.99)),
-    ]);
-    let span_seconds = match (first_created, last_finished) {
+    ])
+}
+
+/// Seconds from the first order placed to the last one final; never zero (it divides).
+fn span_seconds(orders: &[Observed]) -> f64 {
+    let first = orders
+        .iter()
+        .filter_map(|seen| seen.order.created_at.as_deref())
+        .min();
+    let last = orders
+        .iter()
+        .filter_map(|seen| seen.order.finished_at.as_deref())
+        .max();
+    match (first, last) {
         (Some(first), Some(last)) => {
-            let parse = |text: &str| chrono_seconds(text);
-            (parse(&last) - parse(&first)).max(f64::EPSILON)
+            (chrono_seconds(last) - chrono_seconds(first)).max(f64::EPSILON)
         }
         _ => f64::EPSILON,
-    };
-    if net_captured != confirmed_totals {
-        money.push(format!(
-            "captured minus refunded is {net_captured}, confirmed totals are {confirmed_totals}"
-        ));
     }
-    let dead = if dead_letters == 0 {
-        Vec::new()
-    } else {
-        vec![format!(
-            "{dead_letters} new dead letters (see `conveyor dlq list`)"
-        )]
-    };
-    let invariants = vec![
-        invariant(
-            "every order is confirmed or cancelled",
-            &unfinished,
-            format!("{} orders, none pending", observed.len()),
-        ),
-        invariant(
-            "each order ended as its path predicts",
-            &wrong_ends,
-            format!(
-                "{} orders: declined, undeliverable, sold out and cancelled where meant, the rest confirmed",
-                observed.len()
-            ),
-        ),
-        invariant(
-            "money captured minus refunded equals the totals of confirmed orders",
-            &money,
-            format!("{net_captured} = {confirmed_totals} cents"),
-        ),
-        invariant(
-            "stock reserved equals the quantities of confirmed orders",
-            &stock,
-            format!("{} products checked", fixtures.all_products().len()),
-        ),
-        invariant(
-            "a shipment exists only for confirmed orders, one each",
-            &shipping,
-            format!("{confirmed} shipments for {confirmed} confirmed orders"),
-        ),
-        invariant(
-            "no message lost or dead-lettered",
-            &dead,
-            "0 new dead letters".to_owned(),
-        ),
-        invariant(
-            "every event had a queue to go to",
-            &if unrouted == 0 {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "{unrouted} new messages in conveyor.unrouted (see the README's Operators section)"
-                )]
-            },
-            "0 new messages in conveyor.unrouted".to_owned(),
-        ),
-    ];
-    let accepted = placed
-        .iter()
-        .filter(|p| p.cancel_accepted == Some(true))
-        .count();
-    let too_late = placed
-        .iter()
-        .filter(|p| p.cancel_accepted == Some(false))
-        .count();
-    Ok(Report {
-        placed: placed.len(),
-        confirmed,
-        cancelled,
-        customer_cancels_accepted: accepted,
-        customer_cancels_too_late: too_late,
-        compensations,
-        latency_ms,
-        orders_per_second: observed.len() as f64 / span_seconds,
-        dead_letters,
-        unrouted,
-        busy_answers: api.busy_answers(),
-        invariants,
-    })
 }
 
 /// Seconds since the epoch of an RFC 3339 time, as the orders API writes it.

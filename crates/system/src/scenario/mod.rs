@@ -5,11 +5,13 @@
 //! - `api`: a small client of the services' HTTP APIs.
 //! - `setup`: the users and products, and waiting for the cached copies to catch up.
 //! - `load`: placing the orders at a rate, with some customer cancels racing the saga.
-//! - `check`: the invariants, and the report.
+//! - `check`: reading the services' state at the end, and the report.
+//! - `invariants`: DESIGN.md's invariants over that state, one function each.
 //! - `outcome`: the end each order's path predicts.
 
 mod api;
 mod check;
+mod invariants;
 mod load;
 mod outcome;
 mod setup;
@@ -17,9 +19,8 @@ mod setup;
 use std::time::{Duration, Instant};
 
 pub use api::Api;
-pub use check::{
-    Invariant, Report, Strays, dead_letters, pending_orders, report, strays, wait_until_settled,
-};
+pub use check::{Report, Strays, dead_letters, pending_orders, report, strays, wait_until_settled};
+pub use invariants::Invariant;
 pub use load::{LoadOptions, Path, Placed, place};
 pub use setup::{Fixtures, Tokens};
 

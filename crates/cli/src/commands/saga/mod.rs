@@ -13,6 +13,7 @@ use system::ServiceName;
 use system::reconcile::{self, Databases, ReconcileOptions, ReconcileReport};
 
 use super::dlq::args::parse_age;
+use super::service_database;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SagaCommand {
@@ -32,7 +33,9 @@ pub(crate) enum SagaCommand {
     /// at AMQP_URL and each service's /readyz at <SERVICE>_URL. Exits 1 for an unknown order.
     Trace(trace::TraceArgs),
     /// Every order pending longer than --older-than, oldest first, each with the step it
-    /// waits on and the likely reason, as `trace` finds them. Exits 1 when there is any.
+    /// waits on and the likely reason, as `trace` finds them, and each service's count of
+    /// parked outbox events (the broker will never take them as they are; see `conveyor
+    /// outbox`). Exits 1 when there is any stuck order or parked event.
     Stuck(trace::StuckArgs),
 }
 
@@ -129,10 +132,10 @@ fn print_report(report: &ReconcileReport) {
 async fn databases() -> anyhow::Result<Databases> {
     let config = system::SystemConfig::from_env()?;
     let (orders, payments, inventory, shipping) = tokio::try_join!(
-        connect(&config, ServiceName::Orders),
-        connect(&config, ServiceName::Payments),
-        connect(&config, ServiceName::Inventory),
-        connect(&config, ServiceName::Shipping),
+        service_database(&config, ServiceName::Orders),
+        service_database(&config, ServiceName::Payments),
+        service_database(&config, ServiceName::Inventory),
+        service_database(&config, ServiceName::Shipping),
     )?;
     Ok(Databases {
         orders,
@@ -140,28 +143,4 @@ async fn databases() -> anyhow::Result<Databases> {
         inventory,
         shipping,
     })
-}
-
-/// A small pool on `service`'s database at `<SERVICE>_DATABASE_URL`.
-async fn connect(
-    config: &system::SystemConfig,
-    service: ServiceName,
-) -> anyhow::Result<sqlx::PgPool> {
-    let url = config
-        .database_urls
-        .get(&service)
-        .cloned()
-        .unwrap_or_default();
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(&url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot read the {service} database at {}: is Postgres running, and does {}_DATABASE_URL name it?",
-                conveyor::redact_url(&url),
-                service.as_str().to_ascii_uppercase()
-            )
-        })
 }

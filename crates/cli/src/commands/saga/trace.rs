@@ -10,8 +10,9 @@ use system::saga_map::SagaMap;
 use system::saga_trace::{self, Outcome, Sources, StuckReport, Trace};
 use uuid::Uuid;
 
-use super::{connect, show};
+use super::show;
 use crate::commands::dlq::args::parse_age;
+use crate::commands::service_database;
 use crate::terminal::printable;
 
 #[derive(Debug, Args)]
@@ -63,6 +64,11 @@ pub(crate) async fn stuck(args: StuckArgs) -> anyhow::Result<()> {
         report.pending,
         report.older_than_seconds
     );
+    let parked: i64 = report.parked.iter().map(|found| found.summary.count).sum();
+    anyhow::ensure!(
+        parked == 0,
+        "{parked} events parked in the services' outboxes"
+    );
     Ok(())
 }
 
@@ -71,7 +77,7 @@ async fn sources(no_broker: bool) -> anyhow::Result<(Sources, SagaMap)> {
     let config = system::SystemConfig::from_env()?;
     let names = Names::default();
     let pools = futures_util::future::try_join_all(
-        ServiceName::all().map(|service| connect(&config, service)),
+        ServiceName::all().map(|service| service_database(&config, service)),
     )
     .await?;
     let databases: BTreeMap<ServiceName, sqlx::PgPool> = ServiceName::all().zip(pools).collect();
@@ -212,6 +218,18 @@ fn print_stuck(report: &StuckReport) {
             String::new()
         }
     );
+    for parked in &report.parked {
+        let oldest = parked
+            .summary
+            .oldest_created_at
+            .map_or_else(String::new, |at| {
+                format!(", the oldest from {}", at.format("%Y-%m-%d %H:%M:%S"))
+            });
+        println!(
+            "parked: {} holds {} events the broker will never take{oldest}: `conveyor outbox parked --service {}` lists them",
+            parked.service, parked.summary.count, parked.service
+        );
+    }
     if let Some(notes) = report.orders.first().map(|trace| &trace.notes) {
         for note in notes {
             println!("note: {}", printable(note));

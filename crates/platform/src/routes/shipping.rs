@@ -1,0 +1,10 @@
+//! shipping's routes: an order's shipments, and its cached copies of users.
+
+use super::{Access, Route, Verb};
+use crate::auth::Scope;
+
+/// Someone else's order lists as an order without shipments.
+pub const ROUTES: &[Route] = &[
+    Route::api(Verb::Get, "/shipments", Access::Owner),
+    Route::internal(Verb::Get, "/cache/users/{id}", Access::Scope(Scope::ADMIN)),
+];
