@@ -85,9 +85,18 @@ impl From<conveyor::OutboxError> for ApiError {
     }
 }
 
+/// The body of every refusal, and the schema the OpenAPI documents give it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ErrorBody {
+    /// What is wrong and whose fault it is, in a sentence for a person to read.
+    pub(crate) error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
+        let body = Json(ErrorBody {
+            error: self.message,
+        });
         (self.status, body).into_response()
     }
 }

@@ -11,6 +11,8 @@
 //!   length per field), checked before it reaches the database, and the database's own
 //!   refusals of data answered as the request's fault.
 //! - `metrics`: `GET /metrics`, HTTP request metrics and the sampled gauges.
+//! - `openapi`: the OpenAPI 3.1 documents, made from the route tables and the types the
+//!   handlers read and write.
 //! - `republish`: a table's current state sent again, a chunk per transaction.
 //! - `routes`: every service's HTTP routes as data (method, path, who may call, whether the
 //!   gateway publishes it), the routers built from them and the gateway's allow-list.
@@ -26,6 +28,7 @@ mod database;
 mod http;
 pub mod input;
 pub mod metrics;
+pub mod openapi;
 mod republish;
 pub mod routes;
 mod service;

@@ -43,6 +43,9 @@ pub struct ServiceParts {
     pub verifier: Option<Arc<Verifier>>,
     pub consumer: Option<Consumer>,
     pub background: Vec<BackgroundTask>,
+    /// The service's OpenAPI document ([`crate::openapi::Api::finish`]), served at
+    /// `GET /openapi.json`.
+    pub openapi: serde_json::Value,
 }
 
 /// A service ready to run: database migrated, port bound.
@@ -65,7 +68,7 @@ impl Service {
         assemble: impl FnOnce(&PgPool) -> anyhow::Result<ServiceParts>,
     ) -> anyhow::Result<Self> {
         let pool = connect_or_create(&config.database_url, config.pool_size).await?;
-        migrator
+        tolerating_newer(migrator)
             .run(&pool)
             .await
             .with_context(|| format!("the {} database's migrations failed", config.service))?;
@@ -211,7 +214,8 @@ impl Service {
             parts.router,
             parts.public,
             parts.verifier,
-        );
+        )
+        .merge(openapi_route(parts.openapi));
         match listener.local_addr() {
             Ok(address) => {
                 tracing::info!(service = %config.service, port = address.port(), "Service started.");
@@ -229,6 +233,22 @@ impl Service {
                 .context("the HTTP server failed")
         });
         tasks
+    }
+}
+
+/// The service's migrations, not failing on newer ones already applied: in a rolling
+/// upgrade, or a rollback, an instance of the older release starts on a database that a
+/// newer one migrated. Migrations only add what the older release can ignore (expand now,
+/// contract in a later release). sqlx's `migrate!` cannot say so itself, so the fields are
+/// copied (they are public for that macro; sqlx is pinned in the workspace).
+fn tolerating_newer(migrator: &Migrator) -> Migrator {
+    Migrator {
+        migrations: migrator.migrations.clone(),
+        ignore_missing: true,
+        locking: migrator.locking,
+        no_tx: migrator.no_tx,
+        table_name: migrator.table_name.clone(),
+        create_schemas: migrator.create_schemas.clone(),
     }
 }
 
@@ -300,6 +320,17 @@ fn http_router(
         ))
 }
 
+/// `GET /openapi.json`: the service's document, open like the health routes and outside the
+/// HTTP slots (it is written once, at start).
+fn openapi_route(document: serde_json::Value) -> Router {
+    let document = Arc::new(document);
+    let serve = move || {
+        let document = document.clone();
+        async move { axum::Json(serde_json::Value::clone(&document)) }
+    };
+    Router::new().route(operations::OPENAPI.path, get(serve))
+}
+
 /// How long a request waits for one of the service's HTTP slots before it is told to try
 /// again: a client's retry is cheaper than a queue of requests each holding memory.
 const HTTP_SLOT_WAIT: Duration = Duration::from_secs(5);
@@ -358,6 +389,17 @@ struct Health {
     consumer: Option<Arc<ConsumerStats>>,
 }
 
+/// The body of `/readyz`, and the schema the OpenAPI documents give it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Readiness {
+    /// Both connections are up.
+    ready: bool,
+    /// The database answers.
+    database: bool,
+    /// The consumer holds a broker session (always true for a service without one).
+    broker: bool,
+}
+
 /// Ready when the database answers and the consumer (if any) holds a broker session.
 async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let ping = sqlx::query("SELECT 1").execute(&health.pool);
@@ -374,7 +416,10 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body =
-        serde_json::json!({ "ready": database && broker, "database": database, "broker": broker });
+    let body = Readiness {
+        ready: database && broker,
+        database,
+        broker,
+    };
     (status, axum::Json(body))
 }

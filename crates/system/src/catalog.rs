@@ -121,6 +121,17 @@ pub fn broker_users(names: &Names) -> anyhow::Result<Vec<BrokerUser>> {
     Ok(users)
 }
 
+/// Every service's OpenAPI document, by name (the gateway's public document is made from
+/// these: `api_gateway::public_document`).
+///
+/// # Errors
+/// As [`ServiceName::openapi`].
+pub fn openapi_documents() -> anyhow::Result<Vec<(&'static str, serde_json::Value)>> {
+    ServiceName::all()
+        .map(|service| Ok((service.as_str(), service.openapi()?)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@
 //!
 //! - `caches`: rebuilding a service's cached copies from their sources.
 //! - `roster`: the one exhaustive list of services, and everything known of each.
-//! - `catalog`: what each service sends and receives, from the services themselves.
+//! - `catalog`: what each service sends and receives, and each one's OpenAPI document, from
+//!   the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
 //! - `reconcile`: finished orders compared with payments, inventory and shipping records.
 //! - `saga_map`, `saga_trace`: the saga's steps, and where an order is among them and why.
@@ -22,7 +23,7 @@ pub mod saga_trace;
 pub mod scenario;
 mod start;
 
-pub use catalog::{all_topology, broker_users, service_events};
+pub use catalog::{all_topology, broker_users, openapi_documents, service_events};
 pub use roster::ServiceName;
 pub use start::{Running, SystemConfig, run_admin, start, start_replicas};
 pub use users_service::AdminAccount;

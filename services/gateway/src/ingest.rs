@@ -17,7 +17,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use conveyor::{AmqpConfig, Envelope, Names, PublishError, Publisher, Shutdown};
-use events_schema::EventViolations;
+use events_schema::{ENVELOPE_SCHEMA, EventViolations, SCHEMAS, SchemaFile};
+use platform::openapi::Operation;
 use platform::{ApiError, Caller, Scope};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -25,6 +26,84 @@ use tokio::sync::OnceCell;
 
 /// The largest event accepted; bigger ones are refused before they are parsed.
 pub(crate) const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// What `POST /api/events` takes and answers, for the gateway's OpenAPI document.
+pub(crate) fn described() -> Operation {
+    Operation::new("Publishes an event from a producing system")
+        .describe(
+            "A CloudEvent of a type an admin granted the client, checked whole against the event contract (the envelope, the data, integers as JSON integers within i64, money under its ceilings) before anything is published; answered once the broker has confirmed it.",
+        )
+        .json_body_schema(event_schema())
+        .reply_object(
+            StatusCode::ACCEPTED,
+            "Published: `{\"accepted\": \"now\", \"id\": …}`.",
+        )
+        .reply_object(
+            StatusCode::OK,
+            "This event id was accepted before, and is not published again.",
+        )
+        .refusal(
+            StatusCode::FORBIDDEN,
+            "The client may not publish events, or not of this type (an admin is granted none).",
+        )
+        .refusal(StatusCode::PAYLOAD_TOO_LARGE, "The event is over 256 KiB.")
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The body is not JSON, or the event breaks the contract: `violations` names each field and the rule.",
+        )
+        .refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The broker or the gateway's database is unavailable: nothing was published.",
+        )
+}
+
+/// The events a producing system may send: the contract's envelope, one variant per type
+/// and version it may send, each with that version's data schema and its money ceilings.
+fn event_schema() -> Value {
+    let variants: Vec<Value> = SCHEMAS
+        .iter()
+        .filter(|file| events_schema::publishers::is_ingestible(file.event_type))
+        .map(event_variant)
+        .collect();
+    json!({ "oneOf": variants })
+}
+
+fn event_variant(file: &SchemaFile) -> Value {
+    let mut event = embedded(ENVELOPE_SCHEMA);
+    if let Some(envelope) = event.as_object_mut() {
+        envelope.remove("examples");
+    }
+    let dataschema = format!("events-schema/{}/v{}", file.event_type, file.version);
+    event["properties"]["type"] = json!({ "const": file.event_type });
+    event["properties"]["dataschema"] = json!({ "const": dataschema });
+    // Without `dataschema` an event is read as version 1.
+    if file.version > 1
+        && let Some(required) = event["required"].as_array_mut()
+    {
+        required.push(json!("dataschema"));
+    }
+    let mut data = embedded(file.text);
+    let ceilings = events_schema::money::CEILINGS
+        .iter()
+        .filter(|ceiling| ceiling.event_type == file.event_type && ceiling.version == file.version);
+    for ceiling in ceilings {
+        if let Some(field) = data["properties"].get_mut(ceiling.field) {
+            field["maximum"] = json!(ceiling.max);
+        }
+    }
+    event["properties"]["data"] = data;
+    event
+}
+
+/// A schema file as a document embeds it: without its own `$schema` and `$id`.
+fn embedded(text: &str) -> Value {
+    let mut schema: Value = serde_json::from_str(text).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("$schema");
+        object.remove("$id");
+    }
+    schema
+}
 
 pub(crate) struct Ingest {
     pool: PgPool,

@@ -13,11 +13,14 @@
 //! - `breaker`: a circuit breaker per upstream.
 //! - `summary`: `GET /api/users/{id}/summary`, degraded rather than late.
 //! - `ingest`: `POST /api/events`, events from producing systems outside AMQP.
+//! - `openapi`: `GET /api/openapi.json`, the public OpenAPI document, made from the
+//!   services' own documents and the gateway's routes.
 //! - `settings`: what the environment says.
 
 mod breaker;
 mod ingest;
 mod limit;
+mod openapi;
 pub mod path;
 mod proxy;
 pub mod routes;
@@ -38,17 +41,19 @@ use axum::routing::get;
 use axum::{Json, Router};
 use conveyor::Shutdown;
 use platform::auth::{self, Verifier};
-use platform::routes::gateway as own_routes;
+use platform::routes::{gateway as own_routes, operations};
 use platform::{ApiError, Caller};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
 pub use breaker::BreakerSettings;
 pub use limit::RateSettings;
+pub use openapi::{own_document, public_document};
 pub use settings::{DEFAULT_PORT, SETTINGS, Settings};
 
 use crate::ingest::Ingest;
 use crate::limit::Limits;
+use crate::openapi::Documents;
 use crate::path::NormalPath;
 use crate::routes::{NoRoute, RouteClass};
 use crate::summary::Aggregator;
@@ -108,6 +113,7 @@ struct Gate {
     limits: Limits,
     aggregator: Aggregator,
     ingest: Arc<Ingest>,
+    documents: Documents,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -124,8 +130,9 @@ impl Gateway {
     /// `GATEWAY_FORWARD_SECRET` when the environment sets it.
     ///
     /// # Errors
-    /// When the port is taken, a service's URL is missing, the database fails or
-    /// `GATEWAY_FORWARD_SECRET` cannot be used.
+    /// When the port is taken, a service's URL is missing, the database fails,
+    /// `GATEWAY_FORWARD_SECRET` cannot be used or a route of the gateway's is not described
+    /// for its OpenAPI document.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
         let forward_secret = proxy::forward_secret_from_env();
         Self::bind_with_forward_secret(settings, forward_secret.as_deref()).await
@@ -179,6 +186,7 @@ impl Gateway {
             limits: Limits::new(&settings.rates),
             aggregator: Aggregator::new(settings.breaker, settings.summary_timeout),
             ingest,
+            documents: Documents::new()?,
         });
         Ok(Self { listener, gate })
     }
@@ -203,6 +211,8 @@ impl Gateway {
                 &own_routes::EVENTS.api_path(),
                 axum::routing::post(ingest_event),
             )
+            .route(&own_routes::OPENAPI.api_path(), get(public_api))
+            .route(operations::OPENAPI.path, get(root_api))
             .fallback(pass_on)
             .with_state(self.gate.clone())
             .route("/metrics", get(platform::metrics::render))
@@ -411,6 +421,26 @@ async fn ingest_event(
         }
     };
     gate.ingest.accept(&caller, &body).await
+}
+
+/// `GET /api/openapi.json`: checked and limited like every open read, then the public
+/// document.
+async fn public_api(
+    State(gate): State<Arc<Gate>>,
+    ConnectInfo(client_address): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let headers = request.headers();
+    if let Err(refusal) = admit(&gate, headers, client_address, RouteClass::Read, true).await {
+        return refusal;
+    }
+    gate.documents.public(&gate.upstreams).await
+}
+
+/// `GET /openapi.json`: the public document at the root too, where every service answers
+/// its own (for operators, like `/healthz`).
+async fn root_api(State(gate): State<Arc<Gate>>) -> Response {
+    gate.documents.public(&gate.upstreams).await
 }
 
 /// Ready while serving; says which upstreams' breakers are open.

@@ -11,6 +11,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
+use platform::openapi::{Operation, Param};
 use serde_json::{Value, json};
 
 use crate::Upstreams;
@@ -19,6 +20,27 @@ use crate::routes::UPSTREAMS;
 
 /// How many of the newest orders a summary shows.
 const RECENT_ORDERS: usize = 10;
+
+/// What the summary takes and answers, for the gateway's OpenAPI document.
+pub(crate) fn described() -> Operation {
+    Operation::new("A user's profile, newest orders, and their payments and shipments")
+        .describe(
+            "Fetched from the services in parallel with the caller's token, each behind a circuit breaker, within one deadline: what does not come in time is empty and its service named in `degraded`.",
+        )
+        .param(Param::uuid("id", "The user's id."))
+        .reply_object(
+            StatusCode::OK,
+            "`user`, `orders` (the ten newest, each with `payments` and `shipments`) and `degraded`.",
+        )
+        .refusal(
+            StatusCode::NOT_FOUND,
+            "No such user, or someone else's: users' answer, passed on.",
+        )
+        .refusal(
+            StatusCode::FORBIDDEN,
+            "orders refused to list this user's orders: its answer, passed on.",
+        )
+}
 
 pub(crate) struct Aggregator {
     breakers: BTreeMap<&'static str, Breaker>,

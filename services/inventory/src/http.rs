@@ -8,9 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use conveyor::Outbox;
 use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
+use platform::openapi::{Api, CURRENCY, NOT_BLANK, Operation, Param, SKU};
 use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, input};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -34,6 +36,77 @@ pub(crate) fn routes(state: Arc<AppState>) -> Routes {
         .done()
 }
 
+/// What the product API takes and answers, each against its row of [`crate::ROUTES`], for
+/// the service's OpenAPI document.
+pub(crate) fn api(described: Api) -> Api {
+    described
+        .on(Verb::Post, "/products", creating())
+        .on(Verb::Get, "/products/{sku}", showing())
+        .on(Verb::Patch, "/products/{sku}", changing())
+        .on(Verb::Put, "/products/{sku}/stock", setting_stock())
+        .on(Verb::Post, "/products/republish", republishing())
+        .on(Verb::Get, "/reservations/{order_id}", reservation_api())
+}
+
+fn product_sku() -> Param {
+    Param::sku("sku", "The product's SKU.")
+}
+
+fn creating() -> Operation {
+    Operation::new("Adds a product to the catalogue")
+        .json_body::<NewProduct>()
+        .reply::<ProductView>(StatusCode::CREATED, "The product.")
+        .refusal(StatusCode::CONFLICT, "A product has this SKU already.")
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A field breaks its rule (each one is named).",
+        )
+}
+
+fn showing() -> Operation {
+    Operation::new("A product, with its stock, reserved and available units")
+        .param(product_sku())
+        .reply::<ProductView>(StatusCode::OK, "The product.")
+        .refusal(StatusCode::NOT_FOUND, "No such product.")
+}
+
+fn changing() -> Operation {
+    Operation::new("Changes a product's name or price")
+        .param(product_sku())
+        .json_body::<ProductChange>()
+        .reply::<ProductView>(StatusCode::OK, "The product, changed.")
+        .refusal(StatusCode::NOT_FOUND, "No such product.")
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A blank or too long name, or a price out of range.",
+        )
+}
+
+fn setting_stock() -> Operation {
+    Operation::new("Sets a product's stock")
+        .param(product_sku())
+        .json_body::<Stock>()
+        .reply::<ProductView>(StatusCode::OK, "The product, with its new stock.")
+        .refusal(StatusCode::NOT_FOUND, "No such product.")
+        .refusal(
+            StatusCode::CONFLICT,
+            "The stock would go below what is reserved.",
+        )
+        .refusal(StatusCode::UNPROCESSABLE_ENTITY, "A negative stock.")
+}
+
+fn republishing() -> Operation {
+    Operation::new("Publishes every product's current state again, for cached copies")
+        .reply_object(StatusCode::OK, "`republished`: how many products.")
+}
+
+fn reservation_api() -> Operation {
+    Operation::new("The stock an order reserved")
+        .param(Param::uuid("order_id", "The order's id."))
+        .reply_object(StatusCode::OK, "`order_id`, `status` and `items`.")
+        .refusal(StatusCode::NOT_FOUND, "No reservation for this order.")
+}
+
 #[derive(Debug, sqlx::FromRow)]
 struct Product {
     sku: String,
@@ -45,13 +118,39 @@ struct Product {
     version: i64,
 }
 
+/// A product as the API answers it, and the schema of that answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct ProductView {
+    sku: String,
+    name: String,
+    /// The price of one unit, in the currency's minor unit (cents).
+    price_cents: i64,
+    /// An ISO 4217 code, like `EUR`.
+    currency: String,
+    /// Units in stock, reserved ones included.
+    stock: i32,
+    /// Units reserved for pending orders.
+    reserved: i32,
+    /// `stock` minus `reserved`.
+    available: i32,
+    /// Grows by one with each change of the name or price.
+    version: i64,
+}
+
 impl Product {
     fn to_json(&self) -> Value {
-        json!({
-            "sku": self.sku, "name": self.name, "price_cents": self.price_cents,
-            "currency": self.currency, "stock": self.stock, "reserved": self.reserved,
-            "available": self.stock - self.reserved, "version": self.version,
-        })
+        let view = ProductView {
+            sku: self.sku.clone(),
+            name: self.name.clone(),
+            price_cents: self.price_cents,
+            currency: self.currency.clone(),
+            stock: self.stock,
+            reserved: self.reserved,
+            available: self.stock - self.reserved,
+            version: self.version,
+        };
+        // Texts and integers always serialize.
+        serde_json::to_value(view).unwrap_or_default()
     }
 
     /// The `product.updated` that tells a cached copy what this product is now.
@@ -82,13 +181,24 @@ fn path_sku(sku: &str) -> ApiResult<&str> {
     input::path_text("sku", sku, input::MAX_SKU_CHARS)
 }
 
-#[derive(Debug, Deserialize)]
+/// A product to add.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct NewProduct {
+    #[schemars(length(max = input::MAX_SKU_CHARS))]
+    #[schemars(regex(pattern = SKU))]
     sku: String,
+    #[schemars(length(max = input::MAX_NAME_CHARS))]
+    #[schemars(regex(pattern = NOT_BLANK))]
     name: String,
+    /// The price of one unit, in the currency's minor unit (cents).
+    #[schemars(range(min = 0, max = MAX_PRICE_CENTS))]
     price_cents: i64,
+    /// An ISO 4217 code, like `EUR`.
     #[serde(default = "default_currency")]
+    #[schemars(regex(pattern = CURRENCY))]
     currency: String,
+    /// Units in stock.
+    #[schemars(range(min = 0, max = i32::MAX))]
     stock: i32,
 }
 
@@ -162,9 +272,14 @@ async fn show(State(state): State<Arc<AppState>>, Path(sku): Path<String>) -> Ap
     Ok((StatusCode::OK, Json(product.to_json())))
 }
 
-#[derive(Debug, Deserialize)]
+/// What changes of a product: each field left out stays as it is.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ProductChange {
+    #[schemars(length(max = input::MAX_NAME_CHARS))]
+    #[schemars(regex(pattern = NOT_BLANK))]
     name: Option<String>,
+    /// The price of one unit, in the currency's minor unit (cents).
+    #[schemars(range(min = 0, max = MAX_PRICE_CENTS))]
     price_cents: Option<i64>,
 }
 
@@ -203,8 +318,11 @@ async fn change(
     Ok((StatusCode::OK, Json(product.to_json())))
 }
 
-#[derive(Debug, Deserialize)]
+/// A product's new stock.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct Stock {
+    /// Units in stock, reserved ones included: at least what is reserved.
+    #[schemars(range(min = 0, max = i32::MAX))]
     stock: i32,
 }
 

@@ -75,9 +75,19 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
             verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),
+            openapi: openapi()?,
         })
     })
     .await
+}
+
+/// This service's OpenAPI document, served at `GET /openapi.json`: every row of [`ROUTES`],
+/// described next to its handler.
+///
+/// # Errors
+/// When a row is not described, or a description has no row.
+pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
+    http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
 }
 
 /// Runs the service until `shutdown` fires.
@@ -86,4 +96,22 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
 /// As [`build`], or when the HTTP server fails.
 pub async fn run(config: ServiceConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     build(config).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_row_and_nothing_else() {
+        let document = openapi().unwrap();
+        platform::openapi::assert_describes(&document, ROUTES);
+        let create = &document["paths"]["/products"]["post"]["requestBody"]["content"];
+        let fields = &create["application/json"]["schema"]["properties"];
+        assert_eq!(
+            fields["price_cents"]["maximum"], 10_000_000_000_i64,
+            "{fields}"
+        );
+        assert_eq!(fields["sku"]["pattern"], platform::openapi::SKU, "{fields}");
+    }
 }

@@ -9,15 +9,17 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use conveyor::Outbox;
 use events_schema::orders::{CancelReason, OrderCreatedV1};
+use platform::openapi::{Api, Operation, Param, SKU};
 use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, JsonBody, input, parse_uuid};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::basket;
-use crate::order::{self, Order, order_event};
+use crate::order::{self, Order, OrderView, order_event};
 
 pub(crate) struct AppState {
     pub(crate) pool: PgPool,
@@ -40,16 +42,125 @@ pub(crate) fn routes(state: Arc<AppState>) -> Routes {
         .done()
 }
 
-#[derive(Debug, Deserialize)]
+/// What the order API takes and answers, each against its row of [`crate::ROUTES`], for
+/// the service's OpenAPI document.
+pub(crate) fn api(described: Api) -> Api {
+    described
+        .on(Verb::Post, "/orders", placing())
+        .on(Verb::Get, "/orders", listing())
+        .on(Verb::Get, "/orders/{id}", showing())
+        .on(Verb::Post, "/orders/{id}/cancel", cancelling())
+        .on(Verb::Get, "/cache/users/{id}", cached_user_api())
+        .on(Verb::Get, "/cache/products/{sku}", cached_product_api())
+}
+
+fn order_id() -> Param {
+    Param::uuid("id", "The order's id.")
+}
+
+fn placing() -> Operation {
+    Operation::new("Places an order, priced from orders' cached copy of the catalogue")
+        .param(Param::header(
+            "Idempotency-Key",
+            "The same key from the same user with the same basket gets the same order (200) instead of a new one; with another basket, a 422.",
+            json!({
+                "type": "string",
+                "minLength": 1,
+                "maxLength": IDEMPOTENCY_KEY_BYTES,
+                "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$",
+            }),
+        ))
+        .json_body::<NewOrder>()
+        .reply::<OrderView>(StatusCode::CREATED, "The order, pending.")
+        .reply::<OrderView>(
+            StatusCode::OK,
+            "The order this user placed before with this Idempotency-Key and basket.",
+        )
+        .refusal(
+            StatusCode::BAD_REQUEST,
+            "The Idempotency-Key is blank, too long or not visible ASCII.",
+        )
+        .refusal(
+            StatusCode::FORBIDDEN,
+            "A customer placing an order for someone else, or a producing system.",
+        )
+        .refusal(
+            StatusCode::CONFLICT,
+            "The same Idempotency-Key was being used at once; try again.",
+        )
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "An unknown or deactivated user, an unknown SKU, a quantity or total out of range, mixed currencies, or an Idempotency-Key used for another basket.",
+        )
+}
+
+fn listing() -> Operation {
+    Operation::new("Orders, newest first, a page at a time")
+        .query::<OrderQuery>()
+        .reply::<OrderPage>(StatusCode::OK, "A page of orders.")
+        .refusal(
+            StatusCode::FORBIDDEN,
+            "A customer listing someone else's orders, or a producing system.",
+        )
+}
+
+fn showing() -> Operation {
+    Operation::new("An order: the caller's own, or any for an admin")
+        .param(order_id())
+        .reply::<OrderView>(StatusCode::OK, "The order.")
+        .refusal(StatusCode::NOT_FOUND, "No such order, or someone else's.")
+}
+
+fn cancelling() -> Operation {
+    Operation::new("Cancels a pending order")
+        .param(order_id())
+        .reply::<OrderView>(StatusCode::OK, "The order, cancelled.")
+        .refusal(StatusCode::NOT_FOUND, "No such order, or someone else's.")
+        .refusal(
+            StatusCode::CONFLICT,
+            "The order is no longer pending (confirmed or cancelled).",
+        )
+}
+
+fn cached_user_api() -> Operation {
+    Operation::new("orders' cached copy of a user")
+        .param(Param::uuid("id", "The user's id."))
+        .reply_object(StatusCode::OK, "`user_id`, `active` and `version`.")
+        .refusal(StatusCode::NOT_FOUND, "The user is not cached (yet).")
+}
+
+fn cached_product_api() -> Operation {
+    Operation::new("orders' cached copy of a product")
+        .param(Param::sku("sku", "The product's SKU."))
+        .reply_object(
+            StatusCode::OK,
+            "`sku`, `price_cents`, `currency` and `version`.",
+        )
+        .refusal(StatusCode::NOT_FOUND, "The product is not cached (yet).")
+}
+
+/// The longest Idempotency-Key, in bytes (it is visible ASCII: as many characters).
+const IDEMPOTENCY_KEY_BYTES: usize = 200;
+
+/// An order to place.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct NewOrder {
     /// Whose order this is; a customer's own id when left out.
+    #[schemars(extend("format" = "uuid"))]
     user_id: Option<String>,
+    /// What to buy. Lines of one SKU become one line; at most 100 different SKUs.
+    #[schemars(length(min = 1))]
     items: Vec<NewItem>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One line of an order to place.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct NewItem {
+    #[schemars(length(max = input::MAX_SKU_CHARS))]
+    #[schemars(regex(pattern = SKU))]
     sku: String,
+    /// Units; the lines of one SKU together have 1 to 1,000.
+    #[schemars(range(min = 1, max = basket::MAX_QUANTITY))]
     quantity: i32,
 }
 
@@ -68,7 +179,7 @@ async fn find_by_key(pool: &PgPool, user_id: Uuid, key: &str) -> ApiResult<Optio
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     match headers.get("idempotency-key").map(|value| value.to_str()) {
         None => Ok(None),
-        Some(Ok(key)) if !key.trim().is_empty() && key.len() <= 200 => {
+        Some(Ok(key)) if !key.trim().is_empty() && key.len() <= IDEMPOTENCY_KEY_BYTES => {
             Ok(Some(key.trim().to_owned()))
         }
         Some(_) => Err(ApiError::bad_request(
@@ -243,13 +354,28 @@ fn listed_user(caller: &Caller, asked: Option<Uuid>) -> ApiResult<Option<Uuid>> 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 
-#[derive(Debug, Deserialize)]
+/// Which orders to list.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct OrderQuery {
+    /// Whose orders: the caller's own when left out (an admin's: everyone's).
+    #[schemars(extend("format" = "uuid"))]
     user_id: Option<String>,
+    #[schemars(extend("enum" = ["pending", "confirmed", "cancelled"]))]
     status: Option<String>,
     /// The `next` of the previous page: the last order it listed.
+    #[schemars(extend("format" = "uuid"))]
     after: Option<String>,
+    /// How many orders a page holds; 100 when left out.
+    #[schemars(range(min = 1, max = MAX_PAGE))]
     limit: Option<i64>,
+}
+
+/// A page of orders, newest first.
+#[derive(Debug, Serialize, JsonSchema)]
+struct OrderPage {
+    orders: Vec<OrderView>,
+    /// What to pass as `after` for the next page; null on the last.
+    next: Option<Uuid>,
 }
 
 /// Lists orders newest first, a page at a time (keyset pagination on `created_at, id`, so
@@ -259,7 +385,7 @@ async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(query): Query<OrderQuery>,
-) -> AppResult {
+) -> ApiResult<(StatusCode, Json<OrderPage>)> {
     let asked = query
         .user_id
         .as_deref()
@@ -313,11 +439,8 @@ async fn list(
     let next = (orders.len() == usize::try_from(limit).unwrap_or(usize::MAX))
         .then(|| orders.last().map(|order| order.id))
         .flatten();
-    let orders: Vec<Value> = orders.iter().map(Order::to_json).collect();
-    Ok((
-        StatusCode::OK,
-        Json(json!({ "orders": orders, "next": next })),
-    ))
+    let orders = orders.iter().map(Order::view).collect();
+    Ok((StatusCode::OK, Json(OrderPage { orders, next })))
 }
 
 fn page_cursor(text: &str) -> Result<Uuid, ApiError> {

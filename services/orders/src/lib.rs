@@ -151,9 +151,19 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             verifier: None,
             consumer: Some(consumer),
             background: vec![Box::new(move |shutdown| Box::pin(watchdog.run(shutdown)))],
+            openapi: openapi()?,
         })
     })
     .await
+}
+
+/// This service's OpenAPI document, served at `GET /openapi.json`: every row of [`ROUTES`],
+/// described next to its handler.
+///
+/// # Errors
+/// When a row is not described, or a description has no row.
+pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
+    http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
 }
 
 /// Runs the service until `shutdown` fires.
@@ -171,6 +181,19 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_row_and_nothing_else() {
+        let document = openapi().unwrap();
+        platform::openapi::assert_describes(&document, ROUTES);
+        let list = &document["paths"]["/orders"]["get"]["parameters"];
+        let limit = list
+            .as_array()
+            .and_then(|parameters| parameters.iter().find(|p| p["name"] == "limit"))
+            .unwrap();
+        assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+        assert_eq!(limit["schema"]["type"], "integer", "{limit}");
+    }
 
     #[test]
     fn saga_timeouts_parse_in_the_units_operators_write() {

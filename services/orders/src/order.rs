@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use conveyor::{Envelope, Outbox, OutboxError};
 use events_schema::orders::{CancelReason, OrderCancelledV1, OrderConfirmedV1, PricedItem};
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -23,19 +25,67 @@ pub(crate) struct Order {
 
 impl Order {
     pub(crate) fn to_json(&self) -> Value {
+        // Ids, texts, numbers and times always serialize.
+        serde_json::to_value(self.view()).unwrap_or_default()
+    }
+
+    /// The order as the API answers it.
+    pub(crate) fn view(&self) -> OrderView {
         let latency_ms = self.finished_at.map(|finished| {
             (finished - self.created_at)
                 .num_microseconds()
                 .unwrap_or_default() as f64
                 / 1000.0
         });
-        json!({
-            "id": self.id, "user_id": self.user_id, "status": self.status, "reason": self.reason,
-            "detail": self.detail, "items": self.items.0, "total_cents": self.total_cents,
-            "currency": self.currency, "created_at": self.created_at, "finished_at": self.finished_at,
-            "latency_ms": latency_ms,
-        })
+        OrderView {
+            id: self.id,
+            user_id: self.user_id,
+            status: self.status.clone(),
+            reason: self.reason.clone(),
+            detail: self.detail.clone(),
+            items: self.items.0.clone(),
+            total_cents: self.total_cents,
+            currency: self.currency.clone(),
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            latency_ms,
+        }
     }
+}
+
+/// An order as the API answers it, and the schema of that answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct OrderView {
+    id: Uuid,
+    user_id: Uuid,
+    #[schemars(extend("enum" = ["pending", "confirmed", "cancelled"]))]
+    status: String,
+    /// Why it was cancelled (`payment-declined`, `customer-cancelled`, …); null otherwise.
+    reason: Option<String>,
+    /// What happened, in words; null unless cancelled.
+    detail: Option<String>,
+    /// One line per SKU, priced when the order was placed.
+    #[schemars(schema_with = "priced_items")]
+    items: Vec<PricedItem>,
+    /// The sum of the lines, in the currency's minor unit (cents).
+    total_cents: i64,
+    /// An ISO 4217 code, like `EUR`.
+    currency: String,
+    created_at: DateTime<Utc>,
+    /// When it was confirmed or cancelled; null while pending.
+    finished_at: Option<DateTime<Utc>>,
+    /// From placed to confirmed or cancelled, in milliseconds; null while pending.
+    latency_ms: Option<f64>,
+}
+
+/// The schema of an order's lines: the event contract's own, `order.created` v1's `items`
+/// (the lines stored are the lines published).
+fn priced_items(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let items = events_schema::schema_for("order.created", 1)
+        .and_then(|file| serde_json::from_str::<Value>(file.text).ok())
+        .and_then(|schema| schema.pointer("/properties/items").cloned())
+        .unwrap_or_else(|| json!({ "type": "array" }));
+    schemars::Schema::try_from(items).unwrap_or_default()
 }
 
 /// `order.cancelled`'s detail holds at most this many characters (its schema's `maxLength`).

@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use platform::openapi::{Api, Operation, Param};
 use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, parse_uuid};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -24,12 +27,53 @@ pub(crate) fn routes(state: Arc<AppState>) -> Routes {
         .done()
 }
 
-#[derive(Debug, Deserialize)]
+/// What the payments API takes and answers, each against its row of [`crate::ROUTES`], for
+/// the service's OpenAPI document.
+pub(crate) fn api(described: Api) -> Api {
+    described.on(Verb::Get, "/payments", listing()).on(
+        Verb::Get,
+        "/cache/users/{id}",
+        cached_user_api(),
+    )
+}
+
+fn listing() -> Operation {
+    Operation::new("An order's payments")
+        .query::<PaymentQuery>()
+        .reply::<Payments>(
+            StatusCode::OK,
+            "The order's payments; none for someone else's order.",
+        )
+        .refusal(StatusCode::BAD_REQUEST, "No `order_id`.")
+        .refusal(StatusCode::NOT_FOUND, "The `order_id` is not a UUID.")
+}
+
+fn cached_user_api() -> Operation {
+    Operation::new("payments' cached copy of a user")
+        .param(Param::uuid("id", "The user's id."))
+        .reply_object(
+            StatusCode::OK,
+            "`user_id`, `credit_limit_cents`, `active` and `version`.",
+        )
+        .refusal(StatusCode::NOT_FOUND, "The user is not cached (yet).")
+}
+
+/// Whose payments.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct PaymentQuery {
+    /// The order's id.
+    #[schemars(required)]
+    #[schemars(extend("format" = "uuid"))]
     order_id: Option<String>,
 }
 
-#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+/// An order's payments.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Payments {
+    payments: Vec<Payment>,
+}
+
+#[derive(Debug, sqlx::FromRow, Serialize, JsonSchema)]
 struct Payment {
     id: Uuid,
     order_id: Uuid,
@@ -44,7 +88,7 @@ async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(query): Query<PaymentQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Payments>> {
     let order_id = query
         .order_id
         .as_deref()
@@ -61,7 +105,7 @@ async fn list(
         .into_iter()
         .filter(|payment| caller.may_act_for(payment.user_id))
         .collect();
-    Ok(Json(json!({ "payments": payments })))
+    Ok(Json(Payments { payments }))
 }
 
 async fn cached_user(

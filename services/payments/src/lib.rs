@@ -69,9 +69,19 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
             verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),
+            openapi: openapi()?,
         })
     })
     .await
+}
+
+/// This service's OpenAPI document, served at `GET /openapi.json`: every row of [`ROUTES`],
+/// described next to its handler.
+///
+/// # Errors
+/// When a row is not described, or a description has no row.
+pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
+    http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
 }
 
 /// Runs the service until `shutdown` fires.
@@ -80,4 +90,15 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
 /// As [`build`], or when the HTTP server fails.
 pub async fn run(config: ServiceConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     build(config).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_row_and_nothing_else() {
+        let document = openapi().unwrap();
+        platform::openapi::assert_describes(&document, ROUTES);
+    }
 }

@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use platform::openapi::{Api, Operation, Param};
 use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, parse_uuid};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -24,12 +27,53 @@ pub(crate) fn routes(state: Arc<AppState>) -> Routes {
         .done()
 }
 
-#[derive(Debug, Deserialize)]
+/// What the shipping API takes and answers, each against its row of [`crate::ROUTES`], for
+/// the service's OpenAPI document.
+pub(crate) fn api(described: Api) -> Api {
+    described.on(Verb::Get, "/shipments", listing()).on(
+        Verb::Get,
+        "/cache/users/{id}",
+        cached_user_api(),
+    )
+}
+
+fn listing() -> Operation {
+    Operation::new("An order's shipments")
+        .query::<ShipmentQuery>()
+        .reply::<Shipments>(
+            StatusCode::OK,
+            "The order's shipments; none for someone else's order.",
+        )
+        .refusal(StatusCode::BAD_REQUEST, "No `order_id`.")
+        .refusal(StatusCode::NOT_FOUND, "The `order_id` is not a UUID.")
+}
+
+fn cached_user_api() -> Operation {
+    Operation::new("shipping' cached copy of a user")
+        .param(Param::uuid("id", "The user's id."))
+        .reply_object(
+            StatusCode::OK,
+            "`user_id`, `country`, `active` and `version`.",
+        )
+        .refusal(StatusCode::NOT_FOUND, "The user is not cached (yet).")
+}
+
+/// Whose shipments.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ShipmentQuery {
+    /// The order's id.
+    #[schemars(required)]
+    #[schemars(extend("format" = "uuid"))]
     order_id: Option<String>,
 }
 
-#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+/// An order's shipments.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Shipments {
+    shipments: Vec<Shipment>,
+}
+
+#[derive(Debug, sqlx::FromRow, Serialize, JsonSchema)]
 struct Shipment {
     id: Uuid,
     order_id: Uuid,
@@ -42,7 +86,7 @@ async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(query): Query<ShipmentQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Shipments>> {
     let order_id = query
         .order_id
         .as_deref()
@@ -59,7 +103,7 @@ async fn list(
         .into_iter()
         .filter(|shipment| caller.may_act_for(shipment.user_id))
         .collect();
-    Ok(Json(json!({ "shipments": shipments })))
+    Ok(Json(Shipments { shipments }))
 }
 
 async fn cached_user(

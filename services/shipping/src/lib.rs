@@ -125,9 +125,19 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             verifier: None,
             consumer: Some(consumer),
             background: Vec::new(),
+            openapi: openapi()?,
         })
     })
     .await
+}
+
+/// This service's OpenAPI document, served at `GET /openapi.json`: every row of [`ROUTES`],
+/// described next to its handler.
+///
+/// # Errors
+/// When a row is not described, or a description has no row.
+pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
+    http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
 }
 
 /// Runs the service until `shutdown` fires.
@@ -140,4 +150,15 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     build(config, settings).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_row_and_nothing_else() {
+        let document = openapi().unwrap();
+        platform::openapi::assert_describes(&document, ROUTES);
+    }
 }

@@ -10,11 +10,14 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
+use events_schema::publishers::INGESTIBLE;
 use jsonwebtoken::{Algorithm, Header};
 use platform::auth::{AUDIENCE, Claims, ISSUER, JWKS_PATH};
+use platform::openapi::{Api, Operation, Param, TRIMMED_NOT_BLANK, TRIMMED_ONE_LINE};
 use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, input};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -79,14 +82,113 @@ pub(crate) fn routes(routes: Routes, state: Arc<AuthState>) -> Routes {
         .done()
 }
 
-#[derive(Debug, Deserialize)]
+/// What the token routes take and answer, each against its row of [`crate::ROUTES`], for
+/// the service's OpenAPI document.
+pub(crate) fn api(described: Api) -> Api {
+    described
+        .on(Verb::Post, "/auth/token", signing_in())
+        .on(Verb::Get, JWKS_PATH, publishing_keys())
+        .on(Verb::Post, "/auth/clients", creating_a_client())
+        .on(Verb::Post, "/auth/keys", rotating_the_key())
+        .on(Verb::Post, "/auth/keys/{kid}/retire", retiring_a_key())
+}
+
+fn signing_in() -> Operation {
+    Operation::new("A token: a person's (password grant) or a producing system's")
+        .describe(
+            "The OAuth 2 password grant (`email`, `password`) or client credentials grant (`client_id`, `client_secret`), as a form or as JSON. Failed attempts are counted per login and client address; past `SIGN_IN_FAILURES` each attempt must wait (429 with `Retry-After`).",
+        )
+        .form_or_json_body::<TokenRequest>()
+        .reply::<IssuedToken>(StatusCode::OK, "The token.")
+        .refusal(
+            StatusCode::BAD_REQUEST,
+            "An unknown grant, or a grant without its login and secret.",
+        )
+        .refusal(
+            StatusCode::UNAUTHORIZED,
+            "Wrong credentials, or a deactivated account.",
+        )
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A login or secret too long, or a login with a control character.",
+        )
+        .refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too soon after failed sign-ins for this login from this address: wait `Retry-After` seconds.",
+        )
+}
+
+fn publishing_keys() -> Operation {
+    Operation::new("The public keys that check tokens (a JWK set)").reply_object(
+        StatusCode::OK,
+        "The JWK set: `keys`, each RS256 with its `kid`.",
+    )
+}
+
+fn creating_a_client() -> Operation {
+    Operation::new("Creates a producing system's credentials; its secret is shown this once")
+        .json_body::<NewClient>()
+        .reply_object(
+            StatusCode::CREATED,
+            "`client_id`, `client_secret`, `name`, `scopes` and `event_types`.",
+        )
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A blank name, or a scope or event type that cannot be granted to a client.",
+        )
+}
+
+fn rotating_the_key() -> Operation {
+    Operation::new("Adds a signing key: published now, signing 30 s later")
+        .reply_object(StatusCode::CREATED, "`kid` and `signs_after_seconds`.")
+        .refusal(
+            StatusCode::CONFLICT,
+            "The signing key is configured (`JWT_PRIVATE_KEY`), not kept in the database.",
+        )
+}
+
+fn retiring_a_key() -> Operation {
+    Operation::new("Stops publishing a key that no longer signs")
+        .param(Param::text("kid", "The key's id.", MAX_KEY_ID_CHARS))
+        .reply_object(StatusCode::OK, "`retired`: the key's id.")
+        .refusal(StatusCode::NOT_FOUND, "No published key has this id.")
+        .refusal(StatusCode::CONFLICT, "The key still signs.")
+}
+
+/// A sign-in: the password grant's `email` and `password`, or the client credentials
+/// grant's `client_id` and `client_secret`.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct TokenRequest {
+    #[schemars(extend("enum" = ["password", "client_credentials"]))]
     grant_type: String,
+    /// The password grant's login (also read as `username`), trimmed.
     #[serde(alias = "username")]
+    #[schemars(length(max = input::MAX_EMAIL_CHARS))]
+    #[schemars(regex(pattern = TRIMMED_ONE_LINE))]
     email: Option<String>,
+    /// At most 1,024 bytes of UTF-8, which `maxLength` (in characters) only bounds.
+    #[schemars(length(max = passwords::MAX_PASSWORD_BYTES))]
     password: Option<String>,
+    /// The client credentials grant's login, trimmed.
+    #[schemars(length(max = MAX_CLIENT_ID_CHARS))]
+    #[schemars(regex(pattern = TRIMMED_ONE_LINE))]
     client_id: Option<String>,
+    /// At most 1,024 bytes of UTF-8, which `maxLength` (in characters) only bounds.
+    #[schemars(length(max = passwords::MAX_PASSWORD_BYTES))]
     client_secret: Option<String>,
+}
+
+/// A token, as `POST /auth/token` answers it (OAuth 2's fields).
+#[derive(Debug, Serialize, JsonSchema)]
+struct IssuedToken {
+    /// The RS256 JWT, for `Authorization: Bearer …`.
+    access_token: String,
+    #[schemars(extend("enum" = ["Bearer"]))]
+    token_type: String,
+    /// Seconds it is valid for.
+    expires_in: u64,
+    /// `customer`, `admin`, or a producing system's scopes separated by spaces.
+    scope: String,
 }
 
 /// A credential row: what a login may get a token for.
@@ -181,7 +283,7 @@ async fn read_sign_in(request: Request) -> ApiResult<SignIn> {
 
 /// Checks a counted attempt's secret and issues its token. A right secret clears the count
 /// of its login and `address`, deactivated account or not: the password was not guessed.
-async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<Json<Value>> {
+async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<Json<IssuedToken>> {
     let credential = find_credential(&state.pool, &sign_in.login, sign_in.grant.kinds).await?;
     let stored = credential.as_ref().map(|found| found.secret_hash.clone());
     let matches = passwords::verify(sign_in.secret, stored).await;
@@ -198,12 +300,12 @@ async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<J
         credential.scopes.join(" ")
     };
     let access_token = issue(state, &credential, &scope)?;
-    Ok(Json(json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": state.token_lifetime.as_secs(),
-        "scope": scope,
-    })))
+    Ok(Json(IssuedToken {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in: state.token_lifetime.as_secs(),
+        scope,
+    }))
 }
 
 /// 429 for an attempt too soon after its login's failures from its address, with the
@@ -273,13 +375,20 @@ async fn jwks(State(state): State<Arc<AuthState>>) -> ApiResult<Json<Value>> {
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A producing system's credentials, asked for by an admin.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct NewClient {
+    /// What the system is, trimmed.
+    #[schemars(length(max = input::MAX_NAME_CHARS))]
+    #[schemars(regex(pattern = TRIMMED_NOT_BLANK))]
     name: String,
+    /// The scopes it is granted (never `admin`).
     #[serde(default)]
+    #[schemars(extend("items" = { "type": "string", "enum": CLIENT_SCOPES }))]
     scopes: Vec<String>,
     /// The event types this client may publish over HTTP.
     #[serde(default)]
+    #[schemars(extend("items" = { "type": "string", "enum": INGESTIBLE }))]
     event_types: Vec<String>,
 }
 

@@ -6,15 +6,19 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use conveyor::Outbox;
+use events_schema::money::MAX_TOTAL_CENTS;
 use events_schema::users::Address;
+use platform::openapi::{Api, COUNTRY, CURRENCY, EMAIL, NOT_BLANK, NUL_FREE, Operation, Param};
 use platform::routes::{Routes, Verb};
-use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, parse_uuid};
+use platform::{ApiError, ApiResult, Caller, JsonBody, Scope, input, parse_uuid};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::user::{User, problems};
+use crate::passwords::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use crate::user::{User, UserView, problems};
 
 pub(crate) struct AppState {
     pub(crate) pool: PgPool,
@@ -36,17 +40,132 @@ pub(crate) fn routes(routes: Routes, state: Arc<AppState>) -> Routes {
         .done()
 }
 
-#[derive(Debug, Deserialize)]
+/// What the users API takes and answers, each against its row of [`crate::ROUTES`], for
+/// the service's OpenAPI document.
+pub(crate) fn api(described: Api) -> Api {
+    described
+        .on(Verb::Post, "/users", registering())
+        .on(Verb::Get, "/users/{id}", showing())
+        .on(Verb::Patch, "/users/{id}", changing())
+        .on(Verb::Post, "/users/{id}/deactivate", deactivating())
+        .on(Verb::Post, "/users/republish", republishing())
+}
+
+fn user_id() -> Param {
+    Param::uuid("id", "The user's id.")
+}
+
+fn registering() -> Operation {
+    Operation::new("Signs a user up, or registers one as an admin")
+        .describe(
+            "Open to anyone. An admin may also set `credit_limit_cents` and leave out the password; a user who signs up starts with a credit limit of 0.",
+        )
+        .json_body::<NewUser>()
+        .reply::<UserView>(StatusCode::CREATED, "The user, registered.")
+        .refusal(
+            StatusCode::FORBIDDEN,
+            "Someone other than an admin set a credit limit.",
+        )
+        .refusal(
+            StatusCode::CONFLICT,
+            "A user, an admin or a client already signs in with this email.",
+        )
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A field breaks its rule (each one is named), or the password is missing.",
+        )
+}
+
+fn showing() -> Operation {
+    Operation::new("A user: the caller's own, or any for an admin")
+        .param(user_id())
+        .reply::<UserView>(StatusCode::OK, "The user.")
+        .refusal(StatusCode::NOT_FOUND, "No such user, or someone else's.")
+}
+
+fn changing() -> Operation {
+    Operation::new("Changes a user (its credit limit only as an admin)")
+        .param(user_id())
+        .json_body::<UserChange>()
+        .reply::<UserView>(StatusCode::OK, "The user, changed.")
+        .refusal(
+            StatusCode::FORBIDDEN,
+            "Someone other than an admin changed a credit limit.",
+        )
+        .refusal(StatusCode::NOT_FOUND, "No such user, or someone else's.")
+        .refusal(
+            StatusCode::CONFLICT,
+            "The user is deactivated, or another account signs in with this email.",
+        )
+        .refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "A field breaks its rule (each one is named).",
+        )
+}
+
+fn deactivating() -> Operation {
+    Operation::new("Deactivates a user (again is fine)")
+        .param(user_id())
+        .reply::<UserView>(StatusCode::OK, "The user, deactivated.")
+        .refusal(StatusCode::NOT_FOUND, "No such user, or someone else's.")
+}
+
+fn republishing() -> Operation {
+    Operation::new("Publishes every user's current state again, for cached copies")
+        .reply_object(StatusCode::OK, "`republished`: how many users.")
+}
+
+/// A user signing up, or registered by an admin.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct NewUser {
+    /// The login, trimmed: one `@` with a dot after it.
+    #[schemars(length(max = input::MAX_EMAIL_CHARS))]
+    #[schemars(regex(pattern = EMAIL))]
     email: String,
+    #[schemars(length(max = input::MAX_NAME_CHARS))]
+    #[schemars(regex(pattern = NOT_BLANK))]
     name: String,
-    address: Address,
+    address: PostalAddress,
     /// Only an admin sets a credit limit; a user who signs up starts with none (0).
+    #[schemars(range(min = 0, max = MAX_TOTAL_CENTS))]
     credit_limit_cents: Option<i64>,
-    /// Needed to sign in; an admin may register a user without one.
+    /// Needed to sign in; an admin may register a user without one. At most 1,024 bytes
+    /// of UTF-8, which `maxLength` (in characters) only bounds.
+    #[schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_BYTES))]
+    #[schemars(regex(pattern = NUL_FREE))]
     password: Option<String>,
+    /// An ISO 4217 code, like `EUR`.
     #[serde(default = "default_currency")]
+    #[schemars(regex(pattern = CURRENCY))]
     currency: String,
+}
+
+/// A postal address as the API takes it: the event's [`Address`], with the API's rules.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct PostalAddress {
+    #[schemars(length(max = input::MAX_ADDRESS_LINE_CHARS))]
+    #[schemars(regex(pattern = NOT_BLANK))]
+    line1: String,
+    #[schemars(length(max = input::MAX_CITY_CHARS))]
+    #[schemars(regex(pattern = NOT_BLANK))]
+    city: String,
+    #[schemars(length(max = input::MAX_POSTAL_CODE_CHARS))]
+    #[schemars(regex(pattern = NOT_BLANK))]
+    postal_code: String,
+    /// An ISO 3166-1 alpha-2 code, like `FR`.
+    #[schemars(regex(pattern = COUNTRY))]
+    country: String,
+}
+
+impl From<PostalAddress> for Address {
+    fn from(address: PostalAddress) -> Self {
+        Self {
+            line1: address.line1,
+            city: address.city,
+            postal_code: address.postal_code,
+            country: address.country,
+        }
+    }
 }
 
 fn default_currency() -> String {
@@ -67,10 +186,11 @@ async fn register(
     let credit_limit_cents = new.credit_limit_cents.unwrap_or(0);
     // The email is stored, checked and signed in with trimmed.
     let email = new.email.trim().to_owned();
+    let address = Address::from(new.address);
     let mut problems = problems(
         &email,
         &new.name,
-        &new.address,
+        &address,
         credit_limit_cents,
         &new.currency,
     );
@@ -86,10 +206,10 @@ async fn register(
         id: Uuid::now_v7(),
         email,
         name: new.name,
-        line1: new.address.line1,
-        city: new.address.city,
-        postal_code: new.address.postal_code,
-        country: new.address.country,
+        line1: address.line1,
+        city: address.city,
+        postal_code: address.postal_code,
+        country: address.country,
         credit_limit_cents,
         currency: new.currency,
         status: "active".to_owned(),
@@ -157,13 +277,23 @@ async fn show(
     Ok((StatusCode::OK, Json(user.to_json())))
 }
 
-#[derive(Debug, Deserialize)]
+/// What changes of a user: each field left out stays as it is.
+#[derive(Debug, Deserialize, JsonSchema)]
 struct UserChange {
+    /// The login, trimmed: one `@` with a dot after it.
+    #[schemars(length(max = input::MAX_EMAIL_CHARS))]
+    #[schemars(regex(pattern = EMAIL))]
     email: Option<String>,
+    #[schemars(length(max = input::MAX_NAME_CHARS))]
+    #[schemars(regex(pattern = NOT_BLANK))]
     name: Option<String>,
-    address: Option<Address>,
+    address: Option<PostalAddress>,
     /// Only an admin changes a credit limit.
+    #[schemars(range(min = 0, max = MAX_TOTAL_CENTS))]
     credit_limit_cents: Option<i64>,
+    /// At most 1,024 bytes of UTF-8, which `maxLength` (in characters) only bounds.
+    #[schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_BYTES))]
+    #[schemars(regex(pattern = NUL_FREE))]
     password: Option<String>,
 }
 

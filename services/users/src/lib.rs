@@ -128,6 +128,7 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
             verifier: Some(verifier),
             consumer: None,
             background: vec![reload, purge],
+            openapi: openapi()?,
         })
     })
     .await?;
@@ -146,6 +147,15 @@ fn routes(state: Arc<http::AppState>, auth: Arc<auth::AuthState>) -> platform::r
         http::routes(platform::routes::Routes::new(ROUTES), state),
         auth,
     )
+}
+
+/// This service's OpenAPI document, served at `GET /openapi.json`: every row of [`ROUTES`],
+/// described next to its handler.
+///
+/// # Errors
+/// When a row is not described, or a description has no row.
+pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
+    auth::api(http::api(platform::openapi::Api::new(SERVICE, ROUTES))).finish()
 }
 
 /// Loads the signing key again every few seconds until `shutdown` fires.
@@ -193,5 +203,22 @@ mod tests {
             outbox: Outbox::new(),
         });
         platform::routes::assert_serves(routes(state, auth).finish(), ROUTES).await;
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_row_and_nothing_else() {
+        let document = openapi().unwrap();
+        platform::openapi::assert_describes(&document, ROUTES);
+        let sign_up = &document["paths"]["/users"]["post"]["requestBody"]["content"];
+        let fields = &sign_up["application/json"]["schema"]["properties"];
+        assert_eq!(fields["email"]["maxLength"], 254, "{fields}");
+        assert_eq!(
+            fields["address"]["properties"]["country"]["pattern"],
+            "^[A-Z]{2}$"
+        );
+        assert_eq!(
+            fields["credit_limit_cents"]["maximum"],
+            1_000_000_000_000_i64
+        );
     }
 }

@@ -3,6 +3,7 @@
 use events_schema::money::MAX_TOTAL_CENTS;
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
 use platform::input;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -32,11 +33,21 @@ impl User {
     }
 
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id, "email": self.email, "name": self.name, "address": self.address(),
-            "credit_limit_cents": self.credit_limit_cents, "currency": self.currency,
-            "status": self.status, "version": self.version,
-        })
+        // A struct of strings, ids and integers always serializes.
+        serde_json::to_value(self.view()).unwrap_or_default()
+    }
+
+    fn view(&self) -> UserView {
+        UserView {
+            id: self.id,
+            email: self.email.clone(),
+            name: self.name.clone(),
+            address: self.address(),
+            credit_limit_cents: self.credit_limit_cents,
+            currency: self.currency.clone(),
+            status: self.status.clone(),
+            version: self.version,
+        }
     }
 
     pub(crate) fn registered(&self) -> UserRegisteredV1 {
@@ -69,6 +80,23 @@ impl User {
             version: self.version,
         }
     }
+}
+
+/// A user as the API answers it (never the password), and the schema of that answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct UserView {
+    id: Uuid,
+    email: String,
+    name: String,
+    #[schemars(with = "crate::http::PostalAddress")]
+    address: Address,
+    credit_limit_cents: i64,
+    /// An ISO 4217 code, like `EUR`.
+    currency: String,
+    #[schemars(extend("enum" = ["active", "deactivated"]))]
+    status: String,
+    /// Grows by one with each change.
+    version: i64,
 }
 
 /// Every problem with a user's fields, so a client fixes them all at once. Every text is

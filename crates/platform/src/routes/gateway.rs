@@ -15,4 +15,7 @@ pub const EVENTS: Route = Route::api(
     Access::Granted(Scope::EVENTS_PUBLISH),
 );
 
-pub const ROUTES: &[Route] = &[SUMMARY, EVENTS];
+/// The public OpenAPI document: every route the gateway publishes, open to anyone.
+pub const OPENAPI: Route = Route::api(Verb::Get, "/openapi.json", Access::Open);
+
+pub const ROUTES: &[Route] = &[SUMMARY, EVENTS, OPENAPI];
