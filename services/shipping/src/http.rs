@@ -49,7 +49,7 @@ fn listing() -> Operation {
 }
 
 fn cached_user_api() -> Operation {
-    Operation::new("shipping' cached copy of a user")
+    Operation::new("shipping's cached copy of a user")
         .param(Param::uuid("id", "The user's id."))
         .reply_object(
             StatusCode::OK,
