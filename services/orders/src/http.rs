@@ -123,10 +123,10 @@ fn cancelling() -> Operation {
 }
 
 fn cached_user_api() -> Operation {
-    Operation::new("orders' cached copy of a user")
-        .param(Param::uuid("id", "The user's id."))
-        .reply_object(StatusCode::OK, "`user_id`, `active` and `version`.")
-        .refusal(StatusCode::NOT_FOUND, "The user is not cached (yet).")
+    Operation::cached_user(
+        "orders' cached copy of a user",
+        "`user_id`, `active` and `version`.",
+    )
 }
 
 fn cached_product_api() -> Operation {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use platform::openapi::{Api, Operation, Param};
+use platform::openapi::{Api, Operation};
 use platform::routes::{Routes, Verb};
 use platform::{ApiError, ApiResult, Caller, parse_uuid};
 use schemars::JsonSchema;
@@ -49,13 +49,10 @@ fn listing() -> Operation {
 }
 
 fn cached_user_api() -> Operation {
-    Operation::new("shipping's cached copy of a user")
-        .param(Param::uuid("id", "The user's id."))
-        .reply_object(
-            StatusCode::OK,
-            "`user_id`, `country`, `active` and `version`.",
-        )
-        .refusal(StatusCode::NOT_FOUND, "The user is not cached (yet).")
+    Operation::cached_user(
+        "shipping's cached copy of a user",
+        "`user_id`, `country`, `active` and `version`.",
+    )
 }
 
 /// Whose shipments.

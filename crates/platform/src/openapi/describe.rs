@@ -110,6 +110,15 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// `GET /cache/users/{id}`, which every service keeping a copy of users answers alike
+    /// but for its summary and the `fields` of a user it keeps.
+    pub fn cached_user(summary: &'static str, fields: &'static str) -> Self {
+        Self::new(summary)
+            .param(Param::uuid("id", "The user's id."))
+            .reply_object(StatusCode::OK, fields)
+            .refusal(StatusCode::NOT_FOUND, "The user is not cached (yet).")
+    }
+
     /// A route, in one line.
     pub fn new(summary: &'static str) -> Self {
         Self {
