@@ -2,6 +2,7 @@
 //! and an error for each way the broker can refuse one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
@@ -19,6 +20,9 @@ use crate::trace_context::{self, TraceHeaders};
 
 /// AMQP delivery mode that makes the broker write the message to disk.
 const PERSISTENT: u8 = 2;
+
+/// The longest a failed publish waits for the broker's reason to reach the pending confirms.
+const WHY_CLOSED_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A message ready for the broker.
 #[derive(Debug, Clone)]
@@ -248,11 +252,37 @@ impl ConfirmChannel {
                     &message.body,
                     message.properties.clone().with_user_id(self.user.clone()),
                 )
-                .await
-                .map_err(|error| PublishError::from_broker(error, &message.exchange))?;
-            pending.push(confirm);
+                .await;
+            match confirm {
+                Ok(confirm) => pending.push(confirm),
+                Err(error) => {
+                    let error = Self::why_closed(error, pending).await;
+                    return Err(PublishError::from_broker(error, &message.exchange));
+                }
+            }
         }
         Ok(pending)
+    }
+
+    /// A publish on a channel the broker is closing fails with the channel's state alone;
+    /// the broker's reason (a PRECONDITION_FAILED for one message it will never take, say)
+    /// rejects the confirms still pending, at once.
+    async fn why_closed(error: lapin::Error, pending: Vec<PublisherConfirm>) -> lapin::Error {
+        if !matches!(error.kind(), lapin::ErrorKind::InvalidChannelState(..)) {
+            return error;
+        }
+        let reason = async {
+            for confirm in pending {
+                if let Err(reason) = confirm.await {
+                    return Some(reason);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(WHY_CLOSED_TIMEOUT, reason).await {
+            Ok(Some(reason)) => reason,
+            _ => error,
+        }
     }
 
     /// Waits for the confirms of `messages` sent with [`ConfirmChannel::send_all`] and says

@@ -44,6 +44,8 @@ struct Confirmed {
 struct Shared {
     in_flight: Mutex<HashSet<i64>>,
     refused: Mutex<Refused>,
+    /// Why the reader stopped, kept until the batches it handed on are settled.
+    reader_failure: Mutex<Option<RelayError>>,
 }
 
 impl Shared {
@@ -156,13 +158,25 @@ pub(super) async fn run(
     let (to_settle, settling) = mpsc::channel(BATCHES_IN_FLIGHT);
     let (to_record, recording) = mpsc::channel(BATCHES_IN_FLIGHT);
     let shared = Shared::default();
+    // When the reader fails, its error waits while the batches already handed on are
+    // confirmed and recorded: a channel the broker closed fails the reader's next publish
+    // with the channel's state alone, while the confirms in flight carry the broker's
+    // reason, which decides what the relay does next (`RelayError::may_be_one_rows_refusal`).
+    let reader = async {
+        let read = read_and_publish(relay, &channel, &shared, to_settle, work, stop).await;
+        if let Err(error) = read {
+            *lock(&shared.reader_failure) = Some(error);
+        }
+        Ok(())
+    };
     let result = tokio::try_join!(
-        read_and_publish(relay, &channel, &shared, to_settle, work, stop),
+        reader,
         confirm(relay, settling, to_record),
         record(relay, &shared, recording),
     );
     crate::amqp::close_within(&connection, "relay stopped", CLOSE_TIMEOUT).await;
-    result.map(drop)
+    let reader_failure = lock(&shared.reader_failure).take();
+    result.and_then(|_| reader_failure.map_or(Ok(()), Err))
 }
 
 async fn read_and_publish(

@@ -323,6 +323,20 @@ impl Drop for SmallerMessageLimit {
 /// row, parks it with the broker's words, and every other row is published.
 #[tokio::test]
 async fn a_row_the_broker_refuses_by_closing_the_channel_is_found_and_parked_alone() {
+    refused_row_is_found_and_parked_alone(50, 50).await;
+}
+
+/// The same refusal at the head of a large batch: the broker closes the channel while the
+/// relay is still sending the batch, so the publish that fails learns only that the channel
+/// is closing; the broker's reason is on the confirms in flight. (Failed before: the relay
+/// took the closing for a lost connection, sent the batch again and again, and never looked
+/// for the refused row.)
+#[tokio::test]
+async fn a_refused_row_heading_a_large_batch_is_found_though_the_channel_closes_mid_send() {
+    refused_row_is_found_and_parked_alone(0, 1000).await;
+}
+
+async fn refused_row_is_found_and_parked_alone(before: i64, after: i64) {
     let _faults = conveyor_testkit::FaultLock::acquire();
     let env = TestEnv::on(conveyor_testkit::Broker::cluster()).await;
     let _limit = SmallerMessageLimit::set(&env.broker, 50_000);
@@ -334,14 +348,15 @@ async fn a_row_the_broker_refuses_by_closing_the_channel_is_found_and_parked_alo
         "test.too-big",
         serde_json::json!({ "padding": "x".repeat(100_000) }),
     );
-    commit_to_outbox(&env, 0..50).await;
+    commit_to_outbox(&env, 0..before).await;
     let mut tx = env.pool.begin().await.unwrap();
     Outbox::new().add(&mut tx, &too_big).await.unwrap();
     tx.commit().await.unwrap();
-    commit_to_outbox(&env, 50..100).await;
+    commit_to_outbox(&env, before..before + after).await;
 
     let (stop_relay, relay) = start_relay(&env, conveyor::RelayOptions::default());
-    env.wait_for_handled(100, Duration::from_secs(60)).await;
+    let others = before + after;
+    env.wait_for_handled(others, Duration::from_secs(60)).await;
     let parked = wait_until(Duration::from_secs(30), || async {
         conveyor::parked::summary(&env.pool).await.unwrap().count == 1
     })
@@ -359,8 +374,8 @@ async fn a_row_the_broker_refuses_by_closing_the_channel_is_found_and_parked_alo
         error.contains("PRECONDITION_FAILED") || error.contains("larger than"),
         "{error}"
     );
-    assert_eq!(env.handled_and_distinct().await, (100, 100));
-    assert_eq!(published_count(&env).await, 100);
+    assert_eq!(env.handled_and_distinct().await, (others, others));
+    assert_eq!(published_count(&env).await, others);
 }
 
 /// An operator sends parked rows again: `unpark` clears them, the relay wakes and publishes
