@@ -169,8 +169,8 @@ impl EventContract {
 
     /// Checks `data` against the schema of `event_type` at `version`: the schema itself, then
     /// that every number the schema types as `integer` is written as a JSON integer literal
-    /// within i64 (not `1.0`, `-0`, `1e3` or 2^63), and that money fields are within their
-    /// ceilings ([`crate::money::CEILINGS`]).
+    /// within i64 (not `1.0`, `-0`, `1e3` or 2^63), that money fields are within their
+    /// ceilings ([`crate::money::CEILINGS`]), and that no string holds a NUL character.
     ///
     /// # Errors
     /// [`Violation`] saying which field is wrong, or that the type or version is unknown.
@@ -297,7 +297,32 @@ impl EventContract {
                 }
             }
         }
+        strings_with_nul(data, String::new(), &mut problems);
         Ok((number, problems))
+    }
+}
+
+/// Every string in `data` holding a NUL character: valid JSON, but no service can store it
+/// (PostgreSQL's text refuses U+0000), so the contract refuses it before any database does.
+fn strings_with_nul(data: &Value, at: String, problems: &mut Vec<Problem>) {
+    match data {
+        Value::String(text) if text.contains('\0') => problems.push(Problem {
+            at,
+            missing: None,
+            message: "contains a NUL character (U+0000), which no service can store".to_owned(),
+        }),
+        Value::Object(fields) => {
+            for (name, value) in fields {
+                let escaped = name.replace('~', "~0").replace('/', "~1");
+                strings_with_nul(value, format!("{at}/{escaped}"), problems);
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                strings_with_nul(item, format!("{at}/{index}"), problems);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -425,6 +425,37 @@ fn integers_are_refused_unless_written_as_json_integers_within_i64() {
 /// The README's money ceilings, which the v1 schemas do not carry as `maximum`, hold for
 /// every money field (the list is `money::CEILINGS`): the ceiling passes, one more is
 /// refused, and so is 2^63 - 1; below zero the schemas' `minimum` refuses.
+/// A NUL is valid JSON and a valid JSON Schema string, but no service's database can store
+/// it: the contract refuses it wherever it is, naming the field, so no consumer meets it in
+/// its database (found by the system test `agreement`).
+#[test]
+fn a_string_holding_a_nul_is_refused_wherever_it_is() {
+    let contract = EventContract::new().unwrap();
+    let mut user = serde_json::to_value(UserRegisteredV1::sample()).unwrap();
+    assert!(contract.validate("user.registered", "1", &user).is_ok());
+    user["address"]["city"] = json!("Paris\u{0}");
+
+    let error = contract
+        .validate("user.registered", "1", &user)
+        .unwrap_err()
+        .to_string();
+
+    assert!(
+        error.starts_with("user.registered v1 is invalid: /address/city: contains a NUL character"),
+        "{error}"
+    );
+    let mut order = serde_json::to_value(OrderCreatedV1::sample()).unwrap();
+    order["items"][0]["sku"] = json!("\u{0}");
+    let error = contract
+        .validate("order.created", "1", &order)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/items/0/sku: contains a NUL character"),
+        "{error}"
+    );
+}
+
 #[test]
 fn every_money_field_is_held_to_its_ceiling() {
     let contract = EventContract::new().unwrap();

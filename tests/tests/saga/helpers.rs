@@ -18,6 +18,9 @@ pub(crate) struct System {
     pub(crate) names: Names,
     /// How each service connects when it has its own broker user.
     pub(crate) service_amqp: BTreeMap<ServiceName, AmqpConfig>,
+    /// How each broker user made for the test connects, by owner (`orders`, `gateway`,
+    /// `operator`); empty unless started with [`start_with_own_broker_users`].
+    pub(crate) broker_users: BTreeMap<String, AmqpConfig>,
     urls: BTreeMap<String, String>,
     database_urls: BTreeMap<ServiceName, String>,
     config: system::SystemConfig,
@@ -77,6 +80,8 @@ pub(crate) async fn start_on(env: TestEnv, services: &[&str], saga_timeout: Dura
 /// As [`start_on`], with least privilege on the broker: names under a prefix of their own
 /// (broker users are per broker, not per vhost) and every service, the gateway's ingest
 /// aside, connected as its own user with the permissions `conveyor topology users` gives.
+/// The gateway's and the operators' users are made too, for the test to connect as
+/// ([`System::broker_users`]).
 pub(crate) async fn start_with_own_broker_users(
     services: &[&str],
     saga_timeout: Duration,
@@ -87,13 +92,17 @@ pub(crate) async fn start_with_own_broker_users(
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
     let mut service_amqp = BTreeMap::new();
+    let mut broker_users = BTreeMap::new();
     for user in system::broker_users(&names).unwrap() {
         let amqp = env.add_broker_user(&user);
         if let Ok(service) = ServiceName::parse(&user.owner) {
-            service_amqp.insert(service, amqp);
+            service_amqp.insert(service, amqp.clone());
         }
+        broker_users.insert(user.owner, amqp);
     }
-    start_as(env, services, saga_timeout, names, service_amqp).await
+    let mut system = start_as(env, services, saga_timeout, names, service_amqp).await;
+    system.broker_users = broker_users;
+    system
 }
 
 /// Starts `services` on `env` with `names`; the services in `service_amqp` connect with
@@ -136,6 +145,7 @@ pub(crate) async fn start_as(
         admin,
         names,
         service_amqp,
+        broker_users: BTreeMap::new(),
         urls,
         database_urls,
         env,

@@ -2,6 +2,7 @@
 //! inspected through the services' HTTP APIs: every service in this process, or (replicas)
 //! each service binary as several processes of its own.
 
+mod agreement;
 mod auth;
 mod bad_input;
 mod bad_text;
