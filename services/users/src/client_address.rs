@@ -14,6 +14,7 @@
 //! so that an attacker cannot start a fresh count with each of its 2^64 addresses.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
@@ -104,10 +105,7 @@ pub(crate) fn client_address(
 fn forwarded_by_gateway(headers: &HeaderMap, secret: &ForwardSecret) -> Option<IpAddr> {
     let marker = headers.get(GATEWAY_HEADER)?;
     if !secret.matches(marker.as_bytes()) {
-        // The value is not logged: it may be a near miss of the secret.
-        tracing::info!(
-            "A request claimed to come from the gateway with a wrong secret; its X-Forwarded-For is ignored."
-        );
+        WRONG_SECRETS.note();
         return None;
     }
     let last = headers
@@ -124,6 +122,55 @@ fn forwarded_by_gateway(headers: &HeaderMap, secret: &ForwardSecret) -> Option<I
         tracing::warn!("The gateway's X-Forwarded-For holds no address; counting the peer's.");
     }
     address
+}
+
+/// Requests that named the gateway with a wrong secret: an attacker's or a misconfigured
+/// gateway's, either way one request after another, so they are told once a minute with a
+/// count rather than once each (a log line per request lets a client flood the log).
+static WRONG_SECRETS: ThrottledWarning = ThrottledWarning::new();
+
+struct ThrottledWarning {
+    /// Seconds since the Unix epoch of the last warning; 0 before the first.
+    last_told: AtomicU64,
+    since: AtomicU64,
+}
+
+impl ThrottledWarning {
+    const EVERY_SECONDS: u64 = 60;
+
+    const fn new() -> Self {
+        Self {
+            last_told: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    fn note(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        if let Some(count) = self.note_at(now) {
+            // The value is not logged: it may be a near miss of the secret.
+            tracing::warn!(
+                requests = count,
+                "Requests claimed to come from the gateway with a wrong X-Conveyor-Gateway secret (told at most once a minute); their X-Forwarded-For is ignored. Check that GATEWAY_FORWARD_SECRET is the same for the gateway and users."
+            );
+        }
+    }
+
+    /// Counts one request at `now` (seconds since the epoch); when a warning is due, the
+    /// requests it tells of.
+    fn note_at(&self, now: u64) -> Option<u64> {
+        self.since.fetch_add(1, Ordering::Relaxed);
+        let last = self.last_told.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= Self::EVERY_SECONDS;
+        let won = due
+            && self
+                .last_told
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        won.then(|| self.since.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// How an address is counted: IPv4 as it is, IPv6 by its /64 (an IPv4-mapped one as IPv4).
@@ -145,6 +192,20 @@ fn prefix_64(address: Ipv6Addr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_secret_is_told_once_a_minute_with_the_requests_since() {
+        let warning = ThrottledWarning::new();
+        assert_eq!(warning.note_at(1_000), Some(1), "the first is told at once");
+        assert_eq!(warning.note_at(1_001), None);
+        assert_eq!(warning.note_at(1_059), None);
+        assert_eq!(
+            warning.note_at(1_060),
+            Some(3),
+            "a minute on, with the two held back"
+        );
+        assert_eq!(warning.note_at(1_061), None);
+    }
     use axum::http::{Extensions, HeaderValue};
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
