@@ -40,6 +40,16 @@ pub const SCHEMAS: &[SchemaFile] = &[
     schema!("shipment.scheduled", 1),
     schema!("shipment.failed", 1),
     schema!("shipment.cancelled", 1),
+    schema!("user.registered", 2),
+    schema!("user.updated", 2),
+    schema!("product.created", 2),
+    schema!("product.updated", 2),
+    schema!("order.created", 2),
+    schema!("order.confirmed", 2),
+    schema!("inventory.reserved", 2),
+    schema!("payment.captured", 2),
+    schema!("payment.declined", 2),
+    schema!("payment.refunded", 2),
 ];
 
 /// The schema of one event type and version, if the contract has it.

@@ -99,3 +99,8 @@ impl EventData for InventoryReleasedV1 {
         }
     }
 }
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    InventoryReservedV2 of InventoryReservedV1, version 2
+}

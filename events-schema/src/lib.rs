@@ -19,6 +19,35 @@
 //! Schemas allow fields they do not list, on purpose: a producer may add an optional field
 //! to a version without breaking consumers that validate with the older file.
 
+/// A later version with an earlier one's shape and a stricter schema (v2 of the money events
+/// states v1's ceilings as `maximum`): the same fields, in a type of its own so that emitting
+/// it writes its own `dataschema`. A handler of the earlier type reads it as it is.
+macro_rules! same_shape_version {
+    ($(#[$doc:meta])* $name:ident of $earlier:ty, version $version:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $earlier);
+
+        impl crate::Event for $name {
+            const TYPE: &'static str = <$earlier as crate::Event>::TYPE;
+            const VERSION: u32 = $version;
+        }
+
+        impl crate::EventData for $name {
+            fn sample() -> Self {
+                Self(<$earlier as crate::EventData>::sample())
+            }
+        }
+
+        impl From<$earlier> for $name {
+            fn from(earlier: $earlier) -> Self {
+                Self(earlier)
+            }
+        }
+    };
+}
+
 pub mod asyncapi;
 mod catalog;
 pub mod compat;

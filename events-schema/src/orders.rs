@@ -106,3 +106,13 @@ impl EventData for OrderCancelledV1 {
         }
     }
 }
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    OrderCreatedV2 of OrderCreatedV1, version 2
+}
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    OrderConfirmedV2 of OrderConfirmedV1, version 2
+}

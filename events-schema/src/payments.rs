@@ -89,3 +89,18 @@ impl EventData for PaymentRefundedV1 {
         }
     }
 }
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    PaymentCapturedV2 of PaymentCapturedV1, version 2
+}
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    PaymentDeclinedV2 of PaymentDeclinedV1, version 2
+}
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    PaymentRefundedV2 of PaymentRefundedV1, version 2
+}

@@ -56,3 +56,13 @@ impl EventData for ProductUpdatedV1 {
         }
     }
 }
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    ProductCreatedV2 of ProductCreatedV1, version 2
+}
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    ProductUpdatedV2 of ProductUpdatedV1, version 2
+}

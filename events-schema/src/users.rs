@@ -106,3 +106,13 @@ impl EventData for UserDeactivatedV1 {
         }
     }
 }
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    UserRegisteredV2 of UserRegisteredV1, version 2
+}
+
+same_shape_version! {
+    /// v2: v1's fields, with the ceilings on money in the schema.
+    UserUpdatedV2 of UserUpdatedV1, version 2
+}

@@ -47,7 +47,7 @@ async fn a_consumer_dead_letters_events_that_break_the_contract_and_applies_the_
     let mut invalid = envelope("orders", &OrderCreatedV1::sample());
     invalid.data["items"][0]["quantity"] = serde_json::json!(0);
     let mut future_version = envelope("orders", &OrderCreatedV1::sample());
-    future_version.dataschema = Some("events-schema/order.created/v2".into());
+    future_version.dataschema = Some("events-schema/order.created/v3".into());
 
     for event in [&invalid, &future_version, &valid] {
         env.publish(event).await;
@@ -91,7 +91,7 @@ async fn a_consumer_dead_letters_events_that_break_the_contract_and_applies_the_
     assert_eq!(kind, "schema");
     assert_eq!(
         error,
-        "order.created has no version v2 (known: v1); it is not guessed at"
+        "order.created has no version v3 (known: v1, v2); it is not guessed at"
     );
     assert_eq!(env.handled_and_distinct().await, (1, 1));
     let applied: i64 = sqlx::query_scalar("SELECT n FROM handled")

@@ -51,6 +51,16 @@ fn typed_events() -> Vec<(&'static str, u32, RoundTrip, Sample)> {
         typed!(ShipmentScheduledV1),
         typed!(ShipmentFailedV1),
         typed!(ShipmentCancelledV1),
+        typed!(UserRegisteredV2),
+        typed!(UserUpdatedV2),
+        typed!(ProductCreatedV2),
+        typed!(ProductUpdatedV2),
+        typed!(OrderCreatedV2),
+        typed!(OrderConfirmedV2),
+        typed!(InventoryReservedV2),
+        typed!(PaymentCapturedV2),
+        typed!(PaymentDeclinedV2),
+        typed!(PaymentRefundedV2),
     ]
 }
 
@@ -287,7 +297,7 @@ fn unknown_versions_and_types_are_refused_with_a_clear_reason() {
 
     assert_eq!(
         version.to_string(),
-        "order.created has no version v7 (known: v1); it is not guessed at"
+        "order.created has no version v7 (known: v1, v2); it is not guessed at"
     );
     assert!(matches!(unknown, Violation::UnknownType { .. }));
     assert!(matches!(mismatched, Violation::MismatchedSchema { .. }));
@@ -422,9 +432,6 @@ fn integers_are_refused_unless_written_as_json_integers_within_i64() {
     }
 }
 
-/// The README's money ceilings, which the v1 schemas do not carry as `maximum`, hold for
-/// every money field (the list is `money::CEILINGS`): the ceiling passes, one more is
-/// refused, and so is 2^63 - 1; below zero the schemas' `minimum` refuses.
 /// A NUL is valid JSON and a valid JSON Schema string, but no service's database can store
 /// it: the contract refuses it wherever it is, naming the field, so no consumer meets it in
 /// its database (found by the system test `agreement`).
@@ -456,6 +463,9 @@ fn a_string_holding_a_nul_is_refused_wherever_it_is() {
     );
 }
 
+/// The README's money ceilings, which the v1 schemas do not carry as `maximum`, hold for
+/// every money field (the list is `money::CEILINGS`): the ceiling passes, one more is
+/// refused, and so is 2^63 - 1; below zero the schemas' `minimum` refuses.
 #[test]
 fn every_money_field_is_held_to_its_ceiling() {
     let contract = EventContract::new().unwrap();
@@ -649,10 +659,64 @@ fn a_whole_event_is_checked_envelope_and_data_naming_each_field() {
     unknown["type"] = json!("product.deleted");
     assert_eq!(refused_fields(&contract, &unknown), ["type"]);
     let mut future = event.clone();
-    future["dataschema"] = json!("events-schema/product.updated/v2");
+    future["dataschema"] = json!("events-schema/product.updated/v3");
     assert_eq!(refused_fields(&contract, &future), ["dataschema"]);
     let mut not_an_object = event.clone();
     not_an_object["data"] = json!(5);
     assert_eq!(refused_fields(&contract, &not_an_object), ["data"]);
     assert_eq!(refused_fields(&contract, &json!([1, 2])), [""]);
+}
+
+/// v2 of each money event is v1 with the ceilings of `money::CEILINGS` stated as `maximum`,
+/// nothing else: v1's type reads every v2 example (so today's handlers take v2 as it is), the
+/// schema itself refuses one more than the ceiling, and a v1 ceiling without its v2 is missing.
+#[test]
+fn each_money_event_has_a_v2_stating_its_ceilings_that_v1_handlers_read() {
+    let contract = EventContract::new().unwrap();
+    let v2_types: BTreeSet<&str> = SCHEMAS
+        .iter()
+        .filter(|file| file.version == 2)
+        .map(|file| file.event_type)
+        .collect();
+    let with_ceilings: BTreeSet<&str> = CEILINGS.iter().map(|c| c.event_type).collect();
+    assert_eq!(v2_types, with_ceilings);
+    for ceiling in CEILINGS {
+        let file = events_schema::schema_for(ceiling.event_type, 2).unwrap();
+        let v2: Value = serde_json::from_str(file.text).unwrap();
+        let v1: Value = serde_json::from_str(
+            events_schema::schema_for(ceiling.event_type, 1)
+                .unwrap()
+                .text,
+        )
+        .unwrap();
+        let mut field = &v2;
+        for part in ceiling.field.split('.') {
+            field = match part.strip_suffix("[]") {
+                Some(list) => &field["properties"][list]["items"],
+                None => &field["properties"][part],
+            };
+        }
+        assert_eq!(field["maximum"], json!(ceiling.max), "{ceiling:?}");
+        assert_eq!(v1["examples"], v2["examples"], "{}", ceiling.event_type);
+        let (_, _, read_as_v1, _) = typed_events()
+            .into_iter()
+            .find(|(t, v, _, _)| *t == ceiling.event_type && *v == 1)
+            .unwrap();
+        for example in examples(file.text) {
+            read_as_v1(&example).unwrap_or_else(|e| panic!("{}: {e}", ceiling.event_type));
+            contract
+                .validate(ceiling.event_type, "2", &example)
+                .unwrap();
+        }
+        let validator = jsonschema::validator_for(&v2).unwrap();
+        let above = written_as(
+            &examples(file.text)[0],
+            ceiling.field,
+            &(ceiling.max + 1).to_string(),
+        );
+        assert!(
+            !validator.is_valid(&above),
+            "{ceiling:?}: the schema alone refuses it"
+        );
+    }
 }

@@ -92,8 +92,8 @@ fn schema_check_passes_an_optional_field_and_a_new_version() {
     repo.edit(|schema| {
         schema["properties"]["coupon"] = json!({"type": "string", "maxLength": 20});
     });
-    let v2 = repo.0.join("schemas/order.created/v2.json");
-    std::fs::copy(repo.0.join("schemas/order.created/v1.json"), v2).unwrap();
+    let v3 = repo.0.join("schemas/order.created/v3.json");
+    std::fs::copy(repo.0.join("schemas/order.created/v1.json"), v3).unwrap();
 
     let (passed, output) = repo.check();
 
