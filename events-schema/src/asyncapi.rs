@@ -50,7 +50,7 @@ pub fn document(services: &[ServiceEvents]) -> Value {
             let mut payload = envelope.clone();
             payload["properties"]["type"] = json!({ "const": event_type });
             payload["properties"]["dataschema"] =
-                json!({ "const": format!("events-schema/{event_type}/v{}", file.version) });
+                json!({ "enum": crate::dataschema_forms(event_type, file.version) });
             payload["properties"]["data"] =
                 json!({ "$ref": format!("#/components/schemas/{key}") });
             payload

@@ -20,7 +20,7 @@ macro_rules! schema {
 }
 
 /// The CloudEvents envelope every event travels in.
-pub const ENVELOPE_SCHEMA: &str = include_str!("../schemas/envelope/v1.json");
+pub const ENVELOPE_SCHEMA: &str = include_str!("../schemas/envelope/v2.json");
 
 pub const SCHEMAS: &[SchemaFile] = &[
     schema!("user.registered", 1),

@@ -43,7 +43,7 @@ pub enum Violation {
         known: String,
     },
     #[error(
-        "dataschema {dataschema:?} does not name {event_type}: expected events-schema/{event_type}/v<N>"
+        "dataschema {dataschema:?} does not name {event_type}: expected urn:conveyor:events-schema:{event_type}:v<N> (or events-schema/{event_type}/v<N>)"
     )]
     MismatchedSchema {
         event_type: String,
@@ -346,8 +346,13 @@ fn version_in(event_type: &str, dataschema: Option<&str>) -> Result<String, Viol
         event_type: event_type.to_owned(),
         dataschema: dataschema.to_owned(),
     };
-    let prefix = format!("events-schema/{event_type}/v");
-    let version = dataschema.strip_prefix(&prefix).ok_or_else(mismatched)?;
+    // The absolute URI CloudEvents asks for, or the relative reference v1 envelopes carry.
+    let absolute = format!("urn:conveyor:events-schema:{event_type}:v");
+    let relative = format!("events-schema/{event_type}/v");
+    let version = dataschema
+        .strip_prefix(&absolute)
+        .or_else(|| dataschema.strip_prefix(&relative))
+        .ok_or_else(mismatched)?;
     if version.is_empty() {
         return Err(mismatched());
     }

@@ -81,6 +81,17 @@ pub fn envelope<E: EventData>(service: &str, data: &E) -> conveyor::Envelope {
     conveyor::Envelope::of(service, data)
 }
 
+/// The two ways an envelope's `dataschema` names `event_type` at `version`: the absolute URI
+/// CloudEvents asks for (`urn:conveyor:events-schema:order.created:v2`), and the relative
+/// reference that v1 envelopes carry and today's producers still write
+/// (`events-schema/order.created/v2`). Consumers read both.
+pub fn dataschema_forms(event_type: &str, version: u32) -> [String; 2] {
+    [
+        format!("urn:conveyor:events-schema:{event_type}:v{version}"),
+        format!("events-schema/{event_type}/v{version}"),
+    ]
+}
+
 /// A closed-list value as the contract spells it (`payment-declined`).
 pub fn wire_name<T: Serialize>(value: T) -> String {
     serde_json::to_value(value)

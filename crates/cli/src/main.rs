@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 ///
 /// Connection settings come from the environment: AMQP_URL (default
 /// amqp://guest:guest@127.0.0.1:5672/%2f) and, for commands that need a database,
-/// DEMO_DATABASE_URL and BENCH_DATABASE_URL (created if missing). Logs go to stderr; RUST_LOG sets their level.
+/// DEMO_DATABASE_URL and BENCH_DATABASE_URL (created if missing). CONVEYOR_NAME_PREFIX, set
+/// as for the services, puts every exchange, queue and broker user the commands name under a
+/// prefix (blue: blue.conveyor.events, blue.orders.dlq); unset or empty, the default names.
+/// Logs go to stderr; RUST_LOG sets their level.
 #[derive(Debug, Parser)]
 #[command(name = "conveyor", version, propagate_version = true)]
 struct Cli {

@@ -60,7 +60,7 @@ pub use relay::{OutboxRelay, RelayError, RelayOptions};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use store::{OUTBOX_CHANNEL, install};
 pub use topology::{
-    BrokerUser, DELIVERY_LIMIT, Names, ServiceTopology, TopicPermission, Topology, TopologyError,
-    UNROUTED_MAX_AGE, UNROUTED_MAX_LENGTH,
+    BrokerUser, DELIVERY_LIMIT, Names, NamesError, ServiceTopology, TopicPermission, Topology,
+    TopologyError, UNROUTED_MAX_AGE, UNROUTED_MAX_LENGTH,
 };
 pub use trace_context::{TraceHeaders, capture_current as capture_trace_context};

@@ -1,6 +1,6 @@
 //! The runtime's own tables (outbox and inbox) in the service's database, schema `conveyor`.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// Serialises concurrent installs (several services or test processes starting at once).
 const INSTALL_LOCK: i64 = 0x636f_6e76_6579_6f72; // "conveyor"
@@ -63,18 +63,126 @@ const SCHEMA: &[&str] = &[
 /// The channel the outbox trigger notifies on each insert.
 pub const OUTBOX_CHANNEL: &str = "conveyor_outbox";
 
-/// Creates the `conveyor` schema with the outbox and inbox tables if they are missing.
+/// The shape `SCHEMA` gives the store, recorded in `conveyor.installed`: raise it with every
+/// change to `SCHEMA`, so that processes of the new release install it once.
+const STORE_VERSION: i32 = 1;
+
+/// Tries an install that met a running transaction's locks this often before failing.
+const INSTALL_ATTEMPTS: u32 = 5;
+
+/// Creates the `conveyor` schema with the outbox and inbox tables if they are missing, or
+/// brings an older one up to date.
+///
+/// A process that finds the store current changes nothing and takes no lock: replicas start
+/// beside running ones without stalling their handlers. Otherwise (a new database, a new
+/// release's first process) the install locks the inbox, outbox and published tables in the
+/// order every transaction of the runtime takes them, so it cannot deadlock with the
+/// handlers and relays of processes already running, waits for their transactions, and
+/// tries again if it still met a lock it could not get in time.
 ///
 /// # Errors
 /// The database's error when a statement fails (no permission to create a schema, say).
 pub async fn install(pool: &PgPool) -> Result<(), sqlx::Error> {
+    if installed_version(&mut *pool.acquire().await?).await? >= STORE_VERSION {
+        return Ok(());
+    }
+    let mut attempt = 1;
+    loop {
+        match install_locked(pool).await {
+            Err(error) if attempt < INSTALL_ATTEMPTS && met_a_lock(&error) => {
+                tracing::info!(%error, attempt, "The runtime's tables are busy; installing again shortly.");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The store version recorded, 0 for a store installed before versions were (or none).
+async fn installed_version(connection: &mut PgConnection) -> Result<i32, sqlx::Error> {
+    let recorded: bool = sqlx::query_scalar("SELECT to_regclass('conveyor.installed') IS NOT NULL")
+        .fetch_one(&mut *connection)
+        .await?;
+    if !recorded {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM conveyor.installed")
+        .fetch_one(connection)
+        .await
+}
+
+async fn install_locked(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(INSTALL_LOCK)
         .execute(&mut *tx)
         .await?;
+    if installed_version(&mut tx).await? >= STORE_VERSION {
+        // Another process installed it while this one waited for the lock.
+        return tx.commit().await;
+    }
+    // The longest the install waits for a table lock before it gives up and tries again.
+    sqlx::query("SET LOCAL lock_timeout = '10s'")
+        .execute(&mut *tx)
+        .await?;
+    // The tables first, so that they can be locked before anything alters them.
+    for statement in SCHEMA.iter().filter(|statement| creates_a_table(statement)) {
+        sqlx::query(*statement).execute(&mut *tx).await?;
+    }
+    sqlx::query(
+        "LOCK TABLE conveyor.inbox, conveyor.outbox, conveyor.published IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *tx)
+    .await?;
     for statement in SCHEMA {
         sqlx::query(*statement).execute(&mut *tx).await?;
     }
+    sqlx::query("CREATE TABLE IF NOT EXISTS conveyor.installed (version INT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM conveyor.installed")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO conveyor.installed (version) VALUES ($1)")
+        .bind(STORE_VERSION)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
+}
+
+fn creates_a_table(statement: &str) -> bool {
+    statement.starts_with("CREATE SCHEMA") || statement.starts_with("CREATE TABLE")
+}
+
+/// A lock the install could not take: a deadlock (40P01) or its lock timeout (55P03).
+fn met_a_lock(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40P01" || code == "55P03")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FNV-1a of every statement: a change to `SCHEMA` changes it.
+    fn schema_hash() -> u64 {
+        SCHEMA
+            .iter()
+            .flat_map(|statement| statement.bytes().chain([0]))
+            .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
+    }
+
+    /// Processes skip the install when the recorded version is current, so a changed
+    /// `SCHEMA` under an unchanged `STORE_VERSION` would never reach a database installed
+    /// before. Changing the schema: raise `STORE_VERSION`, then record the new pair here.
+    #[test]
+    fn a_changed_schema_comes_with_a_new_store_version() {
+        assert_eq!((STORE_VERSION, schema_hash()), (1, 942_869_759_548_256_986));
+    }
 }

@@ -77,12 +77,22 @@ pub fn help(about: &About) -> String {
         (
             format!("{prefix}_AMQP_URL"),
             format!(
-                "instead of AMQP_URL: this service's own broker user (conveyor-{}, made by \
-                 `conveyor topology users`); connected as it, the consumer takes each event only \
-                 from the broker user of the service that owns its type and dead-letters the \
-                 rest as forbidden-source [default: AMQP_URL]",
+                "instead of AMQP_URL: this service's own broker user (conveyor-{}, under \
+                 CONVEYOR_NAME_PREFIX's prefix if set; made by `conveyor topology users`); \
+                 connected as it, the consumer takes each event only from the broker user of the \
+                 service that owns its type and dead-letters the rest as forbidden-source \
+                 [default: AMQP_URL]",
                 about.service
             ),
+        ),
+        (
+            conveyor::Names::PREFIX_VARIABLE.to_owned(),
+            "a prefix put with a dot before the name of every exchange, queue and broker user \
+             (blue: blue.conveyor.events, blue.orders.events, blue.conveyor-orders), for a \
+             second system on one broker; set the same for every service, the gateway and the \
+             conveyor command of that system. 1 to 64 ASCII letters, digits, '-' or '_', \
+             starting with a letter or digit, not amq [default: empty: conveyor.events, …]"
+                .to_owned(),
         ),
         (
             format!("{prefix}_DATABASE_URL"),

@@ -32,6 +32,7 @@ pub struct ServiceConfig {
     pub port: u16,
     pub listen_addr: IpAddr,
     pub amqp: AmqpConfig,
+    /// Its exchanges, queues and broker users: under `CONVEYOR_NAME_PREFIX`, if set.
     pub names: Names,
     /// The users service, whose published keys verify every request's token.
     pub users_url: String,
@@ -69,10 +70,17 @@ impl ConfigError {
     }
 }
 
+/// `CONVEYOR_NAME_PREFIX` refused, told as every other setting is.
+impl From<conveyor::NamesError> for ConfigError {
+    fn from(error: conveyor::NamesError) -> Self {
+        Self::new(error.variable(), error.value(), Names::PREFIX_RULE)
+    }
+}
+
 impl ServiceConfig {
     /// Reads `<SERVICE>_DATABASE_URL`, `<SERVICE>_PORT`, `LISTEN_ADDR`, `<SERVICE>_AMQP_URL` or
-    /// `AMQP_URL`, `USERS_URL` and `SHUTDOWN_TIMEOUT`, with
-    /// DESIGN.md's defaults.
+    /// `AMQP_URL`, `CONVEYOR_NAME_PREFIX` ([`Names::from_env`]), `USERS_URL` and
+    /// `SHUTDOWN_TIMEOUT`, with DESIGN.md's defaults.
     ///
     /// # Errors
     /// [`ConfigError`] naming the variable whose value cannot work.
@@ -121,7 +129,7 @@ impl ServiceConfig {
             port,
             listen_addr,
             amqp: amqp_from_env(service),
-            names: Names::default(),
+            names: Names::from_env()?,
             users_url: std::env::var("USERS_URL")
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|_| DEFAULT_USERS_URL.to_owned()),

@@ -60,6 +60,10 @@ pub fn all_topology(names: &Names) -> anyhow::Result<Topology> {
 
 /// Who sends and receives each event, for the AsyncAPI document.
 ///
+/// Of the default names, never `CONVEYOR_NAME_PREFIX`'s: the document is checked in and
+/// describes every deployment, and what is read here (services and event types) is the same
+/// under any prefix.
+///
 /// # Errors
 /// As [`consumers`].
 pub fn service_events() -> anyhow::Result<Vec<ServiceEvents>> {

@@ -26,6 +26,7 @@ pub struct SystemConfig {
     /// Consumer workers of the services whose `<SERVICE>_CONSUMER_WORKERS` is set.
     pub consumer_workers: BTreeMap<ServiceName, usize>,
     pub listen_addr: IpAddr,
+    /// Every service's exchanges, queues and broker users: under `CONVEYOR_NAME_PREFIX`, if set.
     pub names: Names,
     pub orders: orders_service::Settings,
     pub shipping: shipping_service::Settings,
@@ -76,7 +77,7 @@ impl SystemConfig {
             http_concurrency,
             consumer_workers,
             listen_addr,
-            names: Names::default(),
+            names: Names::from_env()?,
             orders: orders_service::Settings::from_env()?,
             shipping: shipping_service::Settings::from_env()?,
             users: users_service::Settings::from_env()?,

@@ -36,7 +36,7 @@ pub(crate) fn described() -> Operation {
         .json_body_schema(event_schema())
         .reply_object(
             StatusCode::ACCEPTED,
-            "Published: `{\"accepted\": \"now\", \"id\": …}`.",
+            "Published: `{\"accepted\": \"now\", \"id\": …, \"source\": \"/clients/<client id>\"}`: the event went out with the source its token names, whatever the body said.",
         )
         .reply_object(
             StatusCode::OK,
@@ -73,9 +73,9 @@ fn event_variant(file: &SchemaFile) -> Value {
     if let Some(envelope) = event.as_object_mut() {
         envelope.remove("examples");
     }
-    let dataschema = format!("events-schema/{}/v{}", file.event_type, file.version);
     event["properties"]["type"] = json!({ "const": file.event_type });
-    event["properties"]["dataschema"] = json!({ "const": dataschema });
+    event["properties"]["dataschema"] =
+        json!({ "enum": events_schema::dataschema_forms(file.event_type, file.version) });
     // Without `dataschema` an event is read as version 1.
     if file.version > 1
         && let Some(required) = event["required"].as_array_mut()
@@ -95,6 +95,15 @@ fn event_variant(file: &SchemaFile) -> Value {
     event
 }
 
+/// The `source` of what a producing system sends: `/clients/<client id>`, from its token's
+/// subject (`client:<client id>`).
+fn client_source(caller: &Caller) -> Option<String> {
+    caller
+        .subject()
+        .strip_prefix("client:")
+        .map(|client| format!("/clients/{client}"))
+}
+
 /// A schema file as a document embeds it: without its own `$schema` and `$id`.
 fn embedded(text: &str) -> Value {
     let mut schema: Value = serde_json::from_str(text).unwrap_or_default();
@@ -108,16 +117,19 @@ fn embedded(text: &str) -> Value {
 pub(crate) struct Ingest {
     pool: PgPool,
     amqp: AmqpConfig,
+    /// The events exchange it publishes to is `names.events_exchange()`.
+    names: Names,
     /// Connected at the first event, so the gateway starts without the broker.
     publisher: OnceCell<Publisher>,
     retention: Duration,
 }
 
 impl Ingest {
-    pub(crate) fn new(pool: PgPool, amqp: AmqpConfig, retention: Duration) -> Self {
+    pub(crate) fn new(pool: PgPool, amqp: AmqpConfig, names: Names, retention: Duration) -> Self {
         Self {
             pool,
             amqp,
+            names,
             publisher: OnceCell::new(),
             retention,
         }
@@ -127,7 +139,7 @@ impl Ingest {
         self.publisher
             .get_or_try_init(|| async {
                 let contract = events_schema::EventContract::shared()?;
-                let publisher = Publisher::connect(self.amqp.clone(), Names::default()).await?;
+                let publisher = Publisher::connect(self.amqp.clone(), self.names.clone()).await?;
                 anyhow::Ok(publisher.with_contract(contract))
             })
             .await
@@ -157,9 +169,13 @@ impl Ingest {
         if let Err(refusal) = contract.validate_event(&event) {
             return Ok(refused(&refusal));
         }
-        let envelope = Envelope::from_bytes(body).map_err(|error| {
+        let mut envelope = Envelope::from_bytes(body).map_err(|error| {
             ApiError::unprocessable(format!("the body is not a CloudEvent envelope: {error}"))
         })?;
+        // Who sent it is what the token says, not what the body claims.
+        if let Some(source) = client_source(caller) {
+            envelope.source = source;
+        }
         if !caller.may_publish(&envelope.event_type) {
             return Err(not_granted(&envelope.event_type));
         }
@@ -191,7 +207,7 @@ impl Ingest {
         .bind(&envelope.event_type)
         .execute(&self.pool)
         .await?;
-        let body = json!({ "id": envelope.id, "accepted": "now" });
+        let body = json!({ "id": envelope.id, "accepted": "now", "source": envelope.source });
         Ok((StatusCode::ACCEPTED, Json(body)).into_response())
     }
 

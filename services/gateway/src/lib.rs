@@ -176,6 +176,7 @@ impl Gateway {
         let ingest = Arc::new(Ingest::new(
             pool,
             settings.amqp,
+            settings.names,
             settings.event_id_retention,
         ));
         let upstreams = Upstreams::new(&settings.urls, client, forward_mark);

@@ -152,13 +152,30 @@ mod tests {
         assert!(problems.is_empty(), "{problems:#?}");
         let ingest = &public["paths"]["/api/events"]["post"];
         let body = &ingest["requestBody"]["content"]["application/json"]["schema"];
-        let types: Vec<&Value> = body["oneOf"]
+        let types: Vec<(&str, &str)> = body["oneOf"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|variant| &variant["properties"]["type"]["const"])
+            .map(|variant| {
+                let properties = &variant["properties"];
+                (
+                    properties["type"]["const"].as_str().unwrap_or_default(),
+                    properties["dataschema"]["enum"][1]
+                        .as_str()
+                        .unwrap_or_default(),
+                )
+            })
             .collect();
-        assert_eq!(types, ["product.created", "product.updated"], "{body}");
+        assert_eq!(
+            types,
+            [
+                ("product.created", "events-schema/product.created/v1"),
+                ("product.updated", "events-schema/product.updated/v1"),
+                ("product.created", "events-schema/product.created/v2"),
+                ("product.updated", "events-schema/product.updated/v2"),
+            ],
+            "{body}"
+        );
         for status in ["202", "400", "401", "403", "413", "422", "429"] {
             assert!(ingest["responses"].get(status).is_some(), "no {status}");
         }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use conveyor::AmqpConfig;
+use conveyor::{AmqpConfig, Names};
 use platform::ConfigError;
 use platform::config::{parse_env, parse_env_within};
 
@@ -61,6 +61,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "RabbitMQ, where POST /api/events publishes; several brokers of one cluster separated by commas [default: amqp://guest:guest@127.0.0.1:5672/%2f]",
     ),
     (
+        "CONVEYOR_NAME_PREFIX",
+        "the prefix of the system's exchanges and broker users, as its services have it: POST /api/events publishes to <prefix>.conveyor.events; 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter or digit, not amq [default: empty: conveyor.events]",
+    ),
+    (
         "GATEWAY_EVENT_ID_RETENTION",
         "days an event id taken over HTTP is remembered, so the same id is accepted once; keep it at least the consumers' inbox retention [default: 7]",
     ),
@@ -83,6 +87,8 @@ pub struct Settings {
     pub breaker: BreakerSettings,
     pub database_url: String,
     pub amqp: AmqpConfig,
+    /// Where `POST /api/events` publishes: the events exchange of these names.
+    pub names: Names,
     pub event_id_retention: Duration,
 }
 
@@ -99,6 +105,7 @@ impl Settings {
             breaker: BreakerSettings::default(),
             database_url: "postgres://postgres@127.0.0.1:5432/conveyor_gateway".to_owned(),
             amqp: AmqpConfig::new(conveyor::DEFAULT_AMQP_URL, "api-gateway"),
+            names: Names::default(),
             event_id_retention: Duration::from_secs(7 * 86_400),
         }
     }
@@ -125,6 +132,7 @@ impl Settings {
             settings.database_url = url;
         }
         settings.amqp = AmqpConfig::from_env("api-gateway");
+        settings.names = Names::from_env()?;
         if let Some(days) =
             parse_env_within("GATEWAY_EVENT_ID_RETENTION", 1..=365, "days, from 1 to 365")?
         {

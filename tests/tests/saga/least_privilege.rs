@@ -12,8 +12,7 @@ use conveyor::dead_letter::{
     DeadLetter, DeadLetterQueue, Destination, Filter, TransferOptions, TransferReport,
 };
 use conveyor::{
-    AmqpConfig, ConfirmChannel, ConsumerOptions, DeadLetterKind, Names, OutgoingMessage,
-    TraceHeaders, headers,
+    ConfirmChannel, ConsumerOptions, DeadLetterKind, OutgoingMessage, TraceHeaders, headers,
 };
 use events_schema::EventData;
 use events_schema::inventory::{InventoryReservedV1, Item};
@@ -375,68 +374,6 @@ async fn retries_and_operator_replays_are_believed_from_services_with_own_broker
     system.stop().await;
 }
 
-/// The gateway's broker user with the permissions `conveyor topology users` gives it in
-/// compose, where names have no prefix. The gateway has no setting for a prefix: it always
-/// publishes to the default events exchange. So that exchange is made in the test's vhost
-/// to forward everything to the test's own events exchange, where the services (whose
-/// names carry the test's prefix) are bound. The user's name keeps the prefix, as users
-/// are per broker.
-async fn gateway_as_in_compose(system: &System) -> AmqpConfig {
-    let compose = system::broker_users(&Names::default())
-        .unwrap()
-        .into_iter()
-        .find(|user| user.owner == GATEWAY)
-        .unwrap();
-    let user = system.names.broker_user(GATEWAY);
-    let vhost = system.env.vhost.as_str();
-    system.env.broker.ctl(&[
-        "set_permissions",
-        "-p",
-        vhost,
-        &user,
-        &compose.configure,
-        &compose.write,
-        &compose.read,
-    ]);
-    let topic = compose.topic.expect("the gateway publishes only its types");
-    system.env.broker.ctl(&[
-        "set_topic_permissions",
-        "-p",
-        vhost,
-        &user,
-        &topic.exchange,
-        &topic.write,
-        &topic.read,
-    ]);
-    let connection = system.env.connect().await;
-    let channel = connection.create_channel().await.unwrap();
-    let durable = lapin::options::ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            topic.exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .exchange_bind(
-            system.names.events_exchange().as_str().into(),
-            topic.exchange.as_str().into(),
-            "#".into(),
-            Default::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    connection.close(200, "forwarding".into()).await.unwrap();
-    system.broker_users[GATEWAY].clone()
-}
-
 /// A queue of the test's own bound to `event_type` on the events exchange: what the broker
 /// routed of that type, with the `user_id` it vouched for.
 async fn observe(system: &System, event_type: &str) -> String {
@@ -485,7 +422,10 @@ async fn an_event_ingested_by_the_gateway_as_its_own_broker_user_reaches_orders_
     let system = start_with_own_broker_users(&["orders"], Duration::from_secs(60)).await;
     let observed = observe(&system, "product.updated").await;
     let gateway = RunningGateway::start(api_gateway::Settings {
-        amqp: gateway_as_in_compose(&system).await,
+        // As compose runs it, under the test's prefix (CONVEYOR_NAME_PREFIX): its own user
+        // with the permissions `conveyor topology users` gives it, and the test's names.
+        amqp: system.broker_users[GATEWAY].clone(),
+        names: system.names.clone(),
         ..settings_for(&system, &[]).await
     })
     .await;
@@ -538,10 +478,13 @@ async fn an_event_ingested_by_the_gateway_as_its_own_broker_user_reaches_orders_
     );
     let published: Value = serde_json::from_slice(&delivered[0].data).unwrap();
     assert_eq!(published["id"], event.id.to_string());
-    assert_eq!(
-        published["source"], event.source,
-        "the producer's source is kept"
+    let source = published["source"].as_str().unwrap_or_default();
+    assert!(
+        source.starts_with("/clients/client-") && source != event.source,
+        "the source is the client's, from its token, not the body's {}: {source}",
+        event.source
     );
+    assert_eq!(answer["source"], source, "the answer tells the producer");
     assert_no_dead_letters(&system, "orders").await;
     gateway.stop().await;
     system.stop().await;

@@ -25,6 +25,7 @@ mod reconcile;
 mod reordering;
 mod replicas;
 mod rollback;
+mod rolling;
 mod route_matrix;
 mod shutdown;
 mod trace;

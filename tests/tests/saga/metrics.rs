@@ -728,7 +728,7 @@ where
 }
 
 /// One answer of a process's `GET /metrics`.
-struct Reading(String);
+pub(crate) struct Reading(String);
 
 impl Reading {
     /// The values of `name`'s samples whose labels include every one `selector` names
@@ -755,7 +755,7 @@ impl Reading {
 
     /// The sum of `name`'s samples with the labels of `selector`, a whole number (counters,
     /// histogram counts); 0 when there is none, as a counter is before its first increment.
-    fn count(&self, name: &str, selector: &str) -> i64 {
+    pub(crate) fn count(&self, name: &str, selector: &str) -> i64 {
         self.values(name, selector).iter().sum::<f64>().round() as i64
     }
 
@@ -818,7 +818,7 @@ fn quiet(reading: &Reading, service: ServiceName) -> bool {
         .all(|gauge| reading.gauge(gauge, &of) == Some(0.0))
 }
 
-async fn scrape(url: &str) -> Reading {
+pub(crate) async fn scrape(url: &str) -> Reading {
     let url = format!("{url}/metrics");
     let response = reqwest::get(&url).await.unwrap();
     assert!(

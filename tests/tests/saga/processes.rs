@@ -51,9 +51,29 @@ impl ServiceProcess {
     /// Starts `service` with `environment` (its database, the broker) on a free port, and
     /// waits until it listens.
     pub(crate) fn spawn(service: ServiceName, environment: &[(String, String)]) -> Self {
+        Self::spawn_binary(&binary(service), service, environment)
+    }
+
+    /// As [`ServiceProcess::spawn`], with the binary of `service` in `directory` instead of
+    /// the one built beside this test: another release's, which no dep-info describes.
+    pub(crate) fn spawn_from(
+        directory: &Path,
+        service: ServiceName,
+        environment: &[(String, String)],
+    ) -> Self {
+        let path = directory.join(format!("{service}-service"));
+        assert!(path.is_file(), "{} is missing", path.display());
+        Self::spawn_binary(&path, service, environment)
+    }
+
+    fn spawn_binary(
+        program: &Path,
+        service: ServiceName,
+        environment: &[(String, String)],
+    ) -> Self {
         let prefix = service.as_str().to_ascii_uppercase();
         // `environment` may override the log settings.
-        let mut child = Command::new(binary(service))
+        let mut child = Command::new(program)
             .env(format!("{prefix}_PORT"), "0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info,lapin=warn")

@@ -74,9 +74,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await;
     let outcome = match api {
         Ok(api) => {
-            scenario::run(
+            scenario::run_with_names(
                 &api,
                 &config.amqp,
+                &config.names,
                 &options,
                 Duration::from_secs(args.settle_timeout),
                 |placed| progress.set_position(placed as u64),

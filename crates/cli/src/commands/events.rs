@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EventsCommand {
-    /// Publish one event to conveyor.events and wait for the broker's confirm.
+    /// Publish one event to conveyor.events (<prefix>.conveyor.events when
+    /// CONVEYOR_NAME_PREFIX is set) and wait for the broker's confirm.
     ///
     /// Prints the new event's id. Example:
     /// conveyor events publish --type order.created --data '{"order_id": "…"}'
@@ -33,7 +34,8 @@ pub(crate) enum EventsCommand {
         #[arg(long, default_value = "cli")]
         source: String,
     },
-    /// Print events as they pass through conveyor.events, until Ctrl-C.
+    /// Print events as they pass through conveyor.events (<prefix>.conveyor.events when
+    /// CONVEYOR_NAME_PREFIX is set), until Ctrl-C.
     ///
     /// Uses a temporary queue of its own, so it takes nothing from any service.
     Tail {
@@ -50,6 +52,7 @@ pub(crate) enum EventsCommand {
 }
 
 pub(crate) async fn run(command: EventsCommand) -> anyhow::Result<()> {
+    let names = Names::from_env()?;
     match command {
         EventsCommand::Publish {
             event_type,
@@ -59,13 +62,13 @@ pub(crate) async fn run(command: EventsCommand) -> anyhow::Result<()> {
             source,
         } => {
             let envelope = build_event(&source, &event_type, &data, correlation_id, subject)?;
-            publish(&envelope).await
+            publish(&names, &envelope).await
         }
         EventsCommand::Tail {
             pattern,
             json,
             limit,
-        } => tail(&pattern, json, limit).await,
+        } => tail(&names, &pattern, json, limit).await,
     }
 }
 
@@ -96,13 +99,13 @@ fn build_event(
     Ok(envelope)
 }
 
-async fn publish(envelope: &Envelope) -> anyhow::Result<()> {
+async fn publish(names: &Names, envelope: &Envelope) -> anyhow::Result<()> {
     let contract = events_schema::EventContract::shared()?;
     // Refuse a bad event before touching the broker; the publisher checks again on send.
     contract.validate_envelope(envelope)?;
     let publisher = Publisher::connect(
         AmqpConfig::from_env("conveyor events publish"),
-        Names::default(),
+        names.clone(),
     )
     .await?
     .with_contract(contract);
@@ -111,8 +114,7 @@ async fn publish(envelope: &Envelope) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn tail(pattern: &str, json: bool, limit: Option<u64>) -> anyhow::Result<()> {
-    let names = Names::default();
+async fn tail(names: &Names, pattern: &str, json: bool, limit: Option<u64>) -> anyhow::Result<()> {
     let connection = AmqpConfig::from_env("conveyor events tail")
         .connect()
         .await?;

@@ -108,8 +108,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     let amqp = AmqpConfig::from_env("conveyor demo");
-    let names = Names::default();
+    let names = Names::from_env()?;
     let consumer = Consumer::builder(SERVICE)
+        .names(names.clone())
         .handler(LedgerHandler {
             failing_account: args.fail_account.clone(),
         })

@@ -1,4 +1,5 @@
-//! `conveyor topology apply|export`.
+//! `conveyor topology apply|export|users`, on the names `CONVEYOR_NAME_PREFIX` sets (read
+//! once here and passed on).
 
 use std::path::{Path, PathBuf};
 
@@ -9,14 +10,21 @@ use conveyor::{AmqpConfig, BrokerUser, Names};
 use crate::commands::broker_users;
 use crate::generated;
 
+/// The definitions the repository keeps (docker-compose.yml loads them, a test checks them):
+/// always of the default names.
+const CHECKED_IN_DEFINITIONS: &str = "broker-config/definitions.json";
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum TopologyCommand {
-    /// Declare every exchange, queue and binding on the broker at AMQP_URL. Safe to repeat.
+    /// Declare every exchange, queue and binding on the broker at AMQP_URL, named under
+    /// CONVEYOR_NAME_PREFIX if it is set. Safe to repeat.
     Apply,
-    /// Write the topology as RabbitMQ definitions (for `rabbitmqctl import_definitions`).
+    /// Write the topology as RabbitMQ definitions (for `rabbitmqctl import_definitions`),
+    /// named under CONVEYOR_NAME_PREFIX if it is set.
     Export {
-        /// Where to write; `-` for stdout.
-        #[arg(long, default_value = "broker-config/definitions.json")]
+        /// Where to write; `-` for stdout. The default file, the repository's, holds the
+        /// default names: with CONVEYOR_NAME_PREFIX set, name another.
+        #[arg(long, default_value = CHECKED_IN_DEFINITIONS)]
         output: PathBuf,
         /// The vhost the definitions name.
         #[arg(long, default_value = "/")]
@@ -29,7 +37,9 @@ pub(crate) enum TopologyCommand {
     /// each may configure and read only its own queues and publish to conveyor.events only
     /// the event types it owns (topic permissions), and the operators' user
     /// (conveyor-operator), for `topology apply` and `dlq`. Connected as their own users,
-    /// consumers take each event only from the user of the service that owns its type.
+    /// consumers take each event only from the user of the service that owns its type. Under
+    /// a prefix (--prefix, or CONVEYOR_NAME_PREFIX) every name has it: blue.conveyor-orders,
+    /// blue.conveyor.events.
     ///
     /// Without --apply: a shell script of rabbitmqctl commands, to run on a broker node.
     /// Passwords come from <OWNER>_BROKER_PASSWORD (ORDERS_BROKER_PASSWORD,
@@ -51,31 +61,32 @@ pub(crate) enum TopologyCommand {
         definitions: Option<PathBuf>,
         /// Name the users, and the exchanges and queues their permissions name, under this
         /// prefix: for a second system on one broker (broker users are per broker, not per
-        /// vhost), or a test beside others. Its services must use the same names.
-        #[arg(long, default_value = "")]
-        prefix: String,
+        /// vhost), or a test beside others. Its services must use the same names: run them,
+        /// the gateway and the other conveyor commands with CONVEYOR_NAME_PREFIX set to it.
+        /// Empty: the default names. 1 to 64 ASCII letters, digits, '-' or '_', starting with
+        /// a letter or digit, not amq. Refused if CONVEYOR_NAME_PREFIX is set to another
+        /// [default: CONVEYOR_NAME_PREFIX's prefix; none if it is unset or empty].
+        #[arg(long, value_parser = parse_prefix)]
+        prefix: Option<String>,
     },
 }
 
 pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
+    let names = Names::from_env()?;
     match command {
-        TopologyCommand::Apply => apply().await,
+        TopologyCommand::Apply => apply(&names).await,
         TopologyCommand::Export {
             output,
             vhost,
             check,
-        } => export(&output, &vhost, check),
+        } => export(&names, &output, &vhost, check),
         TopologyCommand::Users {
             vhost,
             apply,
             definitions,
             prefix,
         } => {
-            let names = if prefix.is_empty() {
-                Names::default()
-            } else {
-                Names::with_prefix(prefix)
-            };
+            let names = users_names(names, prefix.as_deref())?;
             let mut users = system::broker_users(&names)?;
             if let Some(path) = definitions {
                 users.push(BrokerUser::administrator(&names));
@@ -106,9 +117,34 @@ fn write_user_definitions(users: &[BrokerUser], vhost: &str, path: &Path) -> any
     Ok(())
 }
 
-async fn apply() -> anyhow::Result<()> {
+/// `--prefix` wins over `CONVEYOR_NAME_PREFIX` (the names `from_env` gave) only where the
+/// variable is unset or empty: two different prefixes are two systems, and which was meant
+/// is not guessed.
+fn users_names(from_env: Names, prefix: Option<&str>) -> anyhow::Result<Names> {
+    let Some(prefix) = prefix else {
+        return Ok(from_env);
+    };
+    anyhow::ensure!(
+        from_env.prefix().is_empty() || from_env.prefix() == prefix,
+        "--prefix {prefix:?} and {}={:?} name different systems: give one of them, or the same prefix in both",
+        Names::PREFIX_VARIABLE,
+        from_env.prefix()
+    );
+    Ok(Names::with_prefix(prefix))
+}
+
+/// `--prefix`: a prefix [`Names::is_valid_prefix`] accepts, or empty for the default names.
+fn parse_prefix(text: &str) -> Result<String, String> {
+    if Names::is_valid_prefix(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not valid: {}", Names::PREFIX_RULE))
+    }
+}
+
+async fn apply(names: &Names) -> anyhow::Result<()> {
     let amqp = AmqpConfig::from_env("conveyor topology");
-    let topology = system::all_topology(&Names::default())?;
+    let topology = system::all_topology(names)?;
     let connection = amqp.connect().await?;
     topology.declare(&connection).await?;
     connection.close(200, "topology applied".into()).await?;
@@ -121,18 +157,68 @@ async fn apply() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn definitions_text(vhost: &str) -> anyhow::Result<String> {
-    let definitions = system::all_topology(&Names::default())?.to_definitions(vhost);
+fn definitions_text(names: &Names, vhost: &str) -> anyhow::Result<String> {
+    let definitions = system::all_topology(names)?.to_definitions(vhost);
     let mut text = serde_json::to_string_pretty(&definitions)?;
     text.push('\n');
     Ok(text)
 }
 
-fn export(output: &Path, vhost: &str, check: bool) -> anyhow::Result<()> {
+fn export(names: &Names, output: &Path, vhost: &str, check: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        names.prefix().is_empty() || output != Path::new(CHECKED_IN_DEFINITIONS),
+        "{CHECKED_IN_DEFINITIONS} is the repository's, of the default names (docker-compose.yml loads it), but {}={:?} sets a prefix: give --output for this system's definitions (`-` for stdout)",
+        Names::PREFIX_VARIABLE,
+        names.prefix()
+    );
     generated::write_or_check(
         output,
-        &definitions_text(vhost)?,
+        &definitions_text(names, vhost)?,
         check,
         "conveyor topology export",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_take_the_prefix_from_the_flag_or_the_variable_and_refuse_two() {
+        let blue = Names::with_prefix("blue");
+        assert_eq!(
+            users_names(Names::default(), None).unwrap(),
+            Names::default()
+        );
+        assert_eq!(users_names(blue.clone(), None).unwrap(), blue);
+        assert_eq!(users_names(Names::default(), Some("blue")).unwrap(), blue);
+        assert_eq!(users_names(blue.clone(), Some("blue")).unwrap(), blue);
+        assert_eq!(
+            users_names(Names::default(), Some("")).unwrap(),
+            Names::default()
+        );
+        for (from_env, flag) in [(&blue, "green"), (&blue, "")] {
+            let refused = users_names(from_env.clone(), Some(flag))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains("CONVEYOR_NAME_PREFIX=\"blue\""),
+                "{refused}"
+            );
+            assert!(refused.contains(&format!("--prefix {flag:?}")), "{refused}");
+        }
+        assert_eq!(parse_prefix("blue"), Ok("blue".to_owned()));
+        assert_eq!(parse_prefix(""), Ok(String::new()));
+        let refused = parse_prefix("blue green").unwrap_err();
+        assert!(refused.ends_with(Names::PREFIX_RULE), "{refused}");
+    }
+
+    #[test]
+    fn the_checked_in_definitions_keep_the_default_names() {
+        let blue = Names::with_prefix("blue");
+        let refused = export(&blue, Path::new(CHECKED_IN_DEFINITIONS), "/", true)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("give --output"), "{refused}");
+    }
 }

@@ -25,12 +25,102 @@ pub const UNROUTED_MAX_LENGTH: i64 = 100_000;
 pub const UNROUTED_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Names of every exchange and queue, optionally under a prefix (tests use one each).
+///
+/// A deployment sets the prefix with [`Names::PREFIX_VARIABLE`] (`CONVEYOR_NAME_PREFIX`),
+/// read by [`Names::from_env`]: the same value for every service, the gateway and the
+/// `conveyor` command of one system, so that a second system can share a broker (and its
+/// vhost) with the first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
     prefix: String,
 }
 
+/// The environment holds a name prefix that cannot work: see [`Names::PREFIX_RULE`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is not valid: {rule}")]
+pub struct NamesError {
+    variable: &'static str,
+    value: String,
+    rule: &'static str,
+}
+
+impl NamesError {
+    /// The variable that holds the value: `CONVEYOR_NAME_PREFIX`.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+
+    /// The value refused, as set (lossily decoded if it is not Unicode).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+/// A prefix is at most this long, so every name made from it stays far below the 255 bytes
+/// RabbitMQ allows for names and routing keys.
+const MAX_PREFIX_LEN: usize = 64;
+
 impl Names {
+    /// The setting that names everything under a prefix; unset or empty gives DESIGN.md's
+    /// names.
+    pub const PREFIX_VARIABLE: &'static str = "CONVEYOR_NAME_PREFIX";
+
+    /// What [`Names::is_valid_prefix`] accepts, to tell whoever set a prefix that it refused.
+    pub const PREFIX_RULE: &'static str = "a name prefix is 1 to 64 ASCII letters, digits, '-' or '_', \
+         starting with a letter or digit, and not amq (RabbitMQ reserves names starting amq.); \
+         empty (or unset) gives the default names";
+
+    /// The names `CONVEYOR_NAME_PREFIX` sets: under its value, or DESIGN.md's when it is unset
+    /// or empty. Read once by each process (a service's settings, the gateway's, each
+    /// `conveyor` command), which passes the names on.
+    ///
+    /// # Errors
+    /// [`NamesError`] naming the variable and the rule, when the value breaks
+    /// [`Names::PREFIX_RULE`].
+    pub fn from_env() -> Result<Self, NamesError> {
+        let value = std::env::var_os(Self::PREFIX_VARIABLE);
+        let text = value.as_ref().map(|value| value.to_string_lossy());
+        Self::from_prefix_setting(text.as_deref())
+    }
+
+    /// The names for a value of `CONVEYOR_NAME_PREFIX` (`None` when it is unset), as
+    /// [`Names::from_env`] reads it: the value is taken as it is, never trimmed.
+    ///
+    /// # Errors
+    /// As [`Names::from_env`].
+    pub fn from_prefix_setting(value: Option<&str>) -> Result<Self, NamesError> {
+        match value {
+            None | Some("") => Ok(Self::default()),
+            Some(prefix) if Self::is_valid_prefix(prefix) => Ok(Self::with_prefix(prefix)),
+            Some(prefix) => Err(NamesError {
+                variable: Self::PREFIX_VARIABLE,
+                value: prefix.to_owned(),
+                rule: Self::PREFIX_RULE,
+            }),
+        }
+    }
+
+    /// Whether `prefix` is one a deployment may set ([`Names::PREFIX_RULE`]): every name
+    /// made from it is a valid RabbitMQ name outside the reserved `amq.` ones, needs no
+    /// quoting in a URL of the management API, and reads as a plain word in the permission
+    /// regexes and the rabbitmqctl script of `conveyor topology users`. The empty prefix
+    /// (the default names) is valid too.
+    pub fn is_valid_prefix(prefix: &str) -> bool {
+        if prefix.is_empty() {
+            return true;
+        }
+        let starts_well = prefix
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphanumeric());
+        starts_well
+            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !prefix.eq_ignore_ascii_case("amq")
+    }
+
     /// `prefix` is put before every name with a dot; empty gives DESIGN.md's names.
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
         Self {
@@ -558,6 +648,79 @@ mod tests {
             })
             .collect::<serde_json::Map<_, _>>();
         Value::Object(arguments)
+    }
+
+    #[test]
+    fn the_prefix_setting_gives_the_default_names_when_unset_or_empty() {
+        assert_eq!(Names::from_prefix_setting(None), Ok(Names::default()));
+        assert_eq!(Names::from_prefix_setting(Some("")), Ok(Names::default()));
+        assert_eq!(
+            Names::default().events_exchange(),
+            "conveyor.events",
+            "DESIGN.md's names"
+        );
+    }
+
+    #[test]
+    fn the_prefix_setting_names_everything_under_a_valid_prefix() {
+        let names = Names::from_prefix_setting(Some("blue")).unwrap();
+        assert_eq!(names, Names::with_prefix("blue"));
+        assert_eq!(names.events_exchange(), "blue.conveyor.events");
+        assert_eq!(names.dead_letter_queue("orders"), "blue.orders.dlq");
+        assert_eq!(names.broker_user("orders"), "blue.conveyor-orders");
+        // What the tests and the benchmark use, and the longest allowed.
+        let longest = "a".repeat(64);
+        for prefix in [
+            "t1",
+            "bu0123abcd",
+            "lp0123abcd",
+            "bench-0123abcd",
+            "Team_2",
+            "9",
+            longest.as_str(),
+        ] {
+            assert_eq!(
+                Names::from_prefix_setting(Some(prefix)).map(|names| names.prefix().to_owned()),
+                Ok(prefix.to_owned()),
+                "{prefix:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_prefix_setting_refuses_what_rabbitmq_or_the_tools_cannot_take() {
+        let too_long = "a".repeat(65);
+        for bad in [
+            " ",
+            " blue",
+            "blue ",
+            "a b",
+            "a.b",
+            ".blue",
+            "-blue",
+            "_blue",
+            "blue/green",
+            "blue*",
+            "it's",
+            "bl\u{fc}e",
+            "amq",
+            "AMQ",
+            "\u{fffd}",
+            too_long.as_str(),
+        ] {
+            let error = Names::from_prefix_setting(Some(bad)).unwrap_err();
+            assert_eq!(error.variable(), "CONVEYOR_NAME_PREFIX");
+            assert_eq!(error.value(), bad);
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("CONVEYOR_NAME_PREFIX={bad:?} is not valid: ")),
+                "{message}"
+            );
+            assert!(message.ends_with(Names::PREFIX_RULE), "{message}");
+            assert!(!Names::is_valid_prefix(bad), "{bad:?}");
+        }
+        // amq is refused only as the whole prefix: `amqx.conveyor.events` is not reserved.
+        assert!(Names::from_prefix_setting(Some("amqx")).is_ok());
     }
 
     #[test]

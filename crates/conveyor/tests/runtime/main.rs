@@ -7,6 +7,7 @@ mod dead_letters;
 mod delivery;
 mod failures;
 mod faults;
+mod install;
 mod keys;
 mod outbox;
 mod publishing;

@@ -132,14 +132,18 @@ impl Strays {
     }
 }
 
-/// The dead letters of every service and the messages in `conveyor.unrouted`, now.
+/// The dead letters of every service and the messages in `conveyor.unrouted`, now, under
+/// `names`.
 ///
 /// # Errors
 /// When the broker cannot be reached.
-pub async fn strays(amqp: &conveyor::AmqpConfig) -> anyhow::Result<Strays> {
+pub async fn strays(
+    amqp: &conveyor::AmqpConfig,
+    names: &conveyor::Names,
+) -> anyhow::Result<Strays> {
     let connection = amqp.connect().await?;
-    let dead_letters = dead_letters_on(&connection).await?;
-    let unrouted = waiting(&connection, &conveyor::Names::default().unrouted()).await?;
+    let dead_letters = dead_letters_on(&connection, names).await?;
+    let unrouted = waiting(&connection, &names.unrouted()).await?;
     let _ = connection.close(200, "counted".into()).await;
     Ok(Strays {
         dead_letters,
@@ -147,13 +151,14 @@ pub async fn strays(amqp: &conveyor::AmqpConfig) -> anyhow::Result<Strays> {
     })
 }
 
-/// Messages waiting in every service's dead-letter queue.
+/// Messages waiting in every service's dead-letter queue, under DESIGN.md's names (the
+/// end-to-end tests' systems have them).
 ///
 /// # Errors
 /// When the broker cannot be reached.
 pub async fn dead_letters(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
     let connection = amqp.connect().await?;
-    let total = dead_letters_on(&connection).await?;
+    let total = dead_letters_on(&connection, &conveyor::Names::default()).await?;
     let _ = connection.close(200, "counted".into()).await;
     Ok(total)
 }
@@ -161,8 +166,11 @@ pub async fn dead_letters(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
 /// The dead-letter queues the topology declares: only services that consume have one
 /// (users does not), and asking for a queue that does not exist makes the broker close the
 /// channel, which lapin logs as an error.
-async fn dead_letters_on(connection: &lapin::Connection) -> anyhow::Result<u64> {
-    let topology = crate::all_topology(&conveyor::Names::default())?;
+async fn dead_letters_on(
+    connection: &lapin::Connection,
+    names: &conveyor::Names,
+) -> anyhow::Result<u64> {
+    let topology = crate::all_topology(names)?;
     let mut total = 0;
     for queue in topology
         .queue_names()
@@ -188,14 +196,16 @@ async fn waiting(connection: &lapin::Connection, queue: &str) -> anyhow::Result<
     Ok(u64::from(declared.message_count()))
 }
 
-/// Messages waiting in the services' queues and retry tiers (dead letters left out): work
-/// still to do.
+/// Messages waiting in the services' queues and retry tiers under `names` (dead letters left
+/// out): work still to do.
 ///
 /// # Errors
 /// When the broker cannot be reached.
-pub(crate) async fn queued(amqp: &conveyor::AmqpConfig) -> anyhow::Result<u64> {
-    let names = conveyor::Names::default();
-    let topology = crate::all_topology(&names)?;
+pub(crate) async fn queued(
+    amqp: &conveyor::AmqpConfig,
+    names: &conveyor::Names,
+) -> anyhow::Result<u64> {
+    let topology = crate::all_topology(names)?;
     let connection = amqp.connect().await?;
     let mut total = 0;
     for queue in topology.queue_names() {

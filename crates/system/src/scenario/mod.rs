@@ -25,7 +25,8 @@ pub use load::{LoadOptions, Path, Placed, place};
 pub use setup::{Fixtures, Tokens};
 
 /// Runs the whole scenario against running services with `api` (signed in as an admin, who
-/// creates the users and products and places orders for the customers).
+/// creates the users and products and places orders for the customers), on a broker whose
+/// queues have DESIGN.md's names; [`run_with_names`] for others.
 ///
 /// `progress` is told how many orders were placed so far.
 ///
@@ -38,10 +39,27 @@ pub async fn run(
     settle_timeout: Duration,
     progress: impl Fn(usize) + Send + Sync,
 ) -> anyhow::Result<Report> {
-    let before = check::strays(amqp).await?;
+    let names = conveyor::Names::default();
+    run_with_names(api, amqp, &names, options, settle_timeout, progress).await
+}
+
+/// As [`run`], counting dead letters, unrouted events and queued work in the queues `names`
+/// gives (the services' own names: `SystemConfig::names`).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_names(
+    api: &Api,
+    amqp: &conveyor::AmqpConfig,
+    names: &conveyor::Names,
+    options: &LoadOptions,
+    settle_timeout: Duration,
+    progress: impl Fn(usize) + Send + Sync,
+) -> anyhow::Result<Report> {
+    let before = check::strays(amqp, names).await?;
     let fixtures = prepare(api).await?;
     let placed = load::place(api, &fixtures, options, progress).await?;
-    settle(api, amqp, &fixtures, &placed, settle_timeout, before).await
+    settle_with_names(api, amqp, names, &fixtures, &placed, settle_timeout, before).await
 }
 
 /// Creates this run's users and products, and waits until every cached copy has them.
@@ -59,6 +77,8 @@ pub async fn prepare(api: &Api) -> anyhow::Result<Fixtures> {
 /// (so compensations of the last cancellations are in). Returns what they then say, with the
 /// dead letters and unrouted messages that arrived since `before`.
 ///
+/// The queues have DESIGN.md's names; [`settle_with_names`] for others.
+///
 /// # Errors
 /// When orders are still pending, or the flow is not quiet, after `within`.
 pub async fn settle(
@@ -69,17 +89,34 @@ pub async fn settle(
     within: Duration,
     before: Strays,
 ) -> anyhow::Result<Report> {
+    let names = conveyor::Names::default();
+    settle_with_names(api, amqp, &names, fixtures, placed, within, before).await
+}
+
+/// As [`settle`], with the queues `names` gives.
+///
+/// # Errors
+/// As [`settle`].
+pub async fn settle_with_names(
+    api: &Api,
+    amqp: &conveyor::AmqpConfig,
+    names: &conveyor::Names,
+    fixtures: &Fixtures,
+    placed: &[Placed],
+    within: Duration,
+    before: Strays,
+) -> anyhow::Result<Report> {
     let deadline = Instant::now() + within;
     check::wait_until_settled(api, fixtures, within).await?;
     let read = || async {
-        let strays = check::strays(amqp).await?.since(before);
+        let strays = check::strays(amqp, names).await?.since(before);
         check::report(api, fixtures, placed, strays).await
     };
     let mut last = read().await?;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = read().await?;
-        if now.same_state(&last) && check::queued(amqp).await? == 0 {
+        if now.same_state(&last) && check::queued(amqp, names).await? == 0 {
             return Ok(now);
         }
         anyhow::ensure!(

@@ -5,8 +5,8 @@ use conveyor::dead_letter::audit::{self, AuditRecord};
 
 use super::amqp;
 
-pub(crate) async fn run(limit: usize, json: bool) -> anyhow::Result<()> {
-    let log = audit::read(&amqp(), &Names::default(), limit).await?;
+pub(crate) async fn run(names: &Names, limit: usize, json: bool) -> anyhow::Result<()> {
+    let log = audit::read(&amqp(), names, limit).await?;
     if json {
         println!("{}", serde_json::to_value(&log.records)?);
         return Ok(());

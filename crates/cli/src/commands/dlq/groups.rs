@@ -19,8 +19,13 @@ struct Group {
 /// whose errors defeat the masking cannot use up the operator's memory.
 const MAX_GROUPS: usize = 10_000;
 
-pub(crate) async fn run(service: &str, filter: &Filter, json: bool) -> anyhow::Result<()> {
-    let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service).await?;
+pub(crate) async fn run(
+    names: &Names,
+    service: &str,
+    filter: &Filter,
+    json: bool,
+) -> anyhow::Result<()> {
+    let queue = DeadLetterQueue::open(&amqp(), names, service).await?;
     let queue_name = queue.queue().to_owned();
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut ungrouped = 0_u64;
@@ -47,12 +52,13 @@ pub(crate) async fn run(service: &str, filter: &Filter, json: bool) -> anyhow::R
             }
         })
         .await?;
-    print_groups(service, groups, ungrouped, summary, json);
+    print_groups(service, &queue_name, groups, ungrouped, summary, json);
     super::partial_read(&queue_name, summary)
 }
 
 fn print_groups(
     service: &str,
+    queue_name: &str,
     groups: BTreeMap<String, Group>,
     ungrouped: u64,
     summary: ReadSummary,
@@ -81,7 +87,7 @@ fn print_groups(
         return;
     }
     if ordered.is_empty() {
-        println!("No dead letters in {service}.dlq match.");
+        println!("No dead letters in {queue_name} match.");
     }
     for group in &ordered {
         let time = |at: Option<DateTime<Utc>>| {

@@ -24,7 +24,10 @@ struct DeadLetterQueueInfo {
     held: u64,
 }
 
-async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<DeadLetterQueueInfo>> {
+async fn dead_letter_queues(
+    amqp_url: &str,
+    names: &Names,
+) -> anyhow::Result<Vec<DeadLetterQueueInfo>> {
     let api = ManagementApi::for_broker(amqp_url)?;
     let path = format!(
         "queues/{}?columns=name,messages_unacknowledged",
@@ -40,8 +43,8 @@ async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<DeadLetterQueu
     let mut found: Vec<DeadLetterQueueInfo> = queues
         .into_iter()
         .filter_map(|queue| {
-            let service = queue.name.strip_suffix(".dlq")?;
-            (!service.contains('.')).then(|| DeadLetterQueueInfo {
+            let service = dead_letter_service(names, &queue.name)?;
+            Some(DeadLetterQueueInfo {
                 service: service.to_owned(),
                 held: queue.messages_unacknowledged,
             })
@@ -49,6 +52,19 @@ async fn dead_letter_queues(amqp_url: &str) -> anyhow::Result<Vec<DeadLetterQueu
         .collect();
     found.sort_by(|a, b| a.service.cmp(&b.service));
     Ok(found)
+}
+
+/// The service whose dead-letter queue `queue` is under `names` (`orders` for
+/// `orders.dlq`, or for `blue.orders.dlq` under the prefix `blue`); `None` for any other
+/// queue, a dead-letter queue of another prefix's system among them.
+fn dead_letter_service<'a>(names: &Names, queue: &'a str) -> Option<&'a str> {
+    let unprefixed = if names.prefix().is_empty() {
+        queue
+    } else {
+        queue.strip_prefix(names.prefix())?.strip_prefix('.')?
+    };
+    let service = unprefixed.strip_suffix(".dlq")?;
+    (!service.is_empty() && !service.contains('.')).then_some(service)
 }
 
 /// Messages ready in `queue` now, as the broker counts them.
@@ -59,18 +75,17 @@ async fn ready(connection: &lapin::Connection, queue: &str) -> anyhow::Result<u6
     Ok(u64::from(declared.message_count()))
 }
 
-pub(crate) async fn run(json: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(names: &Names, json: bool) -> anyhow::Result<()> {
     let amqp = amqp();
-    let names = Names::default();
     let first = amqp.urls().first().cloned().unwrap_or_default();
-    let queues = dead_letter_queues(&first).await?;
+    let queues = dead_letter_queues(&first, names).await?;
     let connection = amqp.connect().await?;
     let mut rows = Vec::with_capacity(queues.len());
     for found in &queues {
         let queue = names.dead_letter_queue(&found.service);
         let ready = ready(&connection, &queue).await?;
         let oldest = if ready > 0 {
-            dead_letter::oldest(&amqp, &names, &found.service)
+            dead_letter::oldest(&amqp, names, &found.service)
                 .await?
                 .and_then(|letter| letter.failed_at)
         } else {
@@ -116,5 +131,27 @@ fn print_table(rows: &[serde_json::Value]) {
         .any(|row| row["held_by_a_reader"].as_u64().unwrap_or_default() > 0)
     {
         println!("HELD: messages a reader holds now (another operator's dlq command, say).");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dead_letter_queues_listed_are_those_of_this_systems_names() {
+        let default = Names::default();
+        assert_eq!(dead_letter_service(&default, "orders.dlq"), Some("orders"));
+        assert_eq!(dead_letter_service(&default, "orders.events"), None);
+        assert_eq!(dead_letter_service(&default, "conveyor.dlq-audit"), None);
+        assert_eq!(dead_letter_service(&default, "blue.orders.dlq"), None);
+        let blue = Names::with_prefix("blue");
+        assert_eq!(
+            dead_letter_service(&blue, "blue.orders.dlq"),
+            Some("orders")
+        );
+        assert_eq!(dead_letter_service(&blue, "orders.dlq"), None);
+        assert_eq!(dead_letter_service(&blue, "bluegreen.orders.dlq"), None);
+        assert_eq!(dead_letter_service(&blue, "blue.dlq"), None);
     }
 }

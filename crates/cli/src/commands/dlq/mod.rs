@@ -1,4 +1,5 @@
-//! `conveyor dlq`: the operators' dead-letter workflow.
+//! `conveyor dlq`: the operators' dead-letter workflow, on the queues `CONVEYOR_NAME_PREFIX`
+//! names (read once here and passed to each subcommand).
 
 pub(crate) mod args;
 mod audit_log;
@@ -8,6 +9,7 @@ mod show;
 mod transfer;
 
 use clap::Subcommand;
+use conveyor::Names;
 
 use args::{FilterArgs, parse_rate, parse_service};
 
@@ -15,6 +17,9 @@ use args::{FilterArgs, parse_rate, parse_service};
 pub(crate) enum DlqCommand {
     /// Every <service>.dlq with its message count, how many a reader holds now, and its
     /// oldest failure.
+    ///
+    /// Like every dlq subcommand, it works on the queues of CONVEYOR_NAME_PREFIX's names
+    /// (<prefix>.<service>.dlq when it is set), as the services do.
     ///
     /// Finds the queues through the RabbitMQ management API (RABBITMQ_MANAGEMENT_URL, default
     /// http://127.0.0.1:15672, with AMQP_URL's credentials and vhost); counts come from the
@@ -98,22 +103,25 @@ pub(crate) enum DlqCommand {
 }
 
 pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
+    let names = Names::from_env()?;
+    let names = &names;
     match command {
-        DlqCommand::List { json } => list::run(json).await,
+        DlqCommand::List { json } => list::run(names, json).await,
         DlqCommand::Show {
             service,
             limit,
             raw,
             filters,
             json,
-        } => show::run(&service, limit, raw, &filters.to_filter(), json).await,
+        } => show::run(names, &service, limit, raw, &filters.to_filter(), json).await,
         DlqCommand::Groups {
             service,
             filters,
             json,
-        } => groups::run(&service, &filters.to_filter(), json).await,
+        } => groups::run(names, &service, &filters.to_filter(), json).await,
         DlqCommand::Replay { service, transfer } => {
             transfer::run(
+                names,
                 &service,
                 conveyor::dead_letter::Destination::Replay,
                 &transfer,
@@ -126,6 +134,7 @@ pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
             transfer,
         } => {
             transfer::run(
+                names,
                 &service,
                 conveyor::dead_letter::Destination::Queue(to),
                 &transfer,
@@ -142,13 +151,14 @@ pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
                 "purge deletes dead letters for good: add --yes to go ahead, or --dry-run to see what would go"
             );
             transfer::run(
+                names,
                 &service,
                 conveyor::dead_letter::Destination::Purge,
                 &transfer,
             )
             .await
         }
-        DlqCommand::Audit { limit, json } => audit_log::run(limit, json).await,
+        DlqCommand::Audit { limit, json } => audit_log::run(names, limit, json).await,
     }
 }
 

@@ -6,13 +6,14 @@ use conveyor::dead_letter::{DeadLetter, DeadLetterQueue, Filter};
 use super::{amqp, or_dash};
 
 pub(crate) async fn run(
+    names: &Names,
     service: &str,
     limit: usize,
     raw: bool,
     filter: &Filter,
     json: bool,
 ) -> anyhow::Result<()> {
-    let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service).await?;
+    let queue = DeadLetterQueue::open(&amqp(), names, service).await?;
     let queue_name = queue.queue().to_owned();
     // Only the first `limit` matches are kept: the rest are counted and let go.
     let mut shown: Vec<DeadLetter> = Vec::new();

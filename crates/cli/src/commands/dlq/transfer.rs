@@ -51,19 +51,20 @@ fn verb(destination: &Destination) -> &'static str {
 const DRY_RUN_LISTED: usize = 1000;
 
 pub(crate) async fn run(
+    names: &Names,
     service: &str,
     destination: Destination,
     args: &TransferArgs,
 ) -> anyhow::Result<()> {
     let amqp = amqp();
-    let names = Names::default();
+    let dead_letter_queue = names.dead_letter_queue(service);
     let target = match &destination {
         Destination::Replay => names.service_queue(service),
         Destination::Queue(queue) => queue.clone(),
         Destination::Purge => "(deleted)".to_owned(),
     };
     if args.dry_run {
-        return dry_run(service, &destination, &target, args).await;
+        return dry_run(names, service, &destination, &target, args).await;
     }
     let options = TransferOptions {
         filter: args.filters.to_filter(),
@@ -74,7 +75,7 @@ pub(crate) async fn run(
         run_id: uuid::Uuid::now_v7(),
     };
     // Checked before the audit log hears of a run, so a mistyped target leaves no record.
-    let queue = DeadLetterQueue::open(&amqp, &names, service).await?;
+    let queue = DeadLetterQueue::open(&amqp, names, service).await?;
     let checked = queue.check_destination(&destination).await;
     queue.release().await;
     checked?;
@@ -95,13 +96,13 @@ pub(crate) async fn run(
         seconds: None,
         error: None,
     };
-    audit::append(&amqp, &names, &record)
+    audit::append(&amqp, names, &record)
         .await
         .map_err(|error| {
             anyhow::Error::new(error).context("could not write the audit log, so nothing was moved")
         })?;
     let progress = progress_bar(args.json);
-    let outcome = conveyor::dead_letter::transfer(&amqp, &names, service, &options, |at| {
+    let outcome = conveyor::dead_letter::transfer(&amqp, names, service, &options, |at| {
         show_progress(&progress, at)
     })
     .await;
@@ -121,40 +122,39 @@ pub(crate) async fn run(
     record.ids_sha256 = Some(report.ids_sha256.clone());
     record.seconds = Some(report.seconds);
     record.error = failure.as_ref().map(ToString::to_string);
-    let audited = audit::append(&amqp, &names, &record).await;
+    let audited = audit::append(&amqp, names, &record).await;
     if let Some(error) = failure {
         return Err(anyhow::Error::new(error.source).context(format!(
-            "stopped after {} dead letters; the rest stay in {service}.dlq",
+            "stopped after {} dead letters; the rest stay in {dead_letter_queue}",
             report.done
         )));
     }
     audited?;
-    let kept = dead_letters_left(service).await;
-    print_report(&record, &report, kept, args.json);
+    let kept = dead_letters_left(names, service).await;
+    print_report(&record, &report, &dead_letter_queue, kept, args.json);
     anyhow::ensure!(
         !report.stopped_early,
-        "stopped early: letters that were counted in {service}.dlq did not come (another reader took them?), so some that match may be left; run this again"
+        "stopped early: letters that were counted in {dead_letter_queue} did not come (another reader took them?), so some that match may be left; run this again"
     );
     Ok(())
 }
 
 /// Messages left in the dead-letter queue (those that did not match, and any that came back).
-async fn dead_letters_left(service: &str) -> Option<u64> {
-    let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service)
-        .await
-        .ok()?;
+async fn dead_letters_left(names: &Names, service: &str) -> Option<u64> {
+    let queue = DeadLetterQueue::open(&amqp(), names, service).await.ok()?;
     let waiting = queue.waiting();
     queue.release().await;
     Some(waiting)
 }
 
 async fn dry_run(
+    names: &Names,
     service: &str,
     destination: &Destination,
     target: &str,
     args: &TransferArgs,
 ) -> anyhow::Result<()> {
-    let queue = DeadLetterQueue::open(&amqp(), &Names::default(), service).await?;
+    let queue = DeadLetterQueue::open(&amqp(), names, service).await?;
     let checked = queue.check_destination(destination).await;
     if let Err(error) = checked {
         queue.release().await;
@@ -267,7 +267,13 @@ fn print_dry_run(
     }
 }
 
-fn print_report(record: &AuditRecord, report: &TransferReport, kept: Option<u64>, json: bool) {
+fn print_report(
+    record: &AuditRecord,
+    report: &TransferReport,
+    dead_letter_queue: &str,
+    kept: Option<u64>,
+    json: bool,
+) {
     let rate = report.done as f64 / report.seconds.max(f64::EPSILON);
     if json {
         println!(
@@ -289,8 +295,8 @@ fn print_report(record: &AuditRecord, report: &TransferReport, kept: Option<u64>
     };
     let kept = kept.map_or_else(|| "?".to_owned(), |kept| kept.to_string());
     println!(
-        "{past} {} dead letters to {} in {:.2} s ({rate:.1}/s); {kept} stay in {}.dlq in their order.",
-        report.done, record.target, report.seconds, record.service
+        "{past} {} dead letters to {} in {:.2} s ({rate:.1}/s); {kept} stay in {dead_letter_queue} in their order.",
+        report.done, record.target, report.seconds
     );
     if report.came_back > 0 {
         println!(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Args;
-use conveyor::{AmqpConfig, Names};
+use conveyor::AmqpConfig;
 use system::ServiceName;
 use system::saga_map::SagaMap;
 use system::saga_trace::{self, Outcome, Sources, StuckReport, Trace};
@@ -72,10 +72,11 @@ pub(crate) async fn stuck(args: StuckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every service's database, the broker and each service's URL, from the environment.
+/// Every service's database, the broker (its queues under `CONVEYOR_NAME_PREFIX`, as the
+/// services name them) and each service's URL, from the environment.
 async fn sources(no_broker: bool) -> anyhow::Result<(Sources, SagaMap)> {
     let config = system::SystemConfig::from_env()?;
-    let names = Names::default();
+    let names = config.names.clone();
     let pools = futures_util::future::try_join_all(
         ServiceName::all().map(|service| service_database(&config, service)),
     )
