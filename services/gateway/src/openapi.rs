@@ -152,7 +152,7 @@ mod tests {
         assert!(problems.is_empty(), "{problems:#?}");
         let ingest = &public["paths"]["/api/events"]["post"];
         let body = &ingest["requestBody"]["content"]["application/json"]["schema"];
-        let types: Vec<(&str, &str)> = body["oneOf"]
+        let types: Vec<(&str, &str)> = body["anyOf"]
             .as_array()
             .unwrap()
             .iter()
