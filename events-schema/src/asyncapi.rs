@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::{ENVELOPE_SCHEMA, SCHEMAS};
+use crate::embedded_schema;
 
 /// What one service declares it sends and receives.
 #[derive(Debug, Clone)]
@@ -20,19 +21,9 @@ fn message_key(event_type: &str, version: u32) -> String {
     format!("{event_type}.v{version}")
 }
 
-/// A schema as AsyncAPI embeds it: without the file's own `$schema` and `$id`.
-fn embedded(text: &str) -> Value {
-    let mut schema: Value = serde_json::from_str(text).unwrap_or_default();
-    if let Some(object) = schema.as_object_mut() {
-        object.remove("$schema");
-        object.remove("$id");
-    }
-    schema
-}
-
 /// The whole document, ready to be written as YAML.
 pub fn document(services: &[ServiceEvents]) -> Value {
-    let envelope = embedded(ENVELOPE_SCHEMA);
+    let envelope = embedded_schema(ENVELOPE_SCHEMA);
     let mut channels = Map::new();
     let mut messages = Map::new();
     let mut schemas = Map::new();
@@ -46,7 +37,7 @@ pub fn document(services: &[ServiceEvents]) -> Value {
         let mut channel_messages = Map::new();
         for file in &versions {
             let key = message_key(event_type, file.version);
-            let data = embedded(file.text);
+            let data = embedded_schema(file.text);
             let mut payload = envelope.clone();
             payload["properties"]["type"] = json!({ "const": event_type });
             payload["properties"]["dataschema"] =

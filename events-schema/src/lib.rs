@@ -92,6 +92,17 @@ pub fn dataschema_forms(event_type: &str, version: u32) -> [String; 2] {
     ]
 }
 
+/// A schema file as another document embeds it (AsyncAPI, the gateway's OpenAPI): without
+/// the file's own `$schema` and `$id`.
+pub fn embedded_schema(text: &str) -> serde_json::Value {
+    let mut schema: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("$schema");
+        object.remove("$id");
+    }
+    schema
+}
+
 /// A closed-list value as the contract spells it (`payment-declined`).
 pub fn wire_name<T: Serialize>(value: T) -> String {
     serde_json::to_value(value)

@@ -17,7 +17,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use conveyor::{AmqpConfig, Envelope, Names, PublishError, Publisher, Shutdown};
-use events_schema::{ENVELOPE_SCHEMA, EventViolations, SCHEMAS, SchemaFile};
+use events_schema::{ENVELOPE_SCHEMA, EventViolations, SCHEMAS, SchemaFile, embedded_schema};
 use platform::openapi::Operation;
 use platform::{ApiError, Caller, Scope};
 use serde_json::{Value, json};
@@ -71,7 +71,7 @@ fn event_schema() -> Value {
 }
 
 fn event_variant(file: &SchemaFile) -> Value {
-    let mut event = embedded(ENVELOPE_SCHEMA);
+    let mut event = embedded_schema(ENVELOPE_SCHEMA);
     if let Some(envelope) = event.as_object_mut() {
         envelope.remove("examples");
     }
@@ -84,7 +84,7 @@ fn event_variant(file: &SchemaFile) -> Value {
     {
         required.push(json!("dataschema"));
     }
-    let mut data = embedded(file.text);
+    let mut data = embedded_schema(file.text);
     let ceilings = events_schema::money::CEILINGS
         .iter()
         .filter(|ceiling| ceiling.event_type == file.event_type && ceiling.version == file.version);
@@ -104,16 +104,6 @@ fn client_source(caller: &Caller) -> Option<String> {
         .subject()
         .strip_prefix("client:")
         .map(|client| format!("/clients/{client}"))
-}
-
-/// A schema file as a document embeds it: without its own `$schema` and `$id`.
-fn embedded(text: &str) -> Value {
-    let mut schema: Value = serde_json::from_str(text).unwrap_or_default();
-    if let Some(object) = schema.as_object_mut() {
-        object.remove("$schema");
-        object.remove("$id");
-    }
-    schema
 }
 
 pub(crate) struct Ingest {
