@@ -1,6 +1,49 @@
 //! Conveyor's messaging runtime: reliable publish and consume over RabbitMQ, generic over
 //! the events it carries (no domain types live here).
 //!
+//! # Start here
+//!
+//! An [`Event`] names a type of event and its data; an [`EventHandler`] handles one, inside
+//! the transaction that also records it in the inbox; a [`Consumer`] runs a service's
+//! handlers; an [`OutboxRelay`] publishes what they (and the service's own code, through
+//! [`Outbox`]) emitted. [`testing::Harness`] tests handlers without a broker.
+//!
+//! ```no_run
+//! use conveyor::{Consumer, Event, EventHandler, HandlerContext, HandlerError};
+//!
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! struct UserRegistered { user_id: uuid::Uuid, email: String }
+//!
+//! impl Event for UserRegistered {
+//!     const TYPE: &'static str = "user.registered";
+//! }
+//!
+//! /// Keeps a copy of each user's address.
+//! struct CopyUser;
+//!
+//! impl EventHandler for CopyUser {
+//!     type Event = UserRegistered;
+//!
+//!     async fn handle(&self, user: UserRegistered, ctx: &mut HandlerContext<'_>)
+//!         -> Result<(), HandlerError> {
+//!         sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+//!             .bind(user.user_id)
+//!             .bind(&user.email)
+//!             .execute(ctx.tx())
+//!             .await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), conveyor::ConsumerSetupError> {
+//! // The name is the queue's and the inbox's key: renaming it handles every event again.
+//! let consumer = Consumer::builder("mailer").handler(CopyUser).build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/first-handler` in the repository is a whole service with its test; the README's
+//! *Using the runtime* shows it.
+//!
 //! # Layout
 //!
 //! - `envelope`: the CloudEvents 1.0 envelope every message travels in.
@@ -9,7 +52,7 @@
 //! - `trace_context`: W3C `traceparent` injected on publish, continued on consume.
 //! - `contract`: the hook an event contract plugs into, checked on publish and on consume.
 //! - `amqp`: the one place that opens broker connections.
-//! - `topology`: exchanges and queues of DESIGN.md, declared and exported from one description.
+//! - `topology`: the exchanges and queues, declared and exported from one description.
 //! - `publisher`: publisher confirms with many messages in flight.
 //! - `store`: the runtime's outbox and inbox tables.
 //! - `outbox`: writing events inside the caller's transaction.
@@ -22,6 +65,7 @@
 //! - `source`: who published a delivery (its broker-checked `user_id`) and whether they may.
 //! - `shutdown`: the shutdown token and the SIGTERM/SIGINT future.
 //! - `backoff`: delays between reconnection attempts.
+//! - `testing`: a service's handlers tested on its database without a broker.
 
 mod amqp;
 mod backoff;
@@ -39,6 +83,7 @@ mod relay;
 pub mod shutdown;
 pub mod source;
 mod store;
+pub mod testing;
 mod topology;
 mod trace_context;
 

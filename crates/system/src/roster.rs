@@ -84,11 +84,11 @@ impl ServiceName {
     pub fn consumer(self, config: &ServiceConfig) -> anyhow::Result<Option<conveyor::Consumer>> {
         Ok(match self {
             Self::Users => None,
-            Self::Inventory => Some(inventory_service::consumer(config)?),
-            Self::Orders => Some(orders_service::consumer(config)?),
-            Self::Payments => Some(payments_service::consumer(config)?),
+            Self::Inventory => Some(inventory_service::consumer(&config.names)?),
+            Self::Orders => Some(orders_service::consumer(&config.names)?),
+            Self::Payments => Some(payments_service::consumer(&config.names)?),
             Self::Shipping => Some(shipping_service::consumer(
-                config,
+                &config.names,
                 &shipping_service::Settings::default(),
             )?),
         })

@@ -4,6 +4,7 @@
 
 mod broker;
 mod cluster_faults;
+mod database;
 mod frozen_link;
 mod service_binary;
 
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 pub use broker::Broker;
 pub use cluster_faults::{FaultLock, KilledNode};
+pub use database::TestDatabase;
 pub use frozen_link::FreezableLink;
 pub use service_binary::{check_quiet_start_and_stop, check_service_binary};
 
@@ -100,12 +102,7 @@ impl TestEnv {
         broker.ctl(&["add_vhost", &vhost]);
         broker.ctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
         let database = format!("conveyor_test_{id}");
-        let admin = PgPool::connect(&postgres_admin_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
+        database::create_database(&database).await;
         let url = database_url(&database);
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -203,12 +200,7 @@ impl TestEnv {
     /// Another database of this test's own (one per service, say); returns its URL.
     pub async fn create_database(&self, suffix: &str) -> String {
         let name = format!("{}_{suffix}", self.database);
-        let admin = PgPool::connect(&postgres_admin_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
+        database::create_database(&name).await;
         self.extra_databases.lock().unwrap().push(name.clone());
         database_url(&name)
     }
@@ -491,6 +483,33 @@ pub fn database_url(database: &str) -> String {
     format!("{base}/{database}")
 }
 
+/// Drops `databases` (ending their connections) from synchronous code, such as `drop`.
+fn drop_databases(databases: Vec<String>) {
+    // Async clean-up cannot run in `drop`; a thread with its own runtime can.
+    let first = databases.first().cloned().unwrap_or_default();
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let admin = PgPool::connect(&postgres_admin_url()).await?;
+            for database in databases {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                )))
+                .execute(&admin)
+                .await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        })
+    })
+    .join();
+    if !matches!(dropped, Ok(Ok(()))) {
+        eprintln!("could not drop test database {first}");
+    }
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let mut databases = vec![self.database.clone()];
@@ -500,28 +519,7 @@ impl Drop for TestEnv {
                 .map(|extra| extra.clone())
                 .unwrap_or_default(),
         );
-        // Async clean-up cannot run in `drop`; a thread with its own runtime can.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = PgPool::connect(&postgres_admin_url()).await?;
-                for database in databases {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-                    )))
-                    .execute(&admin)
-                    .await?;
-                }
-                Ok::<(), sqlx::Error>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.database);
-        }
+        drop_databases(databases);
         self.broker.ctl_quietly(&["delete_vhost", &self.vhost]);
         let users = self
             .broker_users

@@ -22,7 +22,7 @@ mod saga;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::{Consumer, Outbox, Shutdown};
+use conveyor::{Consumer, Names, Outbox, Shutdown};
 use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
@@ -45,7 +45,8 @@ pub const ABOUT: platform::About = platform::About {
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
 pub use platform::routes::orders::ROUTES;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// This service's tables, as it creates them at start (tests migrate their own databases).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Orders' own settings.
 #[derive(Debug, Clone)]
@@ -108,9 +109,9 @@ fn parse_duration(text: &str) -> Option<Duration> {
 ///
 /// # Errors
 /// When the contract's schemas do not compile.
-pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
+pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
     Ok(Consumer::builder(SERVICE)
-        .names(config.names.clone())
+        .names(names.clone())
         .contract(events_schema::EventContract::shared()?)
         .handler(caches::UserRegistered)
         .handler(caches::UserUpdated)
@@ -130,7 +131,7 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
 /// When the database, a migration or the port fails.
 pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
     let contract = events_schema::EventContract::shared()?;
-    let consumer = consumer(&config)?;
+    let consumer = consumer(&config.names)?;
     Service::build(config, &MIGRATOR, |pool| {
         let outbox = Outbox::new().with_contract(contract);
         let state = Arc::new(http::AppState {

@@ -16,7 +16,7 @@ mod users_cache;
 
 use std::sync::Arc;
 
-use conveyor::{Consumer, Shutdown};
+use conveyor::{Consumer, Names, Shutdown};
 use platform::{Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
@@ -36,15 +36,16 @@ pub const ABOUT: platform::About = platform::About {
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
 pub use platform::routes::payments::ROUTES;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// This service's tables, as it creates them at start (tests migrate their own databases).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The consumer, also used to declare and export this service's topology.
 ///
 /// # Errors
 /// When the contract's schemas do not compile.
-pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
+pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
     Ok(Consumer::builder(SERVICE)
-        .names(config.names.clone())
+        .names(names.clone())
         .contract(events_schema::EventContract::shared()?)
         .handler(users_cache::Registered)
         .handler(users_cache::Updated)
@@ -59,7 +60,7 @@ pub fn consumer(config: &ServiceConfig) -> anyhow::Result<Consumer> {
 /// # Errors
 /// When the database, a migration or the port fails.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
-    let consumer = consumer(&config)?;
+    let consumer = consumer(&config.names)?;
     Service::build(config, &MIGRATOR, |pool| {
         let state = Arc::new(http::AppState { pool: pool.clone() });
         let (router, public) = http::routes(state).finish()?;

@@ -16,7 +16,7 @@ mod users_cache;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use conveyor::{Consumer, Shutdown};
+use conveyor::{Consumer, Names, Shutdown};
 use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
@@ -45,7 +45,8 @@ pub const DEFAULT_COUNTRIES: &str = "AT,BE,CH,DE,DK,ES,FI,FR,GB,IE,IT,LU,NL,NO,P
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
 pub use platform::routes::shipping::ROUTES;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// This service's tables, as it creates them at start (tests migrate their own databases).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Shipping's own settings.
 #[derive(Debug, Clone)]
@@ -96,9 +97,9 @@ impl Default for Settings {
 ///
 /// # Errors
 /// When the contract's schemas do not compile.
-pub fn consumer(config: &ServiceConfig, settings: &Settings) -> anyhow::Result<Consumer> {
+pub fn consumer(names: &Names, settings: &Settings) -> anyhow::Result<Consumer> {
     Ok(Consumer::builder(SERVICE)
-        .names(config.names.clone())
+        .names(names.clone())
         .contract(events_schema::EventContract::shared()?)
         .handler(users_cache::Registered)
         .handler(users_cache::Updated)
@@ -115,7 +116,7 @@ pub fn consumer(config: &ServiceConfig, settings: &Settings) -> anyhow::Result<C
 /// # Errors
 /// When the database, a migration or the port fails.
 pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
-    let consumer = consumer(&config, &settings)?;
+    let consumer = consumer(&config.names, &settings)?;
     Service::build(config, &MIGRATOR, |pool| {
         let state = Arc::new(http::AppState { pool: pool.clone() });
         let (router, public) = http::routes(state).finish()?;

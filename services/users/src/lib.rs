@@ -82,7 +82,8 @@ pub use settings::Settings;
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
 pub use platform::routes::users::ROUTES;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// This service's tables, as it creates them at start (tests migrate their own databases).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Connects, migrates and binds; the returned service reports its port.
 ///

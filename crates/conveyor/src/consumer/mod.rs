@@ -2,7 +2,7 @@
 //! prefetch, batches handled in one transaction with the inbox, retries through delay
 //! tiers, dead letters with the reason, and its own reconnection.
 
-mod batch;
+pub(crate) mod batch;
 mod db_error;
 mod handler;
 mod key_lock;
@@ -20,6 +20,7 @@ use sqlx::{PgPool, Postgres};
 pub use handler::{EventHandler, EventMeta, HandlerContext, HandlerError};
 pub use key_lock::key_lock_id;
 pub use outcome::DeadLetterKind;
+pub(crate) use outcome::Outcome;
 
 use crate::amqp::AmqpConfig;
 use crate::backoff::Backoff;
@@ -150,6 +151,18 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    pub(crate) fn service(&self) -> &str {
+        &self.service
+    }
+
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub(crate) fn handles(&self, event_type: &str) -> bool {
+        self.handlers.contains_key(event_type)
+    }
+
     /// Starts a handling transaction whose lock waits end after `lock_timeout`.
     async fn begin(
         &self,
@@ -338,6 +351,11 @@ impl Consumer {
 }
 
 impl Consumer {
+    /// The handlers and settings its workers share (for `crate::testing`).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Where the service connects as its own broker user, events are taken only from the
     /// users of their publishers; on a shared account the broker cannot tell who sent what.
     fn take_sources_from(&mut self, amqp: &AmqpConfig) {
