@@ -24,12 +24,7 @@ impl TestDatabase {
             "conveyor_test_{}",
             &Uuid::new_v4().simple().to_string()[..12]
         );
-        let admin = PgPool::connect(&postgres_admin_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
+        create_database(&name).await;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .connect(&database_url(&name))
