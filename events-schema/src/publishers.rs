@@ -74,17 +74,55 @@ mod tests {
     use super::*;
     use crate::SCHEMAS;
 
+    /// `events-schema/src/publishers.rs:<line>` of `OWNERS`, where a missing entry goes.
+    fn owners_at() -> String {
+        let line = include_str!("publishers.rs")
+            .lines()
+            .position(|line| line.starts_with("pub const OWNERS"))
+            .map_or(0, |index| index + 1);
+        format!("events-schema/src/publishers.rs:{line}")
+    }
+
     #[test]
     fn every_type_with_a_schema_has_exactly_one_owner() {
         let with_schema: BTreeSet<&str> = SCHEMAS.iter().map(|file| file.event_type).collect();
-        let owned: Vec<&str> = OWNERS.iter().map(|(event_type, _)| *event_type).collect();
-        let distinct: BTreeSet<&str> = owned.iter().copied().collect();
-        assert_eq!(owned.len(), distinct.len(), "a type listed twice");
-        assert_eq!(distinct, with_schema);
+        let mut owned = BTreeSet::new();
+        let twice: Vec<&str> = OWNERS
+            .iter()
+            .map(|(event_type, _)| *event_type)
+            .filter(|event_type| !owned.insert(*event_type))
+            .collect();
         assert!(
-            INGESTIBLE
-                .iter()
-                .all(|event_type| owner_of(event_type).is_some())
+            twice.is_empty(),
+            "OWNERS at {} lists {twice:?} more than once: a type has exactly one owner, so keep one entry each",
+            owners_at()
+        );
+        let mut problems = Vec::new();
+        for event_type in with_schema.difference(&owned) {
+            problems.push(format!(
+                "{event_type} has a schema but no owner: add `(\"{event_type}\", \"SERVICE\"),` to OWNERS at {}, SERVICE being the one service that emits it",
+                owners_at()
+            ));
+        }
+        for event_type in owned.difference(&with_schema) {
+            problems.push(format!(
+                "OWNERS at {} names {event_type}, which has no schema in the catalog: add events-schema/schemas/{event_type}/v1.json and `schema!(\"{event_type}\", 1),` to SCHEMAS in events-schema/src/catalog.rs, or remove the entry",
+                owners_at()
+            ));
+        }
+        assert!(
+            problems.is_empty(),
+            "{}\n(For a new event type, `conveyor new event TYPE --owner SERVICE` writes the schema, its catalog entry and its owner at once.)",
+            problems.join("\n")
+        );
+        let unowned: Vec<&str> = INGESTIBLE
+            .iter()
+            .copied()
+            .filter(|event_type| owner_of(event_type).is_none())
+            .collect();
+        assert!(
+            unowned.is_empty(),
+            "INGESTIBLE names {unowned:?}, which OWNERS does not: an ingestible type needs an owner too"
         );
     }
 

@@ -108,8 +108,71 @@ fn every_schema_file_is_in_the_catalog_and_has_a_rust_type() {
         .iter()
         .map(|(t, v, _, _)| ((*t).to_owned(), *v))
         .collect();
-    assert_eq!(on_disk, cataloged, "schemas/ and the catalog differ");
-    assert_eq!(cataloged, typed, "the catalog and the Rust types differ");
+    let missing = missing_entries(&on_disk, &cataloged, &typed);
+    assert!(
+        missing.is_empty(),
+        "{}\n(For a new event type, `conveyor new event TYPE --owner SERVICE` writes all of these.)",
+        missing.join("\n")
+    );
+}
+
+/// A schema, with its version, on each side of the guard's comparisons.
+type Keys = BTreeSet<(String, u32)>;
+
+/// What is missing between the schema files, the catalog and the Rust types, each with the
+/// file and line to add it at.
+fn missing_entries(on_disk: &Keys, cataloged: &Keys, typed: &Keys) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (event_type, version) in on_disk.difference(cataloged) {
+        missing.push(format!(
+            "events-schema/schemas/{event_type}/v{version}.json is not in the catalog: add `schema!(\"{event_type}\", {version}),` to SCHEMAS at {}",
+            line_of("src/catalog.rs", "pub const SCHEMAS")
+        ));
+    }
+    for (event_type, version) in cataloged.difference(on_disk) {
+        missing.push(format!(
+            "SCHEMAS at {} lists {event_type} v{version}, but events-schema/schemas/{event_type}/v{version}.json does not exist: add the file, or remove the entry",
+            line_of("src/catalog.rs", "pub const SCHEMAS")
+        ));
+    }
+    for (event_type, version) in cataloged.difference(typed) {
+        missing.push(format!(
+            "{event_type} v{version} has a schema but no Rust type in this test's hand-kept list: add `typed!({}),` to typed_events() at {} (the type, with `impl Event` and `impl EventData`, goes in its noun's module of events-schema/src/; a later version with the same fields is one `same_shape_version!`)",
+            rust_name(event_type, *version),
+            line_of("tests/contract.rs", "fn typed_events()")
+        ));
+    }
+    for (event_type, version) in typed.difference(cataloged) {
+        missing.push(format!(
+            "typed_events() at {} lists {event_type} v{version}, which the catalog does not: add its schema file and `schema!(\"{event_type}\", {version}),` to SCHEMAS, or remove the entry",
+            line_of("tests/contract.rs", "fn typed_events()")
+        ));
+    }
+    missing
+}
+
+/// `events-schema/<file>:<line>` of the first line of `file` holding `marker`: where a
+/// missing entry goes.
+fn line_of(file: &str, marker: &str) -> String {
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let line = text
+        .lines()
+        .position(|line| line.contains(marker))
+        .map_or(0, |index| index + 1);
+    format!("events-schema/{file}:{line}")
+}
+
+/// The Rust type of a type and version, named as every one is: `user.registered` v2 is
+/// `UserRegisteredV2`.
+fn rust_name(event_type: &str, version: u32) -> String {
+    let mut name = String::new();
+    for word in event_type.split(['.', '-']) {
+        let mut chars = word.chars();
+        name.extend(chars.next().map(|first| first.to_ascii_uppercase()));
+        name.push_str(chars.as_str());
+    }
+    format!("{name}V{version}")
 }
 
 #[test]

@@ -58,6 +58,10 @@ enum Command {
     /// Measure the runtime against raw RabbitMQ and Postgres on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Write what a new part of the project needs in every file at once: `new event TYPE
+    /// --owner SERVICE` adds an event type (its schema, Rust type and every registration).
+    #[command(subcommand)]
+    New(commands::new::NewCommand),
 }
 
 #[global_allocator]
@@ -105,6 +109,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cache(command) => commands::cache::run(command).await,
         Command::Saga(command) => commands::saga::run(command).await,
         Command::Outbox(command) => commands::outbox::run(command).await,
+        Command::New(command) => commands::new::run(command),
     };
     let _ = tokio::task::spawn_blocking(platform::telemetry::shutdown).await;
     match result {

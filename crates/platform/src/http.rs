@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::db_refusal::refused_data_in;
+
 /// An HTTP error with a message meant for the client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -52,11 +54,11 @@ impl ApiError {
 
 /// Unexpected failures are logged with their cause and reported without internals. Data
 /// the database refuses (a character it cannot store, a text too long for an index, a
-/// number out of range: see [`crate::input::refused_data`]) fails the same way every time,
-/// so it is the request's fault, a 422, never a 503 that a client would retry forever.
+/// number out of range: see [`crate::db_refusal::refused_data`]) fails the same way every
+/// time, so it is the request's fault, a 422, never a 503 that a client would retry forever.
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
-        if let Some(code) = crate::input::refused_data_in(&error) {
+        if let Some(code) = refused_data_in(&error) {
             tracing::warn!(error = format!("{error:#}"), sqlstate = %code, "The database refused a request's data.");
             return Self::unprocessable(format!(
                 "the database refused the request's data (SQLSTATE {code}): a text too long or with a character that cannot be stored, or a value out of range; change the request rather than retrying it"

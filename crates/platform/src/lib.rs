@@ -6,6 +6,7 @@
 //! - `binary`: what every service binary does: `--help`, logging, signals, exit status.
 //! - `config`: a service's settings from the environment, checked at start-up.
 //! - `database`: connecting to a service's own database, creating it if missing.
+//! - `db_refusal`: database errors caused by the data itself (re-exported by `input`).
 //! - `http`: JSON errors and the health routes.
 //! - `input`: the rules a request's text must keep (no control characters, a maximum
 //!   length per field), checked before it reaches the database, and the database's own
@@ -25,6 +26,7 @@ pub mod auth;
 mod binary;
 pub mod config;
 mod database;
+mod db_refusal;
 mod http;
 pub mod input;
 pub mod metrics;

@@ -5,6 +5,7 @@
 //!
 //! - `caches`: rebuilding a service's cached copies from their sources.
 //! - `roster`: the one exhaustive list of services, and everything known of each.
+//! - `config`: where the services' databases, broker and ports are (`SystemConfig`).
 //! - `catalog`: what each service sends and receives, and each one's OpenAPI document, from
 //!   the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
@@ -16,6 +17,7 @@
 
 pub mod caches;
 mod catalog;
+mod config;
 pub mod reconcile;
 mod roster;
 pub mod saga_map;
@@ -24,6 +26,7 @@ pub mod scenario;
 mod start;
 
 pub use catalog::{all_topology, broker_users, openapi_documents, service_events};
+pub use config::{SystemConfig, run_admin};
 pub use roster::ServiceName;
-pub use start::{Running, SystemConfig, run_admin, start, start_replicas};
+pub use start::{Running, start, start_replicas};
 pub use users_service::AdminAccount;

@@ -1,10 +1,9 @@
 //! The one list of the system's services. Every question about a service (its name, port,
 //! events, consumer, how to build it) is a `match` on [`ServiceName`], so adding a service
-//! is a compile error everywhere it must be handled, never a silent fall-through.
+//! is a compile error everywhere it must be handled, never a silent fall-through. How to
+//! build one from the system's settings is `ServiceName::build`, in `start`.
 
-use platform::{Service, ServiceConfig};
-
-use crate::start::SystemConfig;
+use platform::ServiceConfig;
 
 /// A service of the system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,24 +118,6 @@ impl ServiceName {
             Self::Payments => payments_service::openapi()?,
             Self::Shipping => shipping_service::openapi()?,
         })
-    }
-
-    /// Connects, migrates and binds one instance, as its own binary does.
-    ///
-    /// # Errors
-    /// When its database, a migration or its port fails.
-    pub async fn build(
-        self,
-        config: ServiceConfig,
-        system: &SystemConfig,
-    ) -> anyhow::Result<Service> {
-        match self {
-            Self::Users => users_service::build(config, system.users.clone()).await,
-            Self::Inventory => inventory_service::build(config).await,
-            Self::Orders => orders_service::build(config, system.orders.clone()).await,
-            Self::Payments => payments_service::build(config).await,
-            Self::Shipping => shipping_service::build(config, system.shipping.clone()).await,
-        }
     }
 }
 

@@ -8,16 +8,21 @@
 //!
 //! - `http`: the order API and the cached copies' lookups.
 //! - `order`: the order row and the two ways it ends.
-//! - `saga`: the handlers of the other services' answers.
-//! - `caches`: the cached copies of users and products, guarded by version.
+//! - `confirm`: confirming an order on `shipment.scheduled`.
+//! - `cancel`: cancelling an order with its reason on a step's refusal
+//!   (`inventory.rejected`, `payment.declined`, `shipment.failed`).
+//! - `users_cache`: the cached copy of users, guarded by version.
+//! - `products_cache`: the cached copy of products, guarded by version.
 //! - `deadline`: the background task that cancels orders past the saga deadline.
 
 mod basket;
-mod caches;
+mod cancel;
+mod confirm;
 mod deadline;
 mod http;
 mod order;
-mod saga;
+mod products_cache;
+mod users_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,15 +118,15 @@ pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
     Ok(Consumer::builder(SERVICE)
         .names(names.clone())
         .contract(events_schema::EventContract::shared()?)
-        .handler(caches::UserRegistered)
-        .handler(caches::UserUpdated)
-        .handler(caches::UserDeactivated)
-        .handler(caches::ProductCreated)
-        .handler(caches::ProductUpdated)
-        .handler(saga::InventoryRejected)
-        .handler(saga::PaymentDeclined)
-        .handler(saga::ShipmentFailed)
-        .handler(saga::ShipmentScheduled)
+        .handler(users_cache::Registered)
+        .handler(users_cache::Updated)
+        .handler(users_cache::Deactivated)
+        .handler(products_cache::Created)
+        .handler(products_cache::Updated)
+        .handler(cancel::InventoryRejected)
+        .handler(cancel::PaymentDeclined)
+        .handler(cancel::ShipmentFailed)
+        .handler(confirm::ShipmentScheduled)
         .build()?)
 }
 

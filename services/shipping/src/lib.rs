@@ -6,11 +6,14 @@
 //! # Layout
 //!
 //! - `http`: `GET /shipments?order_id=…` and `GET /cache/users/{id}`.
-//! - `saga`: scheduling and cancelling.
+//! - `schedule`: scheduling a paid order's shipment, or failing it where the country is not
+//!   served.
+//! - `cancel`: cancelling a cancelled order's shipment.
 //! - `users_cache`: the cached copy of users' addresses, guarded by version.
 
+mod cancel;
 mod http;
-mod saga;
+mod schedule;
 mod users_cache;
 
 use std::collections::BTreeSet;
@@ -104,10 +107,10 @@ pub fn consumer(names: &Names, settings: &Settings) -> anyhow::Result<Consumer> 
         .handler(users_cache::Registered)
         .handler(users_cache::Updated)
         .handler(users_cache::Deactivated)
-        .handler(saga::Schedule {
+        .handler(schedule::Schedule {
             countries: Arc::new(settings.countries.clone()),
         })
-        .handler(order_saga::UndoOnCancel(saga::Cancel))
+        .handler(order_saga::UndoOnCancel(cancel::Cancel))
         .build()?)
 }
 

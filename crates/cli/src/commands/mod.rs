@@ -9,6 +9,7 @@ pub(crate) mod dlq;
 pub(crate) mod events;
 pub(crate) mod ledger_demo;
 pub(crate) mod management;
+pub(crate) mod new;
 pub(crate) mod outbox;
 pub(crate) mod saga;
 pub(crate) mod schema;

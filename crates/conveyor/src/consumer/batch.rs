@@ -17,6 +17,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::Registry;
+use super::delivery::came_from_retry;
 use super::handler::{
     AfterCommit, DynHandler, EventMeta, HandleFailure, HandlerContext, HandlerError, Prepared,
 };
@@ -168,12 +169,6 @@ fn decode(delivery: &Delivery, registry: &Registry) -> Result<Decoded, Outcome> 
         handler,
         span,
     })
-}
-
-/// Whether a delivery is a retry copy coming back (retry queues hand messages back through
-/// the default exchange; producers publish to the events exchange).
-pub(crate) fn came_from_retry(delivery: &Delivery) -> bool {
-    delivery.exchange.as_str().is_empty()
 }
 
 /// How a one-by-one pass takes its keys' locks.

@@ -4,9 +4,11 @@
 
 pub(crate) mod batch;
 mod db_error;
+mod delivery;
 mod handler;
 mod key_lock;
 mod outcome;
+mod session_error;
 mod settle;
 mod worker;
 

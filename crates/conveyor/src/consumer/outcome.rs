@@ -5,6 +5,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 
+use super::delivery::came_from_retry;
 use crate::headers;
 use crate::publisher::OutgoingMessage;
 use crate::topology::Names;
@@ -143,7 +144,7 @@ impl Outcome {
         };
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
         // Where it was first published is kept from a retry copy, never taken from a producer.
-        let keep_original = super::batch::came_from_retry(delivery)
+        let keep_original = came_from_retry(delivery)
             && headers::get_str(&table, headers::ORIGINAL_EXCHANGE).is_some();
         if !keep_original {
             headers::set_str(

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use super::Registry;
 use super::batch::Incoming;
 use super::outcome::Outcome;
-use super::worker::SessionError;
+use super::session_error::SessionError;
 use crate::backoff::Backoff;
 use crate::publisher::{ConfirmChannel, OutgoingMessage, PublishError};
 

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 
-use super::fingerprint;
 use super::letter::DeadLetter;
 use crate::consumer::DeadLetterKind;
 
@@ -56,7 +55,7 @@ impl Filter {
         let group_matches = self
             .group
             .as_deref()
-            .is_none_or(|wanted| fingerprint::of(letter).id == wanted);
+            .is_none_or(|wanted| letter.fingerprint().id == wanted);
         type_matches
             && kind_matches
             && error_matches

@@ -1,8 +1,6 @@
 //! Failure fingerprints: dead letters that failed the same way share one, whatever ids and
 //! numbers their error messages carry.
 
-use super::letter::DeadLetter;
-
 /// A group key: error kind, event type and the error with ids and numbers masked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint {
@@ -13,16 +11,16 @@ pub struct Fingerprint {
     pub masked_error: String,
 }
 
-pub(crate) fn of(letter: &DeadLetter) -> Fingerprint {
-    let error_kind = letter
-        .error_kind
-        .clone()
-        .unwrap_or_else(|| "unknown".to_owned());
-    let event_type = letter
-        .event_type
-        .clone()
-        .unwrap_or_else(|| "unknown".to_owned());
-    let masked_error = mask(letter.error.as_deref().unwrap_or("(no error recorded)"));
+/// The fingerprint of a failure from its recorded kind, event type and error (a dead
+/// letter's headers; see `DeadLetter::fingerprint`).
+pub(crate) fn of(
+    error_kind: Option<&str>,
+    event_type: Option<&str>,
+    error: Option<&str>,
+) -> Fingerprint {
+    let error_kind = error_kind.unwrap_or("unknown").to_owned();
+    let event_type = event_type.unwrap_or("unknown").to_owned();
+    let masked_error = mask(error.unwrap_or("(no error recorded)"));
     let id = format!(
         "{:012x}",
         fnv1a(&[&error_kind, &event_type, &masked_error]) >> 16

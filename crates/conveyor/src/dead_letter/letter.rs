@@ -5,6 +5,7 @@ use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::types::DeliveryTag;
 
+use super::fingerprint::{self, Fingerprint};
 use crate::envelope::Envelope;
 use crate::headers;
 
@@ -76,6 +77,15 @@ impl DeadLetter {
         }
     }
 
+    /// Its failure fingerprint: letters that failed the same way share one.
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        fingerprint::of(
+            self.error_kind.as_deref(),
+            self.event_type.as_deref(),
+            self.error.as_deref(),
+        )
+    }
+
     /// The body as indented JSON when it is JSON, else as (lossy) text.
     pub fn body_pretty(&self) -> String {
         serde_json::from_slice::<serde_json::Value>(&self.body)
@@ -99,7 +109,7 @@ impl DeadLetter {
             "attempts": self.attempts, "failed_at": self.failed_at,
             "original_exchange": self.original_exchange,
             "original_routing_key": self.original_routing_key,
-            "replay_count": self.replay_count, "fingerprint": super::fingerprint::of(self).id,
+            "replay_count": self.replay_count, "fingerprint": self.fingerprint().id,
             "body": body,
         })
     }

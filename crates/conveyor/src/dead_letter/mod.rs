@@ -32,7 +32,7 @@ use held_queue::{HeldQueue, queue_exists};
 
 /// The failure fingerprint of a dead letter.
 pub fn fingerprint(letter: &DeadLetter) -> Fingerprint {
-    fingerprint::of(letter)
+    letter.fingerprint()
 }
 
 /// Why an operator's command could not run; nothing was changed when it is returned before

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::Strays;
 use super::load::Placed;
 use super::outcome;
+use super::queues::Strays;
 
 /// One invariant and whether it held.
 #[derive(Debug, Clone, Serialize)]

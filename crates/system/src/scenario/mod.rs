@@ -7,6 +7,7 @@
 //! - `load`: placing the orders at a rate, with some customer cancels racing the saga.
 //! - `check`: reading the services' state at the end, and the report.
 //! - `invariants`: DESIGN.md's invariants over that state, one function each.
+//! - `queues`: counting the broker's queues: dead letters, unrouted events, queued work.
 //! - `outcome`: the end each order's path predicts.
 
 mod api;
@@ -14,14 +15,16 @@ mod check;
 mod invariants;
 mod load;
 mod outcome;
+mod queues;
 mod setup;
 
 use std::time::{Duration, Instant};
 
 pub use api::Api;
-pub use check::{Report, Strays, dead_letters, pending_orders, report, strays, wait_until_settled};
+pub use check::{Report, pending_orders, report, wait_until_settled};
 pub use invariants::Invariant;
 pub use load::{LoadOptions, Path, Placed, place};
+pub use queues::{Strays, dead_letters, strays};
 pub use setup::{Fixtures, Tokens};
 
 /// Runs the whole scenario against running services with `api` (signed in as an admin, who
@@ -56,7 +59,7 @@ pub async fn run_with_names(
     settle_timeout: Duration,
     progress: impl Fn(usize) + Send + Sync,
 ) -> anyhow::Result<Report> {
-    let before = check::strays(amqp, names).await?;
+    let before = queues::strays(amqp, names).await?;
     let fixtures = prepare(api).await?;
     let placed = load::place(api, &fixtures, options, progress).await?;
     settle_with_names(api, amqp, names, &fixtures, &placed, settle_timeout, before).await
@@ -109,14 +112,14 @@ pub async fn settle_with_names(
     let deadline = Instant::now() + within;
     check::wait_until_settled(api, fixtures, within).await?;
     let read = || async {
-        let strays = check::strays(amqp, names).await?.since(before);
+        let strays = queues::strays(amqp, names).await?.since(before);
         check::report(api, fixtures, placed, strays).await
     };
     let mut last = read().await?;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = read().await?;
-        if now.same_state(&last) && check::queued(amqp, names).await? == 0 {
+        if now.same_state(&last) && queues::queued(amqp, names).await? == 0 {
             return Ok(now);
         }
         anyhow::ensure!(

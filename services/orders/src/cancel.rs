@@ -1,12 +1,12 @@
-//! The other services' answers: one cancels the order with its reason, or the shipment
-//! confirms it. Answers for an order that already ended change nothing here; the services
-//! that acted compensate on `order.cancelled`.
+//! On a step's refusal (`inventory.rejected`, `payment.declined`, `shipment.failed`):
+//! cancel the order with its reason (`order.cancelled`). A refusal for an order that already
+//! ended changes nothing here; the services that acted compensate on `order.cancelled`.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::inventory::InventoryRejectedV1;
 use events_schema::orders::CancelReason;
 use events_schema::payments::PaymentDeclinedV1;
-use events_schema::shipping::{ShipmentFailedV1, ShipmentScheduledV1};
+use events_schema::shipping::ShipmentFailedV1;
 use uuid::Uuid;
 
 use crate::order;
@@ -108,26 +108,6 @@ impl EventHandler for ShipmentFailed {
             failed.country.unwrap_or_default()
         );
         cancel(ctx, failed.order_id, CancelReason::ShipmentFailed, detail).await
-    }
-}
-
-pub(crate) struct ShipmentScheduled;
-
-impl EventHandler for ShipmentScheduled {
-    type Event = ShipmentScheduledV1;
-
-    async fn handle(
-        &self,
-        scheduled: ShipmentScheduledV1,
-        ctx: &mut HandlerContext<'_>,
-    ) -> Result<(), HandlerError> {
-        match order::confirm(ctx.tx(), scheduled.order_id).await? {
-            Some(order::Ended { event, outcome }) => {
-                ctx.after_commit(move || outcome.record());
-                ctx.emit(scheduled.order_id, &event).await
-            }
-            None => Ok(()),
-        }
     }
 }
 

@@ -1,16 +1,14 @@
-//! Scheduling and cancelling shipments, keyed by order: at most one shipment per order.
+//! On `payment.captured`: schedule a shipment to the user's cached address
+//! (`shipment.scheduled`), or fail the order when its country is not served
+//! (`shipment.failed`). Keyed by order: at most one shipment per order.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use conveyor::{EventHandler, EventMeta, HandlerContext, HandlerError};
 use events_schema::payments::PaymentCapturedV1;
-use events_schema::shipping::{
-    ShipmentCancelledV1, ShipmentFailedV1, ShipmentFailure, ShipmentScheduledV1,
-};
+use events_schema::shipping::{ShipmentFailedV1, ShipmentFailure, ShipmentScheduledV1};
 use events_schema::users::Address;
-use order_saga::Compensation;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// On `payment.captured`: ship to the user's cached address, if its country is served.
@@ -62,7 +60,7 @@ impl EventHandler for Schedule {
             return Ok(());
         };
         let (Some(line1), Some(city), Some(postal_code), Some(country)) = cached else {
-            // Payments charged, so the user exists: this copy is behind. Retry.
+            // Payments charged, so the user exists: this cached copy is behind. Retry.
             return Err(HandlerError::transient(anyhow::anyhow!(
                 "user {} has no address in the shipping copy of users yet",
                 payment.user_id
@@ -102,30 +100,5 @@ impl EventHandler for Schedule {
             },
         };
         ctx.emit(order_id, &scheduled).await
-    }
-}
-
-/// On `order.cancelled`: cancel a scheduled shipment (`shipment.cancelled`).
-pub(crate) struct Cancel;
-
-impl Compensation for Cancel {
-    type Undone = ShipmentCancelledV1;
-
-    async fn undo(
-        &self,
-        tx: &mut PgConnection,
-        order_id: Uuid,
-    ) -> Result<Option<ShipmentCancelledV1>, HandlerError> {
-        let shipment: Option<Uuid> = sqlx::query_scalar(
-            "UPDATE shipments SET status = 'cancelled', updated_at = now()
-             WHERE order_id = $1 AND status = 'scheduled' RETURNING id",
-        )
-        .bind(order_id)
-        .fetch_optional(tx)
-        .await?;
-        Ok(shipment.map(|shipment_id| ShipmentCancelledV1 {
-            order_id,
-            shipment_id,
-        }))
     }
 }

@@ -1,0 +1,23 @@
+//! `conveyor new event`: generators for what the project otherwise asks a newcomer to write
+//! by hand in several files that must agree.
+
+mod edits;
+mod event;
+mod names;
+mod templates;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NewCommand {
+    /// Add an event type to the contract: its v1 schema, its Rust type and the entries in
+    /// events-schema's lists that the contract tests check, in one step.
+    #[command(long_about = event::LONG_HELP)]
+    Event(event::EventArgs),
+}
+
+pub(crate) fn run(command: NewCommand) -> anyhow::Result<()> {
+    match command {
+        NewCommand::Event(args) => event::run(args),
+    }
+}
