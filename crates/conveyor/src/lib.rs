@@ -94,7 +94,7 @@ pub use amqp::{
 pub use backoff::Backoff;
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerOptions, ConsumerSetupError, ConsumerStats, DeadLetterKind,
-    EventHandler, EventMeta, HandlerContext, HandlerError, key_lock_id,
+    EventHandler, EventMeta, HandlerContext, HandlerError, is_refused_data_code, key_lock_id,
 };
 pub use contract::{Contract, ContractViolation};
 pub use envelope::{CLOUDEVENTS_CONTENT_TYPE, Envelope, EnvelopeError};

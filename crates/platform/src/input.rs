@@ -26,7 +26,7 @@
 
 use std::fmt;
 
-pub use crate::db_refusal::{is_refused_data_code, refused_data, refused_data_in};
+pub use crate::db_refusal::{refused_data, refused_data_in};
 use crate::http::{ApiError, ApiResult};
 
 /// An email address (RFC 5321's limit on a path); also a person's login.

@@ -92,6 +92,11 @@ impl Incoming {
             })
     }
 
+    /// The event's id, when the delivery decoded.
+    pub(crate) fn event_id(&self) -> Option<Uuid> {
+        self.decoded().map(|decoded| decoded.meta.id)
+    }
+
     /// Failed attempts before this delivery, as its retry copy counted them.
     pub(crate) fn previous_attempts(&self) -> u32 {
         self.decoded()

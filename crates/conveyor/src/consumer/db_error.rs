@@ -39,6 +39,16 @@ pub(crate) fn classify(error: &sqlx::Error) -> DbFailure {
     }
 }
 
+/// Whether SQLSTATE `code` says the database refused the data it was given, which fails the
+/// same way however often it is tried: class 22, data exception (22021 a character the
+/// encoding cannot hold, such as NUL; 22001 a value too long for its column; 22003 a number
+/// out of range; 22P02 text that is not of its type; 22P05 `\u0000` in `jsonb`…), and 54000,
+/// program limit exceeded (an index row too large, as for a very long unique key). One
+/// definition for handlers (dead-lettered as `permanent`) and HTTP requests (a 422).
+pub fn is_refused_data_code(code: &str) -> bool {
+    code.starts_with("22") || code == "54000"
+}
+
 /// How a Postgres SQLSTATE bears on a retry.
 fn classify_sqlstate(code: &str) -> DbFailure {
     if code.starts_with("08")
@@ -47,7 +57,7 @@ fn classify_sqlstate(code: &str) -> DbFailure {
         || matches!(code, "57014" | "40001" | "40P01" | "55P03")
     {
         DbFailure::Unavailable
-    } else if code.starts_with("22") || code == "54000" {
+    } else if is_refused_data_code(code) {
         DbFailure::RefusedData
     } else {
         DbFailure::Other

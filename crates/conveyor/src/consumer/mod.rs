@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use sqlx::{PgPool, Postgres};
 
+pub use db_error::is_refused_data_code;
 pub use handler::{EventHandler, EventMeta, HandlerContext, HandlerError};
 pub use key_lock::key_lock_id;
 pub use outcome::DeadLetterKind;

@@ -156,9 +156,7 @@ impl Harness {
         let registry = self.consumer.registry();
         match outcome {
             Outcome::Handled => {
-                let id = Envelope::from_bytes(&incoming.delivery.data)
-                    .ok()
-                    .map(|e| e.id);
+                let id = incoming.event_id();
                 let caused = written
                     .iter()
                     .filter(|event| id.is_some() && event.causationid == id)
