@@ -49,8 +49,25 @@ pub struct TestEnv {
 }
 
 /// Every span the test binary finished, as an OTLP exporter would have sent it.
-static FINISHED_SPANS: std::sync::OnceLock<opentelemetry_sdk::trace::InMemorySpanExporter> =
-    std::sync::OnceLock::new();
+static FINISHED_SPANS: std::sync::OnceLock<KeptSpans> = std::sync::OnceLock::new();
+
+/// An exporter that keeps what it is given. (The SDK's own in-memory exporter needs its
+/// `testing` feature, which builds tokio and the SDK once more for the tests.)
+#[derive(Debug, Clone, Default)]
+struct KeptSpans(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl opentelemetry_sdk::trace::SpanExporter for KeptSpans {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(batch);
+        Ok(())
+    }
+}
 
 /// One OpenTelemetry-backed subscriber for the whole test binary: tracing's per-thread
 /// subscribers do not reach the runtime's worker threads. Its spans are kept in memory,
@@ -84,7 +101,12 @@ fn install_tracing() {
 pub fn finished_spans() -> Vec<opentelemetry_sdk::trace::SpanData> {
     FINISHED_SPANS
         .get()
-        .and_then(|exporter| exporter.get_finished_spans().ok())
+        .map(|kept| {
+            kept.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
         .unwrap_or_default()
 }
 

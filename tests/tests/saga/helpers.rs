@@ -9,6 +9,12 @@ use serde_json::{Value, json};
 use system::ServiceName;
 use system::scenario::Api;
 
+/// How long a test waits for what the system does on its own. Generous, since CI runs the
+/// heaviest tests (a broker cluster losing a node, three processes of each service) beside
+/// the others on two cores; what never happens fails all the same.
+pub(crate) const EVENTUALLY: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(25);
+
 pub(crate) struct System {
     pub(crate) env: TestEnv,
     /// Signed in as the admin.
@@ -24,6 +30,8 @@ pub(crate) struct System {
     urls: BTreeMap<String, String>,
     database_urls: BTreeMap<ServiceName, String>,
     config: system::SystemConfig,
+    /// Orders' saga deadline: every order ends within it (and a watchdog tick).
+    saga_timeout: Duration,
     stop: ShutdownTrigger,
     running: Option<system::Running>,
 }
@@ -150,6 +158,7 @@ pub(crate) async fn start_as(
         database_urls,
         env,
         config,
+        saga_timeout,
         stop,
         running: Some(running),
     }
@@ -398,14 +407,18 @@ impl System {
         .await;
     }
 
-    /// Waits until the order is no longer pending, and returns it.
+    /// Waits until the order is no longer pending, and returns it. The deadline guarantees
+    /// an end, so the wait outlasts it: an order that took a retry tier and ended by its
+    /// deadline shows as such, not as a timed-out test.
     pub(crate) async fn final_order(&self, order_id: &str) -> Value {
         let path = format!("/orders/{order_id}");
-        self.eventually(&format!("order {order_id} ends"), || async {
+        let within = EVENTUALLY.max(self.saga_timeout + Duration::from_secs(30));
+        let ended = conveyor_testkit::wait_until_every(within, POLL, || async {
             let order = self.api.get("orders", &path).await.unwrap();
             order["status"] != "pending"
         })
         .await;
+        assert!(ended, "order {order_id} is still pending after {within:?}");
         self.api.get("orders", &path).await.unwrap()
     }
 
@@ -453,18 +466,13 @@ impl System {
         product["reserved"].as_i64().unwrap()
     }
 
-    /// Polls `condition` until it holds, failing the test after 30 s.
+    /// Polls `condition` until it holds, failing the test after [`EVENTUALLY`].
     pub(crate) async fn eventually<F, Fut>(&self, what: &str, condition: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let held = conveyor_testkit::wait_until_every(
-            Duration::from_secs(30),
-            Duration::from_millis(25),
-            condition,
-        )
-        .await;
+        let held = conveyor_testkit::wait_until_every(EVENTUALLY, POLL, condition).await;
         assert!(held, "timed out waiting until {what}");
     }
 
