@@ -58,6 +58,10 @@ enum Command {
     /// Measure the runtime against raw RabbitMQ and Postgres on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Write the deployment files' lists of services (the Dockerfile's binaries,
+    /// docker-compose.yml's service blocks, Prometheus's targets) from the services'
+    /// declarations; --check fails on drift.
+    Deploy(commands::deploy::DeployArgs),
     /// Write what a new part of the project needs in every file at once: `new event TYPE
     /// --owner SERVICE` adds an event type (its schema, Rust type and every registration).
     #[command(subcommand)]
@@ -101,6 +105,7 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(args) => commands::demo::run(args).await,
         Command::DemoLedger(args) => commands::ledger_demo::run(args).await,
         Command::Serve(args) => commands::serve::run(args).await,
+        Command::Deploy(args) => commands::deploy::run(args),
         Command::Dlq(command) => commands::dlq::run(command).await,
         Command::Schema(command) => commands::schema::run(command),
         Command::Topology(command) => commands::topology::run(command).await,

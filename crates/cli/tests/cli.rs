@@ -70,6 +70,52 @@ fn the_checked_in_definitions_match_what_the_code_declares() {
 }
 
 #[test]
+fn the_deployment_files_list_every_declared_service() {
+    let output = conveyor(&["deploy", "--check"], "amqp://unused");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A service dropped from a generated part by hand is put back, and `--check` says which
+/// file drifted before that.
+#[test]
+fn a_hand_edited_service_list_is_found_and_written_again() {
+    let root = std::env::temp_dir().join(format!("conveyor-deploy-{}", Uuid::new_v4().simple()));
+    let repository = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    for file in [
+        "Dockerfile",
+        "docker-compose.yml",
+        "observability/prometheus.yml",
+    ] {
+        let copy = root.join(file);
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(format!("{repository}/{file}"), &copy).unwrap();
+    }
+    let prometheus = root.join("observability/prometheus.yml");
+    let original = std::fs::read_to_string(&prometheus).unwrap();
+    std::fs::write(&prometheus, original.replace("- payments:8084\n", "")).unwrap();
+    let root_arg = root.to_str().unwrap();
+
+    let check = conveyor(&["deploy", "--check", "--root", root_arg], "amqp://unused");
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success());
+    assert!(said.contains("prometheus.yml differs"), "{said}");
+    assert!(said.contains("run `conveyor deploy`"), "{said}");
+
+    let write = conveyor(&["deploy", "--root", root_arg], "amqp://unused");
+    assert!(
+        write.status.success(),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&prometheus).unwrap(), original);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
 fn exported_definitions_import_into_rabbitmq() {
     let vhost = Vhost::new();
     let file = std::env::temp_dir().join(format!("{}.json", vhost.0));

@@ -190,7 +190,7 @@ fn a_new_noun_gets_its_schema_its_module_and_every_registration() {
         "cargo run -q -p conveyor-cli -- topology export",
         "conveyor schema check",
         "crates/system/src/roster.rs",
-        "`pub const EMITS: &[&str]` of the notifications service's crate",
+        "`emits` of the notifications service's `DECLARATION`",
     ] {
         assert!(output.contains(expected), "{expected:?} in:\n{output}");
     }
@@ -261,7 +261,7 @@ fn a_type_of_a_known_noun_joins_its_module_and_its_owners_emits() {
     assert!(previous.starts_with("        typed!(Order"), "{contract}");
     assert_eq!(contract.matches("use events_schema::orders::*;").count(), 1);
     let orders = scratch.read(ORDERS_LIB);
-    assert!(orders.contains("    \"order.shipped\",\n];"), "{orders}");
+    assert!(orders.contains("        \"order.shipped\",\n    ],\n"), "{orders}");
     // orders owns other types already: no word on the roster.
     assert!(!output.contains("roster"), "{output}");
     assert!(output.contains("services/orders/src/lib.rs:"), "{output}");

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use conveyor::Shutdown;
 
+use crate::config::ServiceConfig;
+use crate::declaration::Declaration;
+
 /// A setting a service reads from the environment, for `--help`.
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {
@@ -13,32 +16,30 @@ pub struct Setting {
     pub meaning: &'static str,
 }
 
-/// How a binary describes itself in `--help`.
-#[derive(Debug, Clone, Copy)]
-pub struct About {
-    /// `payments`: names the binary (`payments-service`) and its variables (`PAYMENTS_…`).
-    pub service: &'static str,
-    pub default_port: u16,
-    /// One sentence: what the service does.
-    pub summary: &'static str,
-    /// Settings of this service only, beside the ones every service reads.
-    pub settings: &'static [Setting],
+/// A service binary's whole `main`: the declared service, its settings from the
+/// environment, run until SIGTERM or SIGINT (see [`run_binary`]).
+pub async fn run_service(declaration: &'static Declaration) -> ExitCode {
+    run_binary(declaration, |shutdown| async move {
+        let config = ServiceConfig::from_env(declaration.name, declaration.default_port)?;
+        (declaration.build)(config).await?.run(shutdown).await
+    })
+    .await
 }
 
 /// Runs a service binary: answers `--help`, refuses unknown arguments (settings come from
 /// the environment), sets up logging, and runs `service` until SIGTERM or SIGINT.
-pub async fn run_binary<F, Fut>(about: &About, service: F) -> ExitCode
+pub async fn run_binary<F, Fut>(declaration: &Declaration, service: F) -> ExitCode
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let binary = format!("{}-service", about.service);
+    let binary = declaration.binary();
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     if arguments
         .iter()
         .any(|argument| argument == "--help" || argument == "-h")
     {
-        print!("{}", help(about));
+        print!("{}", help(declaration));
         return ExitCode::SUCCESS;
     }
     if let Some(argument) = arguments.first() {
@@ -63,8 +64,8 @@ where
 }
 
 /// The `--help` text: what the service does and every variable it reads, with defaults.
-pub fn help(about: &About) -> String {
-    let prefix = about.service.to_ascii_uppercase();
+pub fn help(declaration: &Declaration) -> String {
+    let prefix = declaration.name.to_ascii_uppercase();
     let mut settings = vec![
         (
             "AMQP_URL".to_owned(),
@@ -82,7 +83,7 @@ pub fn help(about: &About) -> String {
                  connected as it, the consumer takes each event only from the broker user of the \
                  service that owns its type and dead-letters the rest as forbidden-source \
                  [default: AMQP_URL]",
-                about.service
+                declaration.name
             ),
         ),
         (
@@ -99,7 +100,7 @@ pub fn help(about: &About) -> String {
             format!(
                 "its own Postgres database, created if missing \
                  [default: postgres://postgres@127.0.0.1:5432/conveyor_{}]",
-                about.service
+                declaration.name
             ),
         ),
         (
@@ -130,7 +131,7 @@ pub fn help(about: &About) -> String {
             format!("{prefix}_PORT"),
             format!(
                 "HTTP port; 0 picks a free one [default: {}]",
-                about.default_port
+                declaration.default_port
             ),
         ),
         (
@@ -173,7 +174,7 @@ pub fn help(about: &About) -> String {
         ),
     ];
     settings.extend(
-        about
+        declaration
             .settings
             .iter()
             .map(|setting| (setting.variable.to_owned(), setting.meaning.to_owned())),
@@ -187,7 +188,7 @@ pub fn help(about: &About) -> String {
         "{}-service: {}\n\nUsage: {}-service\n\nIt takes no arguments; its settings come from the environment. \
          Run as many instances as you like on the same database and broker: every instance \
          shares the work, and events about one order are never handled by two at once.\n\nSettings:\n",
-        about.service, about.summary, about.service
+        declaration.name, declaration.summary, declaration.name
     );
     for (name, meaning) in settings {
         text.push_str(&format!("  {name:<width$}  {meaning}\n"));

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use conveyor::{AmqpConfig, Names};
 
+pub use crate::own_settings::OwnSettings;
+
 /// Database connections per service instance unless `<SERVICE>_DATABASE_POOL_SIZE` says;
 /// five services with three instances each stay within Postgres's default 100 connections
 /// only with a smaller figure (`conveyor demo --replicas` picks one).
@@ -42,6 +44,9 @@ pub struct ServiceConfig {
     /// unsent outbox rows are sent at the next start). Keep it below the orchestrator's
     /// grace period before it kills the process.
     pub shutdown_timeout: Duration,
+    /// The service's own settings given in code; what is not given here it reads from the
+    /// environment.
+    pub own_settings: OwnSettings,
 }
 
 /// The shutdown budget when `SHUTDOWN_TIMEOUT` is unset: below Kubernetes' default grace
@@ -134,6 +139,7 @@ impl ServiceConfig {
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|_| DEFAULT_USERS_URL.to_owned()),
             shutdown_timeout,
+            own_settings: OwnSettings::default(),
         })
     }
 }

@@ -5,6 +5,9 @@
 //! - `auth`: bearer tokens: who a request's caller is, checked against users' published keys.
 //! - `binary`: what every service binary does: `--help`, logging, signals, exit status.
 //! - `config`: a service's settings from the environment, checked at start-up.
+//! - `declaration`: a service declared once (name, events, routes, migrations, cached
+//!   copies, how to build it), which whatever lists services reads.
+//! - `own_settings`: a service's own settings given in code, read before its environment.
 //! - `database`: connecting to a service's own database, creating it if missing.
 //! - `db_refusal`: database errors caused by the data itself (re-exported by `input`).
 //! - `http`: JSON errors and the health routes.
@@ -27,10 +30,12 @@ mod binary;
 pub mod config;
 mod database;
 mod db_refusal;
+mod declaration;
 mod http;
 pub mod input;
 pub mod metrics;
 pub mod openapi;
+mod own_settings;
 mod republish;
 pub mod routes;
 mod service;
@@ -39,9 +44,10 @@ pub mod telemetry;
 mod trace_context;
 
 pub use auth::{Caller, Scope};
-pub use binary::{About, Setting, help, run_binary};
-pub use config::{ConfigError, ServiceConfig};
+pub use binary::{Setting, help, run_binary, run_service};
+pub use config::{ConfigError, OwnSettings, ServiceConfig};
 pub use database::{connect_or_create, is_loopback_host};
+pub use declaration::{Building, CacheSource, Declaration};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
 pub use input::InputError;
 pub use republish::republish;

@@ -12,11 +12,21 @@ use crate::scenario::Api;
 /// # Errors
 /// When `service` keeps no cached copies, or a source cannot be reached.
 pub async fn rebuild(api: &Api, service: ServiceName) -> anyhow::Result<BTreeMap<String, u64>> {
-    let sources = service.cache_sources();
-    anyhow::ensure!(
-        !sources.is_empty(),
-        "{service} keeps no cached copies: orders, payments and shipping do"
-    );
+    let sources = service.cache_sources()?;
+    if sources.is_empty() {
+        let keepers: Vec<_> = ServiceName::all()
+            .filter(|other| {
+                other
+                    .cache_sources()
+                    .is_ok_and(|sources| !sources.is_empty())
+            })
+            .map(ServiceName::as_str)
+            .collect();
+        anyhow::bail!(
+            "{service} keeps no cached copies: {} do",
+            keepers.join(", ")
+        );
+    }
     let mut republished = BTreeMap::new();
     for (source, path) in sources {
         let answer = api

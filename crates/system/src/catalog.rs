@@ -5,25 +5,8 @@ use std::collections::BTreeSet;
 
 use conveyor::{BrokerUser, Names, Topology};
 use events_schema::asyncapi::ServiceEvents;
-use platform::ServiceConfig;
 
 use crate::roster::ServiceName;
-
-fn config_for(service: ServiceName, names: &Names) -> ServiceConfig {
-    ServiceConfig {
-        service: service.as_str().to_owned(),
-        database_url: String::new(),
-        pool_size: platform::config::DEFAULT_POOL_SIZE,
-        http_concurrency: None,
-        consumer_workers: None,
-        port: 0,
-        listen_addr: [127, 0, 0, 1].into(),
-        amqp: conveyor::AmqpConfig::new(conveyor::DEFAULT_AMQP_URL, service.as_str()),
-        names: names.clone(),
-        users_url: platform::config::DEFAULT_USERS_URL.to_owned(),
-        shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
-    }
-}
 
 /// The consumers of the services that consume (users only produces).
 ///
@@ -32,7 +15,7 @@ fn config_for(service: ServiceName, names: &Names) -> ServiceConfig {
 pub(crate) fn consumers(names: &Names) -> anyhow::Result<Vec<conveyor::Consumer>> {
     let mut consumers = Vec::new();
     for service in ServiceName::all() {
-        consumers.extend(service.consumer(&config_for(service, names))?);
+        consumers.extend(service.consumer(names)?);
     }
     Ok(consumers)
 }
@@ -147,7 +130,7 @@ mod tests {
             assert_eq!(
                 declared.len(),
                 service.emits().len(),
-                "{service}: EMITS in services/{service}/src/lib.rs lists a type twice"
+                "{service}: `emits` of DECLARATION in services/{service}/src/lib.rs lists a type twice"
             );
             let owned: BTreeSet<&str> = events_schema::publishers::published_by(service.as_str())
                 .into_iter()
@@ -156,11 +139,11 @@ mod tests {
             let unowned: Vec<&str> = declared.difference(&owned).copied().collect();
             assert!(
                 unlisted.is_empty(),
-                "{service} owns {unlisted:?} (OWNERS in events-schema/src/publishers.rs), which its EMITS in services/{service}/src/lib.rs does not list: add them there"
+                "{service} owns {unlisted:?} (OWNERS in events-schema/src/publishers.rs), which its `emits` of DECLARATION in services/{service}/src/lib.rs does not list: add them there"
             );
             assert!(
                 unowned.is_empty(),
-                "{service}'s EMITS in services/{service}/src/lib.rs lists {unowned:?}, which OWNERS in events-schema/src/publishers.rs does not give it: add `(\"TYPE\", \"{service}\"),` there, or remove them from EMITS"
+                "{service}'s `emits` of DECLARATION in services/{service}/src/lib.rs lists {unowned:?}, which OWNERS in events-schema/src/publishers.rs does not give it: add `(\"TYPE\", \"{service}\"),` there, or remove them from `emits`"
             );
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use conveyor::{AmqpConfig, Names};
-use platform::ServiceConfig;
+use platform::{OwnSettings, ServiceConfig};
 
 use crate::roster::ServiceName;
 
@@ -29,9 +29,9 @@ pub struct SystemConfig {
     pub listen_addr: IpAddr,
     /// Every service's exchanges, queues and broker users: under `CONVEYOR_NAME_PREFIX`, if set.
     pub names: Names,
-    pub orders: orders_service::Settings,
-    pub shipping: shipping_service::Settings,
-    pub users: users_service::Settings,
+    /// The services' own settings given in code (`orders_service::Settings`, …); a service
+    /// reads what is not given here from the environment.
+    pub own_settings: OwnSettings,
     /// Where the users service is when it is not started here (`USERS_URL`).
     pub users_url: String,
     /// How long each instance may take to stop (`SHUTDOWN_TIMEOUT`).
@@ -79,9 +79,7 @@ impl SystemConfig {
             consumer_workers,
             listen_addr,
             names: Names::from_env()?,
-            orders: orders_service::Settings::from_env()?,
-            shipping: shipping_service::Settings::from_env()?,
-            users: users_service::Settings::from_env()?,
+            own_settings: reference_settings_from_env()?,
             users_url,
             shutdown_timeout,
         })
@@ -92,7 +90,12 @@ impl SystemConfig {
     /// configured one, else one made for the run), which it answers.
     pub fn for_own_run(&mut self) -> users_service::AdminAccount {
         self.ports.values_mut().for_each(|port| *port = 0);
-        self.users.admin.get_or_insert_with(run_admin).clone()
+        let mut admin = None;
+        self.own_settings
+            .edit(|users: &mut users_service::Settings| {
+                admin = Some(users.admin.get_or_insert_with(run_admin).clone());
+            });
+        admin.unwrap_or_else(run_admin)
     }
 
     /// The secret users trusts the gateway's `X-Forwarded-For` by, for a gateway started in
@@ -109,7 +112,11 @@ impl SystemConfig {
             let random = || uuid::Uuid::new_v4().simple().to_string();
             format!("{}{}", random(), random())
         });
-        self.users.forward_secret = Some(users_service::ForwardSecret::new(&secret)?);
+        let forward_secret = users_service::ForwardSecret::new(&secret)?;
+        self.own_settings
+            .edit(|users: &mut users_service::Settings| {
+                users.forward_secret = Some(forward_secret)
+            });
         Ok(secret)
     }
 
@@ -145,8 +152,19 @@ impl SystemConfig {
             names: self.names.clone(),
             users_url: users_url.to_owned(),
             shutdown_timeout: self.shutdown_timeout,
+            own_settings: self.own_settings.clone(),
         }
     }
+}
+
+/// The reference services' own settings, read here so that one that cannot work stops the
+/// start before anything runs (a service added later reads its own when it is built).
+fn reference_settings_from_env() -> anyhow::Result<OwnSettings> {
+    let mut settings = OwnSettings::default();
+    settings.insert(orders_service::Settings::from_env()?);
+    settings.insert(shipping_service::Settings::from_env()?);
+    settings.insert(users_service::Settings::from_env()?);
+    Ok(settings)
 }
 
 /// An admin account for a run of services in this process (the demo's, a test's): a fixed

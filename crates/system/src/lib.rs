@@ -6,6 +6,7 @@
 //! - `caches`: rebuilding a service's cached copies from their sources.
 //! - `roster`: the one exhaustive list of services, and everything known of each.
 //! - `config`: where the services' databases, broker and ports are (`SystemConfig`).
+//! - `deploy`: the deployment files' lists of services, written from the declarations.
 //! - `catalog`: what each service sends and receives, and each one's OpenAPI document, from
 //!   the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
@@ -18,6 +19,7 @@
 pub mod caches;
 mod catalog;
 mod config;
+pub mod deploy;
 pub mod reconcile;
 mod roster;
 pub mod saga_map;

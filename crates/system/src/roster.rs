@@ -1,46 +1,39 @@
-//! The one list of the system's services. Every question about a service (its name, port,
-//! events, consumer, how to build it) is a `match` on [`ServiceName`], so adding a service
-//! is a compile error everywhere it must be handled, never a silent fall-through. How to
-//! build one from the system's settings is `ServiceName::build`, in `start`.
+//! The system's services: one line each in [`SERVICES`]. Everything else known of a service
+//! (its port, events, consumer, routes, cached copies, how to build it) is its
+//! [`Declaration`], in its own crate.
 
-use platform::ServiceConfig;
+use platform::{CacheSource, Declaration};
 
-/// A service of the system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ServiceName {
-    Users,
-    Inventory,
-    Orders,
-    Payments,
-    Shipping,
-}
+/// Every service, in start order: users first (the others check tokens against the keys it
+/// publishes), then the sources of cached copies before the services that keep them. A new
+/// service is its crate, its dependency in this crate's Cargo.toml, and a line here.
+pub(crate) static SERVICES: &[&Declaration] = &[
+    &users_service::DECLARATION,
+    &inventory_service::DECLARATION,
+    &orders_service::DECLARATION,
+    &payments_service::DECLARATION,
+    &shipping_service::DECLARATION,
+];
+
+/// A service of the system: one of [`SERVICES`], by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServiceName(&'static str);
 
 impl ServiceName {
-    /// Every service, in start order (the sources of cached copies first).
-    pub fn all() -> impl Iterator<Item = Self> {
-        std::iter::successors(Some(Self::Users), |service| service.next())
-    }
+    // The reference services by name, for the order saga's tooling and the tests.
+    pub const USERS: Self = Self(users_service::SERVICE);
+    pub const INVENTORY: Self = Self(inventory_service::SERVICE);
+    pub const ORDERS: Self = Self(orders_service::SERVICE);
+    pub const PAYMENTS: Self = Self(payments_service::SERVICE);
+    pub const SHIPPING: Self = Self(shipping_service::SERVICE);
 
-    /// The service started after this one; the exhaustive match keeps [`ServiceName::all`]
-    /// complete.
-    fn next(self) -> Option<Self> {
-        match self {
-            Self::Users => Some(Self::Inventory),
-            Self::Inventory => Some(Self::Orders),
-            Self::Orders => Some(Self::Payments),
-            Self::Payments => Some(Self::Shipping),
-            Self::Shipping => None,
-        }
+    /// Every service, in start order.
+    pub fn all() -> impl Iterator<Item = Self> {
+        SERVICES.iter().map(|declaration| Self(declaration.name))
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Users => users_service::SERVICE,
-            Self::Inventory => inventory_service::SERVICE,
-            Self::Orders => orders_service::SERVICE,
-            Self::Payments => payments_service::SERVICE,
-            Self::Shipping => shipping_service::SERVICE,
-        }
+        self.0
     }
 
     /// # Errors
@@ -54,25 +47,26 @@ impl ServiceName {
             })
     }
 
+    /// Its declaration.
+    pub fn declaration(self) -> &'static Declaration {
+        SERVICES[self.position()]
+    }
+
+    /// Where it stands in [`SERVICES`]; every `ServiceName` is one of them.
+    fn position(self) -> usize {
+        SERVICES
+            .iter()
+            .position(|declaration| declaration.name == self.0)
+            .expect("a ServiceName is made only from SERVICES")
+    }
+
     pub fn default_port(self) -> u16 {
-        match self {
-            Self::Users => users_service::DEFAULT_PORT,
-            Self::Inventory => inventory_service::DEFAULT_PORT,
-            Self::Orders => orders_service::DEFAULT_PORT,
-            Self::Payments => payments_service::DEFAULT_PORT,
-            Self::Shipping => shipping_service::DEFAULT_PORT,
-        }
+        self.declaration().default_port
     }
 
     /// The event types it emits.
     pub fn emits(self) -> &'static [&'static str] {
-        match self {
-            Self::Users => users_service::EMITS,
-            Self::Inventory => inventory_service::EMITS,
-            Self::Orders => orders_service::EMITS,
-            Self::Payments => payments_service::EMITS,
-            Self::Shipping => shipping_service::EMITS,
-        }
+        self.declaration().emits
     }
 
     /// Its consumer, which also says what it receives; `None` for a service that only
@@ -80,29 +74,37 @@ impl ServiceName {
     ///
     /// # Errors
     /// When the event contract does not compile.
-    pub fn consumer(self, config: &ServiceConfig) -> anyhow::Result<Option<conveyor::Consumer>> {
-        Ok(match self {
-            Self::Users => None,
-            Self::Inventory => Some(inventory_service::consumer(&config.names)?),
-            Self::Orders => Some(orders_service::consumer(&config.names)?),
-            Self::Payments => Some(payments_service::consumer(&config.names)?),
-            Self::Shipping => Some(shipping_service::consumer(
-                &config.names,
-                &shipping_service::Settings::default(),
-            )?),
-        })
+    pub fn consumer(self, names: &conveyor::Names) -> anyhow::Result<Option<conveyor::Consumer>> {
+        self.declaration().consumer(names)
     }
 
     /// The services whose data it keeps cached copies of, each with the call that makes
     /// that source publish its current state again.
-    pub fn cache_sources(self) -> &'static [(Self, &'static str)] {
-        const USERS: (ServiceName, &str) = (ServiceName::Users, "/users/republish");
-        const PRODUCTS: (ServiceName, &str) = (ServiceName::Inventory, "/products/republish");
-        match self {
-            Self::Users | Self::Inventory => &[],
-            Self::Orders => &[USERS, PRODUCTS],
-            Self::Payments | Self::Shipping => &[USERS],
-        }
+    ///
+    /// # Errors
+    /// When a source is not a service of the system.
+    pub fn cache_sources(self) -> anyhow::Result<Vec<(Self, &'static str)>> {
+        self.declaration()
+            .cache_sources
+            .iter()
+            .map(|CacheSource { service, republish }| Ok((Self::parse(service)?, *republish)))
+            .collect()
+    }
+
+    /// The services that keep a cached copy of this one's data.
+    pub fn copied_by(self) -> impl Iterator<Item = Self> {
+        Self::all().filter(move |keeper| {
+            keeper
+                .declaration()
+                .cache_sources
+                .iter()
+                .any(|source| source.service == self.0)
+        })
+    }
+
+    /// Whether it has a consumer (a queue, a dead-letter queue, retry tiers).
+    pub fn consumes(self) -> bool {
+        self.declaration().consumer.is_some()
     }
 
     /// Its OpenAPI document, as it serves it at `GET /openapi.json`: made from its route
@@ -111,13 +113,20 @@ impl ServiceName {
     /// # Errors
     /// When a row of its table is not described, or a description has no row.
     pub fn openapi(self) -> anyhow::Result<serde_json::Value> {
-        Ok(match self {
-            Self::Users => users_service::openapi()?,
-            Self::Inventory => inventory_service::openapi()?,
-            Self::Orders => orders_service::openapi()?,
-            Self::Payments => payments_service::openapi()?,
-            Self::Shipping => shipping_service::openapi()?,
-        })
+        Ok((self.declaration().openapi)()?)
+    }
+}
+
+/// In start order, so tables and maps list services as [`SERVICES`] does.
+impl Ord for ServiceName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.position().cmp(&other.position())
+    }
+}
+
+impl PartialOrd for ServiceName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -150,5 +159,50 @@ mod tests {
         }
         let error = ServiceName::parse("billing").unwrap_err().to_string();
         assert!(error.contains("choose from users, inventory"), "{error}");
+    }
+
+    #[test]
+    fn every_cache_source_is_a_service_started_before_the_copy() {
+        for service in ServiceName::all() {
+            for (source, republish) in service.cache_sources().unwrap() {
+                assert!(
+                    source < service,
+                    "{service} keeps a copy of {source}'s data, so {source} must come before it in SERVICES"
+                );
+                assert!(republish.starts_with('/'), "{republish}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_copies_of_users_and_products_are_where_the_declarations_say() {
+        let names = |services: Vec<ServiceName>| -> Vec<&str> {
+            services.into_iter().map(ServiceName::as_str).collect()
+        };
+        let users = ServiceName::USERS.copied_by().collect();
+        assert_eq!(names(users), ["orders", "payments", "shipping"]);
+        let products = ServiceName::INVENTORY.copied_by().collect();
+        assert_eq!(names(products), ["orders"]);
+        assert!(!ServiceName::USERS.consumes());
+        assert!(ServiceName::SHIPPING.consumes());
+    }
+
+    #[test]
+    fn names_are_unique_and_ports_too() {
+        let mut names = std::collections::BTreeSet::new();
+        let mut ports = std::collections::BTreeSet::new();
+        for declaration in SERVICES {
+            assert!(
+                names.insert(declaration.name),
+                "{} is in SERVICES twice",
+                declaration.name
+            );
+            assert!(
+                ports.insert(declaration.default_port),
+                "{}'s default port {} is another service's",
+                declaration.name,
+                declaration.default_port
+            );
+        }
     }
 }

@@ -72,28 +72,28 @@ mod tests {
     fn the_map_follows_the_handlers_the_services_register() {
         let map = SagaMap::derive(&Names::default()).unwrap();
         let created = map.route("order.created");
-        assert_eq!(created.emitter, Some(ServiceName::Orders));
-        assert_eq!(created.handlers, [ServiceName::Inventory]);
+        assert_eq!(created.emitter, Some(ServiceName::ORDERS));
+        assert_eq!(created.handlers, [ServiceName::INVENTORY]);
         assert_eq!(
             map.route("inventory.reserved").handlers,
-            [ServiceName::Payments]
+            [ServiceName::PAYMENTS]
         );
         assert_eq!(
             map.route("payment.captured").handlers,
-            [ServiceName::Shipping]
+            [ServiceName::SHIPPING]
         );
         assert_eq!(
             map.route("shipment.scheduled").handlers,
-            [ServiceName::Orders]
+            [ServiceName::ORDERS]
         );
         let mut undo = map.route("order.cancelled").handlers;
         undo.sort();
         assert_eq!(
             undo,
             [
-                ServiceName::Inventory,
-                ServiceName::Payments,
-                ServiceName::Shipping
+                ServiceName::INVENTORY,
+                ServiceName::PAYMENTS,
+                ServiceName::SHIPPING
             ]
         );
         assert!(map.route("order.confirmed").handlers.is_empty());

@@ -3,30 +3,10 @@
 use std::collections::BTreeMap;
 
 use conveyor::Shutdown;
-use platform::{NamedTasks, Service, ServiceConfig};
+use platform::NamedTasks;
 
 use crate::config::SystemConfig;
 use crate::roster::ServiceName;
-
-impl ServiceName {
-    /// Connects, migrates and binds one instance, as its own binary does.
-    ///
-    /// # Errors
-    /// When its database, a migration or its port fails.
-    pub async fn build(
-        self,
-        config: ServiceConfig,
-        system: &SystemConfig,
-    ) -> anyhow::Result<Service> {
-        match self {
-            Self::Users => users_service::build(config, system.users.clone()).await,
-            Self::Inventory => inventory_service::build(config).await,
-            Self::Orders => orders_service::build(config, system.orders.clone()).await,
-            Self::Payments => payments_service::build(config).await,
-            Self::Shipping => shipping_service::build(config, system.shipping.clone()).await,
-        }
-    }
-}
 
 /// Services running in this process.
 pub struct Running {
@@ -122,10 +102,9 @@ pub async fn start_replicas(
     let mut built = Vec::new();
     for replica in 0..replicas {
         for service in &chosen {
-            let runner = service
-                .build(config.instance(*service, replica, &users_url), config)
-                .await?;
-            if *service == ServiceName::Users && replica == 0 {
+            let build = service.declaration().build;
+            let runner = build(config.instance(*service, replica, &users_url)).await?;
+            if *service == ServiceName::USERS && replica == 0 {
                 users_url = format!("http://{host}:{}", runner.port());
             }
             built.push((*service, runner));

@@ -15,26 +15,30 @@ mod reserve;
 
 use std::sync::Arc;
 
-use conveyor::{Consumer, Names, Outbox, Shutdown};
+use conveyor::{Consumer, Names, Outbox};
 use platform::{Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
 pub const SERVICE: &str = "inventory";
-/// The event types this service emits (for the AsyncAPI document).
-pub const EMITS: &[&str] = &[
-    "product.created",
-    "product.updated",
-    "inventory.reserved",
-    "inventory.rejected",
-    "inventory.released",
-];
-pub const DEFAULT_PORT: u16 = 8083;
-/// What `inventory-service --help` says.
-pub const ABOUT: platform::About = platform::About {
-    service: SERVICE,
-    default_port: DEFAULT_PORT,
+/// Everything the system knows of this service: whatever lists services reads it.
+pub static DECLARATION: platform::Declaration = platform::Declaration {
+    name: SERVICE,
+    default_port: 8083,
     summary: "keeps the product catalogue and stock, reserves stock for new orders (inventory.reserved or inventory.rejected) and releases it for cancelled ones.",
     settings: &[],
+    emits: &[
+        "product.created",
+        "product.updated",
+        "inventory.reserved",
+        "inventory.rejected",
+        "inventory.released",
+    ],
+    routes: ROUTES,
+    migrator: &MIGRATOR,
+    cache_sources: &[],
+    consumer: Some(consumer),
+    openapi,
+    build: |config| Box::pin(build(config)),
 };
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
@@ -89,14 +93,6 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
 /// When a row is not described, or a description has no row.
 pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
     http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
-}
-
-/// Runs the service until `shutdown` fires.
-///
-/// # Errors
-/// As [`build`], or when the HTTP server fails.
-pub async fn run(config: ServiceConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    build(config).await?.run(shutdown).await
 }
 
 #[cfg(test)]

@@ -27,23 +27,36 @@ mod users_cache;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::{Consumer, Names, Outbox, Shutdown};
+use conveyor::{Consumer, Names, Outbox};
 use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
 pub const SERVICE: &str = "orders";
-/// The event types this service emits (for the AsyncAPI document).
-pub const EMITS: &[&str] = &["order.created", "order.confirmed", "order.cancelled"];
-pub const DEFAULT_PORT: u16 = 8082;
-/// What `orders-service --help` says.
-pub const ABOUT: platform::About = platform::About {
-    service: SERVICE,
-    default_port: DEFAULT_PORT,
+/// Everything the system knows of this service: whatever lists services reads it.
+pub static DECLARATION: platform::Declaration = platform::Declaration {
+    name: SERVICE,
+    default_port: 8082,
     summary: "places orders against its cached copies of users and products, follows each order's saga to confirmed or cancelled, and cancels orders past the saga deadline.",
     settings: &[platform::Setting {
         variable: "ORDER_SAGA_TIMEOUT",
         meaning: "a pending order older than this is cancelled as deadline-passed, like 30s, 1500ms or 2m [default: 2m]; time while the broker or every orders instance is down does not count",
     }],
+    emits: &["order.created", "order.confirmed", "order.cancelled"],
+    routes: ROUTES,
+    migrator: &MIGRATOR,
+    cache_sources: &[
+        platform::CacheSource {
+            service: "users",
+            republish: "/users/republish",
+        },
+        platform::CacheSource {
+            service: "inventory",
+            republish: "/products/republish",
+        },
+    ],
+    consumer: Some(consumer),
+    openapi,
+    build: |config| Box::pin(build(config)),
 };
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
@@ -134,7 +147,8 @@ pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
 ///
 /// # Errors
 /// When the database, a migration or the port fails.
-pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
+pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
+    let settings = config.own_settings.or_read(Settings::from_env)?;
     let contract = events_schema::EventContract::shared()?;
     let consumer = consumer(&config.names)?;
     Service::build(config, &MIGRATOR, |pool| {
@@ -170,18 +184,6 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
 /// When a row is not described, or a description has no row.
 pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
     http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
-}
-
-/// Runs the service until `shutdown` fires.
-///
-/// # Errors
-/// As [`build`], or when the HTTP server fails.
-pub async fn run(
-    config: ServiceConfig,
-    settings: Settings,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    build(config, settings).await?.run(shutdown).await
 }
 
 #[cfg(test)]

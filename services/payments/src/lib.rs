@@ -16,20 +16,27 @@ mod users_cache;
 
 use std::sync::Arc;
 
-use conveyor::{Consumer, Names, Shutdown};
+use conveyor::{Consumer, Names};
 use platform::{Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
 pub const SERVICE: &str = "payments";
-/// The event types this service emits (for the AsyncAPI document).
-pub const EMITS: &[&str] = &["payment.captured", "payment.declined", "payment.refunded"];
-pub const DEFAULT_PORT: u16 = 8084;
-/// What `payments-service --help` says.
-pub const ABOUT: platform::About = platform::About {
-    service: SERVICE,
-    default_port: DEFAULT_PORT,
+/// Everything the system knows of this service: whatever lists services reads it.
+pub static DECLARATION: platform::Declaration = platform::Declaration {
+    name: SERVICE,
+    default_port: 8084,
     summary: "charges orders against the user's credit limit from its cached copy of users (payment.captured or payment.declined) and refunds cancelled ones.",
     settings: &[],
+    emits: &["payment.captured", "payment.declined", "payment.refunded"],
+    routes: ROUTES,
+    migrator: &MIGRATOR,
+    cache_sources: &[platform::CacheSource {
+        service: "users",
+        republish: "/users/republish",
+    }],
+    consumer: Some(consumer),
+    openapi,
+    build: |config| Box::pin(build(config)),
 };
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
@@ -83,14 +90,6 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
 /// When a row is not described, or a description has no row.
 pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
     http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
-}
-
-/// Runs the service until `shutdown` fires.
-///
-/// # Errors
-/// As [`build`], or when the HTTP server fails.
-pub async fn run(config: ServiceConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    build(config).await?.run(shutdown).await
 }
 
 #[cfg(test)]

@@ -19,27 +19,34 @@ mod users_cache;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use conveyor::{Consumer, Names, Shutdown};
+use conveyor::{Consumer, Names};
 use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
 pub const SERVICE: &str = "shipping";
-/// The event types this service emits (for the AsyncAPI document).
-pub const EMITS: &[&str] = &[
-    "shipment.scheduled",
-    "shipment.failed",
-    "shipment.cancelled",
-];
-pub const DEFAULT_PORT: u16 = 8085;
-/// What `shipping-service --help` says.
-pub const ABOUT: platform::About = platform::About {
-    service: SERVICE,
-    default_port: DEFAULT_PORT,
+/// Everything the system knows of this service: whatever lists services reads it.
+pub static DECLARATION: platform::Declaration = platform::Declaration {
+    name: SERVICE,
+    default_port: 8085,
     summary: "schedules a shipment to the user's cached address once an order is paid (shipment.scheduled, or shipment.failed where the country is not served) and cancels it for cancelled orders.",
     settings: &[platform::Setting {
         variable: "SHIPPING_COUNTRIES",
         meaning: "comma-separated ISO codes of the countries served [default: EU countries, GB, NO, CH, US, CA]",
     }],
+    emits: &[
+        "shipment.scheduled",
+        "shipment.failed",
+        "shipment.cancelled",
+    ],
+    routes: ROUTES,
+    migrator: &MIGRATOR,
+    cache_sources: &[platform::CacheSource {
+        service: "users",
+        republish: "/users/republish",
+    }],
+    consumer: Some(|names| consumer(names, &Settings::default())),
+    openapi,
+    build: |config| Box::pin(build(config)),
 };
 /// Countries served when `SHIPPING_COUNTRIES` is not set.
 pub const DEFAULT_COUNTRIES: &str = "AT,BE,CH,DE,DK,ES,FI,FR,GB,IE,IT,LU,NL,NO,PL,PT,SE,US,CA";
@@ -118,7 +125,8 @@ pub fn consumer(names: &Names, settings: &Settings) -> anyhow::Result<Consumer> 
 ///
 /// # Errors
 /// When the database, a migration or the port fails.
-pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
+pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
+    let settings = config.own_settings.or_read(Settings::from_env)?;
     let consumer = consumer(&config.names, &settings)?;
     Service::build(config, &MIGRATOR, |pool| {
         let state = Arc::new(http::AppState { pool: pool.clone() });
@@ -142,18 +150,6 @@ pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<
 /// When a row is not described, or a description has no row.
 pub fn openapi() -> Result<serde_json::Value, platform::routes::TableMismatch> {
     http::api(platform::openapi::Api::new(SERVICE, ROUTES)).finish()
-}
-
-/// Runs the service until `shutdown` fires.
-///
-/// # Errors
-/// As [`build`], or when the HTTP server fails.
-pub async fn run(
-    config: ServiceConfig,
-    settings: Settings,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    build(config, settings).await?.run(shutdown).await
 }
 
 #[cfg(test)]

@@ -5,13 +5,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    platform::run_binary(&shipping_service::ABOUT, |shutdown| async move {
-        let config = platform::ServiceConfig::from_env(
-            shipping_service::SERVICE,
-            shipping_service::DEFAULT_PORT,
-        )?;
-        let settings = shipping_service::Settings::from_env()?;
-        shipping_service::run(config, settings, shutdown).await
-    })
-    .await
+    platform::run_service(&shipping_service::DECLARATION).await
 }

@@ -33,13 +33,10 @@ use platform::{Service, ServiceConfig, ServiceParts};
 use sqlx::migrate::Migrator;
 
 pub const SERVICE: &str = "users";
-/// The event types this service emits (for the AsyncAPI document).
-pub const EMITS: &[&str] = &["user.registered", "user.updated", "user.deactivated"];
-pub const DEFAULT_PORT: u16 = 8081;
-/// What `users-service --help` says.
-pub const ABOUT: platform::About = platform::About {
-    service: SERVICE,
-    default_port: DEFAULT_PORT,
+/// Everything the system knows of this service: whatever lists services reads it.
+pub static DECLARATION: platform::Declaration = platform::Declaration {
+    name: SERVICE,
+    default_port: 8081,
     summary: "registers users, changes and deactivates them, issues their events (user.registered, user.updated, user.deactivated) for other services' cached copies.",
     settings: &[
         platform::Setting {
@@ -71,6 +68,13 @@ pub const ABOUT: platform::About = platform::About {
             meaning: "the secret the gateway sends as X-Conveyor-Gateway (set the same for both, 32 visible ASCII characters or more): only a request carrying it has its X-Forwarded-For believed for the sign-in counts [default: none: every forwarded address is ignored]",
         },
     ],
+    emits: &["user.registered", "user.updated", "user.deactivated"],
+    routes: ROUTES,
+    migrator: &MIGRATOR,
+    cache_sources: &[],
+    consumer: None,
+    openapi,
+    build: |config| Box::pin(build(config)),
 };
 
 pub use auth::AdminAccount;
@@ -89,7 +93,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 ///
 /// # Errors
 /// When the database, a migration or the port fails.
-pub async fn build(config: ServiceConfig, settings: Settings) -> anyhow::Result<Service> {
+pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
+    let settings = config.own_settings.or_read(Settings::from_env)?;
     let contract = events_schema::EventContract::shared()?;
     let mut ring = None;
     let service = Service::build(config, &MIGRATOR, |pool| {
@@ -171,18 +176,6 @@ async fn reload_keys(keys: &keys::KeyRing, shutdown: &Shutdown) {
             () = shutdown.fired() => return,
         }
     }
-}
-
-/// Runs the service until `shutdown` fires.
-///
-/// # Errors
-/// As [`build`], or when the HTTP server fails.
-pub async fn run(
-    config: ServiceConfig,
-    settings: Settings,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    build(config, settings).await?.run(shutdown).await
 }
 
 #[cfg(test)]

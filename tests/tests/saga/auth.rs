@@ -12,9 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use system::scenario::Api;
 
-use crate::helpers::{System, start};
-
-const ALL: [&str; 5] = ["users", "inventory", "orders", "payments", "shipping"];
+use crate::helpers::{ALL, System, start};
 
 /// What a signed-in customer has: their id, email, password and a client carrying their token.
 pub(crate) struct Customer {
@@ -820,7 +818,11 @@ async fn with_jwt_private_key_set_the_keys_left_in_the_database_can_be_retired()
     let made_at_first_start = kid_of(system.api.bearer_token().unwrap());
     system
         .restart(&["users"], |config| {
-            config.users.private_key = Some(include_str!("stranger_key.pem").to_owned());
+            config
+                .own_settings
+                .edit(|users: &mut users_service::Settings| {
+                    users.private_key = Some(include_str!("stranger_key.pem").to_owned());
+                });
         })
         .await;
     let configured = kid_of(system.api.bearer_token().unwrap());

@@ -163,7 +163,7 @@ async fn orders_flow_through_a_sigkill_of_the_node_leading_orders_queue() {
     let orders_queue = system.names.service_queue("orders");
     // Every service queue led by the victim: the relays connected to the other nodes go on
     // publishing at once, into queues that have to elect a new leader first.
-    for service in ALL {
+    for service in ALL.iter().copied() {
         let queue = system.names.service_queue(service);
         // Users consumes nothing, so it has no queue.
         if let Some(leader) = broker.leader_of(&vhost, &queue)

@@ -17,9 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::auth::{forged_tokens, sign_up};
-use crate::helpers::{System, start};
-
-const ALL: [&str; 5] = ["users", "inventory", "orders", "payments", "shipping"];
+use crate::helpers::{ALL, System, start};
 
 /// A gateway running in this process, and a client of its `/api/…`.
 pub(crate) struct RunningGateway {

@@ -55,7 +55,7 @@ impl UsersReplicas {
         let (stop, shutdown) = Shutdown::new();
         let (mut urls, mut tasks) = (Vec::new(), Vec::new());
         for replica in 0..count {
-            let config = platform::ServiceConfig {
+            let mut config = platform::ServiceConfig {
                 service: "users".to_owned(),
                 database_url: system.database_url("users"),
                 pool_size: 8,
@@ -70,12 +70,13 @@ impl UsersReplicas {
                 names: system.names.clone(),
                 users_url: String::new(),
                 shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
+                own_settings: platform::OwnSettings::default(),
             };
-            let settings = users_service::Settings {
+            config.own_settings.insert(users_service::Settings {
                 forward_secret: Some(users_service::ForwardSecret::new(secret).unwrap()),
                 ..users_service::Settings::default()
-            };
-            let service = users_service::build(config, settings).await.unwrap();
+            });
+            let service = users_service::build(config).await.unwrap();
             urls.push(format!("http://127.0.0.1:{}", service.port()));
             tasks.push(tokio::spawn(service.run(shutdown.clone())));
         }

@@ -1,6 +1,7 @@
 //! Starting the system on a test's own vhost and databases, and talking to it.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use conveyor::{AmqpConfig, Names, Shutdown, ShutdownTrigger};
@@ -138,12 +139,7 @@ pub(crate) async fn start_as(
         consumer_workers: ServiceName::all().map(|service| (service, 3)).collect(),
         listen_addr: [127, 0, 0, 1].into(),
         names: names.clone(),
-        orders: orders_service::Settings { saga_timeout },
-        shipping: shipping_service::Settings::default(),
-        users: users_service::Settings {
-            admin: Some(admin.clone()),
-            ..users_service::Settings::default()
-        },
+        own_settings: own_settings(saga_timeout, &admin),
         users_url: String::new(),
         shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
     };
@@ -162,6 +158,22 @@ pub(crate) async fn start_as(
         stop,
         running: Some(running),
     }
+}
+
+/// The reference services' own settings for a test: the saga deadline, the run's admin, and
+/// the defaults (never the environment's) for the rest.
+fn own_settings(
+    saga_timeout: Duration,
+    admin: &users_service::AdminAccount,
+) -> platform::OwnSettings {
+    let mut settings = platform::OwnSettings::default();
+    settings.insert(orders_service::Settings { saga_timeout });
+    settings.insert(shipping_service::Settings::default());
+    settings.insert(users_service::Settings {
+        admin: Some(admin.clone()),
+        ..users_service::Settings::default()
+    });
+    settings
 }
 
 /// Starts `services` (and users, always: it issues the tokens every other service checks)
@@ -338,10 +350,7 @@ impl System {
     ) {
         let mut paths = Vec::new();
         for user in users {
-            for service in services
-                .iter()
-                .filter(|s| ["orders", "payments", "shipping"].contains(s))
-            {
+            for service in services.iter().filter(|s| USERS_COPIED_BY.contains(s)) {
                 paths.push((*service, format!("/cache/users/{user}")));
             }
         }
@@ -516,4 +525,13 @@ impl System {
     }
 }
 
-pub(crate) const ALL: [&str; 5] = ["users", "inventory", "orders", "payments", "shipping"];
+pub(crate) static ALL: LazyLock<Vec<&str>> =
+    LazyLock::new(|| ServiceName::all().map(ServiceName::as_str).collect());
+
+/// The services that keep a cached copy of users.
+pub(crate) static USERS_COPIED_BY: LazyLock<Vec<&str>> = LazyLock::new(|| {
+    ServiceName::USERS
+        .copied_by()
+        .map(ServiceName::as_str)
+        .collect()
+});

@@ -78,7 +78,7 @@ async fn services_with_their_own_broker_users_run_the_saga_and_refuse_forged_eve
     };
     let refused = publish_as(
         &system,
-        ServiceName::Shipping,
+        ServiceName::SHIPPING,
         &events_schema::envelope("payments", &captured),
         system.names.events_exchange(),
         "payment.captured".to_owned(),
@@ -107,7 +107,7 @@ async fn services_with_their_own_broker_users_run_the_saga_and_refuse_forged_eve
         };
         publish_as(
             &system,
-            ServiceName::Shipping,
+            ServiceName::SHIPPING,
             &events_schema::envelope("inventory", &reserved),
             String::new(),
             system.names.service_queue("payments"),
@@ -171,7 +171,7 @@ async fn capture_for_an_unknown_user(system: &System) -> (conveyor::Envelope, Pa
     };
     let payment =
         events_schema::envelope("payments", &captured).with_correlation_id(captured.order_id);
-    publish_as_owner(system, ServiceName::Payments, &payment).await;
+    publish_as_owner(system, ServiceName::PAYMENTS, &payment).await;
     (payment, captured)
 }
 
@@ -182,7 +182,7 @@ async fn register(system: &System, user_id: Uuid) {
         ..UserRegisteredV1::sample()
     };
     let envelope = events_schema::envelope("users", &registered);
-    publish_as_owner(system, ServiceName::Users, &envelope).await;
+    publish_as_owner(system, ServiceName::USERS, &envelope).await;
 }
 
 /// Copies waiting in `service`'s retry tiers (the services keep the default tiers).

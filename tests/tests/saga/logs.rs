@@ -22,7 +22,7 @@ async fn json_log_lines_parse_and_carry_the_trace_of_the_request() {
             "info,lapin=warn,platform=debug".to_owned(),
         ),
     ];
-    let users = ServiceProcess::spawn(ServiceName::Users, &variables);
+    let users = ServiceProcess::spawn(ServiceName::USERS, &variables);
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let answer = reqwest::Client::new()
         .get(format!("{}/healthz", users.url))

@@ -17,7 +17,13 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use serde_json::json;
 use sqlx::PgPool;
-use system::ServiceName::{self, Inventory, Orders, Payments, Shipping, Users};
+use system::ServiceName;
+
+const USERS: ServiceName = ServiceName::USERS;
+const INVENTORY: ServiceName = ServiceName::INVENTORY;
+const ORDERS: ServiceName = ServiceName::ORDERS;
+const PAYMENTS: ServiceName = ServiceName::PAYMENTS;
+const SHIPPING: ServiceName = ServiceName::SHIPPING;
 use system::scenario::Api;
 use uuid::Uuid;
 
@@ -43,47 +49,47 @@ const NOBODY: &str = "http://127.0.0.1:9";
 /// the labels its series has (`key=value`, comma-separated; the others are summed over).
 const STEPS_OF_AN_ORDER: [(ServiceName, &str, &str); 13] = [
     (
-        Orders,
+        ORDERS,
         "http_requests_total",
         "service=orders,route=/orders,method=POST,status=201",
     ),
-    (Orders, PUBLISHED, "event_type=order.created"),
+    (ORDERS, PUBLISHED, "event_type=order.created"),
     (
-        Inventory,
+        INVENTORY,
         CONSUMED,
         "service=inventory,event_type=order.created,outcome=handled",
     ),
     (
-        Inventory,
+        INVENTORY,
         HANDLER_RUNS,
         "service=inventory,event_type=order.created",
     ),
-    (Inventory, PUBLISHED, "event_type=inventory.reserved"),
+    (INVENTORY, PUBLISHED, "event_type=inventory.reserved"),
     (
-        Payments,
+        PAYMENTS,
         CONSUMED,
         "service=payments,event_type=inventory.reserved,outcome=handled",
     ),
-    (Payments, PUBLISHED, "event_type=payment.captured"),
+    (PAYMENTS, PUBLISHED, "event_type=payment.captured"),
     (
-        Shipping,
+        SHIPPING,
         CONSUMED,
         "service=shipping,event_type=payment.captured,outcome=handled",
     ),
-    (Shipping, PUBLISHED, "event_type=shipment.scheduled"),
+    (SHIPPING, PUBLISHED, "event_type=shipment.scheduled"),
     (
-        Orders,
+        ORDERS,
         CONSUMED,
         "service=orders,event_type=shipment.scheduled,outcome=handled",
     ),
-    (Orders, PUBLISHED, "event_type=order.confirmed"),
+    (ORDERS, PUBLISHED, "event_type=order.confirmed"),
     (
-        Orders,
+        ORDERS,
         "conveyor_saga_outcomes_total",
         "outcome=confirmed,reason=",
     ),
     (
-        Orders,
+        ORDERS,
         "conveyor_saga_duration_seconds_count",
         "outcome=confirmed",
     ),
@@ -93,8 +99,8 @@ const STEPS_OF_AN_ORDER: [(ServiceName, &str, &str); 13] = [
 /// saga is counted once per order, by the process that took it, and no failure is counted.
 #[tokio::test]
 async fn each_step_of_known_orders_is_counted_once_by_the_process_that_took_it() {
-    const ORDERS: i64 = 3;
-    let system = Processes::start(&[Inventory, Orders, Payments, Shipping], &[]).await;
+    const PLACED: i64 = 3;
+    let system = Processes::start(&[INVENTORY, ORDERS, PAYMENTS, SHIPPING], &[]).await;
     let user = system.customer().await;
     let sku = system.product(10).await;
     system.wait_for_copies(&user, &sku).await;
@@ -103,7 +109,7 @@ async fn each_step_of_known_orders_is_counted_once_by_the_process_that_took_it()
         before.insert(service, scrape(system.url(service)).await);
     }
     let mut paths = Vec::new();
-    for _ in 0..ORDERS {
+    for _ in 0..PLACED {
         let body = json!({ "user_id": user, "items": [{ "sku": sku, "quantity": 1 }] });
         let placed = system.api.post("orders", "/orders", &body).await.unwrap();
         paths.push(format!("/orders/{}", placed["id"].as_str().unwrap()));
@@ -129,7 +135,7 @@ async fn each_step_of_known_orders_is_counted_once_by_the_process_that_took_it()
             let before = &before[&service];
             steps
                 .iter()
-                .all(|(_, name, labels)| moved(before, reading, name, labels) >= ORDERS)
+                .all(|(_, name, labels)| moved(before, reading, name, labels) >= PLACED)
         };
         let what = "quiet with every step counted";
         let reading = scrape_until(system.url(service), what, SETTLE, |reading| {
@@ -144,11 +150,11 @@ async fn each_step_of_known_orders_is_counted_once_by_the_process_that_took_it()
     for (service, name, labels) in STEPS_OF_AN_ORDER {
         assert_eq!(
             delta(service, name, labels),
-            ORDERS,
+            PLACED,
             "{service}: {name} {labels}"
         );
     }
-    for service in [Inventory, Orders, Payments, Shipping] {
+    for service in [INVENTORY, ORDERS, PAYMENTS, SHIPPING] {
         for outcome in ["duplicate", "retried", "dead_lettered"] {
             let labels = format!("service={service},outcome={outcome}");
             assert_eq!(delta(service, CONSUMED, &labels), 0, "{service}: {outcome}");
@@ -156,19 +162,19 @@ async fn each_step_of_known_orders_is_counted_once_by_the_process_that_took_it()
     }
     let everything = "service=inventory";
     assert_eq!(
-        delta(Inventory, CONSUMED, everything),
-        ORDERS,
+        delta(INVENTORY, CONSUMED, everything),
+        PLACED,
         "order.created only"
     );
-    let cancelled = delta(Orders, "conveyor_saga_outcomes_total", "outcome=cancelled");
+    let cancelled = delta(ORDERS, "conveyor_saga_outcomes_total", "outcome=cancelled");
     assert_eq!(cancelled, 0);
-    let pool_max = after[&Orders].gauge("db_pool_connections", "service=orders,state=max");
+    let pool_max = after[&ORDERS].gauge("db_pool_connections", "service=orders,state=max");
     assert_eq!(
         pool_max,
         Some(f64::from(POOL_SIZE)),
         "the pool size it was given"
     );
-    every_dashboard_query_names_exposed_metrics(&after[&Orders].0);
+    every_dashboard_query_names_exposed_metrics(&after[&ORDERS].0);
     system.stop().await;
 }
 
@@ -177,7 +183,7 @@ async fn each_step_of_known_orders_is_counted_once_by_the_process_that_took_it()
 /// succeeds: each delivery is counted once, under its outcome, and no run rolled back is.
 #[tokio::test]
 async fn a_duplicate_a_poison_event_and_a_transient_failure_are_each_counted_once() {
-    let system = Processes::start(&[Inventory], &[]).await;
+    let system = Processes::start(&[INVENTORY], &[]).await;
     let sku = system.product(10).await;
     let (clean_id, clean) = order_created(&sku);
     let (failing_id, failing) = order_created(&sku);
@@ -188,8 +194,8 @@ async fn a_duplicate_a_poison_event_and_a_transient_failure_are_each_counted_onc
         json!({ "order_id": "not-a-uuid" }),
     );
     let dead_letters = system.env.names.dead_letter_queue("inventory");
-    let inventory = system.url(Inventory);
-    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, Inventory)).await;
+    let inventory = system.url(INVENTORY);
+    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, INVENTORY)).await;
 
     system.env.publish(&clean).await;
     system.wait_for_reservation(clean_id).await;
@@ -210,7 +216,7 @@ async fn a_duplicate_a_poison_event_and_a_transient_failure_are_each_counted_onc
         "quiet with all four outcomes counted",
         SETTLE,
         |r| {
-            quiet(r, Inventory)
+            quiet(r, INVENTORY)
                 && counted(r, "handled") >= 2
                 && failures.into_iter().all(|outcome| counted(r, outcome) >= 1)
         },
@@ -254,12 +260,12 @@ async fn a_duplicate_a_poison_event_and_a_transient_failure_are_each_counted_onc
 /// once, as handled, for the commit that held, and nothing for the one that failed.
 #[tokio::test]
 async fn a_batch_whose_commit_fails_is_counted_once_for_the_commit_that_holds() {
-    let system = Processes::start(&[Inventory], &[]).await;
+    let system = Processes::start(&[INVENTORY], &[]).await;
     let sku = system.product(10).await;
     let (order_id, created) = order_created(&sku);
     system.fail_reservation(order_id, Fault::Commit, 1).await;
-    let inventory = system.url(Inventory);
-    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, Inventory)).await;
+    let inventory = system.url(INVENTORY);
+    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, INVENTORY)).await;
 
     system.env.publish(&created).await;
     system.wait_for_reservation(order_id).await;
@@ -268,7 +274,7 @@ async fn a_batch_whose_commit_fails_is_counted_once_for_the_commit_that_holds() 
         moved(&before, reading, CONSUMED, &labels)
     };
     let after = scrape_until(inventory, "quiet with the event counted", SETTLE, |r| {
-        quiet(r, Inventory) && counted(r, "handled") >= 1
+        quiet(r, INVENTORY) && counted(r, "handled") >= 1
     })
     .await;
 
@@ -298,17 +304,17 @@ async fn a_batch_whose_commit_fails_is_counted_once_for_the_commit_that_holds() 
 /// and each row is counted as published once.
 #[tokio::test]
 async fn the_outbox_gauges_count_the_rows_that_wait_and_return_to_zero() {
-    let system = Processes::start(&[Inventory], &[]).await;
-    let inventory = system.url(Inventory);
+    let system = Processes::start(&[INVENTORY], &[]).await;
+    let inventory = system.url(INVENTORY);
     let (of, created) = ("service=inventory", "event_type=product.created");
-    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, Inventory)).await;
+    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, INVENTORY)).await;
 
     system.cut_off_the_broker();
     for _ in 0..3 {
         system.product(1).await;
     }
     // Parked as the relay parks a row the broker will never take (as outbox.rs does).
-    let pool = PgPool::connect(system.database(Inventory)).await.unwrap();
+    let pool = PgPool::connect(system.database(INVENTORY)).await.unwrap();
     let parked = sqlx::query(
         "UPDATE conveyor.outbox SET parked_at = now(), attempts = 1, last_error = 'parked by a test'
          WHERE id = (SELECT min(id) FROM conveyor.outbox)",
@@ -354,7 +360,7 @@ async fn the_outbox_gauges_count_the_rows_that_wait_and_return_to_zero() {
         .await
         .unwrap();
     let after = scrape_until(inventory, "quiet, the parked row sent", SETTLE, |r| {
-        quiet(r, Inventory) && moved(&before, r, PUBLISHED, created) >= 3
+        quiet(r, INVENTORY) && moved(&before, r, PUBLISHED, created) >= 3
     })
     .await;
     assert_eq!(moved(&before, &after, PUBLISHED, created), 3);
@@ -369,13 +375,13 @@ async fn the_outbox_gauges_count_the_rows_that_wait_and_return_to_zero() {
 async fn the_lag_gauge_counts_the_messages_ready_in_the_queue_and_returns_to_zero() {
     const READY: u16 = 25;
     let one_worker = [("INVENTORY_CONSUMER_WORKERS", "1")];
-    let system = Processes::start(&[Inventory], &one_worker).await;
+    let system = Processes::start(&[INVENTORY], &one_worker).await;
     let sku = system.product(1000).await;
-    let inventory = system.url(Inventory);
+    let inventory = system.url(INVENTORY);
     let of = "service=inventory";
-    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, Inventory)).await;
+    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, INVENTORY)).await;
 
-    let held = system.hold_key(Inventory, &format!("sku:{sku}")).await;
+    let held = system.hold_key(INVENTORY, &format!("sku:{sku}")).await;
     let total = usize::from(conveyor::ConsumerOptions::default().prefetch + READY);
     let events: Vec<Envelope> = (0..total).map(|_| order_created(&sku).1).collect();
     publish_all(&system.env, &events).await;
@@ -398,7 +404,7 @@ async fn the_lag_gauge_counts_the_messages_ready_in_the_queue_and_returns_to_zer
         inventory,
         "every event handled, the queue empty",
         SETTLE,
-        |r| quiet(r, Inventory) && moved(&before, r, CONSUMED, handled) >= total,
+        |r| quiet(r, INVENTORY) && moved(&before, r, CONSUMED, handled) >= total,
     )
     .await;
     assert_eq!(moved(&before, &after, CONSUMED, handled), total);
@@ -435,7 +441,7 @@ impl Processes {
             ("CONVEYOR_ADMIN_PASSWORD".to_owned(), admin.password.clone()),
         ];
         let mut databases = BTreeMap::new();
-        for service in std::iter::once(Users).chain(others.iter().copied()) {
+        for service in std::iter::once(USERS).chain(others.iter().copied()) {
             let prefix = service.as_str().to_ascii_uppercase();
             let url = env.create_database(service.as_str()).await;
             variables.push((format!("{prefix}_DATABASE_URL"), url.clone()));
@@ -450,7 +456,7 @@ impl Processes {
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
         );
-        let users = ServiceProcess::spawn(Users, &variables);
+        let users = ServiceProcess::spawn(USERS, &variables);
         ready(&users.url).await;
         variables.push(("USERS_URL".to_owned(), users.url.clone()));
         let mut running = vec![users];
@@ -571,7 +577,7 @@ impl Processes {
                  FOR EACH ROW WHEN (NEW.order_id = '{order_id}')
                  EXECUTE FUNCTION metrics_test_fault('{failures}');"
         );
-        let pool = PgPool::connect(self.database(Inventory)).await.unwrap();
+        let pool = PgPool::connect(self.database(INVENTORY)).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&pool)
             .await
@@ -581,7 +587,7 @@ impl Processes {
 
     /// Tries to record the reservation [`Self::fail_reservation`] fails, rolled back or not.
     async fn tries(&self) -> i64 {
-        let pool = PgPool::connect(self.database(Inventory)).await.unwrap();
+        let pool = PgPool::connect(self.database(INVENTORY)).await.unwrap();
         let tries = sqlx::query_scalar("SELECT last_value FROM metrics_test_tries")
             .fetch_one(&pool)
             .await
@@ -810,7 +816,7 @@ fn moved(before: &Reading, after: &Reading, name: &str, selector: &str) -> i64 {
 fn quiet(reading: &Reading, service: ServiceName) -> bool {
     let of = format!("service={service}");
     let mut gauges = vec![BACKLOG, OLDEST_UNSENT, PARKED, OLDEST_PARKED];
-    if service != Users {
+    if service != USERS {
         gauges.push(LAG);
     }
     gauges

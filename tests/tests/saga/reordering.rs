@@ -10,7 +10,7 @@ use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
 use events_schema::users::{Address, UserDeactivatedV1, UserRegisteredV1, UserUpdatedV1};
 use uuid::Uuid;
 
-use crate::helpers::{ALL, start};
+use crate::helpers::{ALL, USERS_COPIED_BY, start};
 
 fn address(country: &str) -> Address {
     Address {
@@ -73,7 +73,7 @@ async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywh
     system
         .eventually("every copy has version 3", || async {
             let mut at_three = true;
-            for service in ["orders", "payments", "shipping"] {
+            for service in USERS_COPIED_BY.iter().copied() {
                 let copy = system.cached_user(service, &user).await;
                 at_three &= copy.is_some_and(|copy| copy["version"] == 3);
             }
@@ -82,7 +82,7 @@ async fn user_changes_delivered_twice_and_shuffled_leave_the_newest_copy_everywh
         .await;
     // Every version reached every copy (the older ones after the newest) before judging
     // that nothing went backwards.
-    for service in ["orders", "payments", "shipping"] {
+    for service in USERS_COPIED_BY.iter().copied() {
         wait_until_handled(&system, service, &[v1.id, v2.id, v3.id]).await;
     }
     let payments = system.api.get("payments", &payments_copy).await.unwrap();
@@ -301,7 +301,7 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
     let payments_db = damage::connect(&system.database_url("payments")).await;
     damage::execute(&payments_db, "DELETE FROM users_cache").await;
 
-    let republished = system::caches::rebuild(&system.api, system::ServiceName::Payments)
+    let republished = system::caches::rebuild(&system.api, system::ServiceName::PAYMENTS)
         .await
         .unwrap();
 
@@ -334,7 +334,7 @@ async fn a_service_whose_copy_was_lost_rebuilds_it_from_republished_state() {
         .unwrap();
     assert_eq!(orders_copy["active"], false);
     assert!(
-        system::caches::rebuild(&system.api, system::ServiceName::Users)
+        system::caches::rebuild(&system.api, system::ServiceName::USERS)
             .await
             .is_err()
     );
@@ -355,7 +355,7 @@ async fn a_rebuilt_copy_of_a_deactivated_user_keeps_the_address_and_the_deactiva
     let copy = format!("/cache/users/{gone}");
     let copies_deactivated = || async {
         let mut all = true;
-        for service in ["orders", "payments", "shipping"] {
+        for service in USERS_COPIED_BY.iter().copied() {
             let copy = system.cached_user(service, &gone).await;
             all &= copy.is_some_and(|copy| copy["active"] == false && copy["version"] == version);
         }
@@ -367,7 +367,7 @@ async fn a_rebuilt_copy_of_a_deactivated_user_keeps_the_address_and_the_deactiva
     let shipping_db = damage::connect(&system.database_url("shipping")).await;
     damage::execute(&shipping_db, "DELETE FROM users_cache").await;
 
-    let republished = system::caches::rebuild(&system.api, system::ServiceName::Shipping)
+    let republished = system::caches::rebuild(&system.api, system::ServiceName::SHIPPING)
         .await
         .unwrap();
     assert_eq!(republished["users"], 2);
@@ -389,7 +389,7 @@ async fn a_rebuilt_copy_of_a_deactivated_user_keeps_the_address_and_the_deactiva
         })
         .await;
     let pair = published().await.split_off(2);
-    for service in ["orders", "payments", "shipping"] {
+    for service in USERS_COPIED_BY.iter().copied() {
         wait_until_handled(&system, service, &pair).await;
     }
     let shipping = system.api.get("shipping", &copy).await.unwrap();

@@ -72,12 +72,12 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
         .await;
     // users first: the other services check tokens against the keys it publishes.
     let mut processes: Vec<ServiceProcess> = (0..REPLICAS)
-        .map(|_| ServiceProcess::spawn(ServiceName::Users, &variables))
+        .map(|_| ServiceProcess::spawn(ServiceName::USERS, &variables))
         .collect();
     wait_until_ready(&processes).await;
     variables.push(("USERS_URL".to_owned(), processes[0].url.clone()));
     for _ in 0..REPLICAS {
-        for service in ServiceName::all().filter(|service| *service != ServiceName::Users) {
+        for service in ServiceName::all().filter(|service| *service != ServiceName::USERS) {
             processes.push(ServiceProcess::spawn(service, &variables));
         }
     }
@@ -102,10 +102,10 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
         .unwrap();
     // One process of each consuming service dies at once, with work in its hands.
     let killed = [
-        ServiceName::Inventory,
-        ServiceName::Payments,
-        ServiceName::Shipping,
-        ServiceName::Orders,
+        ServiceName::INVENTORY,
+        ServiceName::PAYMENTS,
+        ServiceName::SHIPPING,
+        ServiceName::ORDERS,
     ];
     for service in killed {
         let victim = processes

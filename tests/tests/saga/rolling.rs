@@ -19,7 +19,13 @@ use conveyor::Names;
 use conveyor_testkit::TestEnv;
 use serde_json::json;
 use system::AdminAccount;
-use system::ServiceName::{self, Inventory, Orders, Payments, Shipping, Users};
+use system::ServiceName;
+
+const USERS: ServiceName = ServiceName::USERS;
+const INVENTORY: ServiceName = ServiceName::INVENTORY;
+const ORDERS: ServiceName = ServiceName::ORDERS;
+const PAYMENTS: ServiceName = ServiceName::PAYMENTS;
+const SHIPPING: ServiceName = ServiceName::SHIPPING;
 use system::scenario::{self, Api, Fixtures, LoadOptions, Placed, Strays};
 use tokio::sync::watch;
 
@@ -30,7 +36,7 @@ const PREVIOUS: &str = "CONVEYOR_PREVIOUS_BINARIES";
 const HOW_TO_RUN: &str = "CONVEYOR_PREVIOUS_BINARIES=$(scripts/previous-release) cargo test -p system-tests --test saga rolling -- --ignored";
 /// Users first (every cached copy and every token comes from it), then the saga's steps in
 /// the order an order travels them.
-const ROLL_ORDER: [ServiceName; 5] = [Users, Orders, Inventory, Payments, Shipping];
+const ROLL_ORDER: [ServiceName; 5] = [USERS, ORDERS, INVENTORY, PAYMENTS, SHIPPING];
 /// Traffic on the fleet as it is before each step: long enough for several batches.
 const PAUSE: Duration = Duration::from_secs(3);
 /// Orders per batch: 20 reach every path of the saga (`scenario::place` cycles through them).
@@ -53,9 +59,10 @@ type Counter = (&'static str, &'static str);
 fn work(service: ServiceName) -> &'static [Counter] {
     const HANDLED: Counter = (CONSUMED, "outcome=handled");
     match service {
-        Users => &[(HTTP, "route=/users,method=POST,status=201")],
-        Orders => &[(HTTP, "route=/orders,method=POST,status=201"), HANDLED],
-        Inventory | Payments | Shipping => &[HANDLED],
+        USERS => &[(HTTP, "route=/users,method=POST,status=201")],
+        ORDERS => &[(HTTP, "route=/orders,method=POST,status=201"), HANDLED],
+        // The saga's other steps: inventory, payments, shipping.
+        _ => &[HANDLED],
     }
 }
 
@@ -229,7 +236,7 @@ async fn start_previous_release(
     for service in ServiceName::all() {
         let process = spawn(Some(previous), service, variables).await;
         wait_until_ready(&process).await;
-        if service == Users {
+        if service == USERS {
             set_users_url(variables, &process.url);
         }
         let pair = Pair {
@@ -485,7 +492,7 @@ async fn start_new(
 ) {
     let process = spawn(None, service, variables).await;
     wait_until_ready(&process).await;
-    if service == Users {
+    if service == USERS {
         // The old processes keep the keys they fetched from the old users (the same keys:
         // they are kept in users' database) once it stops.
         set_users_url(variables, &process.url);

@@ -31,7 +31,7 @@ async fn services_stopped_mid_flow_leave_nothing_unsent() {
 async fn a_broker_that_stops_answering_holds_up_no_shutdown_and_loses_nothing() {
     let env = TestEnv::new().await;
     let (link, through_link) = env.freezable_link("payments through a link").await;
-    let service_amqp = BTreeMap::from([(ServiceName::Payments, through_link)]);
+    let service_amqp = BTreeMap::from([(ServiceName::PAYMENTS, through_link)]);
     let mut system = start_as(
         env,
         &ALL,

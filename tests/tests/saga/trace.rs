@@ -143,7 +143,7 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
         .waiting
         .as_ref()
         .expect("a pending order waits on a step");
-    assert_eq!(waiting.service, ServiceName::Payments);
+    assert_eq!(waiting.service, ServiceName::PAYMENTS);
     assert_eq!(waiting.event_type, "inventory.reserved");
     assert_eq!(waiting.action, WaitAction::Handle);
     let rules: Vec<_> = trace.diagnosis.iter().map(|finding| finding.rule).collect();

@@ -41,7 +41,7 @@ pub(crate) async fn run(load: GatewayLoad, json: bool) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let mut running = system::start(
         &config,
-        &[ServiceName::Users, ServiceName::Inventory],
+        &[ServiceName::USERS, ServiceName::INVENTORY],
         shutdown.clone(),
     )
     .await?;

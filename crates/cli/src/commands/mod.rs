@@ -5,6 +5,7 @@ pub(crate) mod bench_gateway;
 pub(crate) mod broker_users;
 pub(crate) mod cache;
 pub(crate) mod demo;
+pub(crate) mod deploy;
 pub(crate) mod dlq;
 pub(crate) mod events;
 pub(crate) mod ledger_demo;

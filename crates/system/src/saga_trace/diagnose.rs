@@ -121,7 +121,7 @@ fn diagnose_pending(trace: &mut Trace, evidence: &Evidence) {
     if trace.events.is_empty() {
         findings.push(Finding {
             rule: "no-events",
-            service: Some(ServiceName::Orders),
+            service: Some(ServiceName::ORDERS),
             message: "no event of this order is in any service's outbox or sent log (the sent \
                       log keeps a day): orders may not have written order.created"
                 .to_owned(),
@@ -298,7 +298,7 @@ fn deadline_finding(deadline_at: DateTime<Utc>, evidence: &Evidence) -> Finding 
     };
     Finding {
         rule: "deadline",
-        service: Some(ServiceName::Orders),
+        service: Some(ServiceName::ORDERS),
         message: format!(
             "its deadline passed at {} but it is not cancelled yet: {watchdog}",
             deadline_at.format("%H:%M:%S")
@@ -383,10 +383,10 @@ mod tests {
             now,
             clock: Some(now),
             queues: [
-                ServiceName::Inventory,
-                ServiceName::Orders,
-                ServiceName::Payments,
-                ServiceName::Shipping,
+                ServiceName::INVENTORY,
+                ServiceName::ORDERS,
+                ServiceName::PAYMENTS,
+                ServiceName::SHIPPING,
             ]
             .into_iter()
             .map(|service| {
@@ -419,10 +419,10 @@ mod tests {
         let reserved = event(&order, "inventory.reserved", 79, now);
         evidence
             .handled
-            .insert((ServiceName::Inventory, created.event_id), Handled::at(now));
+            .insert((ServiceName::INVENTORY, created.event_id), Handled::at(now));
         let reserved_id = reserved.event_id;
-        evidence.events.push((ServiceName::Orders, created));
-        evidence.events.push((ServiceName::Inventory, reserved));
+        evidence.events.push((ServiceName::ORDERS, created));
+        evidence.events.push((ServiceName::INVENTORY, reserved));
         (order, evidence, reserved_id)
     }
 
@@ -433,13 +433,13 @@ mod tests {
         let waiting = trace.waiting.clone().unwrap();
         assert_eq!(
             (waiting.service, waiting.action),
-            (ServiceName::Payments, WaitAction::Handle)
+            (ServiceName::PAYMENTS, WaitAction::Handle)
         );
         assert_eq!(trace.diagnosis[0].rule, "unknown");
 
         evidence
             .queues
-            .get_mut(&ServiceName::Payments)
+            .get_mut(&ServiceName::PAYMENTS)
             .unwrap()
             .retrying = 1;
         let trace = diagnose(&order, &evidence, &map());
@@ -447,10 +447,10 @@ mod tests {
 
         evidence
             .readiness
-            .insert(ServiceName::Payments, Err("nothing answers".into()));
+            .insert(ServiceName::PAYMENTS, Err("nothing answers".into()));
         evidence
             .queues
-            .get_mut(&ServiceName::Payments)
+            .get_mut(&ServiceName::PAYMENTS)
             .unwrap()
             .consumers = 0;
         let rules: Vec<_> = diagnose(&order, &evidence, &map())
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(rules, ["not-ready", "no-consumer", "retry-pending"]);
 
         evidence.letters.push((
-            ServiceName::Payments,
+            ServiceName::PAYMENTS,
             Letter {
                 event_id: Some(reserved.to_string()),
                 kind: Some("retries-exhausted".into()),
@@ -496,7 +496,7 @@ mod tests {
         let waiting = trace.waiting.unwrap();
         assert_eq!(
             (waiting.service, waiting.action, waiting.event_id),
-            (ServiceName::Orders, WaitAction::Publish, created_id)
+            (ServiceName::ORDERS, WaitAction::Publish, created_id)
         );
         assert!(
             trace.diagnosis[0].message.contains("parked"),
@@ -529,12 +529,12 @@ mod tests {
         let order = order("cancelled", now);
         let mut evidence = evidence(now);
         let cancelled = event(&order, "order.cancelled", 10, now);
-        for service in [ServiceName::Inventory, ServiceName::Payments] {
+        for service in [ServiceName::INVENTORY, ServiceName::PAYMENTS] {
             evidence
                 .handled
                 .insert((service, cancelled.event_id), Handled::at(now));
         }
-        evidence.events.push((ServiceName::Orders, cancelled));
+        evidence.events.push((ServiceName::ORDERS, cancelled));
         let trace = diagnose(&order, &evidence, &map());
         assert!(trace.waiting.is_none());
         let owed: Vec<_> = trace
@@ -542,14 +542,14 @@ mod tests {
             .iter()
             .map(|finding| finding.service)
             .collect();
-        assert_eq!(owed, [Some(ServiceName::Shipping)]);
+        assert_eq!(owed, [Some(ServiceName::SHIPPING)]);
     }
 
     #[test]
     fn a_handled_event_says_on_which_attempt() {
         let (order, mut evidence, reserved) = waiting_on_payments();
         evidence.handled.insert(
-            (ServiceName::Payments, reserved),
+            (ServiceName::PAYMENTS, reserved),
             Handled {
                 at: evidence.now,
                 attempt: Some(3),
@@ -557,7 +557,7 @@ mod tests {
         );
         let trace = diagnose(&order, &evidence, &map());
         let handling = &trace.events[1].handlers[0];
-        assert_eq!(handling.service, ServiceName::Payments);
+        assert_eq!(handling.service, ServiceName::PAYMENTS);
         assert!(
             matches!(
                 handling.outcome,

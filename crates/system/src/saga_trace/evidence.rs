@@ -117,7 +117,7 @@ pub(super) struct Evidence {
 pub(super) fn orders_database(sources: &Sources) -> anyhow::Result<&PgPool> {
     sources
         .databases
-        .get(&ServiceName::Orders)
+        .get(&ServiceName::ORDERS)
         .ok_or_else(|| anyhow::anyhow!("orders' database is not configured (ORDERS_DATABASE_URL)"))
 }
 

@@ -121,9 +121,9 @@ mod tests {
             .filter(|queue| is_dead_letter_queue(queue))
             .map(str::to_owned)
             .collect();
-        let mut expected: Vec<String> = ["inventory", "orders", "payments", "shipping"]
-            .iter()
-            .map(|service| names.dead_letter_queue(service))
+        let mut expected: Vec<String> = crate::ServiceName::all()
+            .filter(|service| service.consumes())
+            .map(|service| names.dead_letter_queue(service.as_str()))
             .collect();
         counted.sort();
         expected.sort();

@@ -142,8 +142,8 @@ pub(crate) async fn wait_for_caches(
     let deadline = Instant::now() + within;
     let mut lookups: Vec<(&str, String)> = Vec::new();
     for user in fixtures.all_users() {
-        for service in ["orders", "payments", "shipping"] {
-            lookups.push((service, format!("/cache/users/{user}")));
+        for service in crate::ServiceName::USERS.copied_by() {
+            lookups.push((service.as_str(), format!("/cache/users/{user}")));
         }
     }
     for sku in fixtures.all_products() {

@@ -218,11 +218,11 @@ fn name_in_doc_list(text: &str, module: &str) -> String {
     text.replacen(old, &new, 1)
 }
 
-/// Where a service's `pub const EMITS: &[&str] = &[…];` is (byte range) and what it lists.
+/// Where the `emits` of a service's `DECLARATION` is (byte range) and what it lists.
 pub(crate) fn emits_list(text: &str) -> Option<(usize, usize, Vec<String>)> {
-    const OPENING: &str = "pub const EMITS: &[&str] = &[";
+    const OPENING: &str = "    emits: &[";
     let start = text.find(OPENING)?;
-    let end = start + text[start..].find("];")? + 2;
+    let end = start + text[start..].find("],")? + 2;
     let items = text[start + OPENING.len()..end - 2]
         .split(',')
         .map(str::trim)
@@ -232,17 +232,17 @@ pub(crate) fn emits_list(text: &str) -> Option<(usize, usize, Vec<String>)> {
     Some((start, end, items))
 }
 
-/// Adds `"<type>"` to a service's `EMITS`, on one line or one item per line as rustfmt
-/// writes arrays (one line while it fits in 60 columns).
+/// Adds `"<type>"` to the `emits` of a service's `DECLARATION`, on one line or one item per
+/// line as rustfmt writes arrays (one line while it fits in 60 columns).
 pub(crate) fn emits(text: &str, event_type: &str) -> Option<Edited> {
     let (start, end, mut items) = emits_list(text)?;
     items.push(format!("\"{event_type}\""));
     let one_line = format!("[{}]", items.join(", "));
     let list = if one_line.len() <= 60 {
-        format!("pub const EMITS: &[&str] = &{one_line};")
+        format!("    emits: &{one_line},")
     } else {
-        let lines = items.join(",\n    ");
-        format!("pub const EMITS: &[&str] = &[\n    {lines},\n];")
+        let lines = items.join(",\n        ");
+        format!("    emits: &[\n        {lines},\n    ],")
     };
     let line = text[..start].lines().count() + 1;
     Some(Edited {
@@ -391,16 +391,17 @@ use events_schema::{Event, SCHEMAS};
 
     #[test]
     fn emits_is_written_as_rustfmt_writes_it() {
-        let short = "pub const EMITS: &[&str] = &[\"a.b\"];\npub const X: u8 = 1;\n";
+        let short = "    name: SERVICE,\n    emits: &[\"a.b\"],\n    routes: ROUTES,\n";
         let edited = emits(short, "a.c").unwrap();
-        let expected = "pub const EMITS: &[&str] = &[\"a.b\", \"a.c\"];\npub const X: u8 = 1;\n";
+        let expected = "    name: SERVICE,\n    emits: &[\"a.b\", \"a.c\"],\n    routes: ROUTES,\n";
         assert_eq!(edited.text, expected);
         let long = "// x
-pub const EMITS: &[&str] = &[\"order.created\", \"order.confirmed\", \"order.cancelled\"];
+    emits: &[\"order.created\", \"order.confirmed\", \"order.cancelled\"],
+    routes: ROUTES,
 ";
         let edited = emits(long, "order.shipped").unwrap();
         assert_eq!(edited.line, 2);
-        let tail = "    \"order.cancelled\",\n    \"order.shipped\",\n];\n";
+        let tail = "        \"order.cancelled\",\n        \"order.shipped\",\n    ],\n    routes: ROUTES,\n";
         assert!(edited.text.ends_with(tail), "{}", edited.text);
         assert!(emits("pub const X: u8 = 1;\n", "a.b").is_none());
     }

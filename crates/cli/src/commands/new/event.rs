@@ -51,7 +51,7 @@ For TYPE (lowercase noun.past-tense, e.g. notification.sent) owned by SERVICE, u
       `typed!(<Noun><Verb>V1),` in typed_events() (and the new module's `use`), so the
       tests prove the type and the schema agree.
   services/<dir>/src/lib.rs
-      \"TYPE\" in EMITS, when a service crate there is SERVICE: what AsyncAPI says it sends.
+      \"TYPE\" in the `emits` of its DECLARATION, when a service crate there is SERVICE: what AsyncAPI says it sends.
 
 SERVICE is a service already known (an owner in OWNERS, or the SERVICE of a crate under
 services/) or a new one, since a team's service may start with its first event; a name a
@@ -146,7 +146,7 @@ struct Owner {
     kind: OwnerKind,
     /// Whether it owns no type yet (is in no `OWNERS` entry).
     first_type: bool,
-    /// Its crate's `services/<dir>/src/lib.rs` and text, whose `EMITS` lists what it sends.
+    /// Its crate's `services/<dir>/src/lib.rs` and text, whose `DECLARATION` lists what it emits.
     crate_lib: Option<(String, String)>,
 }
 
@@ -204,7 +204,7 @@ impl Tree {
             if let Some((_, _, emits)) = edits::emits_list(text)
                 && emits.contains(&quoted)
             {
-                found.push(format!("{path} (EMITS)"));
+                found.push(format!("{path} (emits)"));
             }
         }
         found
@@ -407,7 +407,7 @@ fn code(
 }
 
 /// The one-line entries: the catalog, the owners, the contract test's list (with the new
-/// module's import) and, when the owner's crate is in the tree, its `EMITS`.
+/// module's import) and, when the owner's crate is in the tree, the `emits` of its `DECLARATION`.
 fn registrations(
     tree: &Tree,
     name: &EventName,
@@ -447,7 +447,7 @@ fn registrations(
     if let Some((path, text)) = &owner.crate_lib
         && let Some(edited) = edits::emits(text, event_type)
     {
-        let what = format!("\"{event_type}\" in EMITS");
+        let what = format!("\"{event_type}\" in emits");
         changes.push(Change::edit(path, edited, what));
     }
     Ok(changes)
@@ -528,7 +528,7 @@ fn next_steps(root: &Path, name: &EventName, owner: &Owner, changes: &[Change]) 
 /// The last step, the same for every type.
 const CHECK_STEP: &str = "Check: `cargo test -p events-schema`, then `conveyor schema check` (a new type breaks nothing; once committed, it guards later changes to it).";
 
-/// What the owner still needs: its `EMITS` entry where the command could not add it, and
+/// What the owner still needs: its `emits` entry where the command could not add it, and
 /// its place in the system when this is its first event type.
 fn owner_steps(name: &EventName, owner: &Owner, changes: &[Change]) -> Vec<String> {
     let (event_type, owner_name) = (&name.event_type, &owner.name);
@@ -536,19 +536,19 @@ fn owner_steps(name: &EventName, owner: &Owner, changes: &[Change]) -> Vec<Strin
     match &owner.crate_lib {
         Some((path, _)) if !changes.iter().any(|change| change.path == *path) => {
             steps.push(format!(
-                "Add \"{event_type}\" to `pub const EMITS` in {path}: no such list was found there."
+                "Add \"{event_type}\" to the `emits` of `DECLARATION` in {path}: no such list was found there."
             ));
         }
         Some(_) => {}
         None => {
             steps.push(format!(
-                "Add \"{event_type}\" to the `pub const EMITS: &[&str]` of the {owner_name} service's crate (no crate under services/ declares `SERVICE = \"{owner_name}\"`)."
+                "Add \"{event_type}\" to the `emits` of the {owner_name} service's `DECLARATION` (no crate under services/ declares `SERVICE = \"{owner_name}\"`)."
             ));
         }
     }
     if owner.first_type {
         steps.push(format!(
-            "{owner_name} owns no other event type: if it is not in the system's roster yet (crates/system/src/roster.rs), add it there, or the AsyncAPI document shows {event_type} with no sender. `conveyor topology users` then gives its broker user, and no other, the right to publish {event_type}."
+            "{owner_name} owns no other event type: if it is not in the system yet, add its DECLARATION to SERVICES in crates/system/src/roster.rs, or the AsyncAPI document shows {event_type} with no sender. `conveyor topology users` then gives its broker user, and no other, the right to publish {event_type}."
         ));
     }
     steps

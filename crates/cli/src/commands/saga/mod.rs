@@ -132,10 +132,10 @@ fn print_report(report: &ReconcileReport) {
 async fn databases() -> anyhow::Result<Databases> {
     let config = system::SystemConfig::from_env()?;
     let (orders, payments, inventory, shipping) = tokio::try_join!(
-        service_database(&config, ServiceName::Orders),
-        service_database(&config, ServiceName::Payments),
-        service_database(&config, ServiceName::Inventory),
-        service_database(&config, ServiceName::Shipping),
+        service_database(&config, ServiceName::ORDERS),
+        service_database(&config, ServiceName::PAYMENTS),
+        service_database(&config, ServiceName::INVENTORY),
+        service_database(&config, ServiceName::SHIPPING),
     )?;
     Ok(Databases {
         orders,
