@@ -2,6 +2,8 @@
 //! events-schema/ (and of the orders service's lib.rs): every file it writes, a schema whose
 //! example passes it, and a refusal that changes nothing when the type is already there.
 
+mod generators;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -57,18 +59,9 @@ impl Scratch {
         [LIB, CATALOG, PUBLISHERS, CONTRACT_TESTS, ORDERS_LIB].map(|file| self.read(file))
     }
 
-    /// `conveyor new event ARGS --root <this copy>`: whether it succeeded, and what it said.
+    /// `conveyor new event ARGS --root <this copy>`: whether it succeeded, what it said.
     fn new_event(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_conveyor"))
-            .args(["new", "event"])
-            .args(args)
-            .arg("--root")
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        (output.status.success(), format!("{stdout}{stderr}"))
+        generators::conveyor_new("event", args, &self.0)
     }
 }
 
@@ -261,7 +254,10 @@ fn a_type_of_a_known_noun_joins_its_module_and_its_owners_emits() {
     assert!(previous.starts_with("        typed!(Order"), "{contract}");
     assert_eq!(contract.matches("use events_schema::orders::*;").count(), 1);
     let orders = scratch.read(ORDERS_LIB);
-    assert!(orders.contains("        \"order.shipped\",\n    ],\n"), "{orders}");
+    assert!(
+        orders.contains("        \"order.shipped\",\n    ],\n"),
+        "{orders}"
+    );
     // orders owns other types already: no word on the roster.
     assert!(!output.contains("roster"), "{output}");
     assert!(output.contains("services/orders/src/lib.rs:"), "{output}");

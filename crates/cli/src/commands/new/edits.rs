@@ -218,6 +218,25 @@ fn name_in_doc_list(text: &str, module: &str) -> String {
     text.replacen(old, &new, 1)
 }
 
+/// Adds `line` after the last line of `text` starting with `prefix`.
+pub(crate) fn after_last_line_starting(text: &str, prefix: &str, line: &str) -> Option<Edited> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let index = lines
+        .iter()
+        .rposition(|candidate| candidate.starts_with(prefix))?;
+    let mut edited = lines[..=index].concat();
+    if !edited.ends_with('\n') {
+        edited.push('\n');
+    }
+    edited.push_str(line);
+    edited.push('\n');
+    edited.push_str(&lines[index + 1..].concat());
+    Some(Edited {
+        text: edited,
+        line: index + 2,
+    })
+}
+
 /// Where the `emits` of a service's `DECLARATION` is (byte range) and what it lists.
 pub(crate) fn emits_list(text: &str) -> Option<(usize, usize, Vec<String>)> {
     const OPENING: &str = "    emits: &[";
@@ -387,6 +406,18 @@ use events_schema::{Event, SCHEMAS};
         assert!(text.ends_with(end), "{text}");
         let text = name_in_doc_list(&text, "zones");
         assert!(text.ends_with("`zones`: the typed events.\n"), "{text}");
+    }
+
+    #[test]
+    fn a_line_goes_after_the_last_of_its_kind() {
+        let text = "[deps]\na-service = 1\nb-service = 2\nother = 3\n";
+        let edited = after_last_line_starting(text, "b-service = ", "c-service = 4").unwrap();
+        assert_eq!(
+            edited.text,
+            "[deps]\na-service = 1\nb-service = 2\nc-service = 4\nother = 3\n"
+        );
+        assert_eq!(edited.line, 4);
+        assert!(after_last_line_starting(text, "z", "x").is_none());
     }
 
     #[test]

@@ -4,14 +4,14 @@
 //! tree as it was.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
 use clap::Args;
 use events_schema::publishers::GATEWAY;
 
-use super::edits::{self, Edited};
+use super::edits;
+use super::files::{self, Change};
 use super::names::{self, EventName, OwnerKind};
 use super::templates;
 
@@ -21,7 +21,6 @@ const LIB: &str = "events-schema/src/lib.rs";
 const CATALOG: &str = "events-schema/src/catalog.rs";
 const PUBLISHERS: &str = "events-schema/src/publishers.rs";
 const CONTRACT_TESTS: &str = "events-schema/tests/contract.rs";
-const SERVICES_DIR: &str = "services";
 
 /// `conveyor new event --help`.
 pub(crate) const LONG_HELP: &str = "\
@@ -93,7 +92,7 @@ pub(crate) fn run(args: EventArgs) -> anyhow::Result<()> {
     let owner = tree.owner(&args.owner)?;
     let description = description(&name, args.description.as_deref())?;
     let changes = plan(&tree, &name, &owner, &description)?;
-    write(&args.root, &changes)?;
+    files::write(&args.root, &changes)?;
     report(&args.root, &name, &owner, &changes);
     Ok(())
 }
@@ -167,8 +166,8 @@ impl Tree {
             catalog: file(CATALOG)?,
             publishers: file(PUBLISHERS)?,
             contract: file(CONTRACT_TESTS)?,
-            modules: modules(&root.join(SRC_DIR))?,
-            services: service_crates(root)?,
+            modules: files::modules(&root.join(SRC_DIR))?,
+            services: files::service_crates(root)?,
         })
     }
 
@@ -196,7 +195,7 @@ impl Tree {
             found.push(format!("{CONTRACT_TESTS} (typed_events)"));
         }
         for (module, text) in &self.modules {
-            if text.contains(&type_const) || declares(text, &name.struct_name()) {
+            if text.contains(&type_const) || files::declares(text, &name.struct_name()) {
                 found.push(format!("{SRC_DIR}/{module}.rs"));
             }
         }
@@ -219,13 +218,13 @@ impl Tree {
             .collect();
         let mut known = owners.clone();
         for (_, text) in &self.services {
-            known.extend(service_name(text));
+            known.extend(files::service_name(text));
         }
         let kind = names::check_owner(owner, &known, GATEWAY)?;
         let crate_lib = self
             .services
             .iter()
-            .find(|(_, text)| service_name(text).as_deref() == Some(owner))
+            .find(|(_, text)| files::service_name(text).as_deref() == Some(owner))
             .cloned();
         Ok(Owner {
             name: owner.to_owned(),
@@ -251,99 +250,6 @@ impl Tree {
             name.noun
         );
         Ok(Placement::New { module })
-    }
-}
-
-/// Every `.rs` file of `dir` by module name, with its text.
-fn modules(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let cannot = || format!("cannot read {}", dir.display());
-    let mut modules = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(cannot)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|extension| extension == "rs")
-            && let Some(stem) = path.file_stem()
-        {
-            modules.push((stem.to_string_lossy().into_owned(), read(&path)?));
-        }
-    }
-    modules.sort();
-    Ok(modules)
-}
-
-/// Each service crate's `src/lib.rs` under services/, by path under the root, with its
-/// text; none when the root has no services/ (a copy of events-schema/ alone).
-fn service_crates(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let Ok(entries) = std::fs::read_dir(root.join(SERVICES_DIR)) else {
-        return Ok(Vec::new());
-    };
-    let mut crates = Vec::new();
-    for entry in entries {
-        let dir = entry?.file_name();
-        let relative = format!("{SERVICES_DIR}/{}/src/lib.rs", dir.to_string_lossy());
-        let path = root.join(&relative);
-        if path.is_file() {
-            crates.push((relative, read(&path)?));
-        }
-    }
-    crates.sort();
-    Ok(crates)
-}
-
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// The `SERVICE` a service crate's lib.rs declares.
-fn service_name(text: &str) -> Option<String> {
-    let rest = text.split("pub const SERVICE: &str = \"").nth(1)?;
-    Some(rest.split('"').next()?.to_owned())
-}
-
-/// Whether `text` declares a struct named `name` (not merely one whose name starts so).
-fn declares(text: &str, name: &str) -> bool {
-    let needle = format!("struct {name}");
-    text.match_indices(&needle).any(|(at, _)| {
-        !text[at + needle.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
-    })
-}
-
-/// One file to write: its path under the root, its whole new text, whether it is new, the
-/// line it gained, and what that is (for the summary).
-struct Change {
-    path: String,
-    text: String,
-    created: bool,
-    line: Option<usize>,
-    what: String,
-}
-
-impl Change {
-    fn edit(path: &str, edited: Edited, what: String) -> Self {
-        Self {
-            path: path.to_owned(),
-            text: edited.text,
-            created: false,
-            line: Some(edited.line),
-            what,
-        }
-    }
-
-    fn new_file(path: String, text: String, what: String) -> Self {
-        Self {
-            path,
-            text,
-            created: true,
-            line: None,
-            what,
-        }
-    }
-
-    /// `path:line` of the added line; a new file's path alone.
-    fn location(&self) -> String {
-        match self.line {
-            Some(line) => format!("{}:{line}", self.path),
-            None => self.path.clone(),
-        }
     }
 }
 
@@ -453,35 +359,6 @@ fn registrations(
     Ok(changes)
 }
 
-/// Writes every change, a new file only if it still does not exist. On a failure, names
-/// the files already written, to undo or finish by hand.
-fn write(root: &Path, changes: &[Change]) -> anyhow::Result<()> {
-    let mut written: Vec<&str> = Vec::new();
-    for change in changes {
-        write_one(&root.join(&change.path), change).with_context(|| {
-            let done = if written.is_empty() {
-                "none".to_owned()
-            } else {
-                written.join(", ")
-            };
-            format!("cannot write {}; written before it: {done}", change.path)
-        })?;
-        written.push(&change.path);
-    }
-    Ok(())
-}
-
-fn write_one(path: &Path, change: &Change) -> std::io::Result<()> {
-    if !change.created {
-        return std::fs::write(path, &change.text);
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    // Not `fs::write`: a file that appeared since the checks is refused, not overwritten.
-    std::fs::File::create_new(path)?.write_all(change.text.as_bytes())
-}
-
 /// What was written, where, and what is left to do.
 fn report(root: &Path, name: &EventName, owner: &Owner, changes: &[Change]) {
     let new_service = match owner.kind {
@@ -489,13 +366,10 @@ fn report(root: &Path, name: &EventName, owner: &Owner, changes: &[Change]) {
         OwnerKind::Known => "",
     };
     let (event_type, owner_name) = (&name.event_type, &owner.name);
-    println!("Added {event_type} v1, owned by {owner_name}{new_service}:");
-    let locations: Vec<String> = changes.iter().map(Change::location).collect();
-    let width = locations.iter().map(String::len).max().unwrap_or(0);
-    for (change, location) in changes.iter().zip(&locations) {
-        let verb = if change.created { "new   " } else { "edited" };
-        println!("  {verb} {location:<width$}  {}", change.what);
-    }
+    files::print_changes(
+        &format!("Added {event_type} v1, owned by {owner_name}{new_service}:"),
+        changes,
+    );
     println!("\nNext:");
     for (number, step) in next_steps(root, name, owner, changes).iter().enumerate() {
         println!("  {}. {step}", number + 1);
