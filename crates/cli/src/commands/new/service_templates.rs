@@ -94,11 +94,11 @@ anyhow.workspace = true
 tokio.workspace = true
 sqlx.workspace = true
 serde_json.workspace = true
+uuid.workspace = true
 mimalloc.workspace = true
 
 [dev-dependencies]
 conveyor-testkit.workspace = true
-uuid.workspace = true
 
 [lints]
 workspace = true
