@@ -2,9 +2,7 @@
 //! names its service), rendered in the text format by each service's `GET /metrics`.
 //! Names follow Prometheus conventions: `_total` for counters, base units (`_seconds`).
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::LazyLock;
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -15,7 +13,7 @@ use prometheus::{
 pub const TEXT_FORMAT: &str = prometheus::TEXT_FORMAT;
 
 /// Buckets for work done within a request or a handler: 1 ms to 10 s.
-const QUICK: &[f64] = &[
+pub const QUICK: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Buckets for a saga from placed to final: 50 ms to 5 min (the deadline is 2 min).
@@ -47,21 +45,10 @@ pub struct Metrics {
     pub outbox_oldest_parked_age: GaugeVec,
     /// `conveyor_consumer_lag_messages{service}`: ready messages in the service's queue.
     pub consumer_lag: IntGaugeVec,
-    /// `conveyor_cache_age_seconds{service,copy}`: since the newest update a cached copy
-    /// applied.
-    pub cache_age: GaugeVec,
     /// `conveyor_saga_outcomes_total{outcome,reason}`: orders finished.
     pub saga_outcomes: IntCounterVec,
     /// `conveyor_saga_duration_seconds{outcome}`: placed to final.
     pub saga_duration: HistogramVec,
-    /// `http_requests_total{service,route,method,status}`.
-    pub http_requests: IntCounterVec,
-    /// `http_request_duration_seconds{service,route,method}`.
-    pub http_duration: HistogramVec,
-    /// `db_pool_connections{service,state}`: `in_use`, `idle` and `max`.
-    pub db_pool: IntGaugeVec,
-    /// When each service's copy was last updated, for `cache_age` at each rendering.
-    copies_updated: Mutex<HashMap<(String, &'static str), Instant>>,
 }
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -162,12 +149,6 @@ impl Metrics {
                 "Messages ready in the service's queue, not yet delivered.",
                 &["service"],
             ),
-            cache_age: gauge(
-                r,
-                "conveyor_cache_age_seconds",
-                "Time since the newest update a cached copy applied.",
-                &["service", "copy"],
-            ),
             saga_outcomes: counter(
                 r,
                 "conveyor_saga_outcomes_total",
@@ -181,50 +162,18 @@ impl Metrics {
                 SAGA,
                 &["outcome"],
             ),
-            http_requests: counter(
-                r,
-                "http_requests_total",
-                "HTTP requests answered, by route and status.",
-                &["service", "route", "method", "status"],
-            ),
-            http_duration: histogram(
-                r,
-                "http_request_duration_seconds",
-                "Time to answer an HTTP request.",
-                QUICK,
-                &["service", "route", "method"],
-            ),
-            db_pool: int_gauge(
-                r,
-                "db_pool_connections",
-                "Database pool connections: in_use, idle and max.",
-                &["service", "state"],
-            ),
-            copies_updated: Mutex::default(),
             registry,
         }
     }
 
-    /// `service`'s cached copy `copy` applied an update just now.
-    pub fn copy_updated(&self, service: &str, copy: &'static str) {
-        self.copies_updated
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((service.to_owned(), copy), Instant::now());
+    /// Registers a metric of a layer above the runtime (the services' HTTP metrics), so the
+    /// one `GET /metrics` renders it beside the runtime's.
+    pub fn register<C: Collector + Clone + 'static>(&self, collector: C) -> C {
+        register(&self.registry, collector)
     }
 
     /// Every metric in Prometheus's text format.
     pub fn render(&self) -> String {
-        for ((service, copy), updated) in self
-            .copies_updated
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            self.cache_age
-                .with_label_values(&[service.as_str(), *copy])
-                .set(updated.elapsed().as_secs_f64());
-        }
         let mut text = String::new();
         if let Err(error) =
             prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)

@@ -124,7 +124,7 @@ pub fn help(declaration: &Declaration) -> String {
             format!(
                 "channels handling events at once, from 1 to 64; events that share a key never \
                  run at once whatever the number [default: {}]",
-                conveyor::ConsumerOptions::default().concurrency
+                conveyor::ConsumerOptions::default().workers
             ),
         ),
         (

@@ -22,6 +22,7 @@
 //!   gateway publishes it), the routers built from them and the gateway's allow-list.
 //! - `telemetry`: structured logs and spans, set up once per process.
 //! - `trace_context`: a request's W3C `traceparent`, continued by its span.
+//! - `service_metrics`: HTTP, pool and cached-copy metrics, beside the runtime's.
 //! - `service`: the runner that starts the HTTP server, the consumer, the outbox relay and
 //!   background tasks, and stops them all on shutdown.
 
@@ -39,6 +40,7 @@ mod own_settings;
 mod republish;
 pub mod routes;
 mod service;
+mod service_metrics;
 mod tasks;
 pub mod telemetry;
 mod trace_context;
@@ -52,5 +54,6 @@ pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
 pub use input::InputError;
 pub use republish::republish;
 pub use service::{BackgroundTask, Service, ServiceParts};
+pub use service_metrics::copy_updated;
 pub use tasks::NamedTasks;
 pub use trace_context::{continue_http_trace, trace_headers};

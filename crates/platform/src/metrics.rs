@@ -1,5 +1,6 @@
-//! `GET /metrics` on every service: the runtime's Prometheus metrics, each HTTP request
-//! counted by route and status, and gauges sampled every few seconds (the outbox's backlog
+//! `GET /metrics` on every service: the runtime's Prometheus metrics and the service's own
+//! (`service_metrics`), each HTTP request counted by route and status, and gauges sampled
+//! every few seconds (the outbox's backlog
 //! and the age of its oldest row, database pool use, the consumer's lag).
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// The metrics in Prometheus's text format.
 pub async fn render() -> Response {
+    crate::service_metrics::refresh_cache_ages();
     (
         [(header::CONTENT_TYPE, conveyor::metrics::TEXT_FORMAT)],
         metrics().render(),
@@ -45,7 +47,7 @@ pub async fn track_http(State(service): State<Arc<str>>, request: Request, next:
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
-    let metrics = metrics();
+    let metrics = crate::service_metrics::service_metrics();
     metrics
         .http_requests
         .with_label_values(&[
@@ -153,7 +155,7 @@ fn sample_pool(sampled: &Sampled) {
     let size = i64::from(pool.size());
     let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
     let max = i64::from(pool.options().get_max_connections());
-    let gauge = &metrics().db_pool;
+    let gauge = &crate::service_metrics::service_metrics().db_pool;
     for (state, value) in [("in_use", size - idle), ("idle", idle), ("max", max)] {
         gauge
             .with_label_values(&[sampled.service.as_str(), state])

@@ -24,7 +24,7 @@ async fn product(
     .execute(ctx.tx())
     .await?
     .rows_affected();
-    ctx.copy_updated("products", applied);
+    platform::copy_updated(ctx, "products", applied);
     Ok(())
 }
 

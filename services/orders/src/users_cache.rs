@@ -25,7 +25,7 @@ async fn user(
     .execute(ctx.tx())
     .await?
     .rows_affected();
-    ctx.copy_updated("users", applied);
+    platform::copy_updated(ctx, "users", applied);
     Ok(())
 }
 

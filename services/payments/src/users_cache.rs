@@ -30,7 +30,7 @@ async fn upsert(
     .execute(ctx.tx())
     .await?
     .rows_affected();
-    ctx.copy_updated("users", applied);
+    platform::copy_updated(ctx, "users", applied);
     Ok(())
 }
 
@@ -97,7 +97,7 @@ impl EventHandler for Deactivated {
         .execute(ctx.tx())
         .await?
         .rows_affected();
-        ctx.copy_updated("users", applied);
+        platform::copy_updated(ctx, "users", applied);
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ async fn upsert(
     .execute(ctx.tx())
     .await?
     .rows_affected();
-    ctx.copy_updated("users", applied);
+    platform::copy_updated(ctx, "users", applied);
     Ok(())
 }
 
@@ -86,7 +86,7 @@ impl EventHandler for Deactivated {
         .execute(ctx.tx())
         .await?
         .rows_affected();
-        ctx.copy_updated("users", applied);
+        platform::copy_updated(ctx, "users", applied);
         Ok(())
     }
 }

@@ -138,14 +138,10 @@ impl<'t> HandlerContext<'t> {
         self.after_commit.push(Box::new(work));
     }
 
-    /// Notes that this handling changed `rows` rows of the cached copy `copy` (`users`,
-    /// `products`): once committed, the copy's age in `conveyor_cache_age_seconds` starts
-    /// again from zero. A stale update that changed nothing leaves the age as it is.
-    pub fn copy_updated(&mut self, copy: &'static str, rows: u64) {
-        if rows > 0 {
-            let service = self.service.to_owned();
-            self.after_commit(move || crate::metrics::metrics().copy_updated(&service, copy));
-        }
+    /// The service handling the event (`payments`), for what a handler records beside its
+    /// effect (metrics, logs).
+    pub fn service(&self) -> &str {
+        self.service
     }
 
     pub(crate) fn into_after_commit(self) -> Vec<AfterCommit> {

@@ -42,13 +42,13 @@ pub struct ConsumerOptions {
     /// Channels consuming in parallel, each handling its own batches (and holding one
     /// database connection while it does). Events that share a key never run at once,
     /// whatever the number.
-    pub concurrency: usize,
+    pub workers: usize,
     /// Unacknowledged deliveries the broker may send each channel.
     pub prefetch: u16,
     /// Deliveries handled in one database transaction at most.
     pub batch_size: usize,
     /// The largest body handled; a larger one is dead-lettered as `malformed` before it is
-    /// parsed. With `prefetch` and `concurrency` it bounds the memory deliveries can take.
+    /// parsed. With `prefetch` and `workers` it bounds the memory deliveries can take.
     pub max_body_bytes: usize,
     /// Delays before the first, second, … retry of a transient failure.
     pub retry_tiers: Vec<Duration>,
@@ -75,7 +75,7 @@ impl Default for ConsumerOptions {
             // Two channels let one batch's commit overlap the next batch's handling (1.3x one
             // channel in `conveyor bench runtime`); where Postgres is the limit, as in the
             // demo on two cores, one does a little more (530 against 470 orders/s).
-            concurrency: 2,
+            workers: 2,
             prefetch: 200,
             batch_size: 100,
             max_body_bytes: 256 * 1024,
@@ -246,7 +246,7 @@ impl ConsumerBuilder {
         }
         let options = self.options;
         for (name, value) in [
-            ("concurrency", options.concurrency),
+            ("workers", options.workers),
             ("prefetch", usize::from(options.prefetch)),
             ("batch_size", options.batch_size),
             ("max_body_bytes", options.max_body_bytes),
@@ -318,7 +318,7 @@ impl Consumer {
     /// Sets the channels consuming in parallel (at least 1), as a deployment's setting
     /// overrides what the service chose.
     pub fn set_workers(&mut self, workers: usize) {
-        self.options.concurrency = workers.max(1);
+        self.options.workers = workers.max(1);
     }
 
     pub fn stats(&self) -> Arc<ConsumerStats> {

@@ -1,4 +1,4 @@
-//! One broker session of a consumer: a connection, the topology, and `concurrency` workers,
+//! One broker session of a consumer: a connection, the topology, and its workers,
 //! each with its own channel, prefetch window and batches.
 
 use std::sync::Arc;
@@ -51,7 +51,7 @@ pub(crate) async fn run_session(
             shutdown.clone(),
         ));
     }
-    tracing::info!(service = %consumer.registry.service, workers = consumer.options.concurrency, "Consumer connected.");
+    tracing::info!(service = %consumer.registry.service, workers = consumer.options.workers, "Consumer connected.");
     consumer
         .registry
         .stats
@@ -103,8 +103,8 @@ async fn open_session(
         .await?;
     let registry = &consumer.registry;
     let queue = registry.names.service_queue(&registry.service);
-    let mut channels = Vec::with_capacity(consumer.options.concurrency);
-    for index in 0..consumer.options.concurrency {
+    let mut channels = Vec::with_capacity(consumer.options.workers);
+    for index in 0..consumer.options.workers {
         let channel = connection.create_channel().await?;
         channel
             .basic_qos(consumer.options.prefetch, BasicQosOptions::default())

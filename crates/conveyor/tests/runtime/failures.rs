@@ -307,7 +307,7 @@ async fn a_transaction_the_database_refuses_every_time_is_dead_lettered_and_its_
 async fn a_failing_message_in_a_batch_leaves_the_rest_of_the_batch_applied_once() {
     let env = TestEnv::new().await;
     let options = conveyor::ConsumerOptions {
-        concurrency: 1,
+        workers: 1,
         ..fast_retries()
     };
     env.declare(&conveyor_testkit::test_consumer(options.clone()).topology())

@@ -33,7 +33,7 @@ async fn events_sharing_a_key_are_never_handled_at_once_by_two_replicas() {
     let env = TestEnv::new().await;
     // Small batches on many channels: many transactions with crosswise key sets at once.
     let options = ConsumerOptions {
-        concurrency: 3,
+        workers: 3,
         prefetch: 10,
         batch_size: 5,
         ..ConsumerOptions::default()
