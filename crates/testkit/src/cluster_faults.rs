@@ -4,7 +4,7 @@
 //! ([`KilledNode`]), and quorum queue leaders are read and moved.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -27,11 +27,18 @@ impl FaultLock {
             || std::env::temp_dir().join("conveyor-cluster"),
             PathBuf::from,
         );
-        std::fs::create_dir_all(&dir).expect("the cluster's directory can be made");
-        let file = File::create(dir.join(".faults.lock")).expect("the fault lock file opens");
+        let file = File::create(lock_path(&dir)).expect("the fault lock file opens");
         file.lock().expect("the cluster's fault lock is taken");
         Self { _file: file }
     }
+}
+
+/// Beside the cluster's directory, not in it: a test takes the lock before it starts the
+/// cluster, and `scripts/cluster-up` refuses a directory holding files it did not make.
+fn lock_path(cluster_dir: &Path) -> PathBuf {
+    let mut name = cluster_dir.as_os_str().to_owned();
+    name.push(".faults.lock");
+    PathBuf::from(name)
 }
 
 impl Broker {
@@ -186,5 +193,18 @@ fn poll(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fault_lock_leaves_the_cluster_directory_to_cluster_up() {
+        let dir = Path::new("/var/tmp/conveyor-cluster");
+        let lock = lock_path(dir);
+        assert!(!lock.starts_with(dir), "{}", lock.display());
+        assert_eq!(lock, Path::new("/var/tmp/conveyor-cluster.faults.lock"));
     }
 }
