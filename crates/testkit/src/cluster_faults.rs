@@ -202,9 +202,9 @@ mod tests {
 
     #[test]
     fn the_fault_lock_leaves_the_cluster_directory_to_cluster_up() {
-        let dir = Path::new("/var/tmp/conveyor-cluster");
+        let dir = Path::new("clusters/conveyor-cluster");
         let lock = lock_path(dir);
         assert!(!lock.starts_with(dir), "{}", lock.display());
-        assert_eq!(lock, Path::new("/var/tmp/conveyor-cluster.faults.lock"));
+        assert_eq!(lock, Path::new("clusters/conveyor-cluster.faults.lock"));
     }
 }
