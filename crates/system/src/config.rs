@@ -90,12 +90,10 @@ impl SystemConfig {
     /// configured one, else one made for the run), which it answers.
     pub fn for_own_run(&mut self) -> users_service::AdminAccount {
         self.ports.values_mut().for_each(|port| *port = 0);
-        let mut admin = None;
-        self.own_settings
-            .edit(|users: &mut users_service::Settings| {
-                admin = Some(users.admin.get_or_insert_with(run_admin).clone());
-            });
-        admin.unwrap_or_else(run_admin)
+        let mut users: users_service::Settings = self.own_settings.get().unwrap_or_default();
+        let admin = users.admin.get_or_insert_with(run_admin).clone();
+        self.own_settings.insert(users);
+        admin
     }
 
     /// The secret users trusts the gateway's `X-Forwarded-For` by, for a gateway started in
