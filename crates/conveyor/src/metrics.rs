@@ -166,10 +166,33 @@ impl Metrics {
         }
     }
 
-    /// Registers a metric of a layer above the runtime (the services' HTTP metrics), so the
-    /// one `GET /metrics` renders it beside the runtime's.
-    pub fn register<C: Collector + Clone + 'static>(&self, collector: C) -> C {
-        register(&self.registry, collector)
+    // Metrics of the layers above the runtime (a service's HTTP requests), made here so the
+    // one `GET /metrics` renders them beside the runtime's own.
+
+    /// A counter registered in the process's registry.
+    pub fn new_counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        counter(&self.registry, name, help, labels)
+    }
+
+    /// A histogram registered in the process's registry.
+    pub fn new_histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> HistogramVec {
+        histogram(&self.registry, name, help, buckets, labels)
+    }
+
+    /// A gauge registered in the process's registry.
+    pub fn new_gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        gauge(&self.registry, name, help, labels)
+    }
+
+    /// An integer gauge registered in the process's registry.
+    pub fn new_int_gauge(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        int_gauge(&self.registry, name, help, labels)
     }
 
     /// Every metric in Prometheus's text format.

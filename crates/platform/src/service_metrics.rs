@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use conveyor::HandlerContext;
 use conveyor::metrics::{QUICK, metrics};
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec};
 
 pub(crate) struct ServiceMetrics {
     /// `http_requests_total{service,route,method,status}`.
@@ -23,50 +23,29 @@ pub(crate) struct ServiceMetrics {
     copies_updated: Mutex<HashMap<(String, &'static str), Instant>>,
 }
 
-// The names and labels are fixed and valid: building them cannot fail.
 static SERVICE_METRICS: LazyLock<ServiceMetrics> = LazyLock::new(|| {
-    let registered = metrics();
+    let registry = metrics();
     ServiceMetrics {
-        http_requests: registered.register(
-            IntCounterVec::new(
-                Opts::new(
-                    "http_requests_total",
-                    "HTTP requests answered, by route and status.",
-                ),
-                &["service", "route", "method", "status"],
-            )
-            .expect("a valid metric"),
+        http_requests: registry.new_counter(
+            "http_requests_total",
+            "HTTP requests answered, by route and status.",
+            &["service", "route", "method", "status"],
         ),
-        http_duration: registered.register(
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "http_request_duration_seconds",
-                    "Time to answer an HTTP request.",
-                )
-                .buckets(QUICK.to_vec()),
-                &["service", "route", "method"],
-            )
-            .expect("a valid metric"),
+        http_duration: registry.new_histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            QUICK,
+            &["service", "route", "method"],
         ),
-        db_pool: registered.register(
-            IntGaugeVec::new(
-                Opts::new(
-                    "db_pool_connections",
-                    "Database pool connections: in_use, idle and max.",
-                ),
-                &["service", "state"],
-            )
-            .expect("a valid metric"),
+        db_pool: registry.new_int_gauge(
+            "db_pool_connections",
+            "Database pool connections: in_use, idle and max.",
+            &["service", "state"],
         ),
-        cache_age: registered.register(
-            GaugeVec::new(
-                Opts::new(
-                    "conveyor_cache_age_seconds",
-                    "Time since the newest update a cached copy applied.",
-                ),
-                &["service", "copy"],
-            )
-            .expect("a valid metric"),
+        cache_age: registry.new_gauge(
+            "conveyor_cache_age_seconds",
+            "Time since the newest update a cached copy applied.",
+            &["service", "copy"],
         ),
         copies_updated: Mutex::default(),
     }

@@ -218,12 +218,17 @@ fn name_in_doc_list(text: &str, module: &str) -> String {
     text.replacen(old, &new, 1)
 }
 
-/// Adds `line` after the last line of `text` starting with `prefix`.
-pub(crate) fn after_last_line_starting(text: &str, prefix: &str, line: &str) -> Option<Edited> {
+/// Adds `line` after the last line of `text` that `is_anchor` accepts (its end of line left
+/// out).
+pub(crate) fn after_last_line(
+    text: &str,
+    is_anchor: impl Fn(&str) -> bool,
+    line: &str,
+) -> Option<Edited> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let index = lines
         .iter()
-        .rposition(|candidate| candidate.starts_with(prefix))?;
+        .rposition(|candidate| is_anchor(candidate.trim_end()))?;
     let mut edited = lines[..=index].concat();
     if !edited.ends_with('\n') {
         edited.push('\n');
@@ -411,13 +416,14 @@ use events_schema::{Event, SCHEMAS};
     #[test]
     fn a_line_goes_after_the_last_of_its_kind() {
         let text = "[deps]\na-service = 1\nb-service = 2\nother = 3\n";
-        let edited = after_last_line_starting(text, "b-service = ", "c-service = 4").unwrap();
+        let is_service = |line: &str| line.contains("-service = ");
+        let edited = after_last_line(text, is_service, "c-service = 4").unwrap();
         assert_eq!(
             edited.text,
             "[deps]\na-service = 1\nb-service = 2\nc-service = 4\nother = 3\n"
         );
         assert_eq!(edited.line, 4);
-        assert!(after_last_line_starting(text, "z", "x").is_none());
+        assert!(after_last_line(text, |line| line.starts_with('z'), "x").is_none());
     }
 
     #[test]

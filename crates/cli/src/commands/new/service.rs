@@ -273,40 +273,27 @@ fn plan(root: &Path, service: &NewService) -> anyhow::Result<Vec<Change>> {
 fn registrations(root: &Path, service: &NewService) -> anyhow::Result<Vec<Change>> {
     let package = format!("{}-service", service.name);
     let cannot = |path: &str| format!("cannot add {package} to {path}, so nothing was written");
+    // After the last of each list's service entries, whatever the services are called.
     let workspace = files::read(&root.join(WORKSPACE))?;
-    let workspace = edits::after_last_line_starting(
+    let workspace = edits::after_last_line(
         &workspace,
-        "shipping-service = ",
+        |line| line.contains("-service = { path = \"services/"),
         &format!("{package} = {{ path = \"services/{}\" }}", service.name),
     )
-    .or_else(|| {
-        edits::after_last_line_starting(
-            &workspace,
-            "[workspace.dependencies]",
-            &format!("{package} = {{ path = \"services/{}\" }}", service.name),
-        )
-    })
     .with_context(|| cannot(WORKSPACE))?;
     let system = files::read(&root.join(SYSTEM_CARGO))?;
-    let system = edits::after_last_line_starting(
+    let system = edits::after_last_line(
         &system,
-        "shipping-service.workspace",
+        |line| line.ends_with("-service.workspace = true"),
         &format!("{package}.workspace = true"),
     )
     .with_context(|| cannot(SYSTEM_CARGO))?;
     let roster = files::read(&root.join(ROSTER))?;
-    let roster = edits::after_last_line_starting(
+    let roster = edits::after_last_line(
         &roster,
-        "    &shipping_service::DECLARATION,",
+        |line| line.starts_with("    &") && line.ends_with("_service::DECLARATION,"),
         &format!("    &{}_service::DECLARATION,", service.name),
     )
-    .or_else(|| {
-        edits::after_last_line_starting(
-            &roster,
-            "    &",
-            &format!("    &{}_service::DECLARATION,", service.name),
-        )
-    })
     .with_context(|| cannot(ROSTER))?;
     Ok(vec![
         Change::edit(
