@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     for (service, document) in &services {
         write(&folder.join(format!("{service}.json")), document)?;
     }
-    let public = api_gateway::public_document(&services)?;
+    let public = api_gateway::public_document(&system::route_tables(), &services)?;
     write(&folder.join("gateway.json"), &public)?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use sqlx::migrate::Migrator;
 
 use crate::binary::Setting;
 use crate::config::ServiceConfig;
-use crate::routes::{Route, TableMismatch};
+use crate::routes::{Route, ServiceTable, TableMismatch};
 use crate::service::Service;
 
 /// What building a service returns: connected, migrated, bound, not yet running.
@@ -58,6 +58,14 @@ impl Declaration {
     /// `payments-service`.
     pub fn binary(&self) -> String {
         format!("{}-service", self.name)
+    }
+
+    /// Its routes, under its name: what the gateway routes by.
+    pub fn table(&self) -> ServiceTable {
+        ServiceTable {
+            service: self.name,
+            routes: self.routes,
+        }
     }
 
     /// Its consumer as declared; `None` for a service that only produces.

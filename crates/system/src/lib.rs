@@ -7,6 +7,8 @@
 //! - `roster`: the one exhaustive list of services, and everything known of each.
 //! - `config`: where the services' databases, broker and ports are (`SystemConfig`).
 //! - `deploy`: the deployment files' lists of services, written from the declarations.
+//! - `gateway`: the gateway in front of the roster's services (and the `api-gateway` binary
+//!   in `bin/`).
 //! - `catalog`: what each service sends and receives, and each one's OpenAPI document, from
 //!   the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
@@ -20,6 +22,7 @@ pub mod caches;
 mod catalog;
 mod config;
 pub mod deploy;
+mod gateway;
 pub mod reconcile;
 mod roster;
 pub mod saga_map;
@@ -29,6 +32,7 @@ mod start;
 
 pub use catalog::{all_topology, broker_users, openapi_documents, service_events};
 pub use config::{SystemConfig, run_admin};
+pub use gateway::{gateway_settings, gateway_urls_setting, route_tables};
 pub use roster::ServiceName;
 pub use start::{Running, start, start_replicas};
 pub use users_service::AdminAccount;

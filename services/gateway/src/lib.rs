@@ -5,8 +5,8 @@
 //! # Layout
 //!
 //! - `path`: a request's path decoded and checked once, before anything else reads it.
-//! - `routes`: where each path goes, and which requests need no token, read from the
-//!   services' route tables (`platform::routes`): a route without a row is not published.
+//! - `routes`: where each path goes, and which requests need no token, read from the route
+//!   tables of the services it is given: a route without a row is not published.
 //! - `proxy`: a request sent on, with the client's address vouched for by
 //!   `GATEWAY_FORWARD_SECRET`, and its answer back.
 //! - `limit`: token buckets per client and route class.
@@ -49,13 +49,13 @@ use tracing::Instrument;
 pub use breaker::BreakerSettings;
 pub use limit::RateSettings;
 pub use openapi::{own_document, public_document};
-pub use settings::{DEFAULT_PORT, SETTINGS, Settings};
+pub use settings::{DEFAULT_PORT, SETTINGS, Settings, urls_setting};
 
 use crate::ingest::Ingest;
 use crate::limit::Limits;
 use crate::openapi::Documents;
 use crate::path::NormalPath;
-use crate::routes::{NoRoute, RouteClass};
+use crate::routes::{NoRoute, RouteClass, RouteTable};
 use crate::summary::Aggregator;
 
 /// The services' base URLs (several instances of a service take turns), one pooled HTTP
@@ -108,6 +108,7 @@ impl Upstreams {
 }
 
 struct Gate {
+    table: RouteTable,
     upstreams: Upstreams,
     verifier: Arc<Verifier>,
     limits: Limits,
@@ -130,9 +131,9 @@ impl Gateway {
     /// `GATEWAY_FORWARD_SECRET` when the environment sets it.
     ///
     /// # Errors
-    /// When the port is taken, a service's URL is missing, the database fails,
-    /// `GATEWAY_FORWARD_SECRET` cannot be used or a route of the gateway's is not described
-    /// for its OpenAPI document.
+    /// When the services' tables conflict or lack one the gateway reads from, a service's
+    /// URL is missing, the port is taken, the database fails, `GATEWAY_FORWARD_SECRET`
+    /// cannot be used or a route of the gateway's is not described for its OpenAPI document.
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
         let forward_secret = proxy::forward_secret_from_env();
         Self::bind_with_forward_secret(settings, forward_secret.as_deref()).await
@@ -149,13 +150,7 @@ impl Gateway {
         forward_secret: Option<&str>,
     ) -> anyhow::Result<Self> {
         let forward_mark = forward_secret.map(proxy::forward_mark).transpose()?;
-        for service in routes::UPSTREAMS {
-            anyhow::ensure!(
-                settings.urls.contains_key(service),
-                "no URL for the {service} service: set {}_URL",
-                service.to_ascii_uppercase()
-            );
-        }
+        check_services(&settings)?;
         let listener = TcpListener::bind((settings.listen_addr, settings.port))
             .await
             .with_context(|| {
@@ -182,12 +177,13 @@ impl Gateway {
         let upstreams = Upstreams::new(&settings.urls, client, forward_mark);
         let jwks = format!("{}{}", upstreams.url("users"), auth::JWKS_PATH);
         let gate = Arc::new(Gate {
+            table: RouteTable::new(&settings.services),
             upstreams,
             verifier: Verifier::from_jwks_url(jwks),
             limits: Limits::new(&settings.rates),
             aggregator: Aggregator::new(settings.breaker, settings.summary_timeout),
             ingest,
-            documents: Documents::new()?,
+            documents: Documents::new(settings.services)?,
         });
         Ok(Self { listener, gate })
     }
@@ -221,7 +217,10 @@ impl Gateway {
                 std::sync::Arc::<str>::from("gateway"),
                 platform::metrics::track_http,
             ))
-            .layer(axum::middleware::from_fn(label_route));
+            .layer(axum::middleware::from_fn_with_state(
+                self.gate.clone(),
+                label_route,
+            ));
         // The path is checked around the whole router, not as one of its layers: those run
         // after the router has matched the raw path. So nothing (routing, the metrics label,
         // the limiter, the token check, the proxy) reads a path that was not checked; only
@@ -244,6 +243,37 @@ impl Gateway {
         tracing::info!("Gateway stopped.");
         served.context("the gateway's HTTP server failed")
     }
+}
+
+/// Refuses services the gateway cannot stand in front of: tables that conflict, no URL for
+/// one, or none of a service the gateway itself reads from (users' keys, the summary's
+/// sources).
+fn check_services(settings: &Settings) -> anyhow::Result<()> {
+    let conflicts = platform::routes::conflicts(&settings.services);
+    anyhow::ensure!(
+        conflicts.is_empty(),
+        "the services' route tables conflict: {}",
+        conflicts.join("; ")
+    );
+    for table in &settings.services {
+        let service = table.service;
+        anyhow::ensure!(
+            settings.urls.contains_key(service),
+            "no URL for the {service} service: set {}_URL",
+            service.to_ascii_uppercase()
+        );
+    }
+    for needed in summary::SOURCES {
+        anyhow::ensure!(
+            settings
+                .services
+                .iter()
+                .any(|table| table.service == needed),
+            "the gateway checks tokens with users' keys and reads summaries from {}, but was given no {needed} service",
+            summary::SOURCES.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn forget_idle_clients(gate: Arc<Gate>, shutdown: Shutdown) {
@@ -332,13 +362,16 @@ async fn pass_on(
     Extension(path): Extension<NormalPath>,
     request: Request,
 ) -> Response {
-    let route = match routes::route(request.method(), &path, request.uri().query()) {
+    let route = match gate
+        .table
+        .route(request.method(), &path, request.uri().query())
+    {
         Ok(route) => route,
         Err(NoRoute::Path) => {
             return ApiError::not_found(format!(
                 "no route {}: the API is under /api/ ({})",
                 path.as_str(),
-                routes::prefixes().join(", ")
+                gate.table.prefixes().join(", ")
             ))
             .into_response();
         }
@@ -451,8 +484,12 @@ async fn ready(State(gate): State<Arc<Gate>>) -> impl IntoResponse {
 
 /// Names what the fallback passes on by its prefix for the request metrics, which would
 /// otherwise see no route template.
-async fn label_route(mut request: Request, next: axum::middleware::Next) -> Response {
-    let label = routes::metrics_label(request.uri().path());
+async fn label_route(
+    State(gate): State<Arc<Gate>>,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let label = gate.table.metrics_label(request.uri().path());
     request
         .extensions_mut()
         .insert(platform::metrics::RouteLabel(label));

@@ -13,13 +13,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
 use platform::ApiError;
 use platform::openapi::{Api, Operation};
-use platform::routes::{TableMismatch, Verb, gateway, operations};
+use platform::routes::{ServiceTable, TableMismatch, Verb, gateway, operations};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::Upstreams;
 use crate::ingest;
-use crate::routes::UPSTREAMS;
 use crate::summary;
 
 /// How long a document read from the services is served before it is read again.
@@ -38,13 +37,18 @@ pub fn own_document() -> Result<Value, TableMismatch> {
         .finish()
 }
 
-/// The public document from the services' own documents, by service name.
+/// The public document of the services of `tables`, from their own documents, by service
+/// name.
 ///
 /// # Errors
 /// As [`own_document`].
-pub fn public_document(services: &[(&str, Value)]) -> Result<Value, TableMismatch> {
+pub fn public_document(
+    tables: &[ServiceTable],
+    services: &[(&str, Value)],
+) -> Result<Value, TableMismatch> {
     Ok(platform::openapi::public_document(
         &own_document()?,
+        tables,
         services,
     ))
 }
@@ -62,18 +66,21 @@ fn described() -> Operation {
         )
 }
 
-/// The gateway's own document, and the public one while it is fresh.
+/// The gateway's own document, the tables of the services it publishes, and the public
+/// document while it is fresh.
 pub(crate) struct Documents {
     own: Value,
+    tables: Vec<ServiceTable>,
     public: Mutex<Option<(Instant, Value)>>,
 }
 
 impl Documents {
     /// # Errors
     /// As [`own_document`].
-    pub(crate) fn new() -> Result<Self, TableMismatch> {
+    pub(crate) fn new(tables: Vec<ServiceTable>) -> Result<Self, TableMismatch> {
         Ok(Self {
             own: own_document()?,
+            tables,
             public: Mutex::new(None),
         })
     }
@@ -87,9 +94,10 @@ impl Documents {
         {
             return Json(document.clone()).into_response();
         }
-        match read_all(upstreams).await {
+        match read_all(upstreams, &self.tables).await {
             Ok(services) => {
-                let document = platform::openapi::public_document(&self.own, &services);
+                let document =
+                    platform::openapi::public_document(&self.own, &self.tables, &services);
                 *kept = Some((Instant::now(), document.clone()));
                 Json(document).into_response()
             }
@@ -99,8 +107,11 @@ impl Documents {
 }
 
 /// Every service's document, each read from one of its instances.
-async fn read_all(upstreams: &Upstreams) -> Result<Vec<(&'static str, Value)>, Response> {
-    let reads = UPSTREAMS.iter().map(|&service| read(upstreams, service));
+async fn read_all(
+    upstreams: &Upstreams,
+    tables: &[ServiceTable],
+) -> Result<Vec<(&'static str, Value)>, Response> {
+    let reads = tables.iter().map(|table| read(upstreams, table.service));
     join_all(reads).await.into_iter().collect()
 }
 
@@ -147,8 +158,8 @@ mod tests {
 
     #[test]
     fn every_own_row_is_described_and_the_public_document_has_every_published_row() {
-        let public = public_document(&[]).unwrap();
-        let problems = disagreements(&public, &public_rows());
+        let public = public_document(&[], &[]).unwrap();
+        let problems = disagreements(&public, &public_rows(&[]));
         assert!(problems.is_empty(), "{problems:#?}");
         let ingest = &public["paths"]["/api/events"]["post"];
         let body = &ingest["requestBody"]["content"]["application/json"]["schema"];

@@ -1,5 +1,5 @@
-//! The gateway's settings from the environment: where the services are (`<SERVICE>_URL`),
-//! its port, rates, timeouts and breakers.
+//! The gateway's settings from the environment: where the services it is given are
+//! (`<SERVICE>_URL`), its port, rates, timeouts and breakers.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -7,35 +7,24 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use conveyor::{AmqpConfig, Names};
-use platform::ConfigError;
 use platform::config::{parse_env, parse_env_within};
+use platform::routes::ServiceTable;
+use platform::{ConfigError, Declaration};
 
 use crate::breaker::BreakerSettings;
 use crate::limit::RateSettings;
-use crate::routes::{RouteClass, UPSTREAMS};
+use crate::routes::RouteClass;
 
 pub const DEFAULT_PORT: u16 = 8080;
 
-/// The services' default ports, for `<SERVICE>_URL`'s default.
-const DEFAULT_PORTS: [(&str, u16); 5] = [
-    ("users", 8081),
-    ("orders", 8082),
-    ("inventory", 8083),
-    ("payments", 8084),
-    ("shipping", 8085),
-];
-
-/// What `api-gateway --help` lists, as (variable, meaning).
+/// What `api-gateway --help` lists, as (variable, meaning), but the services' URLs, which
+/// [`urls_setting`] says for the services it is given.
 pub const SETTINGS: &[(&str, &str)] = &[
     (
         "GATEWAY_PORT",
         "HTTP port; 0 picks a free one [default: 8080]",
     ),
     ("LISTEN_ADDR", "address it listens on [default: 127.0.0.1]"),
-    (
-        "USERS_URL, ORDERS_URL, INVENTORY_URL, PAYMENTS_URL, SHIPPING_URL",
-        "where each service is: one URL, or several instances' separated by commas (requests go to each in turn); tokens are checked against the keys users publishes [default: http://127.0.0.1:8081 … 8085]",
-    ),
     (
         "GATEWAY_RATE_AUTH, GATEWAY_RATE_READ, GATEWAY_RATE_WRITE",
         "requests per second each client (a token's subject, else an address) may send to sign-in and sign-up, to GETs, and to the rest; bursts of one second's worth [default: 10, 200, 100]",
@@ -75,8 +64,36 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The `--help` line of `services`' URLs, as (variables, meaning).
+pub fn urls_setting(services: &[&Declaration]) -> (String, String) {
+    let variables: Vec<String> = services
+        .iter()
+        .map(|service| url_variable(service.name))
+        .collect();
+    let defaults: Vec<String> = services
+        .iter()
+        .map(|service| format!("{}: {}", service.name, default_url(service)))
+        .collect();
+    let meaning = format!(
+        "where each service is: one URL, or several instances' separated by commas (requests go to each in turn); tokens are checked against the keys users publishes [default: {}]",
+        defaults.join(", ")
+    );
+    (variables.join(", "), meaning)
+}
+
+/// `ORDERS_URL`.
+fn url_variable(service: &str) -> String {
+    format!("{}_URL", service.to_ascii_uppercase())
+}
+
+fn default_url(service: &Declaration) -> String {
+    format!("http://127.0.0.1:{}", service.default_port)
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The services the gateway routes to, each with its route table: what it publishes.
+    pub services: Vec<ServiceTable>,
     /// Base URL of each service; several instances' separated by commas.
     pub urls: BTreeMap<String, String>,
     pub port: u16,
@@ -93,9 +110,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The defaults, with the services at `urls`.
-    pub fn with_urls(urls: BTreeMap<String, String>) -> Self {
+    /// The defaults, with the services of `services` at `urls`.
+    pub fn with_urls(services: Vec<ServiceTable>, urls: BTreeMap<String, String>) -> Self {
         Self {
+            services,
             urls,
             port: DEFAULT_PORT,
             listen_addr: IpAddr::from([127, 0, 0, 1]),
@@ -110,24 +128,25 @@ impl Settings {
         }
     }
 
-    /// Reads the variables [`SETTINGS`] lists.
+    /// The gateway in front of `services`, with the variables [`SETTINGS`] and
+    /// [`urls_setting`] list read.
     ///
     /// # Errors
     /// [`ConfigError`] naming the variable whose value cannot work.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let urls = UPSTREAMS
+    pub fn from_env(services: &[&Declaration]) -> Result<Self, ConfigError> {
+        let urls = services
             .iter()
             .map(|service| {
-                let default_port = DEFAULT_PORTS
-                    .iter()
-                    .find(|(name, _)| name == service)
-                    .map_or(0, |(_, port)| *port);
-                let url = std::env::var(format!("{}_URL", service.to_ascii_uppercase()))
-                    .unwrap_or_else(|_| format!("http://127.0.0.1:{default_port}"));
-                ((*service).to_owned(), url.trim_end_matches('/').to_owned())
+                let url = std::env::var(url_variable(service.name))
+                    .unwrap_or_else(|_| default_url(service));
+                (
+                    service.name.to_owned(),
+                    url.trim_end_matches('/').to_owned(),
+                )
             })
             .collect();
-        let mut settings = Self::with_urls(urls);
+        let tables = services.iter().map(|service| service.table()).collect();
+        let mut settings = Self::with_urls(tables, urls);
         if let Ok(url) = std::env::var("GATEWAY_DATABASE_URL") {
             settings.database_url = url;
         }

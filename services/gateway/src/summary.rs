@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 use crate::Upstreams;
 use crate::breaker::{Breaker, BreakerSettings};
-use crate::routes::UPSTREAMS;
+
+/// The services a summary reads from, each behind its breaker; the gateway needs them all.
+pub(crate) const SOURCES: [&str; 4] = ["users", "orders", "payments", "shipping"];
 
 /// How many of the newest orders a summary shows.
 const RECENT_ORDERS: usize = 10;
@@ -53,7 +55,7 @@ type Fetched = Option<(StatusCode, Value)>;
 impl Aggregator {
     pub(crate) fn new(breaker: BreakerSettings, timeout: Duration) -> Self {
         Self {
-            breakers: UPSTREAMS
+            breakers: SOURCES
                 .iter()
                 .map(|service| (*service, Breaker::new(breaker)))
                 .collect(),

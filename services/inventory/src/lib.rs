@@ -6,12 +6,15 @@
 //! # Layout
 //!
 //! - `http`: the product API.
+//! - `route_table`: each route's method, path, who may call it and whether the gateway
+//!   publishes it: the table the router, the gateway and the OpenAPI document follow.
 //! - `reserve`: reserving an order's stock, all or nothing, on `order.created`.
 //! - `release`: giving it back on `order.cancelled`.
 
 mod http;
 mod release;
 mod reserve;
+mod route_table;
 
 use std::sync::Arc;
 
@@ -43,7 +46,7 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
-pub use platform::routes::inventory::ROUTES;
+pub use route_table::ROUTES;
 
 /// This service's tables, as it creates them at start (tests migrate their own databases).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -7,6 +7,8 @@
 //! # Layout
 //!
 //! - `http`: the order API and the cached copies' lookups.
+//! - `route_table`: each route's method, path, who may call it and whether the gateway
+//!   publishes it: the table the router, the gateway and the OpenAPI document follow.
 //! - `order`: the order row and the two ways it ends.
 //! - `confirm`: confirming an order on `shipment.scheduled`.
 //! - `cancel`: cancelling an order with its reason on a step's refusal
@@ -22,6 +24,7 @@ mod deadline;
 mod http;
 mod order;
 mod products_cache;
+mod route_table;
 mod users_cache;
 
 use std::sync::Arc;
@@ -61,7 +64,7 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
-pub use platform::routes::orders::ROUTES;
+pub use route_table::ROUTES;
 
 /// This service's tables, as it creates them at start (tests migrate their own databases).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -5,6 +5,8 @@
 //! # Layout
 //!
 //! - `http`: `GET /payments?order_id=…` and `GET /cache/users/{id}`.
+//! - `route_table`: each route's method, path, who may call it and whether the gateway
+//!   publishes it: the table the router, the gateway and the OpenAPI document follow.
 //! - `charge`: charging an order against the user's credit balance, or declining it.
 //! - `refund`: refunding a cancelled order's payment.
 //! - `users_cache`: the cached copy of users, guarded by version.
@@ -12,6 +14,7 @@
 mod charge;
 mod http;
 mod refund;
+mod route_table;
 mod users_cache;
 
 use std::sync::Arc;
@@ -41,7 +44,7 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
-pub use platform::routes::payments::ROUTES;
+pub use route_table::ROUTES;
 
 /// This service's tables, as it creates them at start (tests migrate their own databases).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -6,6 +6,8 @@
 //! # Layout
 //!
 //! - `http`: `GET /shipments?order_id=…` and `GET /cache/users/{id}`.
+//! - `route_table`: each route's method, path, who may call it and whether the gateway
+//!   publishes it: the table the router, the gateway and the OpenAPI document follow.
 //! - `schedule`: scheduling a paid order's shipment, or failing it where the country is not
 //!   served.
 //! - `cancel`: cancelling a cancelled order's shipment.
@@ -13,6 +15,7 @@
 
 mod cancel;
 mod http;
+mod route_table;
 mod schedule;
 mod users_cache;
 
@@ -53,7 +56,7 @@ pub const DEFAULT_COUNTRIES: &str = "AT,BE,CH,DE,DK,ES,FI,FR,GB,IE,IT,LU,NL,NO,P
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
-pub use platform::routes::shipping::ROUTES;
+pub use route_table::ROUTES;
 
 /// This service's tables, as it creates them at start (tests migrate their own databases).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -5,6 +5,8 @@
 //! # Layout
 //!
 //! - `http`: the API (`POST /users`, `GET` and `PATCH /users/{id}`, `POST /users/{id}/deactivate`).
+//! - `route_table`: each route's method, path, who may call it and whether the gateway
+//!   publishes it: the table the router, the gateway and the OpenAPI document follow.
 //! - `user`: the user row, its validation and its events.
 //! - `auth`: tokens (`POST /auth/token`), producing systems' credentials, the public keys.
 //! - `guessing`: failed sign-ins counted per login and client address, which slow down
@@ -21,6 +23,7 @@ mod guessing;
 mod http;
 mod keys;
 mod passwords;
+mod route_table;
 mod settings;
 mod user;
 
@@ -84,7 +87,7 @@ pub use settings::Settings;
 
 /// Every HTTP route of this service, who may call it and whether the gateway publishes it;
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
-pub use platform::routes::users::ROUTES;
+pub use route_table::ROUTES;
 
 /// This service's tables, as it creates them at start (tests migrate their own databases).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -109,7 +109,7 @@ pub(crate) async fn settings_for(
     api_gateway::Settings {
         database_url: system.env.create_database("gateway").await,
         amqp: conveyor::AmqpConfig::new(system.env.amqp.url(), "gateway test"),
-        ..api_gateway::Settings::with_urls(urls)
+        ..api_gateway::Settings::with_urls(system::route_tables(), urls)
     }
 }
 

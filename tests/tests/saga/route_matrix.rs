@@ -377,10 +377,8 @@ async fn set_up() -> (System, RunningGateway, Fixture) {
 /// Every service's rows with their service, deactivating the owner last: after it the owner
 /// could no longer sign in, place orders or change their user.
 fn service_rows() -> Vec<(&'static str, &'static Route)> {
-    let mut rows: Vec<(&'static str, &'static Route)> = routes::SERVICES
-        .iter()
-        .flat_map(|(service, table)| table.iter().map(move |row| (*service, row)))
-        .collect();
+    let mut rows: Vec<(&'static str, &'static Route)> =
+        routes::rows(&system::route_tables()).collect();
     rows.sort_by_key(|(_, row)| row.path == "/users/{id}/deactivate");
     rows
 }
@@ -456,9 +454,8 @@ async fn the_gateway_publishes_no_path_that_is_not_a_published_row() {
     let (system, gateway, admin) = behind_a_gateway(&["users"]).await;
     let http = reqwest::Client::new();
     let id = uuid::Uuid::new_v4().to_string();
-    let mut unpublished: Vec<(Verb, String)> = routes::SERVICES
-        .iter()
-        .flat_map(|(_, table)| table.iter())
+    let mut unpublished: Vec<(Verb, String)> = routes::rows(&system::route_tables())
+        .map(|(_, row)| row)
         .chain(routes::operations::ROUTES)
         .filter(|row| !row.through_gateway() && !is_the_gateways_own(row))
         .map(|row| (row.verb, any_instance(&row.api_path(), &id)))

@@ -119,7 +119,7 @@ pub(crate) async fn start_gateway(
     forward_secret: &str,
     shutdown: Shutdown,
 ) -> anyhow::Result<LocalGateway> {
-    let mut settings = api_gateway::Settings::from_env()?;
+    let mut settings = system::gateway_settings()?;
     for (service, urls) in running.replica_urls() {
         settings.urls.insert(service, urls.join(","));
     }

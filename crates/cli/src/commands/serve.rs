@@ -37,7 +37,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut settings = api_gateway::Settings::from_env()?;
+    let mut settings = system::gateway_settings()?;
     for (service, url) in running.iter().flat_map(system::Running::first_urls) {
         eprintln!("{service:<10} {url}");
         settings.urls.insert(service, url);

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::document::{security, template_names};
-use crate::routes::{self, Route, SERVICES, gateway};
+use crate::routes::{self, Route, ServiceTable, gateway};
 
 /// The rows a service's document describes, each at its path: the service's table and the
 /// runner's routes.
@@ -17,12 +17,11 @@ pub fn service_rows(table: &[Route]) -> Vec<(String, Route)> {
 }
 
 /// The rows the gateway's public document describes, each at its path under `/api`: every
-/// published row of every service, and the gateway's own.
-pub fn public_rows() -> Vec<(String, Route)> {
-    SERVICES
+/// published row of the services of `tables`, and the gateway's own.
+pub fn public_rows(tables: &[ServiceTable]) -> Vec<(String, Route)> {
+    tables
         .iter()
-        .flat_map(|(_, table)| table.iter())
-        .filter(|row| row.through_gateway())
+        .flat_map(ServiceTable::published)
         .chain(gateway::ROUTES)
         .map(|row| (row.api_path(), *row))
         .collect()

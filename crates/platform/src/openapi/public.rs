@@ -11,25 +11,26 @@ use super::describe::Operation;
 use super::document::{frame, insert, operation};
 use super::responses::{Front, add, error, path_refused, too_many};
 use super::schema::Generators;
-use crate::routes::{Route, SERVICES};
+use crate::routes::{Route, ServiceTable};
 
-/// The public document, from the gateway's own document (`own`, paths without `/api`) and
-/// each service's document by name. A published row its service's document lacks (a
+/// The public document of the services of `tables`, from the gateway's own document
+/// (`own`, paths without `/api`) and each service's document by name. A published row its service's document lacks (a
 /// service of another release) is described from its row alone.
-pub fn public_document(own: &Value, services: &[(&str, Value)]) -> Value {
+pub fn public_document(own: &Value, tables: &[ServiceTable], services: &[(&str, Value)]) -> Value {
     let mut generators = Generators::new();
     let mut paths = Map::new();
     let mut tags = Vec::new();
-    for (service, table) in &SERVICES {
+    for table in tables {
+        let service = table.service;
         tags.push(json!({
             "name": service,
             "description": format!("Sent on to the {service} service."),
         }));
         let document = services
             .iter()
-            .find(|(name, _)| name == service)
+            .find(|(name, _)| *name == service)
             .map(|(_, document)| document);
-        for row in table.iter().filter(|row| row.through_gateway()) {
+        for row in table.published() {
             let mut described = document
                 .and_then(|document| document["paths"].get(row.path))
                 .and_then(|item| item.get(row.verb.as_str().to_ascii_lowercase()))

@@ -4,7 +4,7 @@
 use axum::http::Method;
 
 use super::template::{matches, specificity};
-use super::{Route, SERVICES, Verb};
+use super::{Route, ServiceTable, Verb, rows};
 
 /// What the tables say of a request's method and path (the path at the service: the
 /// gateway's `/api` prefix taken off).
@@ -22,15 +22,15 @@ pub enum Lookup {
     NotFound,
 }
 
-/// Looks `method` and `path` up in every service's table. The template is chosen among
+/// Looks `method` and `path` up in every table of `tables`. The template is chosen among
 /// all rows, internal ones too, as the service's router would choose it
 /// (`/users/republish` before `/users/{id}`), so the gateway never forwards a request
 /// that the service would read as another route.
-pub fn lookup(method: &Method, path: &str) -> Lookup {
-    let Some(template) = most_specific(path) else {
+pub fn lookup(tables: &[ServiceTable], method: &Method, path: &str) -> Lookup {
+    let Some(template) = most_specific(tables, path) else {
         return Lookup::NotFound;
     };
-    let published: Vec<(&'static str, &'static Route)> = rows()
+    let published: Vec<(&'static str, &'static Route)> = rows(tables)
         .filter(|(_, route)| route.path == template && route.through_gateway())
         .collect();
     let verb = Verb::of(method);
@@ -42,16 +42,9 @@ pub fn lookup(method: &Method, path: &str) -> Lookup {
 }
 
 /// The template that `path` is read as, if any row's fits it.
-fn most_specific(path: &str) -> Option<&'static str> {
-    rows()
+fn most_specific(tables: &[ServiceTable], path: &str) -> Option<&'static str> {
+    rows(tables)
         .map(|(_, route)| route.path)
         .filter(|template| matches(template, path))
         .max_by_key(|template| specificity(template))
-}
-
-/// Every service's rows, each with its service's name.
-pub(crate) fn rows() -> impl Iterator<Item = (&'static str, &'static Route)> {
-    SERVICES
-        .iter()
-        .flat_map(|(service, table)| table.iter().map(move |route| (*service, route)))
 }

@@ -1,7 +1,7 @@
 //! payments' routes: an order's payments, and its cached copies of users.
 
-use super::{Access, Route, Verb};
-use crate::auth::Scope;
+use platform::auth::Scope;
+use platform::routes::{Access, Route, Verb};
 
 /// Someone else's order lists as an order without payments.
 pub const ROUTES: &[Route] = &[

@@ -1,7 +1,7 @@
 //! orders' routes: placing, reading, listing and cancelling orders, and its cached copies.
 
-use super::{Access, Route, Verb};
-use crate::auth::Scope;
+use platform::auth::Scope;
+use platform::routes::{Access, Route, Verb};
 
 /// A customer places, lists, reads and cancels only their own orders (placing or listing
 /// for someone else is 403, someone else's order is 404); an admin acts for anyone; a

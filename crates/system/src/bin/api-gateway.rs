@@ -1,4 +1,6 @@
-//! `api-gateway`: the gateway as its own process.
+//! `api-gateway`: the gateway as its own process, in front of every service of the roster.
+//! It is built here, not in the gateway's crate, because the roster is here: the gateway
+//! publishes what the services' declarations say.
 
 use std::process::ExitCode;
 
@@ -12,12 +14,28 @@ const FORWARD_SECRET: (&str, &str) = (
 );
 
 fn help() -> String {
-    let settings = || api_gateway::SETTINGS.iter().chain([&FORWARD_SECRET]);
-    let width = settings().map(|(name, _)| name.len()).max().unwrap_or(0);
-    let mut text = String::from(
-        "api-gateway: Conveyor's one entrance under /api/: refuses (400) any path a service could read as another path (dot segments, encoded slashes or dots, backslashes, `;`, double encoding, NUL), checks every bearer token against the keys users publishes (RS256, issuer, audience, expiry) before anything reaches a service, limits each client's request rate (429 with Retry-After), tells the services the client's address in X-Forwarded-For (never the client's own claim), routes /api/auth, /api/users, /api/orders, /api/products, /api/payments and /api/shipments to their services, and answers GET /api/users/{id}/summary from users, orders, payments and shipping behind circuit breakers.\n\nUsage: api-gateway\n\nIt takes no arguments; its settings come from the environment. It keeps no state but its rate buckets: run as many as you like behind a load balancer (each limits on its own).\n\nSettings:\n",
+    let urls = system::gateway_urls_setting();
+    let settings: Vec<(&str, &str)> = api_gateway::SETTINGS
+        .iter()
+        .copied()
+        .chain([(urls.0.as_str(), urls.1.as_str()), FORWARD_SECRET])
+        .collect();
+    let width = settings
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let table = api_gateway::routes::RouteTable::new(&system::route_tables());
+    let published: Vec<String> = table
+        .prefixes()
+        .iter()
+        .map(|prefix| format!("/api/{prefix}"))
+        .collect();
+    let mut text = format!(
+        "api-gateway: Conveyor's one entrance under /api/: refuses (400) any path a service could read as another path (dot segments, encoded slashes or dots, backslashes, `;`, double encoding, NUL), checks every bearer token against the keys users publishes (RS256, issuer, audience, expiry) before anything reaches a service, limits each client's request rate (429 with Retry-After), tells the services the client's address in X-Forwarded-For (never the client's own claim), routes what the services' route tables publish ({}) to their services, and answers GET /api/users/{{id}}/summary from users, orders, payments and shipping behind circuit breakers.\n\nUsage: api-gateway\n\nIt takes no arguments; its settings come from the environment. It keeps no state but its rate buckets: run as many as you like behind a load balancer (each limits on its own).\n\nSettings:\n",
+        published.join(", ")
     );
-    for (name, meaning) in settings() {
+    for (name, meaning) in settings {
         text.push_str(&format!("  {name:<width$}  {meaning}\n"));
     }
     text.push_str("\nSIGTERM or SIGINT stops it cleanly: it stops taking requests and finishes the ones in hand.\n");
@@ -43,7 +61,7 @@ async fn main() -> ExitCode {
     platform::telemetry::init("api-gateway", "info");
     let shutdown = conveyor::Shutdown::from_future(conveyor::shutdown::signal());
     let started = async {
-        let settings = api_gateway::Settings::from_env()?;
+        let settings = system::gateway_settings()?;
         api_gateway::Gateway::bind(settings)
             .await?
             .run(shutdown)

@@ -1,7 +1,7 @@
 //! inventory's routes: the catalogue, stock, and the saga's reservations.
 
-use super::{Access, Route, Verb};
-use crate::auth::Scope;
+use platform::auth::Scope;
+use platform::routes::{Access, Route, Verb};
 
 /// Any caller reads a product; `inventory:write` (a producing system's scope) creates and
 /// changes products, their prices and their stock.

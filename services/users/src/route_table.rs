@@ -1,7 +1,7 @@
 //! users' routes: sign-up, users, tokens, producing systems' credentials and signing keys.
 
-use super::{Access, Route, Verb};
-use crate::auth::{JWKS_PATH, Scope};
+use platform::auth::{JWKS_PATH, Scope};
+use platform::routes::{Access, Route, Verb};
 
 /// Owner rows answer someone else's user as no user (404); an admin may also set and change
 /// credit limits, which a customer may not (403 from the handler).
