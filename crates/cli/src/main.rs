@@ -29,8 +29,8 @@ enum Command {
     /// Run the messaging runtime alone on a demo ledger: exactly-once handling, a retry,
     /// dead letters (and, with --fail-account, a failure to replay with `conveyor dlq`).
     DemoLedger(commands::ledger_demo::DemoArgs),
-    /// Run services in this process: `all`, or some of users, inventory, orders, payments,
-    /// shipping. Each listens on its own port (<SERVICE>_PORT); Ctrl-C stops them cleanly.
+    /// Run services in this process: `all`, or some of them by name. Each listens on its
+    /// own port (<SERVICE>_PORT); Ctrl-C stops them cleanly.
     Serve(commands::serve::ServeArgs),
     /// Declare or export the broker topology (exchanges, queues, bindings).
     #[command(subcommand)]

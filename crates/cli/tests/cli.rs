@@ -273,6 +273,36 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_status() {
 }
 
 #[test]
+fn commands_that_take_a_service_list_the_roster_and_refuse_other_names() {
+    let unused = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let roster = "users, inventory, orders, payments, shipping";
+    let cases = [
+        (vec!["serve", "--help"], format!("all, {roster}, gateway")),
+        (vec!["outbox", "parked", "--help"], roster.to_owned()),
+        (
+            vec!["cache", "rebuild", "--help"],
+            "orders, payments, shipping".to_owned(),
+        ),
+    ];
+    for (args, listed) in cases {
+        let output = conveyor(&args, unused);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let expected = format!("[possible values: {listed}]");
+        assert!(stdout.contains(&expected), "{args:?}: {stdout}");
+    }
+    for args in [
+        vec!["serve", "ordrs"],
+        vec!["outbox", "parked", "--service", "ordrs"],
+        vec!["cache", "rebuild", "users"],
+    ] {
+        let output = conveyor(&args, unused);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("[possible values:"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn the_benchmark_refuses_a_database_that_is_not_a_benchmarks() {
     let output = Command::new(env!("CARGO_BIN_EXE_conveyor"))
         .args(["bench", "runtime", "--messages", "10", "--runs", "1"])

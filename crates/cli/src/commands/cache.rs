@@ -9,12 +9,13 @@ use system::scenario::Api;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CacheCommand {
-    /// Ask the sources of SERVICE's cached copies (users, inventory) to publish their current
+    /// Ask the sources of SERVICE's cached copies to publish their current
     /// state again; SERVICE's consumer fills what it lacks, and ignores what it has (versions
     /// are not newer). The sources are found at <SOURCE>_URL (default http://127.0.0.1:<port>).
     /// Needs an admin: CONVEYOR_TOKEN, or CONVEYOR_ADMIN_EMAIL and CONVEYOR_ADMIN_PASSWORD.
     Rebuild {
-        /// orders, payments or shipping.
+        /// A service that keeps cached copies.
+        #[arg(value_parser = super::copy_keeper_choice())]
         service: String,
     },
 }

@@ -23,6 +23,20 @@ use anyhow::Context;
 use system::ServiceName;
 
 /// Each service's base URL: `<SERVICE>_URL`, else its default port on this machine.
+/// The roster's services as clap's possible values, so `--help` lists them and a name
+/// that is none of them is refused with the list.
+pub(crate) fn service_choice() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(ServiceName::all().map(ServiceName::as_str))
+}
+
+/// The services that keep cached copies of others' data, as [`service_choice`] gives them.
+pub(crate) fn copy_keeper_choice() -> clap::builder::PossibleValuesParser {
+    let keepers = ServiceName::all()
+        .filter(|service| !service.declaration().cache_sources.is_empty())
+        .map(ServiceName::as_str);
+    clap::builder::PossibleValuesParser::new(keepers)
+}
+
 pub(crate) fn service_urls() -> std::collections::BTreeMap<system::ServiceName, String> {
     system::ServiceName::all()
         .map(|service| {

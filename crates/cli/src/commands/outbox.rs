@@ -25,8 +25,8 @@ pub(crate) enum OutboxCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct ParkedArgs {
-    /// Only this service (users, inventory, orders, payments, shipping).
-    #[arg(long)]
+    /// Only this service.
+    #[arg(long, value_parser = super::service_choice())]
     service: Option<String>,
     /// Events listed per service, at most.
     #[arg(long, default_value_t = 50)]
@@ -39,7 +39,7 @@ pub(crate) struct ParkedArgs {
 #[derive(Debug, Args)]
 pub(crate) struct UnparkArgs {
     /// The service whose outbox holds the events.
-    #[arg(long)]
+    #[arg(long, value_parser = super::service_choice())]
     service: String,
     /// An event's id (the envelope's id, as `outbox parked` shows it); repeat for several.
     #[arg(

@@ -7,10 +7,17 @@ use system::ServiceName;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// `all` (every service and the gateway), or names: users, inventory, orders, payments,
-    /// shipping, gateway. The gateway finds services not served here at <SERVICE>_URL.
-    #[arg(required = true)]
+    /// `all` (every service and the gateway), or services by name, and `gateway`. The
+    /// gateway finds services not served here at <SERVICE>_URL.
+    #[arg(required = true, value_parser = serve_choice())]
     services: Vec<String>,
+}
+
+/// `all`, the roster's services and `gateway`.
+fn serve_choice() -> clap::builder::PossibleValuesParser {
+    let services = ServiceName::all().map(ServiceName::as_str);
+    let choices = std::iter::once("all").chain(services).chain(["gateway"]);
+    clap::builder::PossibleValuesParser::new(choices)
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
