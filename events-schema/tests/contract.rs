@@ -539,7 +539,7 @@ fn a_string_holding_a_nul_is_refused_wherever_it_is() {
     );
 }
 
-/// The README's money ceilings, which the v1 schemas do not carry as `maximum`, hold for
+/// The book's money ceilings (Call the HTTP API), which the v1 schemas do not carry as `maximum`, hold for
 /// every money field (the list is `money::CEILINGS`): the ceiling passes, one more is
 /// refused, and so is 2^63 - 1; below zero the schemas' `minimum` refuses.
 #[test]
@@ -634,7 +634,7 @@ fn the_consumers_check_refuses_what_the_rust_types_cannot_read() {
     }
 }
 
-/// The README's ingest example, as a producing system outside Rust would send it.
+/// The book's ingest example (Call the HTTP API), as a producing system outside Rust would send it.
 fn outside_event(data: Value) -> Value {
     json!({
         "specversion": "1.0",

@@ -41,8 +41,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! `examples/first-handler` in the repository is a whole service with its test; the README's
-//! *Using the runtime* shows it.
+//! `examples/first-handler` in the repository is a whole service with its test; the book's
+//! *Test a handler* (`docs/src/test-a-handler.md`) shows it.
 //!
 //! # Layout
 //!

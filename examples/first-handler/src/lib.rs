@@ -1,6 +1,5 @@
-//! The README's first handler, compiled and tested here so the README cannot go stale: the
-//! blocks between `ANCHOR` comments are the README's Rust blocks (`scripts/check-snippets`
-//! compares them).
+//! The book's first handler (*Test a handler*), compiled and tested here so the book cannot
+//! go stale: the book includes the blocks between `ANCHOR` comments.
 
 // ANCHOR: handler
 use conveyor::{Consumer, ConsumerSetupError, Event, EventHandler, HandlerContext, HandlerError};

@@ -1,4 +1,4 @@
-//! `first-handler-example`: the README's stock service as a process.
+//! `first-handler-example`: the book's stock service as a process.
 
 // ANCHOR: main
 use conveyor::{AmqpConfig, Names, OutboxRelay, Shutdown};

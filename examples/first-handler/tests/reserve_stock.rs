@@ -1,4 +1,4 @@
-//! The README's handler test: the real handler on a database of its own, no broker.
+//! The book's handler test: the real handler on a database of its own, no broker.
 
 // ANCHOR: test
 use conveyor::testing::Harness;

@@ -1,8 +1,8 @@
 //! HTTP ingest holds an event to the whole contract before it publishes anything: the
-//! README's example (read from README.md and sent byte for byte) is accepted and reaches the
+//! book's example (read from docs/src/http-api.md and sent byte for byte) is accepted and reaches the
 //! broker; a bad `source`, a missing `specversion`, and a `price_cents` that JSON Schema calls
 //! an integer but the consumers' Rust types cannot read (`1.0`, `-0`, 2^63) or that is past
-//! the README's money ceiling are each a 422 naming the field, and none of them reaches the
+//! the book's money ceiling are each a 422 naming the field, and none of them reaches the
 //! broker, so no service ever sees or dead-letters one.
 
 use conveyor::{Contract, Envelope, Names};
@@ -11,23 +11,26 @@ use serde_json::{Value, json};
 
 use crate::gateway::{RunningGateway, behind_a_gateway};
 
-/// The README, where the ingest example lives.
-const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+/// The book's chapter where the ingest example lives.
+const CHAPTER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../docs/src/http-api.md"
+));
 
-/// The body, as written, that the README's first `curl -s <endpoint>` sends with `-d '…'`.
-fn readme_body(endpoint: &str) -> &'static str {
+/// The body, as written, that the chapter's first `curl -s <endpoint>` sends with `-d '…'`.
+fn documented_body(endpoint: &str) -> &'static str {
     let call = format!("curl -s {endpoint}");
-    let at = README
+    let at = CHAPTER
         .find(&call)
-        .unwrap_or_else(|| panic!("README.md has no `{call}`"));
-    let command = &README[at..];
+        .unwrap_or_else(|| panic!("docs/src/http-api.md has no `{call}`"));
+    let command = &CHAPTER[at..];
     let start = command
         .find("-d '")
-        .unwrap_or_else(|| panic!("`{call}` in README.md sends no -d '…'"))
+        .unwrap_or_else(|| panic!("`{call}` in docs/src/http-api.md sends no -d '…'"))
         + "-d '".len();
-    let length = command[start..]
-        .find('\'')
-        .unwrap_or_else(|| panic!("the body of `{call}` in README.md has no closing quote"));
+    let length = command[start..].find('\'').unwrap_or_else(|| {
+        panic!("the body of `{call}` in docs/src/http-api.md has no closing quote")
+    });
     &command[start..start + length]
 }
 
@@ -65,12 +68,12 @@ fn named_fields(answer: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn ingest_publishes_the_readme_example_and_refuses_what_consumers_would_refuse() {
+async fn ingest_publishes_the_documented_example_and_refuses_what_consumers_would_refuse() {
     // orders (the consumer of product.updated) does not run: its queue keeps everything
     // published for it, so the broker shows exactly what ingest let through.
     let (system, gateway, admin) = behind_a_gateway(&["users"]).await;
-    let grant: Value = serde_json::from_str(readme_body("localhost:8080/api/auth/clients"))
-        .expect("the README's client is JSON");
+    let grant: Value = serde_json::from_str(documented_body("localhost:8080/api/auth/clients"))
+        .expect("the documented client is JSON");
     assert_eq!(grant["scopes"], json!(["events:publish"]), "{grant}");
     let (status, _, client) = gateway
         .call(
@@ -95,15 +98,11 @@ async fn ingest_publishes_the_readme_example_and_refuses_what_consumers_would_re
     let orders_queue = names.service_queue("orders");
     let inventory_queue = names.service_queue("inventory");
 
-    // The README's example, exactly as the README sends it.
-    let example_text = readme_body("localhost:8080/api/events");
-    let example: Value = serde_json::from_str(example_text).expect("the README's event is JSON");
+    // The book's example, exactly as the book sends it.
+    let example_text = documented_body("localhost:8080/api/events");
+    let example: Value = serde_json::from_str(example_text).expect("the book's event is JSON");
     let (status, answer) = post_event(&gateway, &feed, example_text).await;
-    assert_eq!(
-        status,
-        StatusCode::ACCEPTED,
-        "the README's example: {answer}"
-    );
+    assert_eq!(status, StatusCode::ACCEPTED, "the book's example: {answer}");
     assert_eq!(answer["accepted"], "now", "{answer}");
     assert_eq!(answer["id"], example["id"], "{answer}");
     let (status, answer) = post_event(&gateway, &feed, example_text).await;
@@ -160,7 +159,7 @@ async fn ingest_publishes_the_readme_example_and_refuses_what_consumers_would_re
         assert!(error.contains(&format!("{field}: ")), "{answer}");
     }
 
-    // Only the README's example reached the broker, once, and the consumers' own check
+    // Only the book's example reached the broker, once, and the consumers' own check
     // takes it; no refused event is anywhere a service reads, nor dead-lettered.
     let delivered: Vec<Value> = system
         .env

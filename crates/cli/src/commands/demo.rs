@@ -1,6 +1,6 @@
 //! `conveyor demo`: every service in this process, orders placed through the HTTP API
 //! along every path of the saga, and DESIGN.md's invariants checked against the services'
-//! own APIs. The README's main job.
+//! own APIs. The README's main job (`scripts/demo`).
 
 use std::time::Duration;
 

@@ -582,7 +582,7 @@ mod tests {
         );
     }
 
-    /// The README's promise for events nobody reads: `conveyor.unsubscribed` keeps none, and
+    /// The book's promise for events nobody reads: `conveyor.unsubscribed` keeps none, and
     /// `conveyor.unrouted` keeps at most 100,000 for at most 7 days, the oldest dropped
     /// first. Checked in both forms the topology takes, the definitions file and the
     /// arguments `declare` sends the broker, so neither can lose a bound unseen.

@@ -404,7 +404,7 @@ async fn a_message_that_kills_its_consumer_every_time_is_dead_lettered_by_the_br
     );
 }
 
-/// A handler that returns the database's error with `?` gets the README's mapping: a broken
+/// A handler that returns the database's error with `?` gets the book's mapping (Test a handler): a broken
 /// constraint will break on every attempt, so it is dead-lettered at once as `permanent`;
 /// anything else from the database (here a statement timeout) is retried.
 #[tokio::test]

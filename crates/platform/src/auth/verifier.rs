@@ -326,7 +326,7 @@ mod tests {
         calls.load(Ordering::SeqCst)
     }
 
-    /// The README: keys "stay in use while users is unreachable". Users answers once, then
+    /// The book (Call the HTTP API): keys "stay in use while users is unreachable". Users answers once, then
     /// fails; the clock passes the refetch window, then `KEYS_MAX_AGE`, so each later
     /// fetch is really tried and fails, and the key fetched first is accepted after each.
     #[tokio::test]
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(calls_so_far(&calls), 4);
     }
 
-    /// The README: a retired key's tokens are refused within `KEYS_MAX_AGE` (5 minutes),
+    /// The book (Call the HTTP API): a retired key's tokens are refused within `KEYS_MAX_AGE` (5 minutes),
     /// even when no unknown kid ever comes to make the verifier fetch the keys again.
     #[tokio::test]
     async fn a_retired_key_is_refused_once_the_keys_fetched_with_it_are_max_age_old() {

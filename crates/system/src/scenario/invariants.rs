@@ -284,7 +284,7 @@ fn nothing_unrouted(unrouted: u64) -> Invariant {
         Vec::new()
     } else {
         vec![format!(
-            "{unrouted} new messages in conveyor.unrouted (see the README's Operators section)"
+            "{unrouted} new messages in conveyor.unrouted (see the book's Operate it: docs/src/operate.md)"
         )]
     };
     let ok = "0 new messages in conveyor.unrouted".to_owned();
