@@ -62,8 +62,12 @@ enum Command {
     /// docker-compose.yml's service blocks, Prometheus's targets) from the services'
     /// declarations; --check fails on drift.
     Deploy(commands::deploy::DeployArgs),
-    /// Write what a new part of the project needs in every file at once: `new event TYPE
-    /// --owner SERVICE` adds an event type (its schema, Rust type and every registration).
+    /// Write the book's reference pages (every command, setting and HTTP route) from the
+    /// code; --check fails on drift.
+    Reference(commands::reference::ReferenceArgs),
+    /// Write what a new part of the project needs in every file at once: `new service NAME`
+    /// adds a service (its crate, handlers, tests and registration), `new event TYPE --owner
+    /// SERVICE` an event type (its schema, Rust type and every registration).
     #[command(subcommand)]
     New(commands::new::NewCommand),
 }
@@ -106,6 +110,7 @@ async fn main() -> std::process::ExitCode {
         Command::DemoLedger(args) => commands::ledger_demo::run(args).await,
         Command::Serve(args) => commands::serve::run(args).await,
         Command::Deploy(args) => commands::deploy::run(args),
+        Command::Reference(args) => commands::reference::run(args),
         Command::Dlq(command) => commands::dlq::run(command).await,
         Command::Schema(command) => commands::schema::run(command),
         Command::Topology(command) => commands::topology::run(command).await,

@@ -79,6 +79,58 @@ fn the_deployment_files_list_every_declared_service() {
     );
 }
 
+#[test]
+fn the_books_reference_pages_are_what_the_code_makes() {
+    let output = conveyor(&["reference", "--check"], "amqp://unused");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A route row edited by hand in the reference is found, and written back from the table.
+#[test]
+fn a_hand_edited_reference_page_is_found_and_written_again() {
+    let root = std::env::temp_dir().join(format!("conveyor-reference-{}", Uuid::new_v4().simple()));
+    let repository = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    std::fs::create_dir_all(root.join("docs/src/reference")).unwrap();
+    for file in [
+        "SUMMARY.md",
+        "reference/commands.md",
+        "reference/settings.md",
+        "reference/routes.md",
+    ] {
+        let from = format!("{repository}/docs/src/{file}");
+        std::fs::copy(from, root.join("docs/src").join(file)).unwrap();
+    }
+    let routes = root.join("docs/src/reference/routes.md");
+    let original = std::fs::read_to_string(&routes).unwrap();
+    let internal = "| GET | `/cache/users/{id}` | a token with scope `admin` | no: the service's own port only |";
+    assert!(original.contains(internal), "{original}");
+    let published = internal.replace("no: the service's own port only", "`/api/cache/users/{id}`");
+    std::fs::write(&routes, original.replacen(internal, &published, 1)).unwrap();
+    let root_arg = root.to_str().unwrap();
+
+    let check = conveyor(
+        &["reference", "--check", "--root", root_arg],
+        "amqp://unused",
+    );
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success());
+    assert!(said.contains("routes.md differs"), "{said}");
+    assert!(said.contains("run `conveyor reference`"), "{said}");
+
+    let write = conveyor(&["reference", "--root", root_arg], "amqp://unused");
+    assert!(
+        write.status.success(),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&routes).unwrap(), original);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// A service dropped from a generated part by hand is put back, and `--check` says which
 /// file drifted before that.
 #[test]

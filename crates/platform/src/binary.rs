@@ -65,8 +65,43 @@ where
 
 /// The `--help` text: what the service does and every variable it reads, with defaults.
 pub fn help(declaration: &Declaration) -> String {
+    let settings = service_settings(declaration);
+    let width = settings
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = format!(
+        "{}-service: {}\n\nUsage: {}-service\n\nIt takes no arguments; its settings come from the environment. \
+         Run as many instances as you like on the same database and broker: every instance \
+         shares the work, and events about one order are never handled by two at once.\n\nSettings:\n",
+        declaration.name, declaration.summary, declaration.name
+    );
+    for (name, meaning) in settings {
+        text.push_str(&format!("  {name:<width$}  {meaning}\n"));
+    }
+    text.push_str("\nSIGTERM or SIGINT stops it cleanly: HTTP and deliveries stop, work in hand finishes, the outbox is flushed.\n");
+    text
+}
+
+/// Every variable the service's binary reads, as (variable, meaning with its default): the
+/// ones every service reads, then its own.
+pub fn service_settings(declaration: &Declaration) -> Vec<(String, String)> {
+    let mut settings = broker_and_database_settings(declaration);
+    settings.extend(process_settings(declaration));
+    settings.extend(
+        declaration
+            .settings
+            .iter()
+            .map(|setting| (setting.variable.to_owned(), setting.meaning.to_owned())),
+    );
+    settings
+}
+
+/// Where the service's broker and database are, and how much of each it uses.
+fn broker_and_database_settings(declaration: &Declaration) -> Vec<(String, String)> {
     let prefix = declaration.name.to_ascii_uppercase();
-    let mut settings = vec![
+    vec![
         (
             "AMQP_URL".to_owned(),
             format!(
@@ -127,6 +162,13 @@ pub fn help(declaration: &Declaration) -> String {
                 conveyor::ConsumerOptions::default().workers
             ),
         ),
+    ]
+}
+
+/// Its HTTP port, stopping, token checks, logs and traces.
+fn process_settings(declaration: &Declaration) -> Vec<(String, String)> {
+    let prefix = declaration.name.to_ascii_uppercase();
+    vec![
         (
             format!("{prefix}_PORT"),
             format!(
@@ -172,27 +214,5 @@ pub fn help(declaration: &Declaration) -> String {
              with the otlp-grpc feature), OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and _ARG"
                 .to_owned(),
         ),
-    ];
-    settings.extend(
-        declaration
-            .settings
-            .iter()
-            .map(|setting| (setting.variable.to_owned(), setting.meaning.to_owned())),
-    );
-    let width = settings
-        .iter()
-        .map(|(name, _)| name.len())
-        .max()
-        .unwrap_or(0);
-    let mut text = format!(
-        "{}-service: {}\n\nUsage: {}-service\n\nIt takes no arguments; its settings come from the environment. \
-         Run as many instances as you like on the same database and broker: every instance \
-         shares the work, and events about one order are never handled by two at once.\n\nSettings:\n",
-        declaration.name, declaration.summary, declaration.name
-    );
-    for (name, meaning) in settings {
-        text.push_str(&format!("  {name:<width$}  {meaning}\n"));
-    }
-    text.push_str("\nSIGTERM or SIGINT stops it cleanly: HTTP and deliveries stop, work in hand finishes, the outbox is flushed.\n");
-    text
+    ]
 }

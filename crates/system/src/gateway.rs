@@ -18,9 +18,10 @@ pub fn gateway_settings() -> Result<api_gateway::Settings, platform::ConfigError
     api_gateway::Settings::from_env(SERVICES)
 }
 
-/// The `--help` line of the services' URLs, as (variables, meaning).
-pub fn gateway_urls_setting() -> (String, String) {
-    api_gateway::urls_setting(SERVICES)
+/// Every variable the gateway reads in front of the roster's services, as (variables,
+/// meaning with its default).
+pub fn gateway_settings_help() -> Vec<(String, String)> {
+    api_gateway::gateway_settings(SERVICES)
 }
 
 #[cfg(test)]

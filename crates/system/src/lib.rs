@@ -32,7 +32,7 @@ mod start;
 
 pub use catalog::{all_topology, broker_users, openapi_documents, service_events};
 pub use config::{SystemConfig, run_admin};
-pub use gateway::{gateway_settings, gateway_urls_setting, route_tables};
+pub use gateway::{gateway_settings, gateway_settings_help, route_tables};
 pub use roster::ServiceName;
 pub use start::{Running, start, start_replicas};
 pub use users_service::AdminAccount;

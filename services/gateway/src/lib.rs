@@ -49,7 +49,7 @@ use tracing::Instrument;
 pub use breaker::BreakerSettings;
 pub use limit::RateSettings;
 pub use openapi::{own_document, public_document};
-pub use settings::{DEFAULT_PORT, SETTINGS, Settings, urls_setting};
+pub use settings::{DEFAULT_PORT, SETTINGS, Settings, gateway_settings};
 
 use crate::ingest::Ingest;
 use crate::limit::Limits;

@@ -17,8 +17,8 @@ use crate::routes::RouteClass;
 
 pub const DEFAULT_PORT: u16 = 8080;
 
-/// What `api-gateway --help` lists, as (variable, meaning), but the services' URLs, which
-/// [`urls_setting`] says for the services it is given.
+/// The variables the gateway reads whatever its services, as (variable, meaning); with the
+/// services' URLs and the forward secret, [`gateway_settings`].
 pub const SETTINGS: &[(&str, &str)] = &[
     (
         "GATEWAY_PORT",
@@ -64,8 +64,25 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The `--help` line of `services`' URLs, as (variables, meaning).
-pub fn urls_setting(services: &[&Declaration]) -> (String, String) {
+/// Every variable the gateway in front of `services` reads, as (variables, meaning with its
+/// default), for `--help` and the book's reference.
+pub fn gateway_settings(services: &[&Declaration]) -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> = SETTINGS
+        .iter()
+        .map(|(name, meaning)| ((*name).to_owned(), (*meaning).to_owned()))
+        .collect();
+    settings.push(urls_setting(services));
+    settings.push((
+        crate::proxy::FORWARD_SECRET_VARIABLE.to_owned(),
+        FORWARD_SECRET_MEANING.to_owned(),
+    ));
+    settings
+}
+
+const FORWARD_SECRET_MEANING: &str = "a secret of 32 visible ASCII characters or more, set the same for users: sent to users as X-Conveyor-Gateway beside X-Forwarded-For (the client's address; any Forwarded, X-Forwarded-For or X-Real-IP a client sends is dropped), so users believes that address and counts failed sign-ins per client, not per gateway [default: none: users ignores the forwarded address]";
+
+/// The line of `services`' URLs, as (variables, meaning).
+fn urls_setting(services: &[&Declaration]) -> (String, String) {
     let variables: Vec<String> = services
         .iter()
         .map(|service| url_variable(service.name))
@@ -128,8 +145,8 @@ impl Settings {
         }
     }
 
-    /// The gateway in front of `services`, with the variables [`SETTINGS`] and
-    /// [`urls_setting`] list read.
+    /// The gateway in front of `services`, with the variables [`gateway_settings`] lists
+    /// read (the forward secret is read at [`crate::Gateway::bind`]).
     ///
     /// # Errors
     /// [`ConfigError`] naming the variable whose value cannot work.

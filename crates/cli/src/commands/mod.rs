@@ -12,6 +12,7 @@ pub(crate) mod ledger_demo;
 pub(crate) mod management;
 pub(crate) mod new;
 pub(crate) mod outbox;
+pub(crate) mod reference;
 pub(crate) mod saga;
 pub(crate) mod schema;
 pub(crate) mod serve;

@@ -7,19 +7,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The secret shared with users, read where the gateway sends requests on.
-const FORWARD_SECRET: (&str, &str) = (
-    "GATEWAY_FORWARD_SECRET",
-    "a secret of 32 visible ASCII characters or more, set the same for users: sent to users as X-Conveyor-Gateway beside X-Forwarded-For (the client's address; any Forwarded, X-Forwarded-For or X-Real-IP a client sends is dropped), so users believes that address and counts failed sign-ins per client, not per gateway [default: none: users ignores the forwarded address]",
-);
-
 fn help() -> String {
-    let urls = system::gateway_urls_setting();
-    let settings: Vec<(&str, &str)> = api_gateway::SETTINGS
-        .iter()
-        .copied()
-        .chain([(urls.0.as_str(), urls.1.as_str()), FORWARD_SECRET])
-        .collect();
+    let settings = system::gateway_settings_help();
     let width = settings
         .iter()
         .map(|(name, _)| name.len())
