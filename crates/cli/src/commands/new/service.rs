@@ -58,7 +58,7 @@ be placed.
 
 Then, as the command prints: `cargo test -p NAME-service`, then regenerate what lists
 services and events (`conveyor deploy`, `conveyor topology export`, `conveyor schema
-asyncapi`) with a conveyor built after the change.";
+asyncapi`, `conveyor reference`) with a conveyor built after the change.";
 
 #[derive(Debug, Args)]
 pub(crate) struct ServiceArgs {
@@ -316,7 +316,7 @@ fn next_steps(service: &NewService) -> Vec<String> {
         "Test it: `cargo test -p {name}-service` (each handler without a broker, on a database of its own)."
     )];
     steps.push(format!(
-        "Regenerate what lists services and events, with a conveyor built after this change: `cargo run -q -p conveyor-cli -- deploy` (Dockerfile, docker-compose.yml, prometheus.yml), `cargo run -q -p conveyor-cli -- topology export` (broker-config/definitions.json: {name}'s queues) and `cargo run -q -p conveyor-cli -- schema asyncapi` (what {name} sends and receives). Tests fail until they are current."
+        "Regenerate what lists services and events, with a conveyor built after this change: `cargo run -q -p conveyor-cli -- deploy` (Dockerfile, docker-compose.yml, prometheus.yml), `cargo run -q -p conveyor-cli -- topology export` (broker-config/definitions.json: {name}'s queues) `cargo run -q -p conveyor-cli -- schema asyncapi` (what {name} sends and receives) and `cargo run -q -p conveyor-cli -- reference` (the book's settings and routes). Tests fail until they are current."
     ));
     steps.push(format!(
         "Run it beside the others: `conveyor serve all` starts {name} too (port {}), or run its own binary, `cargo run -p {name}-service` (`--help` lists its settings).",
