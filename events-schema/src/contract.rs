@@ -22,13 +22,32 @@ use serde_json::{Number, Value};
 
 use crate::catalog::{ENVELOPE_SCHEMA, SCHEMAS, SchemaFile};
 
-/// A schema that does not compile; caught by the crate's tests before it can ship.
+/// Why the contract cannot be made; caught by the tests of the crate that has the schema.
 #[derive(Debug, thiserror::Error)]
-#[error("schema {event_type} v{version} is not a valid JSON Schema: {message}")]
-pub struct ContractError {
-    event_type: String,
-    version: u32,
-    message: String,
+pub enum ContractError {
+    #[error("schema {event_type} v{version} is not a valid JSON Schema: {message}")]
+    Invalid {
+        event_type: String,
+        version: u32,
+        message: String,
+    },
+    #[error(
+        "{publisher} defines {event_type} v{version} as its own, but the contract has it already: give the service's own type a name the contract does not use"
+    )]
+    Taken {
+        publisher: String,
+        event_type: String,
+        version: u32,
+    },
+}
+
+/// Event types a service defines in its own crate, outside the catalog (a team's service
+/// beside Conveyor's): their schemas, and the one service that publishes them. Its consumer
+/// and outbox check them with [`EventContract::with_own_events`].
+#[derive(Debug, Clone, Copy)]
+pub struct OwnEvents {
+    pub publisher: &'static str,
+    pub schemas: &'static [SchemaFile],
 }
 
 /// Why an event breaks the contract.
@@ -125,6 +144,7 @@ struct Compiled {
 pub struct EventContract {
     schemas: HashMap<(String, u32), Compiled>,
     envelope: jsonschema::Validator,
+    own: Option<OwnEvents>,
 }
 
 impl EventContract {
@@ -143,7 +163,35 @@ impl EventContract {
             text: ENVELOPE_SCHEMA,
         })?
         .validator;
-        Ok(Self { schemas, envelope })
+        Ok(Self {
+            schemas,
+            envelope,
+            own: None,
+        })
+    }
+
+    /// The catalog's schemas and `own`'s, whose types only `own.publisher` may publish.
+    ///
+    /// # Errors
+    /// [`ContractError`] naming a schema that does not compile, or an own type and version
+    /// the catalog has already.
+    pub fn with_own_events(own: OwnEvents) -> Result<Self, ContractError> {
+        let mut contract = Self::new()?;
+        for file in own.schemas {
+            let key = (file.event_type.to_owned(), file.version);
+            if contract.schemas.contains_key(&key)
+                || crate::publishers::owner_of(file.event_type).is_some()
+            {
+                return Err(ContractError::Taken {
+                    publisher: own.publisher.to_owned(),
+                    event_type: file.event_type.to_owned(),
+                    version: file.version,
+                });
+            }
+            contract.schemas.insert(key, compile(file)?);
+        }
+        contract.own = Some(own);
+        Ok(contract)
     }
 
     /// The contract shared by the whole process.
@@ -333,7 +381,13 @@ impl Contract for EventContract {
     }
 
     fn publishers(&self, event_type: &str) -> Vec<&'static str> {
-        crate::publishers::publishers_of(event_type)
+        let own = self
+            .own
+            .filter(|own| own.schemas.iter().any(|file| file.event_type == event_type));
+        match own {
+            Some(own) => vec![own.publisher],
+            None => crate::publishers::publishers_of(event_type),
+        }
     }
 }
 
@@ -523,7 +577,7 @@ fn place_name(steps: &[Step]) -> String {
 }
 
 fn compile(file: &SchemaFile) -> Result<Compiled, ContractError> {
-    let error = |message: String| ContractError {
+    let error = |message: String| ContractError::Invalid {
         event_type: file.event_type.to_owned(),
         version: file.version,
         message,
@@ -697,5 +751,61 @@ mod tests {
         );
         assert_eq!(named("/a~1b", None, "data"), "data.a/b");
         assert_eq!(named("", None, ""), "");
+    }
+
+    const REWARD: SchemaFile = SchemaFile {
+        event_type: "reward.granted",
+        version: 1,
+        text: r#"{"type": "object", "required": ["reward_id"], "properties": {"reward_id": {"type": "string"}}}"#,
+    };
+
+    #[test]
+    fn a_services_own_type_is_checked_and_taken_from_that_service_alone() {
+        let own = OwnEvents {
+            publisher: "loyalty",
+            schemas: &[REWARD],
+        };
+        let contract = EventContract::with_own_events(own).unwrap();
+        contract
+            .validate(
+                "reward.granted",
+                "1",
+                &serde_json::json!({"reward_id": "r-1"}),
+            )
+            .unwrap();
+        let missing = contract.validate("reward.granted", "1", &serde_json::json!({}));
+        assert!(
+            matches!(missing, Err(Violation::Invalid { .. })),
+            "{missing:?}"
+        );
+        assert_eq!(contract.publishers("reward.granted"), ["loyalty"]);
+        assert_eq!(contract.publishers("order.created"), ["orders"]);
+        // The catalog's contract knows no such type.
+        let catalog = EventContract::new().unwrap();
+        let unknown = catalog.validate("reward.granted", "1", &serde_json::json!({}));
+        assert!(
+            matches!(unknown, Err(Violation::UnknownType { .. })),
+            "{unknown:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_cannot_define_a_type_the_catalog_has() {
+        let taken = SchemaFile {
+            event_type: "order.created",
+            ..REWARD
+        };
+        let own = OwnEvents {
+            publisher: "loyalty",
+            schemas: std::slice::from_ref(Box::leak(Box::new(taken))),
+        };
+        let error = EventContract::with_own_events(own)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("loyalty defines order.created v1"),
+            "{error}"
+        );
     }
 }

@@ -65,7 +65,9 @@ mod yaml;
 use serde::Serialize;
 
 pub use catalog::{ENVELOPE_SCHEMA, SCHEMAS, SchemaFile, schema_for};
-pub use contract::{ContractError, EventContract, EventViolations, FieldViolation, Violation};
+pub use contract::{
+    ContractError, EventContract, EventViolations, FieldViolation, OwnEvents, Violation,
+};
 pub use yaml::to_yaml;
 
 pub use conveyor::Event;

@@ -204,3 +204,79 @@ fn bad_names_unknown_types_and_taken_names_are_refused_by_what_is_wrong() {
     assert_eq!(scratch.registrations(), before);
     assert!(!scratch.0.join("services/notifications").exists());
 }
+
+/// Outside Conveyor's repository: a workspace of the team's own is made beside it, taking
+/// Conveyor's crates by a relative path, and an emitted type is the service's own; one of
+/// Conveyor's contract, or a name of its services, is refused with nothing written.
+#[test]
+fn outside_the_repository_a_workspace_of_its_own_is_made_with_its_own_event_types() {
+    let id = uuid::Uuid::new_v4().simple();
+    let shop = std::env::temp_dir().join(format!("conveyor-own-workspace-{id}"));
+    let conveyor = repo_root().canonicalize().unwrap();
+    let run = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--conveyor", conveyor.to_str().unwrap()]);
+        generators::conveyor_new("service", &args, &shop)
+    };
+    for (args, said) in [
+        (
+            vec!["loyalty", "--emits", "order.created"],
+            "order.created is orders's in Conveyor's contract",
+        ),
+        (vec!["orders"], "orders is a service already"),
+    ] {
+        let (ok, output) = run(&args);
+        assert!(!ok, "{args:?} was accepted: {output}");
+        assert!(output.contains(said), "{args:?}: {output}");
+        assert!(!shop.exists(), "{args:?} wrote into {}", shop.display());
+    }
+
+    let (ok, output) = run(&[
+        "loyalty",
+        "--consumes",
+        "order.confirmed",
+        "--emits",
+        "reward.granted",
+    ]);
+    assert!(ok, "{output}");
+    let manifest = std::fs::read_to_string(shop.join("Cargo.toml")).unwrap();
+    let to_conveyor = format!("{}/crates/platform", relative_to(&shop, &conveyor));
+    assert!(
+        manifest.contains(&format!("platform = {{ path = \"{to_conveyor}\" }}")),
+        "{manifest}"
+    );
+    assert!(shop.join("Cargo.lock").is_file());
+    let events = std::fs::read_to_string(shop.join("services/loyalty/src/events.rs")).unwrap();
+    assert!(events.contains("pub struct RewardGrantedV1"), "{events}");
+    let schema = shop.join("services/loyalty/schemas/reward.granted/v1.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema).unwrap()).unwrap();
+    assert_eq!(schema["required"][0], "reward_id");
+    let lib = std::fs::read_to_string(shop.join("services/loyalty/src/lib.rs")).unwrap();
+    assert!(lib.contains("EventContract::with_own_events"), "{lib}");
+    assert!(lib.contains("emits: &[\"reward.granted\"]"), "{lib}");
+
+    // A second service joins the workspace it made; the workspace is not written again.
+    let (ok, output) = run(&["points", "--consumes", "order.cancelled"]);
+    assert!(ok, "{output}");
+    assert!(!output.contains("new    Cargo.toml"), "{output}");
+    assert_eq!(
+        std::fs::read_to_string(shop.join("Cargo.toml")).unwrap(),
+        manifest
+    );
+    std::fs::remove_dir_all(&shop).unwrap();
+}
+
+/// `../..`-style path from directory `from` to `to`, both absolute.
+fn relative_to(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let shared = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_owned(); from.len() - shared];
+    parts.extend(
+        to[shared..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}

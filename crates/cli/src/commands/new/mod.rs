@@ -5,6 +5,8 @@ mod edits;
 mod event;
 mod files;
 mod names;
+mod own_events;
+mod own_workspace;
 mod service;
 mod service_templates;
 mod templates;
@@ -17,8 +19,9 @@ pub(crate) enum NewCommand {
     /// events-schema's lists that the contract tests check, in one step.
     #[command(long_about = event::LONG_HELP)]
     Event(event::EventArgs),
-    /// Add a service to the system: a crate with its declaration, a handler and a test per
-    /// consumed event type, a migration and a binary, and its registration lines.
+    /// Add a service to the system, or to a workspace of your own beside it: a crate with
+    /// its declaration, a handler and a test per consumed event type, a migration and a
+    /// binary, and its registration lines.
     #[command(long_about = service::LONG_HELP)]
     Service(service::ServiceArgs),
 }

@@ -12,6 +12,8 @@ use clap::Args;
 use super::edits;
 use super::files::{self, Change};
 use super::names::EventName;
+use super::own_events;
+use super::own_workspace::{self, Home};
 use super::service_templates::{self as templates, Consumed, NewService};
 
 const PUBLISHERS: &str = "events-schema/src/publishers.rs";
@@ -58,7 +60,22 @@ be placed.
 
 Then, as the command prints: `cargo test -p NAME-service`, then regenerate what lists
 services and events (`conveyor deploy`, `conveyor topology export`, `conveyor schema
-asyncapi`, `conveyor reference`) with a conveyor built after the change.";
+asyncapi`, `conveyor reference`) with a conveyor built after the change.
+
+Outside Conveyor's repository (--root is a workspace of your own, or a folder to make
+one in; --conveyor is Conveyor's checkout, by default the current directory):
+
+  Cargo.toml, Cargo.lock
+      When missing: a workspace of services/*, with Conveyor's crates by a relative path
+      and the versions and lints Conveyor is tested with (its Cargo.lock). An existing
+      Cargo.toml is never edited: what it lacks is named, and nothing is written.
+  services/NAME/...
+      The same crate, without a registration in Conveyor's roster: it runs as its own
+      process beside Conveyor's services, on the same broker.
+  services/NAME/schemas/TYPE/v1.json, services/NAME/src/events.rs
+      Each --emits TYPE is the service's own (Conveyor's contract has it not): its schema
+      with a documented example, its Rust type, and OWN_EVENTS, with which its consumer and
+      outbox check it beside Conveyor's contract; a test checks type and schema agree.";
 
 #[derive(Debug, Args)]
 pub(crate) struct ServiceArgs {
@@ -76,15 +93,27 @@ pub(crate) struct ServiceArgs {
     /// Its default HTTP port [default: the one after the highest a service has].
     #[arg(long)]
     port: Option<u16>,
-    /// The repository's root, holding services/, events-schema/ and crates/system/.
+    /// Where the service goes: Conveyor's repository (holding services/, events-schema/
+    /// and crates/system/), or a workspace of your own, made if missing.
     #[arg(long, value_name = "DIR", default_value = ".")]
     root: PathBuf,
+    /// Conveyor's checkout, whose crates and contract a service outside it depends on (by
+    /// a relative path); read only when --root is not Conveyor's repository.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    conveyor: PathBuf,
 }
 
 pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let root = &args.root;
     check_name(&args.name)?;
-    let services = files::service_crates(root)?;
+    let home = Home::of(root, &args.conveyor)?;
+    let conveyor = home.conveyor_root(root);
+    // Conveyor's services and the workspace's own: a name or port taken by either would
+    // clash when they run side by side.
+    let mut services = files::service_crates(root)?;
+    if let Home::Own { conveyor } = &home {
+        services.extend(files::service_crates(conveyor)?);
+    }
     let taken: Vec<String> = services
         .iter()
         .filter_map(|(_, text)| files::service_name(text))
@@ -100,18 +129,34 @@ pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
         args.name,
         taken.join(", ")
     );
+    let (emits, own_events) = match &home {
+        Home::Conveyor => (emitted(root, &args.name, &args.emits)?, Vec::new()),
+        Home::Own { conveyor } => {
+            let own = own_types(conveyor, &args.emits)?;
+            (args.emits.clone(), own)
+        }
+    };
     let service = NewService {
         name: args.name.clone(),
         port: port(args.port, &services)?,
-        consumes: consumed(root, &args.consumes)?,
-        emits: emitted(root, &args.name, &args.emits)?,
+        consumes: consumed(conveyor, &args.consumes)?,
+        emits,
+        own_events: !own_events.is_empty(),
     };
-    let changes = plan(root, &service)?;
+    let mut changes = plan(&service, &own_events)?;
+    changes.extend(match &home {
+        Home::Conveyor => registrations(root, &service)?,
+        Home::Own { conveyor } => own_workspace::workspace_files(root, conveyor, &service.name)?,
+    });
     files::write(root, &changes)?;
     files::format_rust(root, &changes);
     files::print_changes(&format!("Added the {} service:", service.name), &changes);
     println!("\nNext:");
-    for (number, step) in next_steps(&service).iter().enumerate() {
+    let steps = match home {
+        Home::Conveyor => next_steps(&service),
+        Home::Own { .. } => next_steps_outside(&service, root),
+    };
+    for (number, step) in steps.iter().enumerate() {
         println!("  {}. {step}", number + 1);
     }
     Ok(())
@@ -221,8 +266,28 @@ fn emitted(root: &Path, service: &str, types: &[String]) -> anyhow::Result<Vec<S
     Ok(emitted)
 }
 
-/// The crate's files and the three registration lines, made before anything is written.
-fn plan(root: &Path, service: &NewService) -> anyhow::Result<Vec<Change>> {
+/// Outside Conveyor's repository, each emitted type is the service's own: not one of
+/// Conveyor's contract, whose types each have their owner there.
+fn own_types(conveyor: &Path, types: &[String]) -> anyhow::Result<Vec<EventName>> {
+    let path = conveyor.join(PUBLISHERS);
+    let owners = edits::owners(&files::read(&path)?);
+    let mut own: Vec<EventName> = Vec::new();
+    for event_type in types {
+        let name = EventName::parse(event_type)?;
+        if let Some((_, owner)) = owners.iter().find(|(known, _)| known == event_type) {
+            bail!(
+                "{event_type} is {owner}'s in Conveyor's contract: a service outside it emits types of its own (a new name, like notification.sent)"
+            );
+        }
+        if !own.contains(&name) {
+            own.push(name);
+        }
+    }
+    Ok(own)
+}
+
+/// The crate's files, made before anything is written.
+fn plan(service: &NewService, own_events: &[EventName]) -> anyhow::Result<Vec<Change>> {
     let dir = format!("services/{}", service.name);
     let mut changes = vec![
         Change::new_file(
@@ -265,7 +330,23 @@ fn plan(root: &Path, service: &NewService) -> anyhow::Result<Vec<Change>> {
             "a test per handler, without a broker".to_owned(),
         ));
     }
-    changes.extend(registrations(root, service)?);
+    if !own_events.is_empty() {
+        for name in own_events {
+            changes.push(Change::new_file(
+                format!("{dir}/schemas/{}/v1.json", name.event_type),
+                own_events::schema(name),
+                format!(
+                    "the schema of {}, with one placeholder field",
+                    name.event_type
+                ),
+            ));
+        }
+        changes.push(Change::new_file(
+            format!("{dir}/src/events.rs"),
+            own_events::events_rs(&service.name, own_events),
+            "its own event types and OWN_EVENTS, which its consumer checks".to_owned(),
+        ));
+    }
     Ok(changes)
 }
 
@@ -308,6 +389,23 @@ fn registrations(root: &Path, service: &NewService) -> anyhow::Result<Vec<Change
         ),
         Change::edit(ROSTER, roster, "its DECLARATION in SERVICES".to_owned()),
     ])
+}
+
+fn next_steps_outside(service: &NewService, root: &Path) -> Vec<String> {
+    let name = &service.name;
+    vec![
+        format!(
+            "Test it: `cd {} && cargo test -p {name}-service` (each handler without a broker, on a database of its own).",
+            root.display()
+        ),
+        format!(
+            "Run it beside Conveyor's services: `cargo run -p {name}-service` there, with AMQP_URL (and CONVEYOR_NAME_PREFIX) as they have them; it declares its queue and takes its port ({}) at start.",
+            service.port
+        ),
+        format!(
+            "Give its own event types their fields: each schema is in services/{name}/schemas/, its Rust type in src/events.rs; a test checks they agree."
+        ),
+    ]
 }
 
 fn next_steps(service: &NewService) -> Vec<String> {

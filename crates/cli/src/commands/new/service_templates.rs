@@ -6,6 +6,8 @@ pub(crate) struct NewService {
     pub(crate) port: u16,
     pub(crate) consumes: Vec<Consumed>,
     pub(crate) emits: Vec<String>,
+    /// The emitted types it defines itself (outside Conveyor's repository): `src/events.rs`.
+    pub(crate) own_events: bool,
 }
 
 /// An event type the service handles, and the Rust type its handler takes.
@@ -72,6 +74,11 @@ impl NewService {
 
 pub(crate) fn cargo_toml(service: &NewService) -> String {
     let name = &service.name;
+    let serde = if service.own_events {
+        "serde.workspace = true\n"
+    } else {
+        ""
+    };
     format!(
         r#"[package]
 name = "{name}-service"
@@ -93,7 +100,7 @@ events-schema.workspace = true
 anyhow.workspace = true
 tokio.workspace = true
 sqlx.workspace = true
-serde_json.workspace = true
+{serde}serde_json.workspace = true
 uuid.workspace = true
 mimalloc.workspace = true
 
@@ -127,6 +134,15 @@ pub(crate) fn lib_rs(service: &NewService) -> String {
         layout.push_str("//! - `received`: the events it handled, one row each.\n");
         modules.push_str("mod received;\n");
     }
+    if service.own_events {
+        layout.push_str("//! - `events`: the event types it defines itself, and their schemas.\n");
+        modules.push_str("pub mod events;\n");
+    }
+    let contract = if service.own_events {
+        "std::sync::Arc::new(events_schema::EventContract::with_own_events(\n            events::OWN_EVENTS,\n        )?)"
+    } else {
+        "events_schema::EventContract::shared()?"
+    };
     let mut sorted: Vec<&str> = modules.lines().collect();
     sorted.sort_unstable();
     let modules = sorted.join("\n");
@@ -144,7 +160,7 @@ pub(crate) fn lib_rs(service: &NewService) -> String {
 pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {{
     Ok(Consumer::builder(SERVICE)
         .names(names.clone())
-        .contract(events_schema::EventContract::shared()?){handlers}
+        .contract({contract}){handlers}
         .build()?)
 }}
 "#
