@@ -11,6 +11,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Starts at `initial`, doubling on each delay up to `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
         Self {
             initial,
@@ -26,6 +27,7 @@ impl Backoff {
         delay
     }
 
+    /// Starts again from the initial delay.
     pub fn reset(&mut self) {
         self.next = self.initial;
     }

@@ -19,10 +19,12 @@ pub trait Contract: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ContractViolation {
+    /// What is wrong, as the contract words it; also the text the error displays.
     pub message: String,
 }
 
 impl ContractViolation {
+    /// A violation described by `message`.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),

@@ -14,6 +14,7 @@ const SPEC_VERSION: &str = "1.0";
 /// One domain event with its CloudEvents attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// The CloudEvents spec version; only `1.0` is accepted.
     pub specversion: String,
     /// Unique per event (UUID v7, so ids sort by creation time); the inbox dedupes on it.
     pub id: Uuid,
@@ -22,8 +23,12 @@ pub struct Envelope {
     /// The event type, also the routing key (`order.created`).
     #[serde(rename = "type")]
     pub event_type: String,
+    /// When the event was created.
     pub time: DateTime<Utc>,
+    /// The media type of `data`: `application/json`.
     pub datacontenttype: String,
+    /// The schema and version `data` follows (`events-schema/order.created/v1`); absent
+    /// means version 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataschema: Option<String>,
     /// The aggregate the event is about (an order id, a sku).
@@ -34,16 +39,20 @@ pub struct Envelope {
     /// The id of the event whose handling emitted this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causationid: Option<Uuid>,
+    /// The event's payload.
     pub data: Value,
 }
 
 /// Why bytes could not be read as an [`Envelope`].
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
+    /// The body is not JSON, or lacks a required attribute.
     #[error("body is not a CloudEvents JSON envelope: {0}")]
     NotAnEnvelope(#[from] serde_json::Error),
+    /// The envelope's `specversion`, given, is not `1.0`.
     #[error("unsupported CloudEvents specversion {0:?}: expected \"1.0\"")]
     SpecVersion(String),
+    /// The event type is empty or only whitespace.
     #[error("event type is empty")]
     EmptyType,
 }
@@ -78,12 +87,14 @@ impl Envelope {
         envelope
     }
 
+    /// Sets the aggregate the event is about (`subject`).
     #[must_use]
     pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
         self
     }
 
+    /// Puts the event in the flow `correlation_id` (a saga's id) instead of its own.
     #[must_use]
     pub fn with_correlation_id(mut self, correlation_id: Uuid) -> Self {
         self.correlationid = correlation_id;
@@ -103,6 +114,7 @@ impl Envelope {
         self.source.rsplit('/').next().unwrap_or(&self.source)
     }
 
+    /// The envelope as a message body: its JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serializing a struct of strings, ids and a `Value` cannot fail.
         serde_json::to_vec(self).unwrap_or_default()

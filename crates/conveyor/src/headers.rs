@@ -2,17 +2,23 @@
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
+/// W3C trace context: the producer's span, which the consumer's span continues.
 pub const TRACEPARENT: &str = "traceparent";
+/// The W3C trace context's vendor-specific state, carried with [`TRACEPARENT`].
 pub const TRACESTATE: &str = "tracestate";
 /// The service whose consumer dead-lettered the message.
 pub const SERVICE: &str = "x-conveyor-service";
+/// Why the last attempt failed, on retry and dead-letter copies; long errors are cut.
 pub const ERROR: &str = "x-conveyor-error";
 /// One of [`crate::DeadLetterKind`]'s names.
 pub const ERROR_KIND: &str = "x-conveyor-error-kind";
 /// Failed handling attempts so far.
 pub const ATTEMPTS: &str = "x-conveyor-attempts";
+/// When the consumer dead-lettered the message, in RFC 3339.
 pub const FAILED_AT: &str = "x-conveyor-failed-at";
+/// The exchange the message was first delivered from, kept across retries.
 pub const ORIGINAL_EXCHANGE: &str = "x-conveyor-original-exchange";
+/// The routing key the message was first delivered with, kept across retries.
 pub const ORIGINAL_ROUTING_KEY: &str = "x-conveyor-original-routing-key";
 /// The broker user that first published the event, on copies that a consumer (retry) or an
 /// operator (replay) published again; see `crate::source`.
@@ -48,6 +54,7 @@ pub fn get_u32(headers: &FieldTable, name: &str) -> Option<u32> {
     u32::try_from(number).ok()
 }
 
+/// Sets a header to text (an AMQP long string), replacing any of the same name.
 pub fn set_str(headers: &mut FieldTable, name: &str, value: &str) {
     headers.insert(
         ShortString::from(name),
@@ -66,6 +73,7 @@ pub fn without(headers: &FieldTable, name: &str) -> FieldTable {
     kept
 }
 
+/// Sets a header to a count (a signed 64-bit integer), replacing any of the same name.
 pub fn set_u32(headers: &mut FieldTable, name: &str, value: u32) {
     headers.insert(
         ShortString::from(name),

@@ -67,6 +67,9 @@
 //! - `backoff`: delays between reconnection attempts.
 //! - `testing`: a service's handlers tested on its database without a broker.
 
+// Every public item is documented: the runtime is what teams build on.
+#![warn(missing_docs)]
+
 mod amqp;
 mod backoff;
 mod consumer;

@@ -13,15 +13,22 @@ use crate::trace_context;
 /// An event could not be written to the outbox.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
+    /// An event breaks the contract; none of the events was written.
     #[error("event {event_id} breaks its contract, so it was not written: {violation}")]
     Contract {
+        /// The id of the event at fault.
         event_id: Uuid,
+        /// What the event breaks.
         violation: ContractViolation,
     },
+    /// The insert failed; none of the events was written.
     #[error("could not write event {event_id} ({event_type}) to the outbox: {source}")]
     Database {
+        /// The id of the first event written together.
         event_id: Uuid,
+        /// The type of that first event.
         event_type: String,
+        /// The database's error.
         #[source]
         source: sqlx::Error,
     },
@@ -42,6 +49,7 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
+    /// An outbox that writes events without checking them against a contract.
     pub fn new() -> Self {
         Self::default()
     }

@@ -11,6 +11,7 @@ use crate::store::OUTBOX_CHANNEL;
 /// How many rows are parked in one outbox, and since when.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ParkedSummary {
+    /// Parked rows in the outbox.
     pub count: i64,
     /// When the oldest parked row was committed; `None` when none is parked.
     pub oldest_created_at: Option<DateTime<Utc>>,
@@ -19,11 +20,17 @@ pub struct ParkedSummary {
 /// A parked row, as an operator sees it.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct ParkedRow {
+    /// The event's envelope id.
     pub event_id: Uuid,
+    /// The event type.
     pub event_type: String,
+    /// When the row was committed.
     pub created_at: DateTime<Utc>,
+    /// When the relay parked it.
     pub parked_at: DateTime<Utc>,
+    /// Broker refusals since it was written or last unparked.
     pub attempts: i32,
+    /// Why the broker last refused it.
     pub last_error: Option<String>,
 }
 

@@ -27,9 +27,13 @@ const WHY_CLOSED_TIMEOUT: Duration = Duration::from_secs(1);
 /// A message ready for the broker.
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
+    /// The exchange it is published to.
     pub exchange: String,
+    /// The routing key it is published with (an event's type).
     pub routing_key: String,
+    /// The message body: an envelope's JSON.
     pub body: Vec<u8>,
+    /// Its AMQP properties; [`ConfirmChannel`] adds `user_id` when sending it.
     pub properties: BasicProperties,
 }
 
@@ -112,35 +116,52 @@ fn event_properties(head: &EventHead<'_>, trace: &TraceHeaders) -> BasicProperti
 /// Why a publish did not end with the broker holding the message.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// An event breaks the contract; none of the events was sent.
     #[error("event {event_id} breaks its contract, so it was not sent: {violation}")]
     Contract {
+        /// The id of the event at fault.
         event_id: String,
+        /// What the event breaks.
         violation: ContractViolation,
     },
+    /// No broker could be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The channel or connection failed: messages without a confirm may not be stored.
     #[error(
         "the broker connection failed while publishing: {0}. Messages without a confirm may not have been stored; publish them again."
     )]
     Broker(#[from] lapin::Error),
+    /// The broker refused (nacked) a message: it was not stored.
     #[error(
         "the broker refused (nacked) message {message_id} for {exchange} with routing key {routing_key}: it was not stored. Retry later; if it persists, check the broker's disk and memory alarms."
     )]
     Nacked {
+        /// The id of the message refused.
         message_id: String,
+        /// The exchange it was published to.
         exchange: String,
+        /// The routing key it was published with.
         routing_key: String,
     },
+    /// The exchange does not exist on the broker (or in the connection's vhost).
     #[error(
         "exchange {exchange} does not exist on this broker (or vhost): run `conveyor topology apply`, or check AMQP_URL's vhost"
     )]
-    ExchangeNotFound { exchange: String },
+    ExchangeNotFound {
+        /// The exchange that is missing.
+        exchange: String,
+    },
+    /// No queue took a (mandatory) message: the broker returned it, unstored.
     #[error(
         "no queue took message {message_id} published to {exchange} with routing key {routing_key}: the topology is missing. Run `conveyor topology apply`."
     )]
     Unroutable {
+        /// The id of the message returned.
         message_id: String,
+        /// The exchange it was published to.
         exchange: String,
+        /// The routing key it was published with.
         routing_key: String,
     },
 }
@@ -196,6 +217,7 @@ impl ConfirmChannel {
         })
     }
 
+    /// The channel itself, for what is not publishing (acks, consuming, closing it).
     pub fn channel(&self) -> &Channel {
         &self.channel
     }

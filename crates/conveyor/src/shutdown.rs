@@ -18,6 +18,7 @@ pub struct ShutdownTrigger {
 }
 
 impl Shutdown {
+    /// A token that has not fired, and the trigger that fires it.
     pub fn new() -> (ShutdownTrigger, Shutdown) {
         let (sender, receiver) = watch::channel(false);
         (ShutdownTrigger { sender }, Shutdown { receiver })
@@ -33,8 +34,11 @@ impl Shutdown {
         shutdown
     }
 
+    /// Whether shutdown has been asked for (the trigger fired or was dropped), checked
+    /// without waiting.
     pub fn is_fired(&self) -> bool {
-        *self.receiver.borrow()
+        // An error means the trigger was dropped, which counts as firing, as in `fired`.
+        *self.receiver.borrow() || self.receiver.has_changed().is_err()
     }
 
     /// Completes once shutdown has been asked for.
@@ -54,6 +58,7 @@ impl Shutdown {
 }
 
 impl ShutdownTrigger {
+    /// Fires the token and every clone of it; firing again does nothing more.
     pub fn fire(&self) {
         self.sender.send_replace(true);
     }
@@ -80,5 +85,22 @@ pub async fn signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("Received SIGINT, shutting down."),
         () = terminate => tracing::info!("Received SIGTERM, shutting down."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_trigger_fires_for_waiters_and_checkers_alike() {
+        let (trigger, shutdown) = Shutdown::new();
+        assert!(!shutdown.is_fired());
+        drop(trigger);
+        assert!(shutdown.is_fired());
+        shutdown.fired().await;
+        let (trigger, shutdown) = Shutdown::new();
+        trigger.fire();
+        assert!(shutdown.clone().is_fired());
     }
 }

@@ -9,13 +9,6 @@ use conveyor::Shutdown;
 use crate::config::ServiceConfig;
 use crate::declaration::Declaration;
 
-/// A setting a service reads from the environment, for `--help`.
-#[derive(Debug, Clone, Copy)]
-pub struct Setting {
-    pub variable: &'static str,
-    pub meaning: &'static str,
-}
-
 /// A service binary's whole `main`: the declared service, its settings from the
 /// environment, run until SIGTERM or SIGINT (see [`run_binary`]).
 pub async fn run_service(declaration: &'static Declaration) -> ExitCode {

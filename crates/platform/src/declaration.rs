@@ -9,7 +9,6 @@ use std::pin::Pin;
 use conveyor::{Consumer, Names};
 use sqlx::migrate::Migrator;
 
-use crate::binary::Setting;
 use crate::config::ServiceConfig;
 use crate::routes::{Route, ServiceTable, TableMismatch};
 use crate::service::Service;
@@ -44,6 +43,13 @@ pub struct Declaration {
     /// Connects, migrates and binds one instance. Settings of its own come from
     /// [`ServiceConfig::own_settings`] when given there, else from the environment.
     pub build: fn(ServiceConfig) -> Building,
+}
+
+/// A setting a service reads from the environment, for `--help` and the book's reference.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub variable: &'static str,
+    pub meaning: &'static str,
 }
 
 /// A service whose data another keeps a cached copy of, and the route that makes it publish

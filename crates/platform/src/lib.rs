@@ -46,10 +46,10 @@ pub mod telemetry;
 mod trace_context;
 
 pub use auth::{Caller, Scope};
-pub use binary::{Setting, help, run_binary, run_service, service_settings};
+pub use binary::{help, run_binary, run_service, service_settings};
 pub use config::{ConfigError, OwnSettings, ServiceConfig};
 pub use database::{connect_or_create, is_loopback_host};
-pub use declaration::{Building, CacheSource, Declaration};
+pub use declaration::{Building, CacheSource, Declaration, Setting};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
 pub use input::InputError;
 pub use republish::republish;

@@ -30,6 +30,8 @@ pub trait EventHandler: Send + Sync + 'static {
         meta.subject.iter().cloned().collect()
     }
 
+    /// Handles `event` in `ctx`'s transaction; an error decides whether the message is
+    /// retried or dead-lettered (see [`HandlerError`]).
     fn handle(
         &self,
         event: Self::Event,
@@ -50,10 +52,12 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// A failure that retrying cannot fix.
     pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
         Self::Permanent(error.into())
     }
 
+    /// A failure that may pass if retried later.
     pub fn transient(error: impl Into<anyhow::Error>) -> Self {
         Self::Transient(error.into())
     }
@@ -95,9 +99,13 @@ impl From<OutboxError> for HandlerError {
 /// The event's attributes other than its data.
 #[derive(Debug, Clone)]
 pub struct EventMeta {
+    /// The event's unique id, on which the inbox dedupes.
     pub id: Uuid,
+    /// The event type (`order.created`).
     pub event_type: String,
+    /// The aggregate the event is about (an order id, a sku), if any.
     pub subject: Option<String>,
+    /// The flow the event belongs to (the saga's id).
     pub correlation_id: Uuid,
     /// Failed attempts before this one (0 on first delivery).
     pub previous_attempts: u32,
@@ -153,6 +161,7 @@ impl<'t> HandlerContext<'t> {
         self.tx
     }
 
+    /// The attributes of the event being handled.
     pub fn event(&self) -> &EventMeta {
         self.meta
     }

@@ -94,10 +94,21 @@ impl Default for ConsumerOptions {
 /// A consumer was set up wrongly; reported before it touches the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerSetupError {
+    /// Two handlers were registered for the same event type.
     #[error("service {service} registers two handlers for {event_type}: keep one")]
-    DuplicateHandler { service: String, event_type: String },
+    DuplicateHandler {
+        /// The service being built.
+        service: String,
+        /// The event type registered twice (the first one found).
+        event_type: String,
+    },
+    /// No handler was registered at all.
     #[error("service {service} has no handlers: register at least one before running")]
-    NoHandlers { service: String },
+    NoHandlers {
+        /// The service being built.
+        service: String,
+    },
+    /// The named [`ConsumerOptions`] field is 0, or `retry_tiers` is empty.
     #[error("consumer option {0} must be at least 1 (retry_tiers: at least one delay)")]
     ZeroOption(&'static str),
 }
@@ -107,29 +118,38 @@ pub enum ConsumerSetupError {
 pub struct ConsumerStats {
     /// Whether a broker session is up right now (for readiness checks).
     pub connected: AtomicBool,
+    /// Deliveries whose handler ran and committed.
     pub handled: AtomicU64,
+    /// Deliveries skipped because the inbox already had their event id.
     pub duplicates: AtomicU64,
+    /// Deliveries sent to a retry queue.
     pub retried: AtomicU64,
+    /// Deliveries sent to the dead letters.
     pub dead_lettered: AtomicU64,
 }
 
 impl ConsumerStats {
+    /// Whether a broker session is up right now.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// Deliveries handled so far.
     pub fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }
 
+    /// Duplicate deliveries skipped so far.
     pub fn duplicates(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
     }
 
+    /// Deliveries sent to a retry queue so far.
     pub fn retried(&self) -> u64 {
         self.retried.load(Ordering::Relaxed)
     }
 
+    /// Deliveries dead-lettered so far.
     pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered.load(Ordering::Relaxed)
     }
@@ -204,12 +224,14 @@ impl ConsumerBuilder {
         self
     }
 
+    /// The exchange and queue names to use, instead of the unprefixed default.
     #[must_use]
     pub fn names(mut self, names: Names) -> Self {
         self.names = names;
         self
     }
 
+    /// How the consumer takes work from the broker, instead of the default options.
     #[must_use]
     pub fn options(mut self, options: ConsumerOptions) -> Self {
         self.options = options;
@@ -286,6 +308,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// Starts collecting the handlers of `service`, with default names and options.
     pub fn builder(service: impl Into<String>) -> ConsumerBuilder {
         ConsumerBuilder {
             service: service.into(),
@@ -311,6 +334,8 @@ impl Consumer {
         }
     }
 
+    /// What the consumer declares on connecting: the shared part plus its service's
+    /// queue, bindings, retry tiers and dead-letter queue.
     pub fn topology(&self) -> Topology {
         Topology::for_service(&self.registry.names, &self.service_topology())
     }
@@ -321,6 +346,7 @@ impl Consumer {
         self.options.workers = workers.max(1);
     }
 
+    /// The consumer's counts, which keep updating while it runs.
     pub fn stats(&self) -> Arc<ConsumerStats> {
         Arc::clone(&self.registry.stats)
     }

@@ -28,6 +28,7 @@ pub enum DeadLetterKind {
 }
 
 impl DeadLetterKind {
+    /// Every kind, in declaration order.
     pub const ALL: [Self; 6] = [
         Self::Malformed,
         Self::Schema,
@@ -37,6 +38,7 @@ impl DeadLetterKind {
         Self::RetriesExhausted,
     ];
 
+    /// The text written to `x-conveyor-error-kind`, e.g. `unknown-type`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Malformed => "malformed",
@@ -48,6 +50,7 @@ impl DeadLetterKind {
         }
     }
 
+    /// The kind whose [`as_str`](Self::as_str) text is `text`; `None` for any other text.
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == text)
     }

@@ -24,8 +24,11 @@ use crate::topology::Names;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditStatus {
+    /// The run is about to start; nothing has moved yet.
     Started,
+    /// The run ended without an error.
     Finished,
+    /// The run stopped on an error, given in `error`.
     Failed,
 }
 
@@ -33,20 +36,28 @@ pub enum AuditStatus {
 /// written before they existed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// When the record was written.
     pub at: DateTime<Utc>,
+    /// How the run stood then.
     pub status: AuditStatus,
     /// `replay`, `move` or `purge`.
     pub command: String,
+    /// The service whose dead letters the run acts on.
     pub service: String,
+    /// The queue the letters go to; the CLI writes `(deleted)` for a purge.
     pub target: String,
     /// `user@host` as the operator's machine names them.
     pub operator: String,
+    /// The conditions of the run's filter, as `Filter::to_json` gives them.
     #[serde(default)]
     pub filters: serde_json::Value,
+    /// The run's id, also written on every copy it sends.
     #[serde(default)]
     pub run_id: Option<uuid::Uuid>,
+    /// The rate asked for, in messages per second; `None` when unlimited.
     #[serde(default)]
     pub rate_per_second: Option<f64>,
+    /// The most dead letters the run was to act on; `None` when unlimited.
     #[serde(default)]
     pub limit: Option<u64>,
     /// Transferred so far (finished or failed records).
@@ -58,8 +69,10 @@ pub struct AuditRecord {
     /// SHA-256 of the transferred ids, in order, one per line.
     #[serde(default)]
     pub ids_sha256: Option<String>,
+    /// Time spent reading and transferring (finished or failed records).
     #[serde(default)]
     pub seconds: Option<f64>,
+    /// Why the run stopped (failed records).
     #[serde(default)]
     pub error: Option<String>,
 }
@@ -67,6 +80,7 @@ pub struct AuditRecord {
 /// The newest records of the log, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditLog {
+    /// The newest readable records, at most as many as asked for.
     pub records: Vec<AuditRecord>,
     /// Records in the log, readable or not.
     pub total: u64,

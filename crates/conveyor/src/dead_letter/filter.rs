@@ -10,18 +10,24 @@ use crate::consumer::DeadLetterKind;
 pub struct Filter {
     /// An AMQP topic pattern: `*` matches one dot-separated word, `#` any number.
     pub event_type: Option<String>,
+    /// Why the consumer dead-lettered the message.
     pub error_kind: Option<DeadLetterKind>,
     /// Case-insensitive substring of the error.
     pub error_contains: Option<String>,
+    /// Failed at or after this time; a letter with no failure time does not match.
     pub since: Option<DateTime<Utc>>,
+    /// Failed at or before this time; a letter with no failure time does not match.
     pub until: Option<DateTime<Utc>>,
+    /// The event's correlation id, exactly.
     pub correlation_id: Option<String>,
+    /// The event id, exactly.
     pub id: Option<String>,
     /// A fingerprint id from `conveyor dlq groups`.
     pub group: Option<String>,
 }
 
 impl Filter {
+    /// Whether `letter` meets every condition set.
     pub fn matches(&self, letter: &DeadLetter) -> bool {
         let type_matches = self.event_type.as_deref().is_none_or(|pattern| {
             letter

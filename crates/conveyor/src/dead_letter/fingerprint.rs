@@ -6,8 +6,11 @@
 pub struct Fingerprint {
     /// Twelve hex digits, stable across runs and machines, for `--group`.
     pub id: String,
+    /// The dead letter's error kind, or `unknown`.
     pub error_kind: String,
+    /// The event type, or `unknown`.
     pub event_type: String,
+    /// The error with ids and numbers masked by [`mask`], or `(no error recorded)`.
     pub masked_error: String,
 }
 

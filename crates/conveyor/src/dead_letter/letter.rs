@@ -15,19 +15,29 @@ pub struct DeadLetter {
     pub(crate) delivery_tag: DeliveryTag,
     /// The event id (the envelope's, else the AMQP `message_id`).
     pub id: Option<String>,
+    /// The event type (the envelope's, else the AMQP `type`).
     pub event_type: Option<String>,
+    /// The correlation id (the envelope's, else the AMQP `correlation_id`).
     pub correlation_id: Option<String>,
     /// The service whose consumer gave up on it.
     pub service: Option<String>,
+    /// Why it was dead-lettered: one of [`crate::DeadLetterKind`]'s names.
     pub error_kind: Option<String>,
+    /// The error of the last failed attempt, as the consumer recorded it.
     pub error: Option<String>,
+    /// Failed handling attempts when it was dead-lettered.
     pub attempts: Option<u32>,
+    /// When the consumer dead-lettered it.
     pub failed_at: Option<DateTime<Utc>>,
+    /// The exchange it was first delivered from, before any retry.
     pub original_exchange: Option<String>,
+    /// The routing key it was first delivered with, before any retry.
     pub original_routing_key: Option<String>,
+    /// How many times an operator replayed or moved it; 0 when never.
     pub replay_count: u32,
     /// The run that last replayed or moved it ([`crate::headers::REPLAY_RUN`]).
     pub replay_run: Option<String>,
+    /// The message body, as delivered.
     pub body: Vec<u8>,
     pub(crate) properties: BasicProperties,
 }

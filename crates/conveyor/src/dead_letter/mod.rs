@@ -39,22 +39,38 @@ pub fn fingerprint(letter: &DeadLetter) -> Fingerprint {
 /// any message moved.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
+    /// No broker could be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The service has no dead-letter queue on the broker.
     #[error(
         "there is no dead-letter queue {queue}: is {service:?} a service name? A service's queues exist once it has started (or after `conveyor topology apply`); `conveyor dlq list` shows those that exist"
     )]
-    UnknownService { service: String, queue: String },
+    UnknownService {
+        /// The service name given.
+        service: String,
+        /// The dead-letter queue that name leads to.
+        queue: String,
+    },
+    /// The destination queue, named here, does not exist.
     #[error(
         "queue {0} does not exist: declare it first (a parking-lot queue, say), then move to it"
     )]
     UnknownTarget(String),
+    /// Another reader still holds messages of the queue, so a read could not see them all.
     #[error(
         "another reader holds messages of {queue} ({readers} reading; often another operator's dlq command): what it holds cannot be seen now, so nothing was done; run this again once it has finished"
     )]
-    HeldElsewhere { queue: String, readers: u32 },
+    HeldElsewhere {
+        /// The queue held.
+        queue: String,
+        /// Consumers the broker counts on the queue.
+        readers: u32,
+    },
+    /// The broker failed: opening a channel, checking a queue, reading or acknowledging.
     #[error("the broker failed: {0}")]
     Broker(#[from] lapin::Error),
+    /// The broker did not take a copy or an audit record.
     #[error(transparent)]
     Publish(#[from] PublishError),
 }
@@ -89,6 +105,7 @@ pub struct ReadSummary {
 }
 
 impl ReadSummary {
+    /// Whether the read saw every message that was waiting when it began.
     pub fn complete(&self) -> bool {
         self.read >= self.waiting
     }
@@ -127,6 +144,7 @@ impl DeadLetterQueue {
         }
     }
 
+    /// The dead-letter queue's name.
     pub fn queue(&self) -> &str {
         &self.held.queue
     }

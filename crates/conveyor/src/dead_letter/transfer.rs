@@ -31,7 +31,9 @@ const UNLIMITED_CHUNK: usize = 100;
 /// What to transfer, where, and how gently.
 #[derive(Debug, Clone)]
 pub struct TransferOptions {
+    /// Which dead letters to transfer.
     pub filter: Filter,
+    /// Where they go.
     pub destination: Destination,
     /// Messages per second at most.
     pub rate: Option<f64>,
@@ -51,9 +53,11 @@ impl TransferOptions {
 /// Where a transfer is, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// The pass under way, counted from 1.
     pub pass: u32,
     /// Messages in the queue when this pass began, and read of them so far.
     pub waiting: u64,
+    /// Messages this pass has read so far.
     pub read: u64,
     /// Transferred in this run so far.
     pub done: u64,
@@ -62,9 +66,11 @@ pub struct Progress {
 /// What a transfer did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransferReport {
+    /// Letters transferred: sent on (or purged) and acknowledged.
     pub done: u64,
     /// Letters this run had sent already that came back (they failed again): left in place.
     pub came_back: u64,
+    /// Passes over the queue that were started.
     pub passes: u32,
     /// Time spent reading and transferring (not connecting between passes).
     pub seconds: f64,
@@ -80,7 +86,9 @@ pub struct TransferReport {
 #[derive(Debug, thiserror::Error)]
 #[error("{source}")]
 pub struct TransferError {
+    /// What the transfer did before it stopped.
     pub report: TransferReport,
+    /// Why it stopped.
     #[source]
     pub source: DeadLetterError,
 }

@@ -81,12 +81,16 @@ impl Default for RelayOptions {
 /// One relay pass failed; the loop backs off and tries again.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// The outbox could not be read or updated.
     #[error("the outbox could not be read or updated: {0}")]
     Database(#[from] sqlx::Error),
+    /// Opening a channel or publishing a batch failed.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// No broker could be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The broker answered nothing within this long ([`RelayOptions::confirm_timeout`]).
     #[error(
         "the broker answered nothing within {0:?} (a batch's confirms, or opening the channel): it may be blocked by a memory or disk alarm; the rows stay unsent and are tried again"
     )]
@@ -111,6 +115,7 @@ pub struct OutboxRelay {
 }
 
 impl OutboxRelay {
+    /// A relay of `pool`'s outbox to the broker at `amqp`, with the default options.
     pub fn new(pool: PgPool, amqp: AmqpConfig, names: Names) -> Self {
         Self {
             pool,
@@ -120,6 +125,7 @@ impl OutboxRelay {
         }
     }
 
+    /// Paces the relay with `options` instead of the defaults.
     #[must_use]
     pub fn with_options(mut self, options: RelayOptions) -> Self {
         self.options = options;

@@ -11,27 +11,50 @@ use crate::publisher::OutgoingMessage;
 /// message says what happened instead, so `?` in a test reports it well.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// A query on the harness's database failed.
     #[error("the harness's database failed: {0}")]
     Database(#[from] sqlx::Error),
+    /// A row of the outbox does not parse as an envelope.
     #[error("the outbox holds a row that is not an envelope (id {id}): {error}")]
-    Outbox { id: i64, error: String },
+    Outbox {
+        /// The row's id.
+        id: i64,
+        /// Why it does not parse.
+        error: String,
+    },
+    /// The event was expected to be handled; the text says what became of it instead.
     #[error("expected the event to be handled, but it was {0}")]
     NotHandled(String),
+    /// Not exactly one event of the expected type was emitted.
     #[error("expected one {event_type} among the emitted events, found {found}: {emitted:?}")]
     NotOne {
+        /// The type expected once.
         event_type: &'static str,
+        /// How many events of that type were emitted.
         found: usize,
+        /// The types of every emitted event, in order.
         emitted: Vec<String>,
     },
+    /// An emitted event's data does not decode into its Rust type.
     #[error("an emitted {event_type} does not decode into its Rust type: {error}")]
     Decode {
+        /// The event's type.
         event_type: &'static str,
+        /// Why its data does not decode.
         error: serde_json::Error,
     },
+    /// What was emitted is not one event answering the cause.
     #[error("expected one event answering event {cause}, but {found}")]
-    NotAnAnswer { cause: uuid::Uuid, found: String },
+    NotAnAnswer {
+        /// The id of the event to be answered.
+        cause: uuid::Uuid,
+        /// What was emitted instead, or how the one event fails to answer.
+        found: String,
+    },
+    /// No harness in the network has the service name asked for.
     #[error("no harness in this network is named {0:?}")]
     UnknownService(String),
+    /// A flow went past this many deliveries without settling.
     #[error(
         "the flow did not settle after {0} deliveries: do two handlers answer each other forever?"
     )]
@@ -50,7 +73,9 @@ pub enum Handling {
     Retry(Box<Retry>),
     /// Dead-lettered: the broker would keep it in the service's dead-letter queue.
     DeadLetter {
+        /// Why it was dead-lettered.
         kind: DeadLetterKind,
+        /// The failure it was dead-lettered with.
         error: String,
         /// Failed attempts, this one included.
         attempts: u32,
@@ -69,10 +94,12 @@ impl Handling {
         }
     }
 
+    /// Whether the handler ran and its transaction committed.
     pub fn is_handled(&self) -> bool {
         matches!(self, Self::Handled(_))
     }
 
+    /// Whether the inbox had seen the event id, so nothing ran again.
     pub fn is_duplicate(&self) -> bool {
         matches!(self, Self::Duplicate)
     }
@@ -113,6 +140,7 @@ pub struct Retry {
     pub attempts: u32,
     /// The tier's delay, which [`super::Harness::retry`] does not wait.
     pub delay: Duration,
+    /// The failure that sent it to retry.
     pub error: String,
     pub(super) copy: OutgoingMessage,
 }
@@ -122,14 +150,17 @@ pub struct Retry {
 pub struct Emitted(pub(super) Vec<Envelope>);
 
 impl Emitted {
+    /// The emitted events, in the order they were emitted.
     pub fn envelopes(&self) -> &[Envelope] {
         &self.0
     }
 
+    /// Whether no event was emitted.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// How many events were emitted.
     pub fn len(&self) -> usize {
         self.0.len()
     }

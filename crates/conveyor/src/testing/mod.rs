@@ -1,8 +1,8 @@
 //! Handlers tested without a broker: a service's real consumer, its real database, no
 //! RabbitMQ.
 //!
-//! A [`Harness`] hands envelopes to a [`Consumer`]'s handlers through the very code the
-//! consumer runs for a batch of deliveries from the broker: the contract and source checks,
+//! A [`Harness`] hands envelopes to a [`Consumer`](crate::Consumer)'s handlers through the
+//! very code the consumer runs for a batch of deliveries from the broker: the contract and source checks,
 //! the inbox, the key locks, one transaction with the outbox, the savepoint fallback when a
 //! handler fails. It steps one batch per call (no sleeps, no background tasks), then reads
 //! what the handlers emitted from the outbox as typed events. A [`Network`] joins the

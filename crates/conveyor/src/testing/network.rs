@@ -20,8 +20,11 @@ pub struct Network {
 /// One delivery in a [`Network`]: which service got which event, and what became of it.
 #[derive(Debug)]
 pub struct Step {
+    /// The service that got the event.
     pub service: String,
+    /// The event delivered.
     pub event: Envelope,
+    /// What the service's consumer did with it.
     pub handling: Handling,
 }
 
@@ -30,6 +33,7 @@ pub struct Step {
 pub struct Trail(Vec<Step>);
 
 impl Network {
+    /// Joins `harnesses`, one per service.
     pub fn new(harnesses: impl IntoIterator<Item = Harness>) -> Self {
         Self {
             harnesses: harnesses.into_iter().collect(),
@@ -106,6 +110,7 @@ impl Network {
 }
 
 impl Trail {
+    /// Every delivery, in the order it happened.
     pub fn steps(&self) -> &[Step] {
         &self.0
     }

@@ -156,22 +156,29 @@ impl Names {
         self.qualify("conveyor.unsubscribed")
     }
 
+    /// Where consumers send retry copies, routed by the name of the retry queue.
     pub fn retry_exchange(&self) -> String {
         self.qualify("conveyor.retry")
     }
 
+    /// Where dead letters go, from consumers and from the broker past [`DELIVERY_LIMIT`],
+    /// routed by service.
     pub fn dead_letter_exchange(&self) -> String {
         self.qualify("conveyor.dlx")
     }
 
+    /// The queue `service` consumes the events it subscribes to from (`orders.events`).
     pub fn service_queue(&self, service: &str) -> String {
         self.qualify(&format!("{service}.events"))
     }
 
+    /// The queue that holds `service`'s retries for `delay`, then hands them back to its
+    /// queue (`orders.retry.10s`).
     pub fn retry_queue(&self, service: &str, delay: Duration) -> String {
         self.qualify(&format!("{service}.retry.{}", delay_label(delay)))
     }
 
+    /// Where `service`'s dead letters wait for an operator (`orders.dlq`).
     pub fn dead_letter_queue(&self, service: &str) -> String {
         self.qualify(&format!("{service}.dlq"))
     }
@@ -207,8 +214,11 @@ fn delay_label(delay: Duration) -> String {
 /// What one service consumes: the event types its handlers registered and its retry tiers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceTopology {
+    /// The service's name, which names its queues.
     pub service: String,
+    /// The event types its queue is bound to.
     pub event_types: BTreeSet<String>,
+    /// The delays of its retry queues, one queue per delay.
     pub retry_tiers: Vec<Duration>,
 }
 
@@ -354,6 +364,7 @@ impl Topology {
         topology
     }
 
+    /// Adds one service's queue, bindings, retry queues and dead-letter queue.
     pub fn add_service(&mut self, names: &Names, service: &ServiceTopology) {
         let name = &service.service;
         let queue = names.service_queue(name);

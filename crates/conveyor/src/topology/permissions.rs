@@ -8,13 +8,18 @@ use super::{Names, ServiceTopology};
 /// and, where set, its topic permissions on the events exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUser {
+    /// The user's name on the broker (`conveyor-orders`).
     pub name: String,
     /// The service it belongs to (`orders`, `gateway`, `operator`): names its password's
     /// variable, `<SERVICE>_BROKER_PASSWORD`.
     pub owner: String,
+    /// The queues and exchanges it may declare and delete, as a regex.
     pub configure: String,
+    /// The exchanges it may publish to and the queues it may bind, as a regex.
     pub write: String,
+    /// The queues it may consume from and the exchanges it may bind from, as a regex.
     pub read: String,
+    /// The routing keys it may use on the events exchange; `None` for no limit.
     pub topic: Option<TopicPermission>,
     /// RabbitMQ user tags, comma-separated: `management` lets the operators' user read
     /// queue counts through the management API (`conveyor dlq list`); empty for services.
@@ -24,8 +29,11 @@ pub struct BrokerUser {
 /// Which routing keys a user may publish to (`write`) and bind from (`read`) an exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicPermission {
+    /// The exchange the permission applies to: the events exchange.
     pub exchange: String,
+    /// The routing keys it may publish with, as a regex.
     pub write: String,
+    /// The routing keys it may bind with, as a regex.
     pub read: String,
 }
 
