@@ -51,6 +51,10 @@ enum Command {
     /// Check the saga's books: finished orders against payments, stock and shipments.
     #[command(subcommand)]
     Saga(commands::saga::SagaCommand),
+    /// The system's flows (choreographies) as declared: list them, draw one, check them
+    /// against the services.
+    #[command(subcommand)]
+    Flow(commands::flow::FlowCommand),
     /// List the events a service's relay parked (the broker will never take them as they
     /// are) and send them again once the cause is fixed.
     #[command(subcommand)]
@@ -62,8 +66,8 @@ enum Command {
     /// docker-compose.yml's service blocks, Prometheus's targets) from the services'
     /// declarations; --check fails on drift.
     Deploy(commands::deploy::DeployArgs),
-    /// Write the book's reference pages (every command, setting and HTTP route) from the
-    /// code; --check fails on drift.
+    /// Write the book's reference pages (every command, setting, HTTP route and flow) from
+    /// the code; --check fails on drift.
     Reference(commands::reference::ReferenceArgs),
     /// Write what a new part of the project needs in every file at once: `new service NAME`
     /// adds a service (its crate, handlers, tests and registration), `new event TYPE --owner
@@ -118,6 +122,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(command) => commands::bench::run(command).await,
         Command::Cache(command) => commands::cache::run(command).await,
         Command::Saga(command) => commands::saga::run(command).await,
+        Command::Flow(command) => commands::flow::run(command),
         Command::Outbox(command) => commands::outbox::run(command).await,
         Command::New(command) => commands::new::run(command),
     };

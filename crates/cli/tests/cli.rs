@@ -89,6 +89,40 @@ fn the_books_reference_pages_are_what_the_code_makes() {
     );
 }
 
+#[test]
+fn the_order_flow_is_checked_listed_and_drawn_from_its_declaration() {
+    let unused = "amqp://unused";
+    let check = conveyor(&["flow", "check"], unused);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(said.contains("The flows (order) agree"), "{said}");
+    let list = conveyor(&["flow", "list"], unused);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("takes part: inventory, payments, shipping, orders"),
+        "{listed}"
+    );
+    let diagram = conveyor(&["flow", "diagram", "order"], unused);
+    let drawn = String::from_utf8_lossy(&diagram.stdout);
+    assert!(drawn.starts_with("flowchart TD\n"), "{drawn}");
+    assert!(
+        drawn.contains("-->|payments| e3[\"payment.captured\"]"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("-.->|\"shipping undoes its step on payment.captured\"|"),
+        "{drawn}"
+    );
+    let unknown = conveyor(&["flow", "diagram", "refund"], unused);
+    assert_eq!(unknown.status.code(), Some(2));
+    let refused = String::from_utf8_lossy(&unknown.stderr);
+    assert!(refused.contains("[possible values: order]"), "{refused}");
+}
+
 /// A route row edited by hand in the reference is found, and written back from the table.
 #[test]
 fn a_hand_edited_reference_page_is_found_and_written_again() {
@@ -100,6 +134,7 @@ fn a_hand_edited_reference_page_is_found_and_written_again() {
         "reference/commands.md",
         "reference/settings.md",
         "reference/routes.md",
+        "reference/flows.md",
     ] {
         let from = format!("{repository}/docs/src/{file}");
         std::fs::copy(from, root.join("docs/src").join(file)).unwrap();

@@ -7,6 +7,8 @@
 //! - `roster`: the one exhaustive list of services, and everything known of each.
 //! - `config`: where the services' databases, broker and ports are (`SystemConfig`).
 //! - `deploy`: the deployment files' lists of services, written from the declarations.
+//! - `flow_roster`: the system's flows (the order saga), checked against the contract and the
+//!   services' consumers.
 //! - `gateway`: the gateway in front of the roster's services (and the `api-gateway` binary
 //!   in `bin/`).
 //! - `catalog`: what each service sends and receives, and each one's OpenAPI document, from
@@ -22,6 +24,7 @@ pub mod caches;
 mod catalog;
 mod config;
 pub mod deploy;
+mod flow_roster;
 mod gateway;
 pub mod reconcile;
 mod roster;
@@ -32,6 +35,7 @@ mod start;
 
 pub use catalog::{all_topology, broker_users, openapi_documents, service_events};
 pub use config::{SystemConfig, run_admin};
+pub use flow_roster::{all_flows, flow_named, flow_problems};
 pub use gateway::{gateway_settings, gateway_settings_help, route_tables};
 pub use roster::ServiceName;
 pub use start::{Running, start, start_replicas};

@@ -56,6 +56,14 @@ impl SagaMap {
         self.routes.get(event_type).cloned().unwrap_or_default()
     }
 
+    /// This map with `service` handling `event_type` too, as a service that listens would.
+    #[cfg(test)]
+    pub(crate) fn with_handler(mut self, event_type: &str, service: ServiceName) -> Self {
+        let route = self.routes.entry(event_type.to_owned()).or_default();
+        route.handlers.push(service);
+        self
+    }
+
     /// The services that consume, with their retry tiers.
     pub fn consumers(&self) -> impl Iterator<Item = (ServiceName, &[Duration])> {
         self.retry_tiers

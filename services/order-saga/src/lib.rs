@@ -1,4 +1,5 @@
-//! What inventory, payments and shipping share as participants of the order saga.
+//! The order saga: its declaration ([`ORDER_FLOW`]), and what inventory, payments and
+//! shipping share as its participants.
 //!
 //! Each of them takes one step for an order (reserve, charge, ship) and undoes it when the
 //! order is cancelled. Answers can arrive late or out of order, so each service remembers
@@ -9,11 +10,16 @@
 //!
 //! # Layout
 //!
+//! - `flow`: [`ORDER_FLOW`], the saga declared as a flow.
 //! - [`settled_query!`] and [`is_settled`]: the guard a step checks first, in one query.
 //! - [`remember_cancelled`]: what the guard reads.
 //! - [`order_key`]: the key a step is serialized on, the same as its cancellation's.
 //! - [`Compensation`] and [`UndoOnCancel`]: the `order.cancelled` handler that records the
 //!   cancellation and undoes the service's step.
+
+mod flow;
+
+pub use flow::ORDER_FLOW;
 
 use conveyor::{Event, EventHandler, EventMeta, HandlerContext, HandlerError};
 use events_schema::orders::OrderCancelledV1;

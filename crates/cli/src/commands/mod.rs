@@ -8,6 +8,7 @@ pub(crate) mod demo;
 pub(crate) mod deploy;
 pub(crate) mod dlq;
 pub(crate) mod events;
+pub(crate) mod flow;
 pub(crate) mod ledger_demo;
 pub(crate) mod management;
 pub(crate) mod new;

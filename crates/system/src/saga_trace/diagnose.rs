@@ -307,14 +307,21 @@ fn deadline_finding(deadline_at: DateTime<Utc>, evidence: &Evidence) -> Finding 
 }
 
 /// A finished order's compensation still owed: a cancellation some participant has not
-/// handled.
+/// handled. Only what the order flow's declaration says a service owes counts: a service
+/// that only listens to the cancellation owes nothing.
 fn unfinished_compensation(trace: &mut Trace) {
-    for event in trace
-        .events
-        .iter()
-        .filter(|event| event.event_type == "order.cancelled")
-    {
-        for handling in &event.handlers {
+    let flow = &order_saga::ORDER_FLOW;
+    let owes = |service: ServiceName, event_type: &str| {
+        flow.compensations
+            .iter()
+            .any(|owed| owed.on == event_type && owed.service == service.as_str())
+    };
+    for event in &trace.events {
+        let owing = event
+            .handlers
+            .iter()
+            .filter(|handling| owes(handling.service, &event.event_type));
+        for handling in owing {
             let message = match &handling.outcome {
                 Outcome::Handled { .. } => continue,
                 Outcome::DeadLettered { error, .. } => format!(
@@ -543,6 +550,34 @@ mod tests {
             .map(|finding| finding.service)
             .collect();
         assert_eq!(owed, [Some(ServiceName::SHIPPING)]);
+    }
+
+    #[test]
+    fn a_service_that_only_listens_to_the_cancellation_owes_nothing() {
+        let now = Utc::now();
+        let order = order("cancelled", now);
+        let mut evidence = evidence(now);
+        let cancelled = event(&order, "order.cancelled", 10, now);
+        for service in [
+            ServiceName::INVENTORY,
+            ServiceName::PAYMENTS,
+            ServiceName::SHIPPING,
+        ] {
+            evidence
+                .handled
+                .insert((service, cancelled.event_id), Handled::at(now));
+        }
+        evidence.events.push((ServiceName::ORDERS, cancelled));
+        // Users listens to cancellations here and has not handled this one.
+        let map = map().with_handler("order.cancelled", ServiceName::USERS);
+        let trace = diagnose(&order, &evidence, &map);
+        let handlers: Vec<ServiceName> = trace.events[0]
+            .handlers
+            .iter()
+            .map(|handling| handling.service)
+            .collect();
+        assert!(handlers.contains(&ServiceName::USERS), "{handlers:?}");
+        assert!(trace.diagnosis.is_empty(), "{:#?}", trace.diagnosis);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `conveyor reference`: the book's reference pages (every command, every setting, every
-//! HTTP route) written from the code that parses, reads and serves them, so they cannot
+//! HTTP route, every flow) written from the code that parses, reads and serves them, so they cannot
 //! drift; `--check` fails when a page differs (CI runs it).
 
 mod pages;
@@ -38,6 +38,7 @@ pub(crate) fn run(args: ReferenceArgs) -> anyhow::Result<()> {
         ("commands.md", pages::commands()),
         ("settings.md", pages::settings()),
         ("routes.md", pages::routes()),
+        ("flows.md", pages::flows()),
     ];
     // Every page is checked, so one run names all that drifted.
     let failures: Vec<String> = pages

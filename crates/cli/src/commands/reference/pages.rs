@@ -63,6 +63,36 @@ fn settings_table(settings: Vec<(String, String)>) -> String {
     table
 }
 
+/// Every flow: what a run does, who takes part, its deadline, and its diagram.
+pub(super) fn flows() -> String {
+    let mut page = format!(
+        "# Flows\n\n{MADE_BY}\n\nEach flow is declared once, beside the services that run it, \
+         and checked against the event contract and their handlers (`conveyor flow check`). \
+         The diagrams are Mermaid (`conveyor flow diagram NAME` prints one): events are \
+         nodes, each step an arrow labelled with the service that takes it, compensations \
+         dotted.\n"
+    );
+    for flow in system::all_flows() {
+        let deadline = &flow.deadline;
+        page.push_str(&format!(
+            "\n## {}\n\n{}\n\n- starts with `{}`; a run's events carry its `{}` as their subject\n\
+             - takes part: {}\n- deadline: {} s by default (`{}`), after which {} ends the run with `{}`\n\n\
+             ```mermaid\n{}```\n",
+            flow.name,
+            flow.summary,
+            flow.starts_with,
+            flow.key,
+            flow.participants().join(", "),
+            deadline.default.as_secs(),
+            deadline.setting,
+            deadline.owner,
+            deadline.ends_with,
+            flows::mermaid(flow)
+        ));
+    }
+    page
+}
+
 /// Every route of every service, the gateway's own, and those every service answers.
 pub(super) fn routes() -> String {
     let mut page = format!(

@@ -1,0 +1,95 @@
+//! A flow's declaration: plain constants, so a service crate declares its flows as statics.
+
+use std::time::Duration;
+
+/// A choreographed flow: no coordinator runs it; each service answers the events it handles,
+/// and this says which, so tooling can follow one run of it across services.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    /// `order`: names the flow in commands (`conveyor flow diagram order`).
+    pub name: &'static str,
+    /// One sentence: what one run of it does.
+    pub summary: &'static str,
+    /// The event that starts a run.
+    pub starts_with: &'static str,
+    /// What ties a run's events together: each carries the run's id as its subject, and as
+    /// this field of its data.
+    pub key: &'static str,
+    pub steps: &'static [Step],
+    /// The events that end a run, each with how.
+    pub ends: &'static [End],
+    /// What each participant undoes when a run fails after its step.
+    pub compensations: &'static [Compensation],
+    pub deadline: Deadline,
+}
+
+/// One step: `service` handles `on` and answers with one of `emits`.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub on: &'static str,
+    pub service: &'static str,
+    pub emits: &'static [&'static str],
+}
+
+/// An event that ends a run.
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    pub event: &'static str,
+    pub outcome: Outcome,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// What `service` owes when a run fails: on the failure event `on`, it undoes the step it
+/// took on `undoes` (nothing, if it never took it), answering with `emits` when it undid
+/// something.
+#[derive(Debug, Clone, Copy)]
+pub struct Compensation {
+    pub service: &'static str,
+    pub on: &'static str,
+    pub undoes: &'static str,
+    pub emits: &'static [&'static str],
+}
+
+/// How long a run may take before `owner` ends it with `ends_with`; the time while the
+/// broker is unreachable does not count.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub owner: &'static str,
+    pub default: Duration,
+    /// The owner's setting that changes it.
+    pub setting: &'static str,
+    pub ends_with: &'static str,
+}
+
+impl Flow {
+    /// The services that take a step or owe a compensation: a service that only listens to
+    /// the flow's events is none of them, and owes nothing.
+    pub fn participants(&self) -> Vec<&'static str> {
+        let mut services: Vec<&'static str> = Vec::new();
+        let named = self
+            .steps
+            .iter()
+            .map(|step| step.service)
+            .chain(self.compensations.iter().map(|owed| owed.service));
+        for service in named {
+            if !services.contains(&service) {
+                services.push(service);
+            }
+        }
+        services
+    }
+
+    /// How `event` ends a run, if it does.
+    pub fn outcome_of(&self, event: &str) -> Option<Outcome> {
+        self.ends
+            .iter()
+            .find(|end| end.event == event)
+            .map(|end| end.outcome)
+    }
+}

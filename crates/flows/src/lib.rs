@@ -1,0 +1,22 @@
+//! Flows as data. A choreographed flow (the order saga, a return) is declared once, as a
+//! [`Flow`]: the event that starts it, each step (an event in, the service that handles it,
+//! the events it may answer with), the events that end it and how, what each participant
+//! undoes when it fails, and its deadline. The declaration is checked against the event
+//! contract and the services' own declarations ([`check`]), so it cannot drift from the code
+//! that runs the flow, and drawn ([`mermaid`]).
+//!
+//! No domain words live here: the reference system's crates declare their flows.
+//!
+//! # Layout
+//!
+//! - `flow`: the declaration's types.
+//! - `check`: a declaration against what the contract and the services say.
+//! - `diagram`: a declaration as a Mermaid flowchart.
+
+mod check;
+mod diagram;
+mod flow;
+
+pub use check::{Participants, check};
+pub use diagram::mermaid;
+pub use flow::{Compensation, Deadline, End, Flow, Outcome, Step};
