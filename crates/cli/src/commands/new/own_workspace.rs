@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn paths_between_siblings_climb_to_their_common_folder() {
-        let relative = relative(Path::new("/work/shop"), Path::new("/work/conveyor"));
+        let relative = relative(Path::new("/srv/shop"), Path::new("/srv/conveyor"));
         assert_eq!(relative, Path::new("../conveyor"));
         let deeper = super::relative(Path::new("/a/b/c"), Path::new("/a/d"));
         assert_eq!(deeper, Path::new("../../d"));
