@@ -58,23 +58,28 @@ where
 
 /// The `--help` text: what the service does and every variable it reads, with defaults.
 pub fn help(declaration: &Declaration) -> String {
-    let settings = service_settings(declaration);
-    let width = settings
-        .iter()
-        .map(|(name, _)| name.len())
-        .max()
-        .unwrap_or(0);
     let mut text = format!(
         "{}-service: {}\n\nUsage: {}-service\n\nIt takes no arguments; its settings come from the environment. \
          Run as many instances as you like on the same database and broker: every instance \
          shares the work, and events about one order are never handled by two at once.\n\nSettings:\n",
         declaration.name, declaration.summary, declaration.name
     );
-    for (name, meaning) in settings {
-        text.push_str(&format!("  {name:<width$}  {meaning}\n"));
-    }
+    text.push_str(&settings_list(&service_settings(declaration)));
     text.push_str("\nSIGTERM or SIGINT stops it cleanly: HTTP and deliveries stop, work in hand finishes, the outbox is flushed.\n");
     text
+}
+
+/// `settings` as `--help` lists them: one per line, indented, the meanings aligned.
+pub fn settings_list(settings: &[(String, String)]) -> String {
+    let width = settings
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    settings
+        .iter()
+        .map(|(name, meaning)| format!("  {name:<width$}  {meaning}\n"))
+        .collect()
 }
 
 /// Every variable the service's binary reads, as (variable, meaning with its default): the

@@ -46,7 +46,7 @@ pub mod telemetry;
 mod trace_context;
 
 pub use auth::{Caller, Scope};
-pub use binary::{help, run_binary, run_service, service_settings};
+pub use binary::{help, run_binary, run_service, service_settings, settings_list};
 pub use config::{ConfigError, OwnSettings, ServiceConfig};
 pub use database::{connect_or_create, is_loopback_host};
 pub use declaration::{Building, CacheSource, Declaration, Setting};

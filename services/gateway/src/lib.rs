@@ -183,7 +183,7 @@ impl Gateway {
             limits: Limits::new(&settings.rates),
             aggregator: Aggregator::new(settings.breaker, settings.summary_timeout),
             ingest,
-            documents: Documents::new(settings.services)?,
+            documents: Documents::new()?,
         });
         Ok(Self { listener, gate })
     }
@@ -468,13 +468,17 @@ async fn public_api(
     if let Err(refusal) = admit(&gate, headers, client_address, RouteClass::Read, true).await {
         return refusal;
     }
-    gate.documents.public(&gate.upstreams).await
+    gate.documents
+        .public(&gate.upstreams, gate.table.tables())
+        .await
 }
 
 /// `GET /openapi.json`: the public document at the root too, where every service answers
 /// its own (for operators, like `/healthz`).
 async fn root_api(State(gate): State<Arc<Gate>>) -> Response {
-    gate.documents.public(&gate.upstreams).await
+    gate.documents
+        .public(&gate.upstreams, gate.table.tables())
+        .await
 }
 
 /// Ready while serving; says which upstreams' breakers are open.

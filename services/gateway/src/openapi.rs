@@ -66,38 +66,35 @@ fn described() -> Operation {
         )
 }
 
-/// The gateway's own document, the tables of the services it publishes, and the public
-/// document while it is fresh.
+/// The gateway's own document, and the public one while it is fresh.
 pub(crate) struct Documents {
     own: Value,
-    tables: Vec<ServiceTable>,
     public: Mutex<Option<(Instant, Value)>>,
 }
 
 impl Documents {
     /// # Errors
     /// As [`own_document`].
-    pub(crate) fn new(tables: Vec<ServiceTable>) -> Result<Self, TableMismatch> {
+    pub(crate) fn new() -> Result<Self, TableMismatch> {
         Ok(Self {
             own: own_document()?,
-            tables,
             public: Mutex::new(None),
         })
     }
 
-    /// The public document: the one kept if it is fresh, else one made from the services'
-    /// documents read now (one reading at a time, which the others wait for).
-    pub(crate) async fn public(&self, upstreams: &Upstreams) -> Response {
+    /// The public document of the services of `tables`: the one kept if it is fresh, else
+    /// one made from the services' documents read now (one reading at a time, which the
+    /// others wait for).
+    pub(crate) async fn public(&self, upstreams: &Upstreams, tables: &[ServiceTable]) -> Response {
         let mut kept = self.public.lock().await;
         if let Some((read_at, document)) = kept.as_ref()
             && read_at.elapsed() < FRESH_FOR
         {
             return Json(document.clone()).into_response();
         }
-        match read_all(upstreams, &self.tables).await {
+        match read_all(upstreams, tables).await {
             Ok(services) => {
-                let document =
-                    platform::openapi::public_document(&self.own, &self.tables, &services);
+                let document = platform::openapi::public_document(&self.own, tables, &services);
                 *kept = Some((Instant::now(), document.clone()));
                 Json(document).into_response()
             }

@@ -8,12 +8,6 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn help() -> String {
-    let settings = system::gateway_settings_help();
-    let width = settings
-        .iter()
-        .map(|(name, _)| name.len())
-        .max()
-        .unwrap_or(0);
     let table = api_gateway::routes::RouteTable::new(&system::route_tables());
     let published: Vec<String> = table
         .prefixes()
@@ -24,9 +18,7 @@ fn help() -> String {
         "api-gateway: Conveyor's one entrance under /api/: refuses (400) any path a service could read as another path (dot segments, encoded slashes or dots, backslashes, `;`, double encoding, NUL), checks every bearer token against the keys users publishes (RS256, issuer, audience, expiry) before anything reaches a service, limits each client's request rate (429 with Retry-After), tells the services the client's address in X-Forwarded-For (never the client's own claim), routes what the services' route tables publish ({}) to their services, and answers GET /api/users/{{id}}/summary from users, orders, payments and shipping behind circuit breakers.\n\nUsage: api-gateway\n\nIt takes no arguments; its settings come from the environment. It keeps no state but its rate buckets: run as many as you like behind a load balancer (each limits on its own).\n\nSettings:\n",
         published.join(", ")
     );
-    for (name, meaning) in settings {
-        text.push_str(&format!("  {name:<width$}  {meaning}\n"));
-    }
+    text.push_str(&platform::settings_list(&system::gateway_settings_help()));
     text.push_str("\nSIGTERM or SIGINT stops it cleanly: it stops taking requests and finishes the ones in hand.\n");
     text
 }

@@ -113,9 +113,7 @@ fn manifest_text(conveyor_manifest: &str, to_conveyor: &Path) -> anyhow::Result<
         dependencies.push(format!("{name} = {{ path = \"{}\" }}", path.display()));
     }
     for name in THIRD_PARTY {
-        let line = pinned
-            .lines()
-            .find(|line| line.split_once(" = ").is_some_and(|(key, _)| key == name))
+        let line = pin_of(&pinned, name)
             .with_context(|| format!("Conveyor's [workspace.dependencies] has no {name}"))?;
         dependencies.push(line.to_owned());
     }
@@ -140,11 +138,7 @@ fn check_existing(manifest: &str, service: &str) -> anyhow::Result<()> {
         .iter()
         .map(|(name, _)| *name)
         .chain(THIRD_PARTY)
-        .filter(|name| {
-            !pinned
-                .lines()
-                .any(|line| line.split_once(" = ").is_some_and(|(key, _)| key == *name))
-        })
+        .filter(|name| pin_of(&pinned, name).is_none())
         .collect();
     ensure!(
         members && missing.is_empty(),
@@ -171,6 +165,13 @@ fn check_existing(manifest: &str, service: &str) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// The line of `[workspace.dependencies]` text `pinned` that pins `name`.
+fn pin_of<'a>(pinned: &'a str, name: &str) -> Option<&'a str> {
+    pinned
+        .lines()
+        .find(|line| line.split_once(" = ").is_some_and(|(key, _)| key == name))
 }
 
 /// The lines of the section headed `header`, up to the next header.

@@ -133,7 +133,8 @@ pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
         Home::Conveyor => (emitted(root, &args.name, &args.emits)?, Vec::new()),
         Home::Own { conveyor } => {
             let own = own_types(conveyor, &args.emits)?;
-            (args.emits.clone(), own)
+            let emits = own.iter().map(|name| name.event_type.clone()).collect();
+            (emits, own)
         }
     };
     let service = NewService {
@@ -141,9 +142,9 @@ pub(crate) fn run(args: ServiceArgs) -> anyhow::Result<()> {
         port: port(args.port, &services)?,
         consumes: consumed(conveyor, &args.consumes)?,
         emits,
-        own_events: !own_events.is_empty(),
+        own_events,
     };
-    let mut changes = plan(&service, &own_events)?;
+    let mut changes = plan(&service)?;
     changes.extend(match &home {
         Home::Conveyor => registrations(root, &service)?,
         Home::Own { conveyor } => own_workspace::workspace_files(root, conveyor, &service.name)?,
@@ -287,7 +288,7 @@ fn own_types(conveyor: &Path, types: &[String]) -> anyhow::Result<Vec<EventName>
 }
 
 /// The crate's files, made before anything is written.
-fn plan(service: &NewService, own_events: &[EventName]) -> anyhow::Result<Vec<Change>> {
+fn plan(service: &NewService) -> anyhow::Result<Vec<Change>> {
     let dir = format!("services/{}", service.name);
     let mut changes = vec![
         Change::new_file(
@@ -330,20 +331,20 @@ fn plan(service: &NewService, own_events: &[EventName]) -> anyhow::Result<Vec<Ch
             "a test per handler, without a broker".to_owned(),
         ));
     }
-    if !own_events.is_empty() {
-        for name in own_events {
-            changes.push(Change::new_file(
-                format!("{dir}/schemas/{}/v1.json", name.event_type),
-                own_events::schema(name),
-                format!(
-                    "the schema of {}, with one placeholder field",
-                    name.event_type
-                ),
-            ));
-        }
+    for name in &service.own_events {
+        changes.push(Change::new_file(
+            format!("{dir}/schemas/{}/v1.json", name.event_type),
+            own_events::schema(name),
+            format!(
+                "the schema of {}, with one placeholder field",
+                name.event_type
+            ),
+        ));
+    }
+    if !service.own_events.is_empty() {
         changes.push(Change::new_file(
             format!("{dir}/src/events.rs"),
-            own_events::events_rs(&service.name, own_events),
+            own_events::events_rs(&service.name, &service.own_events),
             "its own event types and OWN_EVENTS, which its consumer checks".to_owned(),
         ));
     }

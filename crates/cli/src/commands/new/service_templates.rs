@@ -1,5 +1,7 @@
 //! The files of a new service crate, written as rustfmt writes them (CI checks formatting).
 
+use super::names::EventName;
+
 /// A service to write, its names checked.
 pub(crate) struct NewService {
     pub(crate) name: String,
@@ -7,7 +9,7 @@ pub(crate) struct NewService {
     pub(crate) consumes: Vec<Consumed>,
     pub(crate) emits: Vec<String>,
     /// The emitted types it defines itself (outside Conveyor's repository): `src/events.rs`.
-    pub(crate) own_events: bool,
+    pub(crate) own_events: Vec<EventName>,
 }
 
 /// An event type the service handles, and the Rust type its handler takes.
@@ -53,6 +55,10 @@ fn camel(snake: &str) -> String {
 }
 
 impl NewService {
+    fn has_own_events(&self) -> bool {
+        !self.own_events.is_empty()
+    }
+
     fn crate_ident(&self) -> String {
         format!("{}_service", self.name)
     }
@@ -74,7 +80,7 @@ impl NewService {
 
 pub(crate) fn cargo_toml(service: &NewService) -> String {
     let name = &service.name;
-    let serde = if service.own_events {
+    let serde = if service.has_own_events() {
         "serde.workspace = true\n"
     } else {
         ""
@@ -134,11 +140,11 @@ pub(crate) fn lib_rs(service: &NewService) -> String {
         layout.push_str("//! - `received`: the events it handled, one row each.\n");
         modules.push_str("mod received;\n");
     }
-    if service.own_events {
+    if service.has_own_events() {
         layout.push_str("//! - `events`: the event types it defines itself, and their schemas.\n");
         modules.push_str("pub mod events;\n");
     }
-    let contract = if service.own_events {
+    let contract = if service.has_own_events() {
         "std::sync::Arc::new(events_schema::EventContract::with_own_events(\n            events::OWN_EVENTS,\n        )?)"
     } else {
         "events_schema::EventContract::shared()?"
