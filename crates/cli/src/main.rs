@@ -59,6 +59,10 @@ enum Command {
     /// are) and send them again once the cause is fixed.
     #[command(subcommand)]
     Outbox(commands::outbox::OutboxCommand),
+    /// List the events services scheduled for later (deadlines and calendar times),
+    /// earliest due first.
+    #[command(subcommand)]
+    Scheduled(commands::scheduled::ScheduledCommand),
     /// Measure the runtime against raw RabbitMQ and Postgres on this machine.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -124,6 +128,7 @@ async fn main() -> std::process::ExitCode {
         Command::Saga(command) => commands::saga::run(command).await,
         Command::Flow(command) => commands::flow::run(command),
         Command::Outbox(command) => commands::outbox::run(command).await,
+        Command::Scheduled(command) => commands::scheduled::run(command).await,
         Command::New(command) => commands::new::run(command),
     };
     let _ = tokio::task::spawn_blocking(platform::telemetry::shutdown).await;

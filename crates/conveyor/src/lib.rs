@@ -55,9 +55,11 @@
 //! - `topology`: the exchanges and queues, declared and exported from one description.
 //! - `publisher`: publisher confirms with many messages in flight.
 //! - `store`: the runtime's outbox and inbox tables.
-//! - `outbox`: writing events inside the caller's transaction.
-//! - `relay`: publishing committed outbox rows, shared safely by several relays.
+//! - `outbox`: writing events inside the caller's transaction, to send now or when due.
+//! - `relay`: publishing committed outbox rows, shared safely by several relays, and moving
+//!   scheduled events to the outbox when due.
 //! - `parked`: the rows the broker will never take, listed and sent again by operators.
+//! - `scheduled`: what waits in a service's schedule, as operators see it.
 //! - `consumer`: handlers, batches in one transaction with the inbox, per-key locks,
 //!   retries, dead letters.
 //! - `dead_letter`: the operators' reading, grouping, replay, move and purge of dead letters.
@@ -83,6 +85,7 @@ mod outbox;
 pub mod parked;
 mod publisher;
 mod relay;
+pub mod scheduled;
 pub mod shutdown;
 pub mod source;
 mod store;

@@ -43,6 +43,11 @@ pub struct Metrics {
     pub outbox_parked: IntGaugeVec,
     /// `conveyor_outbox_oldest_parked_age_seconds{service}`: 0 when none is parked.
     pub outbox_oldest_parked_age: GaugeVec,
+    /// `conveyor_scheduled_due{service}`: scheduled events whose time has come and that no
+    /// relay has moved to the outbox yet (none is sending: the service down, the broker away).
+    pub scheduled_due: IntGaugeVec,
+    /// `conveyor_scheduled_longest_overdue_seconds{service}`: 0 when none is overdue.
+    pub scheduled_longest_overdue: GaugeVec,
     /// `conveyor_consumer_lag_messages{service}`: ready messages in the service's queue.
     pub consumer_lag: IntGaugeVec,
     /// `conveyor_saga_outcomes_total{outcome,reason}`: orders finished.
@@ -141,6 +146,18 @@ impl Metrics {
                 r,
                 "conveyor_outbox_oldest_parked_age_seconds",
                 "Age of the oldest parked outbox row (0 when none is parked).",
+                &["service"],
+            ),
+            scheduled_due: int_gauge(
+                r,
+                "conveyor_scheduled_due",
+                "Scheduled events due and not yet moved to the outbox to be sent.",
+                &["service"],
+            ),
+            scheduled_longest_overdue: gauge(
+                r,
+                "conveyor_scheduled_longest_overdue_seconds",
+                "How long the earliest scheduled event not yet moved to the outbox has been due (0 when none is).",
                 &["service"],
             ),
             consumer_lag: int_gauge(

@@ -58,6 +58,38 @@ const SCHEMA: &[&str] = &[
     // Which delivery was handled: 1 the first, more after retries (`conveyor saga trace`
     // shows it). Rows from before the column have none.
     "ALTER TABLE conveyor.inbox ADD COLUMN IF NOT EXISTS attempt INT",
+    // Events to send later (`Outbox::add_at`, `Outbox::add_after`). A table of their own,
+    // not outbox rows with a due time: a relay of an earlier release reads every outbox row
+    // and would send them all at once during a rolling upgrade.
+    // A calendar time's `due_at` is wall-clock time; a deadline's is on the watched clock
+    // (wall clock less `schedule_clock.unwatched`), so an outage moves every deadline on by
+    // one update of the clock row, not of each deadline.
+    "CREATE TABLE IF NOT EXISTS conveyor.scheduled (
+        id           BIGSERIAL PRIMARY KEY,
+        event_id     UUID NOT NULL,
+        event_type   TEXT NOT NULL,
+        subject      TEXT,
+        payload      BYTEA NOT NULL,
+        trace        JSONB NOT NULL DEFAULT '{}',
+        due_at       TIMESTAMPTZ NOT NULL,
+        counts_watched_time_only BOOLEAN NOT NULL,
+        created_at   TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+    )",
+    "CREATE INDEX IF NOT EXISTS scheduled_calendar_due ON conveyor.scheduled (due_at)
+     WHERE NOT counts_watched_time_only",
+    "CREATE INDEX IF NOT EXISTS scheduled_deadline_due ON conveyor.scheduled (due_at)
+     WHERE counts_watched_time_only",
+    "CREATE INDEX IF NOT EXISTS scheduled_by_key ON conveyor.scheduled (event_type, subject)",
+    "ALTER TABLE conveyor.scheduled SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000)",
+    // When a relay last watched the schedule with the broker reachable, and how much time
+    // in all nobody did (gaps longer than an outage's threshold).
+    "CREATE TABLE IF NOT EXISTS conveyor.schedule_clock (
+        id         INT PRIMARY KEY CHECK (id = 1),
+        ticked_at  TIMESTAMPTZ NOT NULL,
+        unwatched  INTERVAL NOT NULL
+    )",
+    "INSERT INTO conveyor.schedule_clock (id, ticked_at, unwatched)
+     VALUES (1, clock_timestamp(), interval '0') ON CONFLICT (id) DO NOTHING",
 ];
 
 /// The channel the outbox trigger notifies on each insert.
@@ -65,7 +97,7 @@ pub const OUTBOX_CHANNEL: &str = "conveyor_outbox";
 
 /// The shape `SCHEMA` gives the store, recorded in `conveyor.installed`: raise it with every
 /// change to `SCHEMA`, so that processes of the new release install it once.
-const STORE_VERSION: i32 = 1;
+const STORE_VERSION: i32 = 2;
 
 /// Tries an install that met a running transaction's locks this often before failing.
 const INSTALL_ATTEMPTS: u32 = 5;
@@ -132,7 +164,8 @@ async fn install_locked(pool: &PgPool) -> Result<(), sqlx::Error> {
         sqlx::query(*statement).execute(&mut *tx).await?;
     }
     sqlx::query(
-        "LOCK TABLE conveyor.inbox, conveyor.outbox, conveyor.published IN ACCESS EXCLUSIVE MODE",
+        "LOCK TABLE conveyor.inbox, conveyor.outbox, conveyor.published, conveyor.scheduled
+         IN ACCESS EXCLUSIVE MODE",
     )
     .execute(&mut *tx)
     .await?;
@@ -183,6 +216,6 @@ mod tests {
     /// before. Changing the schema: raise `STORE_VERSION`, then record the new pair here.
     #[test]
     fn a_changed_schema_comes_with_a_new_store_version() {
-        assert_eq!((STORE_VERSION, schema_hash()), (1, 942_869_759_548_256_986));
+        assert_eq!((STORE_VERSION, schema_hash()), (2, 673_105_546_742_495_983));
     }
 }

@@ -82,7 +82,9 @@ impl From<conveyor::OutboxError> for ApiError {
     fn from(error: conveyor::OutboxError) -> Self {
         match error {
             conveyor::OutboxError::Contract { .. } => Self::unprocessable(error.to_string()),
-            conveyor::OutboxError::Database { .. } => anyhow::Error::from(error).into(),
+            conveyor::OutboxError::Database { .. } | conveyor::OutboxError::Cancel { .. } => {
+                anyhow::Error::from(error).into()
+            }
         }
     }
 }

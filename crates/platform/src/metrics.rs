@@ -106,6 +106,7 @@ const BROKER_WAIT: Duration = Duration::from_secs(5);
 
 async fn sample_once(sampled: &Sampled, broker: &mut Option<lapin::Connection>) {
     sample_outbox(sampled).await;
+    sample_schedule(sampled).await;
     sample_pool(sampled);
     if let Some(queue) = &sampled.queue
         && queue.consumer.is_connected()
@@ -148,6 +149,19 @@ async fn sample_outbox(sampled: &Sampled) {
         .outbox_oldest_parked_age
         .with_label_values(&service)
         .set(oldest_parked.unwrap_or(0.0));
+}
+
+async fn sample_schedule(sampled: &Sampled) {
+    let Ok((due, longest)) = conveyor::scheduled::overdue(&sampled.pool).await else {
+        return;
+    };
+    let metrics = metrics();
+    let service = [sampled.service.as_str()];
+    metrics.scheduled_due.with_label_values(&service).set(due);
+    metrics
+        .scheduled_longest_overdue
+        .with_label_values(&service)
+        .set(longest);
 }
 
 fn sample_pool(sampled: &Sampled) {

@@ -37,6 +37,8 @@ const OLDEST_UNSENT: &str = "conveyor_outbox_oldest_unsent_age_seconds";
 const PARKED: &str = "conveyor_outbox_parked";
 const OLDEST_PARKED: &str = "conveyor_outbox_oldest_parked_age_seconds";
 const LAG: &str = "conveyor_consumer_lag_messages";
+const SCHEDULED_DUE: &str = "conveyor_scheduled_due";
+const LONGEST_OVERDUE: &str = "conveyor_scheduled_longest_overdue_seconds";
 
 /// Each service's database pool, small: a test of processes may run beside others.
 const POOL_SIZE: u32 = 4;
@@ -370,6 +372,51 @@ async fn the_outbox_gauges_count_the_rows_that_wait_and_return_to_zero() {
     })
     .await;
     assert_eq!(moved(&before, &after, PUBLISHED, created), 3);
+    pool.close().await;
+    system.stop().await;
+}
+
+/// While the broker is away no relay moves due scheduled events: the gauge counts the one
+/// due, with how long it has been due; once the broker is back it is sent, once, and the
+/// gauge returns to 0.
+#[tokio::test]
+async fn the_scheduled_gauge_counts_events_due_and_not_sent_and_returns_to_zero() {
+    let system = Processes::start(&[INVENTORY], &[]).await;
+    let inventory = system.url(INVENTORY);
+    let (of, created) = ("service=inventory", "event_type=product.created");
+    let before = scrape_until(inventory, "quiet", SETTLE, |r| quiet(r, INVENTORY)).await;
+
+    system.cut_off_the_broker();
+    system.product(1).await;
+    // The product's event, made a scheduled one that fell due a second ago.
+    let pool = PgPool::connect(system.database(INVENTORY)).await.unwrap();
+    let scheduled = sqlx::query(
+        "WITH event AS (DELETE FROM conveyor.outbox RETURNING event_id, event_type, payload, trace)
+         INSERT INTO conveyor.scheduled
+             (event_id, event_type, payload, trace, due_at, counts_watched_time_only)
+         SELECT event_id, event_type, payload, trace, now() - interval '1 s', false FROM event",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(scheduled.rows_affected(), 1);
+    let waiting = scrape_until(inventory, "1 scheduled event due", SETTLE, |r| {
+        r.gauge(SCHEDULED_DUE, of) == Some(1.0)
+    })
+    .await;
+    assert!(
+        waiting
+            .gauge(LONGEST_OVERDUE, of)
+            .is_some_and(|overdue| overdue >= 1.0)
+    );
+
+    system.restore_the_broker();
+    let after = scrape_until(inventory, "the due event sent", SETTLE, |r| {
+        r.gauge(SCHEDULED_DUE, of) == Some(0.0) && moved(&before, r, PUBLISHED, created) >= 1
+    })
+    .await;
+    assert_eq!(after.gauge(LONGEST_OVERDUE, of), Some(0.0));
+    assert_eq!(moved(&before, &after, PUBLISHED, created), 1);
     pool.close().await;
     system.stop().await;
 }

@@ -20,8 +20,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use sqlx::PgPool;
 
-const BENCH_SERVICE: &str = "bench";
-const BENCH_EVENT: &str = "bench.event";
+pub(super) const BENCH_SERVICE: &str = "bench";
+pub(super) const BENCH_EVENT: &str = "bench.event";
 /// The routing key of the raw publish through `conveyor.events`.
 const RAW_EVENT: &str = "bench.raw";
 const CONFIRMS_IN_FLIGHT: usize = 1000;
@@ -40,6 +40,30 @@ pub(crate) enum BenchCommand {
         /// Runs; the median of each figure is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Scheduled delivery: events scheduled evenly over --over seconds, and how late each
+    /// reaches its consumer (p50, p99, max, on the database's clock); then the relay's
+    /// throughput with an empty schedule and with --later rows not yet due, in interleaved
+    /// rounds, with the ratio. Uses BENCH_DATABASE_URL as `runtime` does.
+    Schedule {
+        /// Events scheduled for the lateness figure.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Seconds over which their due times are spread.
+        #[arg(long, default_value_t = 60)]
+        over: u64,
+        /// Rows not yet due in the schedule during the relay's loaded rounds.
+        #[arg(long, default_value_t = 1_000_000)]
+        later: u64,
+        /// Events the relay sends per round.
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        /// Rounds of each kind; the median of each is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -71,6 +95,23 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             runs,
             json,
         } => runtime(messages, runs, json).await,
+        BenchCommand::Schedule {
+            events,
+            over,
+            later,
+            messages,
+            rounds,
+            json,
+        } => {
+            let load = super::bench_schedule::ScheduleLoad {
+                events,
+                over,
+                later,
+                messages,
+                rounds,
+            };
+            super::bench_schedule::run(load, json).await
+        }
         BenchCommand::Gateway {
             rate,
             seconds,
@@ -98,10 +139,10 @@ struct Figures {
     pg_commits: f64,
 }
 
-struct Bench {
-    amqp: AmqpConfig,
-    pool: PgPool,
-    names: Names,
+pub(super) struct Bench {
+    pub(super) amqp: AmqpConfig,
+    pub(super) pool: PgPool,
+    pub(super) names: Names,
     topology: Topology,
     raw_queue: String,
     /// Bound to `conveyor.events`, for the raw publish along the relay's path.
@@ -127,40 +168,11 @@ async fn runtime(messages: u64, runs: usize, json: bool) -> anyhow::Result<()> {
         messages > 0 && runs > 0,
         "--messages and --runs must be at least 1"
     );
-    let database_url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/conveyor_bench".to_owned());
-    let pool = platform::connect_or_create(&database_url, PG_CONNECTIONS + 2).await?;
-    refuse_a_real_database(&pool).await?;
-    conveyor::install(&pool).await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS bench_rows (id BIGSERIAL PRIMARY KEY, value BIGINT NOT NULL)",
-    )
-    .execute(&pool)
-    .await?;
-    let names = Names::with_prefix(format!(
-        "bench-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    let service = ServiceTopology {
-        service: BENCH_SERVICE.to_owned(),
-        event_types: [BENCH_EVENT.to_owned()].into(),
-        retry_tiers: vec![Duration::from_secs(1)],
-    };
-    let bench = Bench {
-        amqp: AmqpConfig::from_env("conveyor bench"),
-        pool,
-        raw_queue: format!("{}.raw", names.events_exchange()),
-        raw_events_queue: format!("{}.raw-events", names.events_exchange()),
-        topology: Topology::for_service(&names, &service),
-        names,
-        messages,
-    };
+    let (bench, connection) = Bench::open(messages).await?;
     let progress = ProgressBar::new((runs * 5) as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let connection = bench.amqp.connect().await?;
-    bench.declare(&connection).await?;
     let mut all_runs = Vec::with_capacity(runs);
     let outcome = async {
         for run in 1..=runs {
@@ -177,6 +189,42 @@ async fn runtime(messages: u64, runs: usize, json: bool) -> anyhow::Result<()> {
 }
 
 impl Bench {
+    /// The benchmark's database (BENCH_DATABASE_URL) with the runtime's tables, and queues
+    /// of its own under a fresh prefix, declared on the connection returned.
+    pub(super) async fn open(messages: u64) -> anyhow::Result<(Self, Connection)> {
+        let database_url = std::env::var("BENCH_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/conveyor_bench".to_owned());
+        let pool = platform::connect_or_create(&database_url, PG_CONNECTIONS + 2).await?;
+        refuse_a_real_database(&pool).await?;
+        conveyor::install(&pool).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS bench_rows (id BIGSERIAL PRIMARY KEY, value BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await?;
+        let names = Names::with_prefix(format!(
+            "bench-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        let service = ServiceTopology {
+            service: BENCH_SERVICE.to_owned(),
+            event_types: [BENCH_EVENT.to_owned()].into(),
+            retry_tiers: vec![Duration::from_secs(1)],
+        };
+        let bench = Self {
+            amqp: AmqpConfig::from_env("conveyor bench"),
+            pool,
+            raw_queue: format!("{}.raw", names.events_exchange()),
+            raw_events_queue: format!("{}.raw-events", names.events_exchange()),
+            topology: Topology::for_service(&names, &service),
+            names,
+            messages,
+        };
+        let connection = bench.amqp.connect().await?;
+        bench.declare(&connection).await?;
+        Ok((bench, connection))
+    }
+
     async fn declare(&self, connection: &Connection) -> anyhow::Result<()> {
         self.topology.declare(connection).await?;
         let channel = connection.create_channel().await?;
@@ -354,7 +402,7 @@ impl Bench {
     }
 
     /// Fills the outbox (untimed), then times one relay publishing all of it.
-    async fn relay(&self) -> anyhow::Result<f64> {
+    pub(super) async fn relay(&self) -> anyhow::Result<f64> {
         sqlx::query("TRUNCATE conveyor.outbox, conveyor.published")
             .execute(&self.pool)
             .await?;
@@ -431,7 +479,12 @@ impl Bench {
         Ok(rate)
     }
 
-    async fn remove_queues(&self, connection: &Connection) {
+    /// The queues of the benchmark's service topology.
+    pub(super) fn queue_names(&self) -> Vec<String> {
+        self.topology.queue_names().map(str::to_owned).collect()
+    }
+
+    pub(super) async fn remove_queues(&self, connection: &Connection) {
         let Ok(channel) = connection.create_channel().await else {
             return;
         };
@@ -484,11 +537,11 @@ async fn ensure_stored(confirm: lapin::PublisherConfirm) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn per_second(count: u64, elapsed: Duration) -> f64 {
+pub(super) fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
 }
 
-fn median_of(mut values: Vec<f64>) -> f64 {
+pub(super) fn median_of(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let middle = values.len() / 2;
     if values.len().is_multiple_of(2) {

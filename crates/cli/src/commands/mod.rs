@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod bench_gateway;
+pub(crate) mod bench_schedule;
 pub(crate) mod broker_users;
 pub(crate) mod cache;
 pub(crate) mod demo;
@@ -15,6 +16,7 @@ pub(crate) mod new;
 pub(crate) mod outbox;
 pub(crate) mod reference;
 pub(crate) mod saga;
+pub(crate) mod scheduled;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod topology;
@@ -29,6 +31,14 @@ use system::ServiceName;
 /// that is none of them is refused with the list.
 pub(crate) fn service_choice() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(ServiceName::all().map(ServiceName::as_str))
+}
+
+/// The service `--service` names, or every service of the roster when it names none.
+pub(crate) fn named_or_all(service: Option<&str>) -> anyhow::Result<Vec<ServiceName>> {
+    Ok(match service {
+        Some(service) => vec![ServiceName::parse(service)?],
+        None => ServiceName::all().collect(),
+    })
 }
 
 /// The services that keep cached copies of others' data, as [`service_choice`] gives them.

@@ -69,10 +69,7 @@ struct ServiceParked {
 }
 
 async fn list(args: ParkedArgs) -> anyhow::Result<()> {
-    let services: Vec<ServiceName> = match &args.service {
-        Some(service) => vec![ServiceName::parse(service)?],
-        None => ServiceName::all().collect(),
-    };
+    let services = super::named_or_all(args.service.as_deref())?;
     let config = system::SystemConfig::from_env()?;
     let mut total = 0;
     for service in services {

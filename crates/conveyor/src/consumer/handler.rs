@@ -91,7 +91,9 @@ impl From<OutboxError> for HandlerError {
     fn from(error: OutboxError) -> Self {
         match error {
             OutboxError::Contract { .. } => Self::Permanent(error.into()),
-            OutboxError::Database { .. } => Self::Transient(error.into()),
+            OutboxError::Database { .. } | OutboxError::Cancel { .. } => {
+                Self::Transient(error.into())
+            }
         }
     }
 }

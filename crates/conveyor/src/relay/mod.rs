@@ -28,6 +28,7 @@ mod election;
 mod isolate;
 mod pipeline;
 mod rows;
+mod schedule;
 
 use election::Leadership;
 

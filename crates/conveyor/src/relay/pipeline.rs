@@ -3,7 +3,8 @@
 //! batch's confirms in turn, and a recorder writes each outcome to the outbox. Neither the
 //! broker nor the database waits for the other, and no database transaction stays open
 //! while the broker confirms.
-//! The reader keeps its place with a `Cursor`.
+//! The reader keeps its place with a `Cursor`; beside it, the scheduler moves due
+//! scheduled events into the outbox for the reader to find.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
@@ -162,15 +163,23 @@ pub(super) async fn run(
     // confirmed and recorded: a channel the broker closed fails the reader's next publish
     // with the channel's state alone, while the confirms in flight carry the broker's
     // reason, which decides what the relay does next (`RelayError::may_be_one_rows_refusal`).
+    let (reader_ended, pipeline_ended) = Shutdown::new();
     let reader = async {
         let read = read_and_publish(relay, &channel, &shared, to_settle, work, stop).await;
         if let Err(error) = read {
             *lock(&shared.reader_failure) = Some(error);
         }
+        reader_ended.fire();
+        Ok(())
+    };
+    // Due events are moved only while this pipeline can send them: see `schedule`.
+    let scheduler = async {
+        super::schedule::run(relay, stop, &pipeline_ended).await;
         Ok(())
     };
     let result = tokio::try_join!(
         reader,
+        scheduler,
         confirm(relay, settling, to_record),
         record(relay, &shared, recording),
     );

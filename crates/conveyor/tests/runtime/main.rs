@@ -11,5 +11,6 @@ mod install;
 mod keys;
 mod outbox;
 mod publishing;
+mod schedule;
 mod tracing_context;
 mod upgrade;

@@ -1,5 +1,8 @@
 //! The transactional outbox: events are written in the same transaction as the change that
-//! caused them, and the [`crate::OutboxRelay`] publishes them after commit.
+//! caused them, and the [`crate::OutboxRelay`] publishes them after commit, at once or when
+//! they are due (`schedule`).
+
+mod schedule;
 
 use std::sync::Arc;
 
@@ -28,6 +31,17 @@ pub enum OutboxError {
         event_id: Uuid,
         /// The type of that first event.
         event_type: String,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Cancelling scheduled events failed; none was cancelled.
+    #[error("could not cancel the scheduled {event_type} events of subject {subject}: {source}")]
+    Cancel {
+        /// The type of the events to cancel.
+        event_type: String,
+        /// Their subject.
+        subject: String,
         /// The database's error.
         #[source]
         source: sqlx::Error,
@@ -61,6 +75,21 @@ impl Outbox {
         self
     }
 
+    fn check(&self, envelopes: &[Envelope]) -> Result<(), OutboxError> {
+        let Some(contract) = &self.contract else {
+            return Ok(());
+        };
+        for envelope in envelopes {
+            contract
+                .check(envelope)
+                .map_err(|violation| OutboxError::Contract {
+                    event_id: envelope.id,
+                    violation,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Adds `envelope` within the transaction `tx`: it is published if and only if `tx`
     /// commits. The current span's trace context travels with it.
     ///
@@ -82,16 +111,7 @@ impl Outbox {
         let Some(first) = envelopes.first() else {
             return Ok(());
         };
-        if let Some(contract) = &self.contract {
-            for envelope in envelopes {
-                contract
-                    .check(envelope)
-                    .map_err(|violation| OutboxError::Contract {
-                        event_id: envelope.id,
-                        violation,
-                    })?;
-            }
-        }
+        self.check(envelopes)?;
         let trace = serde_json::to_value(trace_context::capture_current()).unwrap_or_default();
         let ids: Vec<Uuid> = envelopes.iter().map(|envelope| envelope.id).collect();
         let types: Vec<&str> = envelopes
