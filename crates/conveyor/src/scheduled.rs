@@ -38,7 +38,8 @@ pub struct ScheduledRow {
 /// the watched clock, behind by the time nobody watched.
 macro_rules! deliver_at {
     () => {
-        "CASE WHEN counts_watched_time_only THEN due_at + clock.unwatched ELSE due_at END"
+        "CASE WHEN counts_watched_time_only
+              THEN due_at + make_interval(secs => extract(epoch FROM clock.unwatched)::float8) ELSE due_at END"
     };
 }
 
@@ -75,9 +76,11 @@ pub async fn overdue(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
              SELECT due_at AS deliver_at FROM conveyor.scheduled
              WHERE NOT counts_watched_time_only AND due_at <= now()
              UNION ALL
-             SELECT due_at + clock.unwatched FROM conveyor.scheduled, conveyor.schedule_clock AS clock
+             SELECT due_at + make_interval(secs => extract(epoch FROM clock.unwatched)::float8)
+             FROM conveyor.scheduled, conveyor.schedule_clock AS clock
              WHERE clock.id = 1 AND counts_watched_time_only
-               AND due_at <= now() - (SELECT unwatched FROM conveyor.schedule_clock WHERE id = 1)
+               AND due_at <= now() - make_interval(secs => (
+                   SELECT extract(epoch FROM unwatched)::float8 FROM conveyor.schedule_clock WHERE id = 1))
          ) AS due",
     )
     .fetch_one(pool)

@@ -107,10 +107,13 @@ const INSTALL_ATTEMPTS: u32 = 5;
 ///
 /// A process that finds the store current changes nothing and takes no lock: replicas start
 /// beside running ones without stalling their handlers. Otherwise (a new database, a new
-/// release's first process) the install locks the inbox, outbox and published tables in the
-/// order every transaction of the runtime takes them, so it cannot deadlock with the
-/// handlers and relays of processes already running, waits for their transactions, and
-/// tries again if it still met a lock it could not get in time.
+/// release's first process) the install locks the runtime's tables in the order its own
+/// transactions take them (a handler's inbox row first, then the schedule's clock and rows,
+/// then the outbox, then the log of what was sent), waits for the transactions of processes
+/// already running, and tries again if it still met a lock it could not get in time. A
+/// transaction that writes to the outbox and then schedules an event takes two of them in
+/// the other order: should it meet an install, Postgres ends one of the two as a deadlock,
+/// and either the install or the handler's batch is tried again.
 ///
 /// # Errors
 /// The database's error when a statement fails (no permission to create a schema, say).
@@ -164,7 +167,8 @@ async fn install_locked(pool: &PgPool) -> Result<(), sqlx::Error> {
         sqlx::query(*statement).execute(&mut *tx).await?;
     }
     sqlx::query(
-        "LOCK TABLE conveyor.inbox, conveyor.outbox, conveyor.published, conveyor.scheduled
+        "LOCK TABLE conveyor.inbox, conveyor.schedule_clock, conveyor.scheduled, conveyor.outbox,
+             conveyor.published
          IN ACCESS EXCLUSIVE MODE",
     )
     .execute(&mut *tx)

@@ -105,10 +105,11 @@ impl Outbox {
         sqlx::query(
             "INSERT INTO conveyor.scheduled
                  (event_id, event_type, subject, payload, trace, due_at, counts_watched_time_only)
-             SELECT $1, $2, $3, $4, $5,
-                    coalesce($6, clock_timestamp() + make_interval(secs => $7) - clock.unwatched),
-                    $7 IS NOT NULL
-             FROM conveyor.schedule_clock AS clock WHERE clock.id = 1",
+             VALUES ($1, $2, $3, $4, $5,
+                     coalesce($6, clock_timestamp() + make_interval(secs => $7 - coalesce(
+                         (SELECT extract(epoch FROM unwatched)::float8 FROM conveyor.schedule_clock WHERE id = 1),
+                         0))),
+                     $7 IS NOT NULL)",
         )
         .bind(envelope.id)
         .bind(&envelope.event_type)

@@ -91,6 +91,11 @@ pub enum RelayError {
     /// No broker could be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The pipeline's channel closed while the relay had nothing to send.
+    #[error(
+        "the broker channel closed (the broker went away, or closed it); the relay opens a new session"
+    )]
+    ChannelClosed,
     /// The broker answered nothing within this long ([`RelayOptions::confirm_timeout`]).
     #[error(
         "the broker answered nothing within {0:?} (a batch's confirms, or opening the channel): it may be blocked by a memory or disk alarm; the rows stay unsent and are tried again"

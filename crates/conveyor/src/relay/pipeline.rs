@@ -173,10 +173,7 @@ pub(super) async fn run(
         Ok(())
     };
     // Due events are moved only while this pipeline can send them: see `schedule`.
-    let scheduler = async {
-        super::schedule::run(relay, stop, &pipeline_ended).await;
-        Ok(())
-    };
+    let scheduler = super::schedule::run(relay, &channel, stop, &pipeline_ended);
     let result = tokio::try_join!(
         reader,
         scheduler,

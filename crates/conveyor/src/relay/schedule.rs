@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 
-use super::OutboxRelay;
+use super::{OutboxRelay, RelayError};
 use crate::backoff::Backoff;
+use crate::publisher::ConfirmChannel;
 use crate::shutdown::Shutdown;
 
-/// The longest the scheduler sleeps: an event scheduled meanwhile for sooner than the next
-/// one it knows of is sent at most this late.
+/// The longest the scheduler sleeps while events are scheduled: one scheduled meanwhile
+/// for sooner than the next it knows of is sent at most this late.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// The shortest sleep between two passes that found nothing to move.
@@ -28,7 +29,8 @@ const LEAST_WAIT: Duration = Duration::from_millis(10);
 /// leader, or this one after a reconnect, that time was watched.
 const CLOCK_EVERY: Duration = Duration::from_secs(1);
 
-/// A gap between two watches longer than this is an outage, not a slow tick.
+/// A gap between two watches longer than this, or than three poll intervals (an idle
+/// scheduler looks once per poll interval), is an outage, not a slow tick.
 const OUTAGE: Duration = Duration::from_secs(3);
 
 /// What one pass found.
@@ -40,17 +42,34 @@ enum Pass {
 }
 
 /// Moves due events until `stop` fires or the pipeline it serves ends (`pipeline_ended`).
-pub(super) async fn run(relay: &OutboxRelay, stop: &Shutdown, pipeline_ended: &Shutdown) {
+///
+/// # Errors
+/// [`RelayError::ChannelClosed`] once the pipeline's channel is closed (the broker went
+/// away): the pipeline ends and opens a new session, and the time until it does is not
+/// watched. An idle reader would not notice it before its next publish.
+pub(super) async fn run(
+    relay: &OutboxRelay,
+    channel: &ConfirmChannel,
+    stop: &Shutdown,
+    pipeline_ended: &Shutdown,
+) -> Result<(), RelayError> {
     let mut backoff = Backoff::default();
     let mut clock_written: Option<Instant> = None;
     while !stop.is_fired() && !pipeline_ended.is_fired() {
+        if !channel.channel().status().connected() {
+            return Err(RelayError::ChannelClosed);
+        }
         let wait = match pass(relay, &mut clock_written).await {
             Ok(Pass::More) => Duration::ZERO,
             Ok(Pass::Idle(next)) => {
                 backoff.reset();
-                // Not less than a moment: an overdue row that another transaction holds
-                // (a cancel under way) would otherwise be asked for in a busy loop.
-                next.map_or(CHECK_EVERY, |next| next.clamp(LEAST_WAIT, CHECK_EVERY))
+                // With nothing scheduled, a look per poll interval is enough (an event
+                // scheduled meanwhile is late by that at most); otherwise not less than a
+                // moment: an overdue row that another transaction holds (a cancel under
+                // way) would otherwise be asked for in a busy loop.
+                next.map_or(relay.options.poll_interval, |next| {
+                    next.clamp(LEAST_WAIT, CHECK_EVERY)
+                })
             }
             Err(error) => {
                 tracing::warn!(%error, "Could not move due scheduled events to the outbox; retrying.");
@@ -62,6 +81,7 @@ pub(super) async fn run(relay: &OutboxRelay, stop: &Shutdown, pipeline_ended: &S
             () = stop.fired() => {}
         }
     }
+    Ok(())
 }
 
 /// One transaction: the clock (when it is time), then the due events.
@@ -70,15 +90,22 @@ async fn pass(
     clock_written: &mut Option<Instant>,
 ) -> Result<Pass, sqlx::Error> {
     let mut tx = relay.pool.begin().await?;
+    // No flush to disk awaited: a pass lost in a database crash leaves its events in the
+    // schedule, to be moved again (and a repeat is dropped by consumers' inboxes), and its
+    // watch counts as a short gap.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     let clock_due = clock_written.is_none_or(|at| at.elapsed() >= CLOCK_EVERY);
     let unwatched = if clock_due {
-        watch(&mut tx).await?
+        watch(&mut tx, OUTAGE.max(relay.options.poll_interval * 3)).await?
     } else {
         sqlx::query_scalar(
             "SELECT extract(epoch FROM unwatched)::float8 FROM conveyor.schedule_clock WHERE id = 1",
         )
-        .fetch_one(&mut *tx)
-        .await?
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0.0)
     };
     let limit = relay.options.batch_size;
     let moved = move_due(&mut tx, limit, unwatched).await?;
@@ -97,24 +124,38 @@ async fn pass(
     Ok(next.map_or(Pass::More, Pass::Idle))
 }
 
-/// Records this watch; a gap since the last one longer than [`OUTAGE`] is added to the
+/// Records this watch; a gap since the last one longer than `outage` is added to the
 /// time nobody watched, which moves every deadline on by it at once. Answers the time
 /// nobody watched, in seconds.
-async fn watch(tx: &mut PgConnection) -> Result<f64, sqlx::Error> {
-    let (gap, unwatched): (f64, f64) = sqlx::query_as(
+///
+/// The gap is taken in seconds and added as seconds: a difference of timestamps longer than a
+/// day is counted in calendar days, which are 23 or 25 hours across a change of daylight
+/// saving time.
+async fn watch(tx: &mut PgConnection, outage: Duration) -> Result<f64, sqlx::Error> {
+    let watched: Option<(f64, f64)> = sqlx::query_as(
         "WITH last AS (
-             SELECT clock_timestamp() - ticked_at AS gap FROM conveyor.schedule_clock
-             WHERE id = 1 FOR UPDATE)
+             SELECT extract(epoch FROM clock_timestamp() - ticked_at)::float8 AS gap
+             FROM conveyor.schedule_clock WHERE id = 1 FOR UPDATE)
          UPDATE conveyor.schedule_clock AS clock SET ticked_at = clock_timestamp(),
              unwatched = clock.unwatched
-                 + CASE WHEN last.gap > make_interval(secs => $1) THEN last.gap ELSE interval '0' END
+                 + make_interval(secs => CASE WHEN last.gap > $1 THEN last.gap ELSE 0 END)
          FROM last WHERE clock.id = 1
-         RETURNING extract(epoch FROM last.gap)::float8, extract(epoch FROM clock.unwatched)::float8",
+         RETURNING last.gap, extract(epoch FROM clock.unwatched)::float8",
     )
-    .bind(OUTAGE.as_secs_f64())
-    .fetch_one(&mut *tx)
+    .bind(outage.as_secs_f64())
+    .fetch_optional(&mut *tx)
     .await?;
-    if gap > OUTAGE.as_secs_f64() {
+    let Some((gap, unwatched)) = watched else {
+        // The row is gone (removed by hand, a partial restore): the clock starts again.
+        sqlx::query(
+            "INSERT INTO conveyor.schedule_clock (id, ticked_at, unwatched)
+             VALUES (1, clock_timestamp(), interval '0') ON CONFLICT (id) DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?;
+        return Ok(0.0);
+    };
+    if gap > outage.as_secs_f64() {
         tracing::warn!(
             gap_seconds = gap,
             "Nobody sent this service's scheduled events for a while (its relays down, or the broker away): pending deadlines move on by that time."

@@ -61,7 +61,8 @@ async fn schedule(env: &TestEnv, numbers: std::ops::Range<i64>, seconds: f64) {
     }
     sqlx::query(
         "INSERT INTO due (n, at)
-         SELECT n, CASE WHEN counts_watched_time_only THEN due_at + clock.unwatched ELSE due_at END
+         SELECT n, CASE WHEN counts_watched_time_only
+                        THEN due_at + make_interval(secs => extract(epoch FROM clock.unwatched)::float8) ELSE due_at END
          FROM conveyor.scheduled JOIN conveyor.schedule_clock AS clock ON clock.id = 1
          JOIN LATERAL (SELECT substring(subject FROM 6)::bigint AS n) AS key ON true
          WHERE event_type = $1
@@ -82,7 +83,7 @@ async fn scheduled_events_arrive_once_each_and_never_before_they_are_due() {
     create_due_table(&env).await;
     let consumer = env.start_consumer(Default::default()).await;
     let relays = [start_relay(&env), start_relay(&env)];
-    schedule(&env, 0..200, 2.0).await;
+    schedule(&env, 0..200, 3.0).await;
 
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
@@ -188,7 +189,8 @@ async fn after_an_outage_deadlines_move_on_and_calendar_times_do_not() {
         "the overdue calendar time is sent at once, alone"
     );
     let deadline_left: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM due_at + clock.unwatched - clock_timestamp())::float8
+        "SELECT extract(epoch FROM due_at + make_interval(secs => extract(epoch FROM clock.unwatched)::float8)
+                                   - clock_timestamp())::float8
          FROM conveyor.scheduled, conveyor.schedule_clock AS clock",
     )
     .fetch_one(&env.pool)
@@ -201,6 +203,80 @@ async fn after_an_outage_deadlines_move_on_and_calendar_times_do_not() {
     env.wait_for_handled(2, Duration::from_secs(20)).await;
     stop_relay(relay).await;
     consumer.stop().await;
+}
+
+/// A real outage: the broker refuses the test's user for eight seconds while a deadline
+/// (due 3 s after it was written) and a calendar time (due after 5 s) wait. The calendar
+/// time is sent as soon as a relay is back; the deadline only after the time it had left
+/// when the broker went, which the outage did not use up.
+#[tokio::test]
+async fn a_broker_outage_does_not_use_up_a_deadline() {
+    let env = TestEnv::new().await;
+    create_due_table(&env).await;
+    let consumer = env.start_consumer(Default::default()).await;
+    let relay = start_relay(&env);
+    // The relay's session is open, so that the outage is one of an established relay.
+    let watching = wait_until(Duration::from_secs(15), || async {
+        let watched: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM clock_timestamp() - ticked_at)::float8
+             FROM conveyor.schedule_clock",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        watched < 1.0
+    })
+    .await;
+    assert!(watching, "the relay watches the schedule");
+    // The deadline falls due during the outage, the calendar time later in it: a relay that
+    // went on watching would move the deadline while the broker is away and send both
+    // together once it is back.
+    let mut tx = env.pool.begin().await.unwrap();
+    let calendar_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT clock_timestamp() + interval '5 s'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let outbox = Outbox::new();
+    outbox
+        .add_at(&mut tx, &event(0), calendar_at)
+        .await
+        .unwrap();
+    outbox
+        .add_after(&mut tx, &event(1), Duration::from_secs(3))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    env.broker
+        .ctl(&["clear_permissions", "-p", &env.vhost, "guest"]);
+    env.close_all_connections();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    env.broker.ctl(&[
+        "set_permissions",
+        "-p",
+        &env.vhost,
+        "guest",
+        ".*",
+        ".*",
+        ".*",
+    ]);
+
+    env.wait_for_handled(2, Duration::from_secs(30)).await;
+    stop_relay(relay).await;
+    consumer.stop().await;
+    let arrivals: Vec<(i64, f64)> =
+        sqlx::query_as("SELECT n, extract(epoch FROM handled_at)::float8 FROM handled ORDER BY n")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    let [(0, calendar), (1, deadline)] = arrivals[..] else {
+        panic!("expected events 0 and 1 once each, got {arrivals:?}");
+    };
+    assert!(
+        deadline - calendar > 1.5,
+        "the deadline kept the time it had left: it came {:.1} s after the calendar time",
+        deadline - calendar
+    );
 }
 
 /// The relay finds due events by the due-time index, however many wait for later: the
@@ -224,8 +300,7 @@ async fn the_relay_finds_due_events_by_index_among_many_not_due() {
         .execute(&env.pool)
         .await
         .unwrap();
-    // As if a relay had watched until now: after an outage, moving every deadline on is
-    // a whole-table update by nature (and rare).
+    // As if a relay had watched until now: no outage to count.
     sqlx::query("UPDATE conveyor.schedule_clock SET ticked_at = clock_timestamp()")
         .execute(&env.pool)
         .await
