@@ -82,13 +82,29 @@ async fn lateness(bench: &Bench, load: &ScheduleLoad) -> anyhow::Result<Lateness
     .execute(pool)
     .await?;
     sqlx::query("TRUNCATE bench_lateness").execute(pool).await?;
-    // Writing takes about a second per 5,000 events here: the first is due after that.
-    let lead = Duration::from_secs((load.events / 5000).max(20));
+    // Writing takes about a second per 5,000 events here, with the relay running beside it:
+    // the first is due well after that, so that none is overdue when written.
+    let lead = Duration::from_secs((load.events / 2000).max(20));
     let first_due: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT clock_timestamp() + make_interval(secs => $1)")
             .bind(lead.as_secs_f64())
             .fetch_one(pool)
             .await?;
+    // The relay and the consumer run while the schedule is written, as in a service.
+    let (stop, shutdown) = Shutdown::new();
+    let relay = tokio::spawn(
+        OutboxRelay::new(pool.clone(), bench.amqp.clone(), bench.names.clone())
+            .run(shutdown.clone()),
+    );
+    let consumer = Consumer::builder(BENCH_SERVICE)
+        .names(bench.names.clone())
+        .options(ConsumerOptions {
+            retry_tiers: vec![Duration::from_secs(1)],
+            ..ConsumerOptions::default()
+        })
+        .handler(RecordLateness)
+        .build()?;
+    let consumer = tokio::spawn(consumer.run(bench.amqp.clone(), pool.clone(), shutdown));
     let spacing = Duration::from_secs(load.over).as_secs_f64() / load.events as f64;
     let progress = progress_bar(load.events).with_message("scheduling");
     let outbox = Outbox::new();
@@ -110,20 +126,6 @@ async fn lateness(bench: &Bench, load: &ScheduleLoad) -> anyhow::Result<Lateness
     }
     progress.finish_and_clear();
 
-    let (stop, shutdown) = Shutdown::new();
-    let relay = tokio::spawn(
-        OutboxRelay::new(pool.clone(), bench.amqp.clone(), bench.names.clone())
-            .run(shutdown.clone()),
-    );
-    let consumer = Consumer::builder(BENCH_SERVICE)
-        .names(bench.names.clone())
-        .options(ConsumerOptions {
-            retry_tiers: vec![Duration::from_secs(1)],
-            ..ConsumerOptions::default()
-        })
-        .handler(RecordLateness)
-        .build()?;
-    let consumer = tokio::spawn(consumer.run(bench.amqp.clone(), pool.clone(), shutdown));
     let arrived = wait_for_arrivals(bench, load, lead).await;
     stop.fire();
     relay.await?;
