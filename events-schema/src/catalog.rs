@@ -31,6 +31,7 @@ pub const SCHEMAS: &[SchemaFile] = &[
     schema!("order.created", 1),
     schema!("order.confirmed", 1),
     schema!("order.cancelled", 1),
+    schema!("order.deadline-passed", 1),
     schema!("inventory.reserved", 1),
     schema!("inventory.rejected", 1),
     schema!("inventory.released", 1),

@@ -107,6 +107,30 @@ impl EventData for OrderCancelledV1 {
     }
 }
 
+/// An order's saga deadline passed: orders schedules this event when it places the order
+/// and takes it back when the order ends, and cancels the order as deadline-passed if it is
+/// still pending when the event arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDeadlinePassedV1 {
+    pub order_id: Uuid,
+    /// The order's saga timeout when it was placed, in milliseconds of watched time.
+    pub timeout_ms: u64,
+}
+
+impl Event for OrderDeadlinePassedV1 {
+    const TYPE: &'static str = "order.deadline-passed";
+    const VERSION: u32 = 1;
+}
+
+impl EventData for OrderDeadlinePassedV1 {
+    fn sample() -> Self {
+        Self {
+            order_id: Uuid::now_v7(),
+            timeout_ms: 120_000,
+        }
+    }
+}
+
 same_shape_version! {
     /// v2: v1's fields, with the ceilings on money in the schema.
     OrderCreatedV2 of OrderCreatedV1, version 2

@@ -19,6 +19,7 @@ pub const OWNERS: &[(&str, &str)] = &[
     ("order.created", "orders"),
     ("order.confirmed", "orders"),
     ("order.cancelled", "orders"),
+    ("order.deadline-passed", "orders"),
     ("payment.captured", "payments"),
     ("payment.declined", "payments"),
     ("payment.refunded", "payments"),

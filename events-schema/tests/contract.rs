@@ -42,6 +42,7 @@ fn typed_events() -> Vec<(&'static str, u32, RoundTrip, Sample)> {
         typed!(OrderCreatedV1),
         typed!(OrderConfirmedV1),
         typed!(OrderCancelledV1),
+        typed!(OrderDeadlinePassedV1),
         typed!(InventoryReservedV1),
         typed!(InventoryRejectedV1),
         typed!(InventoryReleasedV1),

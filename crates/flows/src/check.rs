@@ -17,7 +17,11 @@ pub trait Participants {
 pub fn check(flow: &Flow, participants: &impl Participants) -> Vec<String> {
     let mut problems = Vec::new();
     let name = flow.name;
-    let mut events = vec![flow.starts_with, flow.deadline.ends_with];
+    let mut events = vec![
+        flow.starts_with,
+        flow.deadline.timer,
+        flow.deadline.ends_with,
+    ];
     events.extend(flow.ends.iter().map(|end| end.event));
     for step in flow.steps {
         events.push(step.on);
@@ -73,8 +77,9 @@ pub fn check(flow: &Flow, participants: &impl Participants) -> Vec<String> {
         name,
         participants,
         deadline.owner,
-        &[deadline.ends_with],
+        &[deadline.timer, deadline.ends_with],
     ));
+    problems.extend(handled(name, participants, deadline.owner, deadline.timer));
     if flow.outcome_of(deadline.ends_with) != Some(Outcome::Failure) {
         problems.push(format!(
             "flow {name}: its deadline ends a run with {}, which is not a failure end",
@@ -167,6 +172,7 @@ mod tests {
             owner: "shop",
             default: Duration::from_secs(60),
             setting: "RETURN_TIMEOUT",
+            timer: "return.deadline-passed",
             ends_with: "return.failed",
         },
     };
@@ -197,12 +203,14 @@ mod tests {
             ("pickup.cancelled", "warehouse"),
             ("return.closed", "shop"),
             ("return.failed", "shop"),
+            ("return.deadline-passed", "shop"),
         ],
         handlers: &[
             ("warehouse", "return.requested"),
             ("warehouse", "return.failed"),
             ("shop", "pickup.booked"),
             ("shop", "pickup.refused"),
+            ("shop", "return.deadline-passed"),
         ],
     };
 
@@ -222,6 +230,7 @@ mod tests {
                 ("pickup.cancelled", "warehouse"),
                 ("return.closed", "shop"),
                 ("return.failed", "shop"),
+                ("return.deadline-passed", "shop"),
             ],
             handlers: &[
                 ("warehouse", "return.requested"),
@@ -239,7 +248,12 @@ mod tests {
             named("warehouse is declared to handle return.failed"),
             "{problems:#?}"
         );
-        assert_eq!(problems.len(), 2, "{problems:#?}");
+        // The deadline's timer has nobody to end the run when it comes.
+        assert!(
+            named("shop is declared to handle return.deadline-passed"),
+            "{problems:#?}"
+        );
+        assert_eq!(problems.len(), 3, "{problems:#?}");
 
         let dead_end = Flow {
             steps: &[Step {

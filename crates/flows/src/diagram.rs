@@ -1,5 +1,6 @@
 //! A declaration as a Mermaid flowchart: events are nodes, each step an arrow labelled with
-//! the service that takes it, compensations dotted arrows, the deadline a node of its own.
+//! the service that takes it, compensations dotted arrows, the deadline a node of its own
+//! that schedules its timer event.
 
 use std::fmt::Write as _;
 
@@ -47,9 +48,16 @@ pub fn mermaid(flow: &Flow) -> String {
     }
     let deadline = &flow.deadline;
     lines.push(format!(
-        "    deadline{{{{\"deadline {} s ({})\"}}}} -->|{}| {}",
+        "    deadline{{{{\"deadline {} s ({})\"}}}} -.->|\"{} schedules it\"| {}[\"{}\"]",
         deadline.default.as_secs(),
         deadline.setting,
+        deadline.owner,
+        id(deadline.timer),
+        deadline.timer
+    ));
+    lines.push(format!(
+        "    {} -->|{}| {}",
+        id(deadline.timer),
         deadline.owner,
         id(deadline.ends_with)
     ));
@@ -103,11 +111,12 @@ mod tests {
                 owner: "shop",
                 default: Duration::from_secs(60),
                 setting: "RETURN_TIMEOUT",
+                timer: "return.deadline-passed",
                 ends_with: "return.failed",
             },
         };
         let text = mermaid(&FLOW);
-        let expected = "flowchart TD\n    e0([\"return.requested\"])\n    e0 -->|warehouse| e1[\"return.closed\"]\n    e0 -->|warehouse| e2[\"return.failed\"]\n    deadline{{\"deadline 60 s (RETURN_TIMEOUT)\"}} -->|shop| e2\n    class e1 success\n    class e2 failure\n    classDef success stroke-width:3px\n    classDef failure stroke-dasharray:4\n";
+        let expected = "flowchart TD\n    e0([\"return.requested\"])\n    e0 -->|warehouse| e1[\"return.closed\"]\n    e0 -->|warehouse| e2[\"return.failed\"]\n    deadline{{\"deadline 60 s (RETURN_TIMEOUT)\"}} -.->|\"shop schedules it\"| e3[\"return.deadline-passed\"]\n    e3 -->|shop| e2\n    class e1 success\n    class e2 failure\n    classDef success stroke-width:3px\n    classDef failure stroke-dasharray:4\n";
         assert_eq!(text, expected);
     }
 }

@@ -64,6 +64,10 @@ pub struct Deadline {
     pub default: Duration,
     /// The owner's setting that changes it.
     pub setting: &'static str,
+    /// The event the owner schedules when a run starts (`Outbox::add_after`, so only watched
+    /// time counts), takes back when the run ends, and handles when it comes: a run still
+    /// going then ends with `ends_with`.
+    pub timer: &'static str,
     pub ends_with: &'static str,
 }
 

@@ -16,6 +16,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+/// The columns a `Product` reads, named rather than `*`: a statement prepared with `*` fails
+/// ("cached plan must not change result type") on every pooled connection once a later
+/// release, rolling out beside this one, adds a column to the table.
+macro_rules! product_columns {
+    () => {
+        "sku, name, price_cents, currency, stock, reserved, version"
+    };
+}
+
 pub(crate) struct AppState {
     pub(crate) pool: PgPool,
     pub(crate) outbox: Outbox,
@@ -238,8 +247,11 @@ async fn create(
     }
     let mut tx = state.pool.begin().await?;
     let product = sqlx::query_as::<_, Product>(
-        "INSERT INTO products (sku, name, price_cents, currency, stock, version) VALUES ($1, $2, $3, $4, $5, 1)
-         ON CONFLICT (sku) DO NOTHING RETURNING *",
+        concat!(
+            "INSERT INTO products (sku, name, price_cents, currency, stock, version) VALUES ($1, $2, $3, $4, $5, 1)
+             ON CONFLICT (sku) DO NOTHING RETURNING ",
+            product_columns!()
+        ),
     )
     .bind(&new.sku)
     .bind(&new.name)
@@ -264,11 +276,15 @@ async fn create(
 
 async fn show(State(state): State<Arc<AppState>>, Path(sku): Path<String>) -> AppResult {
     path_sku(&sku)?;
-    let product = sqlx::query_as::<_, Product>("SELECT * FROM products WHERE sku = $1")
-        .bind(&sku)
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no product {sku}")))?;
+    let product = sqlx::query_as::<_, Product>(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products WHERE sku = $1"
+    ))
+    .bind(&sku)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no product {sku}")))?;
     Ok((StatusCode::OK, Json(product.to_json())))
 }
 
@@ -303,10 +319,11 @@ async fn change(
         )));
     }
     let mut tx = state.pool.begin().await?;
-    let product = sqlx::query_as::<_, Product>(
+    let product = sqlx::query_as::<_, Product>(concat!(
         "UPDATE products SET name = COALESCE($2, name), price_cents = COALESCE($3, price_cents),
-         version = version + 1 WHERE sku = $1 RETURNING *",
-    )
+         version = version + 1 WHERE sku = $1 RETURNING ",
+        product_columns!()
+    ))
     .bind(&sku)
     .bind(change.name)
     .bind(change.price_cents)
@@ -340,9 +357,10 @@ async fn set_stock(
             body.stock
         )));
     }
-    let product = sqlx::query_as::<_, Product>(
-        "UPDATE products SET stock = $2 WHERE sku = $1 AND $2 >= reserved RETURNING *",
-    )
+    let product = sqlx::query_as::<_, Product>(concat!(
+        "UPDATE products SET stock = $2 WHERE sku = $1 AND $2 >= reserved RETURNING ",
+        product_columns!()
+    ))
     .bind(&sku)
     .bind(body.stock)
     .fetch_optional(&state.pool)
@@ -395,7 +413,11 @@ async fn republish(State(state): State<Arc<AppState>>, caller: Caller) -> AppRes
     let republished = platform::republish(
         &state.pool,
         &state.outbox,
-        "SELECT * FROM products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
+        concat!(
+            "SELECT ",
+            product_columns!(),
+            " FROM products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2"
+        ),
         |product: &Product| product.sku.clone(),
         |product: &Product| vec![product.current_state()],
     )

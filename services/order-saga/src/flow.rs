@@ -83,6 +83,7 @@ pub static ORDER_FLOW: Flow = Flow {
         owner: "orders",
         default: Duration::from_secs(120),
         setting: "ORDER_SAGA_TIMEOUT",
+        timer: "order.deadline-passed",
         ends_with: "order.cancelled",
     },
 };

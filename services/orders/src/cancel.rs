@@ -1,10 +1,11 @@
-//! On a step's refusal (`inventory.rejected`, `payment.declined`, `shipment.failed`):
-//! cancel the order with its reason (`order.cancelled`). A refusal for an order that already
-//! ended changes nothing here; the services that acted compensate on `order.cancelled`.
+//! On a step's refusal (`inventory.rejected`, `payment.declined`, `shipment.failed`) or the
+//! order's own deadline (`order.deadline-passed`): cancel the order with its reason
+//! (`order.cancelled`). A refusal or a deadline for an order that already ended changes
+//! nothing here; the services that acted compensate on `order.cancelled`.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::inventory::InventoryRejectedV1;
-use events_schema::orders::CancelReason;
+use events_schema::orders::{CancelReason, OrderDeadlinePassedV1};
 use events_schema::payments::PaymentDeclinedV1;
 use events_schema::shipping::ShipmentFailedV1;
 use uuid::Uuid;
@@ -108,6 +109,22 @@ impl EventHandler for ShipmentFailed {
             failed.country.unwrap_or_default()
         );
         cancel(ctx, failed.order_id, CancelReason::ShipmentFailed, detail).await
+    }
+}
+
+pub(crate) struct DeadlinePassed;
+
+impl EventHandler for DeadlinePassed {
+    type Event = OrderDeadlinePassedV1;
+
+    async fn handle(
+        &self,
+        passed: OrderDeadlinePassedV1,
+        ctx: &mut HandlerContext<'_>,
+    ) -> Result<(), HandlerError> {
+        let timeout = std::time::Duration::from_millis(passed.timeout_ms);
+        let detail = format!("no answer within {timeout:?}");
+        cancel(ctx, passed.order_id, CancelReason::DeadlinePassed, detail).await
     }
 }
 

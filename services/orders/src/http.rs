@@ -21,6 +21,15 @@ use uuid::Uuid;
 use crate::basket;
 use crate::order::{self, Order, OrderView, order_event};
 
+/// The columns a `Order` reads, named rather than `*`: a statement prepared with `*` fails
+/// ("cached plan must not change result type") on every pooled connection once a later
+/// release, rolling out beside this one, adds a column to the table.
+macro_rules! order_columns {
+    () => {
+        "id, user_id, status, reason, detail, items, total_cents, currency, created_at, finished_at"
+    };
+}
+
 pub(crate) struct AppState {
     pub(crate) pool: PgPool,
     pub(crate) outbox: Outbox,
@@ -166,9 +175,11 @@ struct NewItem {
 
 /// The order this user placed with this Idempotency-Key, if any.
 async fn find_by_key(pool: &PgPool, user_id: Uuid, key: &str) -> ApiResult<Option<Order>> {
-    Ok(sqlx::query_as::<_, Order>(
-        "SELECT * FROM orders WHERE user_id = $1 AND idempotency_key = $2",
-    )
+    Ok(sqlx::query_as::<_, Order>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE user_id = $1 AND idempotency_key = $2"
+    ))
     .bind(user_id)
     .bind(key)
     .fetch_optional(pool)
@@ -276,9 +287,12 @@ async fn place(
     let order_id = Uuid::now_v7();
     let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query_as::<_, Order>(
-        "INSERT INTO orders (id, user_id, status, items, total_cents, currency, idempotency_key, deadline_at)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, clock_timestamp() + make_interval(secs => $7))
-         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
+        concat!(
+            "INSERT INTO orders (id, user_id, status, items, total_cents, currency, idempotency_key, deadline_at)
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, clock_timestamp() + make_interval(secs => $7))
+             ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ",
+            order_columns!()
+        ),
     )
     .bind(order_id)
     .bind(user_id)
@@ -322,13 +336,17 @@ async fn show(
     Path(id): Path<String>,
 ) -> AppResult {
     let id = parse_uuid(&id, "order")?;
-    let order = sqlx::query_as::<_, Order>("SELECT * FROM orders WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.pool)
-        .await?
-        // Someone else's order is answered as no order: its existence is not ours to tell.
-        .filter(|order| caller.may_act_for(order.user_id))
-        .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
+    let order = sqlx::query_as::<_, Order>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?
+    // Someone else's order is answered as no order: its existence is not ours to tell.
+    .filter(|order| caller.may_act_for(order.user_id))
+    .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
     Ok((StatusCode::OK, Json(order.to_json())))
 }
 
@@ -423,12 +441,14 @@ async fn list(
                 })?,
         ),
     };
-    let orders: Vec<Order> = sqlx::query_as(
-        "SELECT * FROM orders
+    let orders: Vec<Order> = sqlx::query_as(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders
          WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-         ORDER BY created_at DESC, id DESC LIMIT $5",
-    )
+         ORDER BY created_at DESC, id DESC LIMIT $5"
+    ))
     .bind(user_id)
     .bind(&query.status)
     .bind(after_created)

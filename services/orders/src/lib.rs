@@ -12,7 +12,8 @@
 //! - `order`: the order row and the two ways it ends.
 //! - `confirm`: confirming an order on `shipment.scheduled`.
 //! - `cancel`: cancelling an order with its reason on a step's refusal
-//!   (`inventory.rejected`, `payment.declined`, `shipment.failed`).
+//!   (`inventory.rejected`, `payment.declined`, `shipment.failed`) or its deadline
+//!   (`order.deadline-passed`).
 //! - `users_cache`: the cached copy of users, guarded by version.
 //! - `products_cache`: the cached copy of products, guarded by version.
 //! - `deadline`: the background task that cancels orders past the saga deadline.
@@ -44,7 +45,12 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
         variable: "ORDER_SAGA_TIMEOUT",
         meaning: "a pending order older than this is cancelled as deadline-passed, like 30s, 1500ms or 2m [default: 2m]; time while the broker or every orders instance is down does not count",
     }],
-    emits: &["order.created", "order.confirmed", "order.cancelled"],
+    emits: &[
+        "order.created",
+        "order.confirmed",
+        "order.cancelled",
+        "order.deadline-passed",
+    ],
     routes: ROUTES,
     migrator: &MIGRATOR,
     cache_sources: &[
@@ -142,6 +148,7 @@ pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
         .handler(cancel::InventoryRejected)
         .handler(cancel::PaymentDeclined)
         .handler(cancel::ShipmentFailed)
+        .handler(cancel::DeadlinePassed)
         .handler(confirm::ShipmentScheduled)
         .build()?)
 }

@@ -14,7 +14,8 @@ use conveyor::{DeadLetterKind, Envelope, Event};
 use conveyor_testkit::TestDatabase;
 use events_schema::inventory::{InventoryRejectedV1, RejectReason};
 use events_schema::orders::{
-    CancelReason, OrderCancelledV1, OrderConfirmedV1, OrderCreatedV1, PricedItem,
+    CancelReason, OrderCancelledV1, OrderConfirmedV1, OrderCreatedV1, OrderDeadlinePassedV1,
+    PricedItem,
 };
 use events_schema::payments::{DeclineReason, PaymentDeclinedV1};
 use events_schema::products::{ProductCreatedV1, ProductUpdatedV1};
@@ -118,6 +119,14 @@ fn failed(order: &OrderCreatedV1) -> ShipmentFailedV1 {
         order_id: order.order_id,
         reason: ShipmentFailure::UndeliverableCountry,
         country: Some("JP".into()),
+    }
+}
+
+/// The deadline orders schedules for `order`, with the default saga timeout.
+fn deadline_passed(order: &OrderCreatedV1) -> OrderDeadlinePassedV1 {
+    OrderDeadlinePassedV1 {
+        order_id: order.order_id,
+        timeout_ms: 120_000,
     }
 }
 
@@ -347,6 +356,24 @@ async fn a_failed_shipment_cancels_the_order_as_shipment_failed() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn a_passed_deadline_cancels_the_pending_order_as_deadline_passed() -> anyhow::Result<()> {
+    let (_database, mut harness) = harness().await;
+    let order = placed(&harness).await?;
+    let delivered = answer(&harness, "orders", &order, &deadline_passed(&order));
+
+    let emitted = harness.deliver(&delivered).await?.handled()?;
+
+    let detail = "no answer within 120s";
+    let expected = cancellation(&order, CancelReason::DeadlinePassed, detail);
+    assert_eq!(emitted.one::<OrderCancelledV1>()?, expected);
+    assert_eq!(emitted.len(), 1, "{:?}", emitted.types());
+    emitted.answer_to(&delivered)?;
+    let row = order_row(harness.pool(), order.order_id).await?;
+    assert_cancelled(&row, "deadline-passed", detail);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_rejection_naming_many_skus_cancels_with_a_detail_the_contract_accepts()
 -> anyhow::Result<()> {
     let (_database, mut harness) = harness().await;
@@ -435,6 +462,24 @@ async fn a_rejection_after_the_confirmation_leaves_the_order_confirmed() -> anyh
     let confirmed = order_row(harness.pool(), order.order_id).await?;
 
     let emitted = deliver_answer(&mut harness, "inventory", &order, &rejected(&order)).await?;
+
+    assert!(emitted.is_empty(), "{:?}", emitted.types());
+    assert_eq!(order_row(harness.pool(), order.order_id).await?, confirmed);
+    assert_eq!(confirmed.status, "confirmed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deadline_after_the_confirmation_leaves_the_order_confirmed() -> anyhow::Result<()> {
+    let (_database, mut harness) = harness().await;
+    let order = placed(&harness).await?;
+    deliver_answer(&mut harness, "shipping", &order, &scheduled(&order)).await?;
+    let confirmed = order_row(harness.pool(), order.order_id).await?;
+
+    // Due while the confirmation was being handled: it left the schedule before the
+    // confirmation could take it back.
+    let passed = deadline_passed(&order);
+    let emitted = deliver_answer(&mut harness, "orders", &order, &passed).await?;
 
     assert!(emitted.is_empty(), "{:?}", emitted.types());
     assert_eq!(order_row(harness.pool(), order.order_id).await?, confirmed);

@@ -20,6 +20,15 @@ use uuid::Uuid;
 use crate::passwords::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 use crate::user::{User, UserView, problems};
 
+/// The columns a `User` reads, named rather than `*`: a statement prepared with `*` fails
+/// ("cached plan must not change result type") on every pooled connection once a later
+/// release, rolling out beside this one, adds a column to the table.
+macro_rules! user_columns {
+    () => {
+        "id, email, name, line1, city, postal_code, country, credit_limit_cents, currency, status, version"
+    };
+}
+
 pub(crate) struct AppState {
     pub(crate) pool: PgPool,
     pub(crate) outbox: Outbox,
@@ -250,11 +259,15 @@ async fn register(
 }
 
 async fn load(pool: &PgPool, id: Uuid) -> ApiResult<User> {
-    sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
+    sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
 }
 
 /// The user a request names, when the caller may act for them; anyone else's is answered
@@ -315,11 +328,15 @@ async fn change(
         return Err(ApiError::unprocessable(problem));
     }
     let mut tx = state.pool.begin().await?;
-    let mut user = sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
+    let mut user = sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
     if user.status == "deactivated" {
         return Err(ApiError::conflict(format!("user {id} is deactivated")));
     }
@@ -440,10 +457,11 @@ async fn deactivate(
 ) -> AppResult {
     let id = own_user(&caller, &id)?;
     let mut tx = state.pool.begin().await?;
-    let user = sqlx::query_as::<_, User>(
+    let user = sqlx::query_as::<_, User>(concat!(
         "UPDATE users SET status = 'deactivated', version = version + 1
-         WHERE id = $1 AND status = 'active' RETURNING *",
-    )
+         WHERE id = $1 AND status = 'active' RETURNING ",
+        user_columns!()
+    ))
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -465,7 +483,11 @@ async fn republish(State(state): State<Arc<AppState>>, caller: Caller) -> AppRes
     let republished = platform::republish(
         &state.pool,
         &state.outbox,
-        "SELECT * FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2"
+        ),
         |user: &User| user.id,
         republished_state,
     )

@@ -580,3 +580,47 @@ fn the_roll_starts_every_service_once() {
         ROLL_ORDER.len()
     );
 }
+
+/// A statement prepared with `*` fails on every pooled connection ("cached plan must not
+/// change result type") once a newer release, rolling out beside this one, adds a column to
+/// the table: the services name the columns they read (a newer release's migration that
+/// adds a column otherwise makes the older release's processes answer 503 until restarted).
+#[test]
+fn no_service_statement_reads_every_column_with_a_star() {
+    fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let services = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services");
+    let mut files = Vec::new();
+    sources(&services, &mut files);
+    let starred: Vec<String> = files
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            let lines: Vec<String> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| line.contains("SELECT *") || line.contains("RETURNING *"))
+                .map(|(number, line)| format!("{}:{}: {}", file.display(), number + 1, line.trim()))
+                .collect();
+            lines
+        })
+        .collect();
+    assert!(
+        files.len() > 20,
+        "no service sources under {}",
+        services.display()
+    );
+    assert!(
+        starred.is_empty(),
+        "name the columns instead:\n{}",
+        starred.join("\n")
+    );
+}

@@ -185,6 +185,24 @@ impl<'t> HandlerContext<'t> {
         self.outbox.add(self.tx, &envelope).await?;
         Ok(())
     }
+
+    /// Takes back, in the same transaction, the scheduled events of type `E` about
+    /// `subject` (a deadline its flow no longer needs: [`Outbox::add_after`]); answers how
+    /// many. Zero when none was scheduled, or one is already on its way: the handler that
+    /// receives it must still check that it applies.
+    ///
+    /// # Errors
+    /// [`HandlerError::Transient`] when the delete fails.
+    pub async fn cancel_scheduled<E: Event>(
+        &mut self,
+        subject: impl std::fmt::Display,
+    ) -> Result<u64, HandlerError> {
+        let subject = subject.to_string();
+        Ok(self
+            .outbox
+            .cancel_scheduled(self.tx, E::TYPE, &subject)
+            .await?)
+    }
 }
 
 /// Why a handler's run did not succeed, before it is routed to a retry or dead letter.
