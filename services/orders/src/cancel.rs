@@ -1,7 +1,7 @@
 //! On a step's refusal (`inventory.rejected`, `payment.declined`, `shipment.failed`) or the
 //! order's own deadline (`order.deadline-passed`): cancel the order with its reason
-//! (`order.cancelled`). A refusal or a deadline for an order that already ended changes
-//! nothing here; the services that acted compensate on `order.cancelled`.
+//! (`order.cancelled`), taking back its deadline. A refusal or a deadline for an order that
+//! already ended changes nothing here; the services that acted compensate on `order.cancelled`.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::inventory::InventoryRejectedV1;
@@ -21,6 +21,9 @@ async fn cancel(
     match order::cancel(ctx.tx(), order_id, reason, detail).await? {
         Some(order::Ended { event, outcome }) => {
             ctx.after_commit(move || outcome.record());
+            // Gone already when the deadline is what ended it.
+            ctx.cancel_scheduled::<OrderDeadlinePassedV1>(order_id)
+                .await?;
             ctx.emit(order_id, &event).await
         }
         None => Ok(()),

@@ -1,130 +1,123 @@
-//! Cancels pending orders whose saga deadline has passed (`deadline-passed`). Several
+//! Each order's saga deadline is a scheduled event, `order.deadline-passed`, written with
+//! the order (`Outbox::add_after`: only time in which the service could send and receive
+//! counts) and taken back when the order ends; `cancel::DeadlinePassed` cancels the order if
+//! it is still pending when the event comes.
+//!
+//! Orders placed by the previous release's instances during a rolling upgrade have no
+//! scheduled deadline (that release watched `deadline_at` itself): the adopter schedules
+//! theirs, for the time they had left when that release last watched them. Several
 //! instances share the work safely: each takes a batch with `FOR UPDATE SKIP LOCKED`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::{ConsumerStats, Outbox, Shutdown};
-use events_schema::orders::{CancelReason, OrderCancelledV1, PricedItem};
+use conveyor::{Envelope, Event, Outbox, OutboxError, Shutdown};
+use events_schema::orders::OrderDeadlinePassedV1;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::order::{SagaOutcome, order_event, reason_text, skus_of};
+use crate::order::order_event;
 
-pub(crate) struct Watchdog {
-    pub(crate) pool: PgPool,
-    pub(crate) outbox: Outbox,
-    pub(crate) saga_timeout: Duration,
-    /// This instance's consumer: while it has no broker session the saga cannot move, so
-    /// the watchdog neither cancels nor lets the saga clock run.
-    pub(crate) broker: Arc<ConsumerStats>,
+/// How often the adopter looks for orders without a scheduled deadline. A deadline is
+/// scheduled at most this late; the index it reads is empty once no previous release runs.
+const ADOPT_EVERY: Duration = Duration::from_secs(1);
+
+/// Orders adopted per transaction.
+const ADOPT_BATCH: i64 = 500;
+
+/// The event that ends `order_id`'s saga if it is still pending after `timeout`.
+fn timer(order_id: Uuid, timeout: Duration) -> Envelope {
+    let passed = OrderDeadlinePassedV1 {
+        order_id,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    order_event(order_id, &passed)
 }
 
-impl Watchdog {
+/// Schedules `order_id`'s deadline `timeout` of watched time from now, within `tx`.
+pub(crate) async fn schedule(
+    outbox: &Outbox,
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    timeout: Duration,
+) -> Result<(), OutboxError> {
+    outbox
+        .add_after(tx, &timer(order_id, timeout), timeout)
+        .await
+}
+
+/// Takes back `order_id`'s deadline within `tx`, once the order ended some other way.
+pub(crate) async fn forget(
+    outbox: &Outbox,
+    tx: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<(), OutboxError> {
+    outbox
+        .cancel_scheduled(tx, OrderDeadlinePassedV1::TYPE, &order_id.to_string())
+        .await?;
+    Ok(())
+}
+
+/// Schedules the deadlines of pending orders that have none (placed by the previous release).
+pub(crate) struct Adopter {
+    pub(crate) pool: PgPool,
+    pub(crate) outbox: Outbox,
+    /// This instance's `ORDER_SAGA_TIMEOUT`, which the timer names.
+    pub(crate) saga_timeout: Duration,
+}
+
+impl Adopter {
     pub(crate) async fn run(self, shutdown: Shutdown) {
-        // Checking a few times per timeout keeps a late cancel within a quarter of it.
-        let interval =
-            (self.saga_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        // A pause longer than a few missed checks is an outage, not a slow tick.
-        let outage = (interval * 3).max(Duration::from_secs(2));
         while !shutdown.is_fired() {
-            if self.broker.is_connected()
-                && let Err(error) = self.tick(outage).await
-            {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "Could not cancel overdue orders; retrying."
-                );
-            }
-            shutdown.sleep(interval).await;
+            let wait = match self.adopt().await {
+                Ok(adopted) if adopted == ADOPT_BATCH => Duration::ZERO,
+                Ok(_) => ADOPT_EVERY,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "Could not schedule the deadlines of orders placed by the previous release; retrying."
+                    );
+                    ADOPT_EVERY
+                }
+            };
+            shutdown.sleep(wait).await;
         }
     }
 
-    /// Advances the saga clock and cancels what is overdue, in one transaction.
-    async fn tick(&self, outage: Duration) -> anyhow::Result<()> {
+    /// One batch: marks the orders scheduled and schedules each for what its `deadline_at`
+    /// left (none left: due at once), in one transaction.
+    ///
+    /// "Left" is as of the last time the previous release's watchdog ran (its `saga_clock`):
+    /// the time since, when longer than that watchdog's outage threshold, nobody watched
+    /// these orders (every orders instance stopped for the upgrade, say), and it was not
+    /// added to their `deadline_at`.
+    async fn adopt(&self) -> anyhow::Result<i64> {
         let mut tx = self.pool.begin().await?;
-        self.discount_outage(&mut tx, outage).await?;
-        let cancelled = self.cancel_overdue(&mut tx).await?;
-        tx.commit().await?;
-        cancelled.iter().for_each(SagaOutcome::record);
-        Ok(())
-    }
-
-    /// Deadlines count only time in which some instance watched with the broker reachable:
-    /// when no instance ticked for longer than `outage` (every orders process down, or the
-    /// broker away), every pending deadline moves on by that gap, so an outage cancels no
-    /// order that would have completed. Replicas share the clock row.
-    async fn discount_outage(
-        &self,
-        tx: &mut PgConnection,
-        outage: Duration,
-    ) -> Result<(), sqlx::Error> {
-        let gap: Option<f64> = sqlx::query_scalar(
-            "WITH last AS (SELECT ticked_at FROM saga_clock WHERE id = 1 FOR UPDATE)
-             UPDATE saga_clock SET ticked_at = clock_timestamp() FROM last WHERE saga_clock.id = 1
-             RETURNING extract(epoch FROM clock_timestamp() - last.ticked_at)::float8",
+        let orphans: Vec<(Uuid, f64)> = sqlx::query_as(
+            "UPDATE orders SET deadline_scheduled = true
+             WHERE id IN (SELECT id FROM orders WHERE status = 'pending' AND NOT deadline_scheduled
+                          ORDER BY deadline_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, greatest(0, extract(epoch FROM deadline_at - coalesce(
+                 (SELECT CASE WHEN clock_timestamp() - ticked_at > interval '3 s' THEN ticked_at
+                              ELSE clock_timestamp() END
+                  FROM saga_clock WHERE id = 1),
+                 clock_timestamp())))::float8",
         )
-        .fetch_optional(&mut *tx)
+        .bind(ADOPT_BATCH)
+        .fetch_all(&mut *tx)
         .await?;
-        let Some(gap) = gap.filter(|gap| *gap > outage.as_secs_f64()) else {
-            return Ok(());
-        };
-        let moved = sqlx::query(
-            "UPDATE orders SET deadline_at = deadline_at + make_interval(secs => $1)
-             WHERE status = 'pending'",
-        )
-        .bind(gap)
-        .execute(&mut *tx)
-        .await?;
-        tracing::warn!(
-            gap_seconds = gap,
-            pending_orders = moved.rows_affected(),
-            "No instance watched the saga for a while (orders down, or the broker away): \
-             pending deadlines moved on by that time."
-        );
-        Ok(())
-    }
-
-    /// Cancels what is overdue; answers the sagas it ended, to count once committed.
-    async fn cancel_overdue(&self, tx: &mut PgConnection) -> anyhow::Result<Vec<SagaOutcome>> {
-        let detail = format!("no answer within {:?}", self.saga_timeout);
-        let overdue: Vec<(Uuid, Uuid, sqlx::types::Json<Vec<PricedItem>>, f64)> =
-            sqlx::query_as(
-                "UPDATE orders SET status = 'cancelled', reason = $1, detail = $2, finished_at = clock_timestamp()
-                 WHERE id IN (SELECT id FROM orders WHERE status = 'pending' AND deadline_at < clock_timestamp()
-                              ORDER BY deadline_at LIMIT 500 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, user_id, items, extract(epoch FROM finished_at - created_at)::float8"
-            )
-            .bind(reason_text(CancelReason::DeadlinePassed))
-            .bind(&detail)
-            .fetch_all(&mut *tx)
-            .await?;
-        if overdue.is_empty() {
-            return Ok(Vec::new());
+        for (order_id, left) in &orphans {
+            let envelope = timer(*order_id, self.saga_timeout);
+            self.outbox
+                .add_after(&mut tx, &envelope, Duration::from_secs_f64(*left))
+                .await?;
         }
-        let events: Vec<_> = overdue
-            .iter()
-            .map(|(order_id, user_id, items, _)| {
-                let cancelled = OrderCancelledV1 {
-                    order_id: *order_id,
-                    user_id: *user_id,
-                    reason: CancelReason::DeadlinePassed,
-                    detail: Some(detail.clone()),
-                    skus: skus_of(items),
-                };
-                order_event(*order_id, &cancelled)
-            })
-            .collect();
-        self.outbox.add_all(tx, &events).await?;
-        tracing::info!(
-            count = overdue.len(),
-            "Cancelled orders past the saga deadline."
-        );
-        Ok(overdue
-            .iter()
-            .map(|(_, _, _, seconds)| {
-                SagaOutcome::cancelled(CancelReason::DeadlinePassed, *seconds)
-            })
-            .collect())
+        tx.commit().await?;
+        if !orphans.is_empty() {
+            tracing::info!(
+                count = orphans.len(),
+                "Scheduled the deadlines of pending orders placed by the previous release."
+            );
+        }
+        Ok(i64::try_from(orphans.len()).unwrap_or(i64::MAX))
     }
 }

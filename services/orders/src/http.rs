@@ -19,9 +19,10 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::basket;
+use crate::deadline;
 use crate::order::{self, Order, OrderView, order_event};
 
-/// The columns a `Order` reads, named rather than `*`: a statement prepared with `*` fails
+/// The columns an `Order` reads, named rather than `*`: a statement prepared with `*` fails
 /// ("cached plan must not change result type") on every pooled connection once a later
 /// release, rolling out beside this one, adds a column to the table.
 macro_rules! order_columns {
@@ -288,8 +289,9 @@ async fn place(
     let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query_as::<_, Order>(
         concat!(
-            "INSERT INTO orders (id, user_id, status, items, total_cents, currency, idempotency_key, deadline_at)
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, clock_timestamp() + make_interval(secs => $7))
+            "INSERT INTO orders (id, user_id, status, items, total_cents, currency, idempotency_key,
+                                 deadline_at, deadline_scheduled)
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, clock_timestamp() + make_interval(secs => $7), true)
              ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ",
             order_columns!()
         ),
@@ -300,7 +302,8 @@ async fn place(
     .bind(priced.total_cents)
     .bind(&priced.currency)
     .bind(&key)
-    // The database's clock, the one the watchdog compares with.
+    // What the previous release's instances compare with during a rolling upgrade; this
+    // release's deadline is the scheduled event below.
     .bind(state.saga_timeout.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
@@ -326,6 +329,7 @@ async fn place(
         .outbox
         .add(&mut tx, &order_event(order_id, &created))
         .await?;
+    deadline::schedule(&state.outbox, &mut tx, order_id, state.saga_timeout).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(placed.to_json())))
 }
@@ -494,6 +498,7 @@ async fn cancel(
     .await?;
     if let Some(ended) = cancelled {
         order::publish_cancelled(&state.outbox, &mut tx, &ended.event).await?;
+        deadline::forget(&state.outbox, &mut tx, id).await?;
         tx.commit().await?;
         ended.outcome.record();
     } else {

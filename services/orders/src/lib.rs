@@ -16,7 +16,8 @@
 //!   (`order.deadline-passed`).
 //! - `users_cache`: the cached copy of users, guarded by version.
 //! - `products_cache`: the cached copy of products, guarded by version.
-//! - `deadline`: the background task that cancels orders past the saga deadline.
+//! - `deadline`: each order's deadline as a scheduled event, and the adopter that schedules
+//!   one for orders the previous release placed.
 
 mod basket;
 mod cancel;
@@ -168,11 +169,10 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
             outbox: outbox.clone(),
             saga_timeout: settings.saga_timeout,
         });
-        let watchdog = deadline::Watchdog {
+        let adopter = deadline::Adopter {
             pool: pool.clone(),
             outbox,
             saga_timeout: settings.saga_timeout,
-            broker: consumer.stats(),
         };
         let (router, public) = http::routes(state).finish()?;
         Ok(ServiceParts {
@@ -180,7 +180,7 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
             public,
             verifier: None,
             consumer: Some(consumer),
-            background: vec![Box::new(move |shutdown| Box::pin(watchdog.run(shutdown)))],
+            background: vec![Box::new(move |shutdown| Box::pin(adopter.run(shutdown)))],
             openapi: openapi()?,
         })
     })

@@ -10,7 +10,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use conveyor::testing::{Emitted, Harness};
-use conveyor::{DeadLetterKind, Envelope, Event};
+use conveyor::{DeadLetterKind, Envelope, Event, Outbox};
 use conveyor_testkit::TestDatabase;
 use events_schema::inventory::{InventoryRejectedV1, RejectReason};
 use events_schema::orders::{
@@ -128,6 +128,27 @@ fn deadline_passed(order: &OrderCreatedV1) -> OrderDeadlinePassedV1 {
         order_id: order.order_id,
         timeout_ms: 120_000,
     }
+}
+
+/// Schedules `order`'s deadline as `POST /orders` does.
+async fn schedule_deadline(harness: &Harness, order: &OrderCreatedV1) -> anyhow::Result<()> {
+    let timer = answer(harness, "orders", order, &deadline_passed(order));
+    let mut tx = harness.pool().begin().await?;
+    let timeout = std::time::Duration::from_secs(120);
+    Outbox::new().add_after(&mut tx, &timer, timeout).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// How many deadlines of `order` wait in orders' schedule.
+async fn deadlines_scheduled(pool: &PgPool, order: &OrderCreatedV1) -> anyhow::Result<i64> {
+    let query = "SELECT count(*) FROM conveyor.scheduled
+                 WHERE event_type = 'order.deadline-passed' AND subject = $1";
+    let subject = order.order_id.to_string();
+    Ok(sqlx::query_scalar(query)
+        .bind(subject)
+        .fetch_one(pool)
+        .await?)
 }
 
 /// The `order.cancelled` orders announces for `order`.
@@ -370,6 +391,22 @@ async fn a_passed_deadline_cancels_the_pending_order_as_deadline_passed() -> any
     emitted.answer_to(&delivered)?;
     let row = order_row(harness.pool(), order.order_id).await?;
     assert_cancelled(&row, "deadline-passed", detail);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_order_that_ends_takes_back_its_deadline() -> anyhow::Result<()> {
+    let (_database, mut harness) = harness().await;
+    let confirmed = placed(&harness).await?;
+    schedule_deadline(&harness, &confirmed).await?;
+    let cancelled = placed(&harness).await?;
+    schedule_deadline(&harness, &cancelled).await?;
+
+    deliver_answer(&mut harness, "shipping", &confirmed, &scheduled(&confirmed)).await?;
+    deliver_answer(&mut harness, "payments", &cancelled, &declined(&cancelled)).await?;
+
+    assert_eq!(deadlines_scheduled(harness.pool(), &confirmed).await?, 0);
+    assert_eq!(deadlines_scheduled(harness.pool(), &cancelled).await?, 0);
     Ok(())
 }
 

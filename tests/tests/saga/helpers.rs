@@ -43,9 +43,11 @@ pub(crate) async fn start(services: &[&str], saga_timeout: Duration) -> System {
 
 /// As [`start`], on a test environment of the caller's (a vhost on a cluster, say).
 /// Every service but shipping, and one order placed and paid: its saga stalls after the
-/// payment until the deadline. The test holds the orders' saga clock until the payment is
+/// payment until the deadline. The test holds orders' schedule clock until the payment is
 /// captured, so however short the deadline and however loaded the machine, the cancel
-/// never overtakes the capture (there would be nothing to refund).
+/// never overtakes the capture (there would be nothing to refund): orders' relay stops at
+/// its next watch, and a hold of more than 3 s counts as unwatched time, which moves the
+/// deadline on.
 pub(crate) async fn order_without_shipping(saga_timeout: Duration) -> (System, String) {
     let running = ["users", "inventory", "orders", "payments"];
     let system = start(&running, saga_timeout).await;
@@ -55,7 +57,7 @@ pub(crate) async fn order_without_shipping(saga_timeout: Duration) -> (System, S
     let held = system
         .hold_lock(
             "orders",
-            sqlx::query("SELECT 1 FROM saga_clock WHERE id = 1 FOR UPDATE"),
+            sqlx::query("SELECT 1 FROM conveyor.schedule_clock WHERE id = 1 FOR UPDATE"),
         )
         .await;
     let placed = system

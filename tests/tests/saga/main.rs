@@ -9,6 +9,7 @@ mod bad_text;
 mod cluster;
 mod compensation;
 mod concurrency;
+mod deadline;
 mod gateway;
 mod gateway_paths;
 mod guessing;

@@ -117,6 +117,7 @@ async fn a_rolling_upgrade_from_the_previous_release_under_traffic_keeps_the_boo
     )
     .await;
     let outboxes = outboxes(&databases).await;
+    let deadlines = deadlines(&databases[&ORDERS]).await;
     for pair in pairs.into_values() {
         if let Some(new) = pair.new {
             new.stop().await;
@@ -154,6 +155,29 @@ async fn a_rolling_upgrade_from_the_previous_release_under_traffic_keeps_the_boo
             "{service}'s outbox: rows (unsent, parked)"
         );
     }
+    // This release scheduled the deadlines of the orders it placed or adopted, and no relay
+    // of either release sent one before its order's deadline. (One may be sent later, once
+    // due: the previous release ends orders without taking their deadline back, and the
+    // handler ignores a deadline of an ended order.)
+    let (scheduled, early) = deadlines;
+    assert!(scheduled > 0, "no order's deadline was scheduled");
+    assert_eq!(early, 0, "deadlines sent before they were due: {report:?}");
+}
+
+/// In orders' database: the orders whose deadline was scheduled, and the deadlines that went
+/// to the outbox before their order's `deadline_at` (created then plus the saga timeout).
+async fn deadlines(orders: &str) -> (i64, i64) {
+    let pool = sqlx::PgPool::connect(orders).await.unwrap();
+    let counts = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM orders WHERE deadline_scheduled),
+                (SELECT count(*) FROM conveyor.published AS sent JOIN orders ON sent.subject = orders.id::text
+                 WHERE sent.event_type = 'order.deadline-passed' AND sent.created_at < orders.deadline_at)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    counts
 }
 
 /// `CONVEYOR_PREVIOUS_BINARIES`, checked: run without it, the test fails rather than pass

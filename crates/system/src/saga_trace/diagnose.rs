@@ -11,8 +11,8 @@ use crate::saga_map::SagaMap;
 
 /// How long an event may sit unsent before its relay is suspected.
 const RELAY_GRACE_SECONDS: i64 = 5;
-/// How long orders' deadline watchdog may stay silent before it is suspected.
-const WATCHDOG_GRACE_SECONDS: i64 = 10;
+/// How long orders' relay may leave its schedule unwatched before it is suspected.
+const SCHEDULER_GRACE_SECONDS: i64 = 10;
 
 pub(super) fn diagnose(order: &OrderRow, evidence: &Evidence, map: &SagaMap) -> Trace {
     let mut events: Vec<TracedEvent> = evidence
@@ -288,19 +288,19 @@ fn not_ready(service: ServiceName, evidence: &Evidence) -> Option<Finding> {
 }
 
 fn deadline_finding(deadline_at: DateTime<Utc>, evidence: &Evidence) -> Finding {
-    let watchdog = match evidence.clock {
-        Some(ticked) if (evidence.now - ticked).num_seconds() > WATCHDOG_GRACE_SECONDS => format!(
-            "orders' deadline watchdog last ran at {} (is orders down, or cut off from the broker?)",
+    let scheduler = match evidence.clock {
+        Some(ticked) if (evidence.now - ticked).num_seconds() > SCHEDULER_GRACE_SECONDS => format!(
+            "orders' relay last watched its schedule at {} (is orders down, or cut off from the broker?); the deadline moves on by the time nobody watched",
             ticked.format("%H:%M:%S")
         ),
-        Some(_) => "orders' watchdog runs and will cancel it as deadline-passed".to_owned(),
-        None => "orders' watchdog clock could not be read".to_owned(),
+        Some(_) => "orders' relay watches its schedule and will send order.deadline-passed, which cancels it as deadline-passed".to_owned(),
+        None => "orders' schedule clock could not be read".to_owned(),
     };
     Finding {
         rule: "deadline",
         service: Some(ServiceName::ORDERS),
         message: format!(
-            "its deadline passed at {} but it is not cancelled yet: {watchdog}",
+            "its deadline passed at {} but it is not cancelled yet: {scheduler}",
             deadline_at.format("%H:%M:%S")
         ),
     }
@@ -513,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn a_passed_deadline_and_a_silent_watchdog_are_named() {
+    fn a_passed_deadline_and_an_unwatched_schedule_are_named() {
         let (mut order, mut evidence, _) = waiting_on_payments();
         order.deadline_at = evidence.now - chrono::Duration::seconds(5);
         evidence.clock = Some(evidence.now - chrono::Duration::seconds(60));
@@ -524,7 +524,7 @@ mod tests {
             .find(|f| f.rule == "deadline")
             .unwrap();
         assert!(
-            deadline.message.contains("watchdog last ran"),
+            deadline.message.contains("relay last watched its schedule"),
             "{}",
             deadline.message
         );

@@ -108,7 +108,7 @@ pub(super) struct Evidence {
     pub(super) queues: BTreeMap<ServiceName, QueueState>,
     /// `Err` holds why a service is not ready.
     pub(super) readiness: BTreeMap<ServiceName, Result<(), String>>,
-    /// When orders' deadline watchdog last ran.
+    /// When orders' relay last watched its schedule (the deadlines' clock).
     pub(super) clock: Option<DateTime<Utc>>,
     pub(super) now: DateTime<Utc>,
     pub(super) notes: Vec<String>,
@@ -173,11 +173,12 @@ pub(super) async fn gather(sources: &Sources, map: &SagaMap, ids: &[Uuid]) -> Ev
         }
     }
     if let Ok(orders) = orders_database(sources) {
-        evidence.clock = sqlx::query_scalar("SELECT ticked_at FROM saga_clock WHERE id = 1")
-            .fetch_optional(orders)
-            .await
-            .ok()
-            .flatten();
+        evidence.clock =
+            sqlx::query_scalar("SELECT ticked_at FROM conveyor.schedule_clock WHERE id = 1")
+                .fetch_optional(orders)
+                .await
+                .ok()
+                .flatten();
     }
     match &sources.amqp {
         Some(amqp) => broker(sources, amqp, map, &wanted, &mut evidence).await,

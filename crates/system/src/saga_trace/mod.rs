@@ -179,6 +179,27 @@ async fn parked(sources: &Sources) -> Vec<ServiceParked> {
     found
 }
 
+/// A query of [`OrderRow`]s: orders' rows that match `$filter`, each with its deadline as
+/// it stands: the scheduled `order.deadline-passed` (moved on by the time nobody watched),
+/// or `deadline_at` for an order that has none (placed by a previous release, not adopted
+/// yet, or ended).
+macro_rules! select_orders {
+    ($filter:literal) => {
+        concat!(
+            "SELECT id, status, reason, detail, created_at, coalesce(
+                 (SELECT CASE WHEN timer.counts_watched_time_only
+                              THEN timer.due_at + clock.unwatched ELSE timer.due_at END
+                  FROM conveyor.scheduled AS timer, conveyor.schedule_clock AS clock
+                  WHERE timer.event_type = 'order.deadline-passed'
+                      AND timer.subject = orders.id::text AND clock.id = 1
+                  ORDER BY timer.due_at LIMIT 1),
+                 deadline_at) AS deadline_at, finished_at
+             FROM orders ",
+            $filter
+        )
+    };
+}
+
 /// The timeline and diagnosis of `order_id`; `None` when orders has no such order.
 ///
 /// # Errors
@@ -189,13 +210,10 @@ pub async fn trace(
     order_id: Uuid,
 ) -> anyhow::Result<Option<Trace>> {
     let orders = evidence::orders_database(sources)?;
-    let found: Option<OrderRow> = sqlx::query_as(
-        "SELECT id, status, reason, detail, created_at, deadline_at, finished_at FROM orders
-         WHERE id = $1",
-    )
-    .bind(order_id)
-    .fetch_optional(orders)
-    .await?;
+    let found: Option<OrderRow> = sqlx::query_as(select_orders!("WHERE id = $1"))
+        .bind(order_id)
+        .fetch_optional(orders)
+        .await?;
     let Some(order) = found else {
         return Ok(None);
     };
@@ -220,11 +238,10 @@ pub async fn stuck(
     .bind(older_than)
     .fetch_one(orders)
     .await?;
-    let rows: Vec<OrderRow> = sqlx::query_as(
-        "SELECT id, status, reason, detail, created_at, deadline_at, finished_at FROM orders
-         WHERE status = 'pending' AND created_at < clock_timestamp() - $1
-         ORDER BY created_at LIMIT $2",
-    )
+    let rows: Vec<OrderRow> = sqlx::query_as(select_orders!(
+        "WHERE status = 'pending' AND created_at < clock_timestamp() - $1
+             ORDER BY created_at LIMIT $2"
+    ))
     .bind(older_than)
     .bind(limit)
     .fetch_all(orders)
