@@ -126,7 +126,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(command) => commands::bench::run(command).await,
         Command::Cache(command) => commands::cache::run(command).await,
         Command::Saga(command) => commands::saga::run(command).await,
-        Command::Flow(command) => commands::flow::run(command),
+        Command::Flow(command) => commands::flow::run(command).await,
         Command::Outbox(command) => commands::outbox::run(command).await,
         Command::Scheduled(command) => commands::scheduled::run(command).await,
         Command::New(command) => commands::new::run(command),

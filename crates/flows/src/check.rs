@@ -80,6 +80,12 @@ pub fn check(flow: &Flow, participants: &impl Participants) -> Vec<String> {
         &[deadline.timer, deadline.ends_with],
     ));
     problems.extend(handled(name, participants, deadline.owner, deadline.timer));
+    let keeper = flow.runs.service;
+    if keeper != deadline.owner && !flow.participants().contains(&keeper) {
+        problems.push(format!(
+            "flow {name}: its runs are kept by {keeper}, which takes no part in it"
+        ));
+    }
     if flow.outcome_of(deadline.ends_with) != Some(Outcome::Failure) {
         problems.push(format!(
             "flow {name}: its deadline ends a run with {}, which is not a failure end",
@@ -127,7 +133,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::flow::{Compensation, Deadline, End, Step};
+    use crate::flow::{Compensation, Deadline, End, Runs, Step};
 
     /// A return: the shop books a pickup, the warehouse restocks, the shop refunds.
     const RETURN: Flow = Flow {
@@ -174,6 +180,10 @@ mod tests {
             setting: "RETURN_TIMEOUT",
             timer: "return.deadline-passed",
             ends_with: "return.failed",
+        },
+        runs: Runs {
+            service: "shop",
+            query: "SELECT * FROM returns",
         },
     };
 
@@ -269,6 +279,18 @@ mod tests {
                 .iter()
                 .any(|problem| problem.contains("which no step takes and which ends nothing")),
             "{problems:#?}"
+        );
+
+        let kept_elsewhere = Flow {
+            runs: Runs {
+                service: "ledger",
+                ..RETURN.runs
+            },
+            ..RETURN
+        };
+        assert_eq!(
+            check(&kept_elsewhere, &SHOP),
+            ["flow return: its runs are kept by ledger, which takes no part in it"]
         );
     }
 }

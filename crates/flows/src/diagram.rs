@@ -82,7 +82,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::flow::{Deadline, End, Step};
+    use crate::flow::{Deadline, End, Runs, Step};
 
     #[test]
     fn every_event_is_one_node_and_every_answer_an_arrow_from_its_step() {
@@ -113,6 +113,10 @@ mod tests {
                 setting: "RETURN_TIMEOUT",
                 timer: "return.deadline-passed",
                 ends_with: "return.failed",
+            },
+            runs: Runs {
+                service: "shop",
+                query: "SELECT * FROM returns",
             },
         };
         let text = mermaid(&FLOW);

@@ -21,6 +21,7 @@ pub struct Flow {
     /// What each participant undoes when a run fails after its step.
     pub compensations: &'static [Compensation],
     pub deadline: Deadline,
+    pub runs: Runs,
 }
 
 /// One step: `service` handles `on` and answers with one of `emits`.
@@ -69,6 +70,22 @@ pub struct Deadline {
     /// going then ends with `ends_with`.
     pub timer: &'static str,
     pub ends_with: &'static str,
+}
+
+/// Where a flow's runs are kept, so tooling can find one by its id, tell whether it is still
+/// going, and list those that have waited long: a query the keeping service declares over
+/// its own database (its tables stay its own; the query is the interface).
+#[derive(Debug, Clone, Copy)]
+pub struct Runs {
+    /// The service whose database keeps each run (the one that starts it, usually).
+    pub service: &'static str,
+    /// A `SELECT` over that database, one row per run, with these columns: `id` (uuid: the
+    /// correlation id of the run's events), `status` (text: the keeper's own word for where
+    /// the run is), `running` (boolean), `reason` and `detail` (text: why and how it failed,
+    /// or null), `created_at` and `finished_at` (timestamptz, null while running). Tooling
+    /// wraps it in a filter on those columns (`id = $1`, `running AND created_at < …`), which
+    /// Postgres takes into the query, so the keeper's own indexes serve.
+    pub query: &'static str,
 }
 
 impl Flow {

@@ -19,4 +19,4 @@ mod flow;
 
 pub use check::{Participants, check};
 pub use diagram::mermaid;
-pub use flow::{Compensation, Deadline, End, Flow, Outcome, Step};
+pub use flow::{Compensation, Deadline, End, Flow, Outcome, Runs, Step};

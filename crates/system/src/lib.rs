@@ -15,7 +15,7 @@
 //!   the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
 //! - `reconcile`: finished orders compared with payments, inventory and shipping records.
-//! - `saga_map`, `saga_trace`: the saga's steps, and where an order is among them and why.
+//! - `saga_map`, `flow_trace`: who handles what, and where a run of a flow is and why.
 //! - `scenario`: the order scenario `conveyor demo` runs and the end-to-end tests check:
 //!   users and products for every saga path, orders placed over HTTP, DESIGN.md's
 //!   invariants checked against the services' own APIs.
@@ -25,11 +25,11 @@ mod catalog;
 mod config;
 pub mod deploy;
 mod flow_roster;
+pub mod flow_trace;
 mod gateway;
 pub mod reconcile;
 mod roster;
 pub mod saga_map;
-pub mod saga_trace;
 pub mod scenario;
 mod start;
 

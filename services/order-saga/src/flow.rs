@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flows::{Compensation, Deadline, End, Flow, Outcome, Step};
+use flows::{Compensation, Deadline, End, Flow, Outcome, Runs, Step};
 
 /// An order placed, reserved, charged and shipped, or cancelled with every step undone.
 pub static ORDER_FLOW: Flow = Flow {
@@ -85,5 +85,12 @@ pub static ORDER_FLOW: Flow = Flow {
         setting: "ORDER_SAGA_TIMEOUT",
         timer: "order.deadline-passed",
         ends_with: "order.cancelled",
+    },
+    // Orders' own table, through the columns it names: `status = 'pending'` and `id` are
+    // what its indexes serve.
+    runs: Runs {
+        service: "orders",
+        query: "SELECT id, status, status = 'pending' AS running, reason, detail, created_at, \
+                finished_at FROM orders",
     },
 };

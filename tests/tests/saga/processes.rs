@@ -24,9 +24,14 @@ pub(crate) struct ServiceProcess {
 /// alone does not rebuild it, so one older than a file it is built from (as cargo's
 /// dep-info beside it lists them) is refused rather than tested.
 fn binary(service: ServiceName) -> PathBuf {
+    built_binary(&format!("{service}-service"))
+}
+
+/// The workspace's binary `name`, as [`binary`] finds a service's (`conveyor`, say).
+pub(crate) fn built_binary(name: &str) -> PathBuf {
     let test = std::env::current_exe().unwrap();
     let profile_dir = test.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = profile_dir.join(format!("{service}-service"));
+    let path = profile_dir.join(name);
     let rebuild = "build the service binaries first (cargo build --bins), or run the workspace's tests (scripts/test)";
     let built =
         modified(&path).unwrap_or_else(|| panic!("{} is missing: {rebuild}", path.display()));

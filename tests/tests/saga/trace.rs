@@ -5,10 +5,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use system::ServiceName;
+use system::flow_trace::{self, Outcome, Sources, WaitAction};
 use system::saga_map::SagaMap;
-use system::saga_trace::{self, Outcome, Sources, WaitAction};
 
 use crate::helpers::{ALL, System, start};
+use crate::processes::built_binary;
+
+fn order_flow() -> &'static flows::Flow {
+    system::flow_named("order").unwrap()
+}
 
 async fn sources(system: &System) -> Sources {
     let mut databases = BTreeMap::new();
@@ -48,7 +53,7 @@ async fn a_compensated_order_traces_every_step_in_order_and_owes_nothing() {
     system.wait_until_refunded(&order_id.to_string()).await;
     let sources = sources(&system).await;
     let map = SagaMap::derive(&system.names).unwrap();
-    let finished = |trace: &saga_trace::Trace| {
+    let finished = |trace: &flow_trace::Trace| {
         trace.events.len() == 7
             && trace.events.iter().all(|event| {
                 event.handlers.iter().all(|handling| {
@@ -62,7 +67,7 @@ async fn a_compensated_order_traces_every_step_in_order_and_owes_nothing() {
                 })
             })
     };
-    let mut trace = saga_trace::trace(&sources, &map, order_id)
+    let mut trace = flow_trace::trace(&sources, &map, order_flow(), order_id)
         .await
         .unwrap()
         .unwrap();
@@ -71,7 +76,7 @@ async fn a_compensated_order_traces_every_step_in_order_and_owes_nothing() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        trace = saga_trace::trace(&sources, &map, order_id)
+        trace = flow_trace::trace(&sources, &map, order_flow(), order_id)
             .await
             .unwrap()
             .unwrap();
@@ -132,13 +137,13 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
     let sources = sources(&system).await;
     let map = SagaMap::derive(&system.names).unwrap();
 
-    let report = saga_trace::stuck(&sources, &map, Duration::ZERO, 10)
+    let report = flow_trace::stuck(&sources, &map, order_flow(), Duration::ZERO, 10)
         .await
         .unwrap();
 
-    assert_eq!(report.pending, 1);
-    let trace = &report.orders[0];
-    assert_eq!(trace.order.id, order_id);
+    assert_eq!(report.running, 1);
+    let trace = &report.runs[0];
+    assert_eq!(trace.run.id, order_id);
     let waiting = trace
         .waiting
         .as_ref()
@@ -154,5 +159,45 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
         trace.diagnosis
     );
     assert!(trace.diagnosis[0].message.contains("payments"));
+
+    // The same through the commands an operator runs: the flow is found from the id, and
+    // `saga` answers for the order flow in its own words.
+    let id = order_id.to_string();
+    let traced = conveyor(&system, &["flow", "trace", &id, "--json", "--no-broker"]);
+    assert!(traced.status.success(), "{traced:?}");
+    let traced: serde_json::Value = serde_json::from_slice(&traced.stdout).unwrap();
+    assert_eq!(traced["flow"], "order", "{traced}");
+    assert_eq!(traced["run"]["id"], id.as_str(), "{traced}");
+    assert_eq!(traced["waiting"]["service"], "payments", "{traced}");
+    let saga = conveyor(&system, &["saga", "trace", &id, "--no-broker"]);
+    let text = String::from_utf8_lossy(&saga.stdout);
+    assert!(text.starts_with(&format!("order {id}  pending")), "{text}");
+    let stuck = conveyor(
+        &system,
+        &["flow", "stuck", "--older-than", "0s", "--no-broker"],
+    );
+    let refusal = String::from_utf8_lossy(&stuck.stderr);
+    assert_eq!(stuck.status.code(), Some(1), "{refusal}");
+    assert!(
+        refusal.contains("1 runs of order going for longer than 0s"),
+        "{refusal}"
+    );
     system.stop().await;
+}
+
+/// `conveyor ARGS` with every service's database and URL of `system` in its environment.
+fn conveyor(system: &System, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(built_binary("conveyor"));
+    command.args(args);
+    for service in ServiceName::all() {
+        let variable = service.as_str().to_uppercase();
+        command.env(
+            format!("{variable}_DATABASE_URL"),
+            system.database_url(service.as_str()),
+        );
+    }
+    for (service, url) in system.urls() {
+        command.env(format!("{}_URL", service.to_uppercase()), url);
+    }
+    command.output().unwrap()
 }

@@ -83,3 +83,17 @@ pub(crate) async fn service_database(
             )
         })
 }
+
+/// `report` as one JSON object with `--json`, else as the command's table.
+pub(crate) fn show<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    table: fn(&T),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        table(report);
+    }
+    Ok(())
+}

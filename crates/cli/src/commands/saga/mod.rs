@@ -1,8 +1,7 @@
-//! `conveyor saga reconcile|trace|stuck`: the saga read straight from the services'
+//! `conveyor saga reconcile|trace|stuck`: the order saga read straight from the services'
 //! records. `reconcile` compares finished orders with what payments, inventory and shipping
-//! hold for them; `trace` and `stuck` (in `trace`) say where unfinished orders are and why.
-
-mod trace;
+//! hold for them; `trace` and `stuck` are `conveyor flow trace|stuck` for the order flow,
+//! in its own words (orders pending).
 
 use std::time::Duration;
 
@@ -11,9 +10,16 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use system::ServiceName;
 use system::reconcile::{self, Databases, ReconcileOptions, ReconcileReport};
+use uuid::Uuid;
 
 use super::dlq::args::parse_age;
-use super::service_database;
+use super::flow::trace::{Reading, StuckOptions, Wording, stuck, trace};
+use super::{service_database, show};
+
+/// The saga's flow.
+fn order_flow() -> anyhow::Result<&'static flows::Flow> {
+    system::flow_named("order")
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SagaCommand {
@@ -31,12 +37,26 @@ pub(crate) enum SagaCommand {
     /// letter, a retry pending, a service not ready or not consuming, a backlog, a stuck
     /// relay, a passed deadline). Reads <SERVICE>_DATABASE_URL of every service, the broker
     /// at AMQP_URL and each service's /readyz at <SERVICE>_URL. Exits 1 for an unknown order.
-    Trace(trace::TraceArgs),
+    Trace(TraceArgs),
     /// Every order pending longer than --older-than, oldest first, each with the step it
     /// waits on and the likely reason, as `trace` finds them, and each service's count of
     /// parked outbox events (the broker will never take them as they are; see `conveyor
     /// outbox`). Exits 1 when there is any stuck order or parked event.
-    Stuck(trace::StuckArgs),
+    Stuck(StuckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TraceArgs {
+    /// The order's id (as orders answered when it was placed).
+    order_id: Uuid,
+    #[command(flatten)]
+    reading: Reading,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StuckArgs {
+    #[command(flatten)]
+    options: StuckOptions,
 }
 
 #[derive(Debug, Args)]
@@ -56,8 +76,8 @@ pub(crate) struct ReconcileArgs {
 pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<()> {
     match command {
         SagaCommand::Reconcile(args) => reconcile(args).await,
-        SagaCommand::Trace(args) => trace::trace(args).await,
-        SagaCommand::Stuck(args) => trace::stuck(args).await,
+        SagaCommand::Trace(args) => trace(args.order_id, Some(order_flow()?), &args.reading).await,
+        SagaCommand::Stuck(args) => stuck(&[order_flow()?], &args.options, Wording::Saga).await,
     }
 }
 
@@ -88,16 +108,6 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
          for the dead-lettered events that would have settled them, and replay them once their cause is fixed",
         report.found
     );
-    Ok(())
-}
-
-/// `report` as one JSON object with `--json`, else as the command's table.
-fn show<T: serde::Serialize>(json: bool, report: &T, table: fn(&T)) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        table(report);
-    }
     Ok(())
 }
 

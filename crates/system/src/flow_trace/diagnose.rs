@@ -1,38 +1,46 @@
-//! The timeline of one order and, for an order still pending, the step it waits on and the
-//! likely reason, from the evidence alone (no I/O: every rule is tested on its own).
+//! The timeline of one run of a flow and, for a run still going, the step it waits on and
+//! the likely reason, from the evidence alone (no I/O: every rule is tested on its own).
 
 use chrono::{DateTime, Utc};
+use flows::Flow;
 use uuid::Uuid;
 
 use super::evidence::{EventRecord, Evidence};
-use super::{Finding, Handling, OrderRow, Outcome, Trace, TracedEvent, WaitAction, Waiting};
+use super::{Finding, Handling, Outcome, RunRow, Trace, TracedEvent, WaitAction, Waiting};
 use crate::roster::ServiceName;
 use crate::saga_map::SagaMap;
 
 /// How long an event may sit unsent before its relay is suspected.
 const RELAY_GRACE_SECONDS: i64 = 5;
-/// How long orders' relay may leave its schedule unwatched before it is suspected.
+/// How long the deadline owner's relay may leave its schedule unwatched before it is
+/// suspected.
 const SCHEDULER_GRACE_SECONDS: i64 = 10;
 
-pub(super) fn diagnose(order: &OrderRow, evidence: &Evidence, map: &SagaMap) -> Trace {
+pub(super) fn diagnose(
+    flow: &'static Flow,
+    run: &RunRow,
+    evidence: &Evidence,
+    map: &SagaMap,
+) -> Trace {
     let mut events: Vec<TracedEvent> = evidence
         .events
         .iter()
-        .filter(|(_, event)| event.correlation_id == Some(order.id))
+        .filter(|(_, event)| event.correlation_id == Some(run.id))
         .map(|(emitter, event)| traced(*emitter, event, evidence, map))
         .collect();
     events.sort_by_key(|event| (event.created_at, event.id));
     let mut trace = Trace {
-        order: order.clone(),
+        flow: flow.name,
+        run: run.clone(),
         waiting: None,
         diagnosis: Vec::new(),
         notes: evidence.notes.clone(),
         events,
     };
-    if order.status == "pending" {
-        diagnose_pending(&mut trace, evidence);
+    if run.running {
+        diagnose_running(flow, &mut trace, evidence);
     } else {
-        unfinished_compensation(&mut trace);
+        unfinished_compensation(flow, &mut trace);
     }
     trace
 }
@@ -115,16 +123,17 @@ fn waiting_step(events: &[TracedEvent]) -> Option<Waiting> {
     })
 }
 
-fn diagnose_pending(trace: &mut Trace, evidence: &Evidence) {
-    let deadline_at = trace.order.deadline_at;
+fn diagnose_running(flow: &Flow, trace: &mut Trace, evidence: &Evidence) {
     let mut findings = Vec::new();
     if trace.events.is_empty() {
         findings.push(Finding {
             rule: "no-events",
-            service: Some(ServiceName::ORDERS),
-            message: "no event of this order is in any service's outbox or sent log (the sent \
-                      log keeps a day): orders may not have written order.created"
-                .to_owned(),
+            service: ServiceName::parse(flow.runs.service).ok(),
+            message: format!(
+                "no event of this {} is in any service's outbox or sent log (the sent log \
+                 keeps a day): {} may not have written {}",
+                flow.name, flow.runs.service, flow.starts_with
+            ),
         });
     }
     trace.waiting = waiting_step(&trace.events);
@@ -146,8 +155,10 @@ fn diagnose_pending(trace: &mut Trace, evidence: &Evidence) {
         }),
         None => {}
     }
-    if deadline_at < evidence.now {
-        findings.push(deadline_finding(deadline_at, evidence));
+    if let Some(deadline_at) = trace.run.deadline_at
+        && deadline_at < evidence.now
+    {
+        findings.push(deadline_finding(flow, deadline_at, evidence));
     }
     trace.diagnosis = findings;
 }
@@ -287,30 +298,33 @@ fn not_ready(service: ServiceName, evidence: &Evidence) -> Option<Finding> {
     }
 }
 
-fn deadline_finding(deadline_at: DateTime<Utc>, evidence: &Evidence) -> Finding {
+fn deadline_finding(flow: &Flow, deadline_at: DateTime<Utc>, evidence: &Evidence) -> Finding {
+    let owner = flow.deadline.owner;
     let scheduler = match evidence.clock {
         Some(ticked) if (evidence.now - ticked).num_seconds() > SCHEDULER_GRACE_SECONDS => format!(
-            "orders' relay last watched its schedule at {} (is orders down, or cut off from the broker?); the deadline moves on by the time nobody watched",
+            "{owner}'s relay last watched its schedule at {} (is {owner} down, or cut off from the broker?); the deadline moves on by the time nobody watched",
             ticked.format("%H:%M:%S")
         ),
-        Some(_) => "orders' relay watches its schedule and will send order.deadline-passed, which cancels it as deadline-passed".to_owned(),
-        None => "orders' schedule clock could not be read".to_owned(),
+        Some(_) => format!(
+            "{owner}'s relay watches its schedule and will send {}, which ends it with {}",
+            flow.deadline.timer, flow.deadline.ends_with
+        ),
+        None => format!("{owner}'s schedule clock could not be read"),
     };
     Finding {
         rule: "deadline",
-        service: Some(ServiceName::ORDERS),
+        service: ServiceName::parse(owner).ok(),
         message: format!(
-            "its deadline passed at {} but it is not cancelled yet: {scheduler}",
+            "its deadline passed at {} but it has not ended yet: {scheduler}",
             deadline_at.format("%H:%M:%S")
         ),
     }
 }
 
-/// A finished order's compensation still owed: a cancellation some participant has not
-/// handled. Only what the order flow's declaration says a service owes counts: a service
-/// that only listens to the cancellation owes nothing.
-fn unfinished_compensation(trace: &mut Trace) {
-    let flow = &order_saga::ORDER_FLOW;
+/// A finished run's compensation still owed: a failure some participant has not handled.
+/// Only what the flow's declaration says a service owes counts: a service that only listens
+/// to the failure owes nothing.
+fn unfinished_compensation(flow: &Flow, trace: &mut Trace) {
     let owes = |service: ServiceName, event_type: &str| {
         flow.compensations
             .iter()
@@ -325,16 +339,17 @@ fn unfinished_compensation(trace: &mut Trace) {
             let message = match &handling.outcome {
                 Outcome::Handled { .. } => continue,
                 Outcome::DeadLettered { error, .. } => format!(
-                    "{} dead-lettered the cancellation ({}): its compensation is not done; \
+                    "{} dead-lettered {} ({}): its compensation is not done; \
                      conveyor dlq replay {} --id {}",
                     handling.service,
+                    event.event_type,
                     error.as_deref().unwrap_or("no error recorded"),
                     handling.service,
                     event.id
                 ),
                 Outcome::Pending => format!(
-                    "{} has not handled the cancellation yet: its compensation is not done",
-                    handling.service
+                    "{} has not handled {} yet: its compensation is not done",
+                    handling.service, event.event_type
                 ),
             };
             trace.diagnosis.push(Finding {
@@ -355,20 +370,23 @@ mod tests {
     use super::super::evidence::{Handled, Letter, QueueState};
     use super::*;
 
-    fn order(status: &str, now: DateTime<Utc>) -> OrderRow {
-        OrderRow {
+    const FLOW: &Flow = &order_saga::ORDER_FLOW;
+
+    fn order(status: &str, now: DateTime<Utc>) -> RunRow {
+        RunRow {
             id: Uuid::new_v4(),
             status: status.to_owned(),
+            running: status == "pending",
             reason: None,
             detail: None,
             created_at: now - chrono::Duration::seconds(90),
-            deadline_at: now + chrono::Duration::seconds(30),
+            deadline_at: Some(now + chrono::Duration::seconds(30)),
             finished_at: None,
         }
     }
 
     fn event(
-        order: &OrderRow,
+        order: &RunRow,
         event_type: &str,
         seconds_ago: i64,
         now: DateTime<Utc>,
@@ -418,7 +436,7 @@ mod tests {
 
     /// An order whose order.created inventory handled and whose inventory.reserved payments
     /// has not.
-    fn waiting_on_payments() -> (OrderRow, Evidence, Uuid) {
+    fn waiting_on_payments() -> (RunRow, Evidence, Uuid) {
         let now = Utc::now();
         let order = order("pending", now);
         let mut evidence = evidence(now);
@@ -436,7 +454,7 @@ mod tests {
     #[test]
     fn an_order_waits_on_the_first_step_not_done_and_a_dead_letter_explains_it() {
         let (order, mut evidence, reserved) = waiting_on_payments();
-        let trace = diagnose(&order, &evidence, &map());
+        let trace = diagnose(FLOW, &order, &evidence, &map());
         let waiting = trace.waiting.clone().unwrap();
         assert_eq!(
             (waiting.service, waiting.action),
@@ -449,7 +467,7 @@ mod tests {
             .get_mut(&ServiceName::PAYMENTS)
             .unwrap()
             .retrying = 1;
-        let trace = diagnose(&order, &evidence, &map());
+        let trace = diagnose(FLOW, &order, &evidence, &map());
         assert_eq!(trace.diagnosis[0].rule, "retry-pending");
 
         evidence
@@ -460,7 +478,7 @@ mod tests {
             .get_mut(&ServiceName::PAYMENTS)
             .unwrap()
             .consumers = 0;
-        let rules: Vec<_> = diagnose(&order, &evidence, &map())
+        let rules: Vec<_> = diagnose(FLOW, &order, &evidence, &map())
             .diagnosis
             .iter()
             .map(|finding| finding.rule)
@@ -477,7 +495,7 @@ mod tests {
                 failed_at: Some(evidence.now),
             },
         ));
-        let trace = diagnose(&order, &evidence, &map());
+        let trace = diagnose(FLOW, &order, &evidence, &map());
         assert_eq!(trace.diagnosis[0].rule, "dead-letter");
         assert!(
             trace.diagnosis[0]
@@ -499,7 +517,7 @@ mod tests {
         created.attempts = 5;
         created.parked_at = Some(evidence.now);
         created.last_error = Some("message too large".into());
-        let trace = diagnose(&order, &evidence, &map());
+        let trace = diagnose(FLOW, &order, &evidence, &map());
         let waiting = trace.waiting.unwrap();
         assert_eq!(
             (waiting.service, waiting.action, waiting.event_id),
@@ -515,9 +533,9 @@ mod tests {
     #[test]
     fn a_passed_deadline_and_an_unwatched_schedule_are_named() {
         let (mut order, mut evidence, _) = waiting_on_payments();
-        order.deadline_at = evidence.now - chrono::Duration::seconds(5);
+        order.deadline_at = Some(evidence.now - chrono::Duration::seconds(5));
         evidence.clock = Some(evidence.now - chrono::Duration::seconds(60));
-        let trace = diagnose(&order, &evidence, &map());
+        let trace = diagnose(FLOW, &order, &evidence, &map());
         let deadline = trace
             .diagnosis
             .iter()
@@ -542,7 +560,7 @@ mod tests {
                 .insert((service, cancelled.event_id), Handled::at(now));
         }
         evidence.events.push((ServiceName::ORDERS, cancelled));
-        let trace = diagnose(&order, &evidence, &map());
+        let trace = diagnose(FLOW, &order, &evidence, &map());
         assert!(trace.waiting.is_none());
         let owed: Vec<_> = trace
             .diagnosis
@@ -570,7 +588,7 @@ mod tests {
         evidence.events.push((ServiceName::ORDERS, cancelled));
         // Users listens to cancellations here and has not handled this one.
         let map = map().with_handler("order.cancelled", ServiceName::USERS);
-        let trace = diagnose(&order, &evidence, &map);
+        let trace = diagnose(FLOW, &order, &evidence, &map);
         let handlers: Vec<ServiceName> = trace.events[0]
             .handlers
             .iter()
@@ -590,7 +608,7 @@ mod tests {
                 attempt: Some(3),
             },
         );
-        let trace = diagnose(&order, &evidence, &map());
+        let trace = diagnose(FLOW, &order, &evidence, &map());
         let handling = &trace.events[1].handlers[0];
         assert_eq!(handling.service, ServiceName::PAYMENTS);
         assert!(

@@ -1,4 +1,7 @@
-//! `conveyor flow list|diagram|check`: the system's flows as their declarations say them.
+//! `conveyor flow list|diagram|check|trace|stuck`: the system's flows as their declarations
+//! say them, and where their runs are.
+
+pub(crate) mod trace;
 
 use clap::Subcommand;
 
@@ -17,15 +20,31 @@ pub(crate) enum FlowCommand {
     /// Check every flow against the event contract and the services' handlers and emits;
     /// exits 1 naming each disagreement.
     Check,
+    /// One run's timeline across every service, from the services' own records: each event,
+    /// who emitted it, when it was published, and what each service that handles it made of
+    /// it (handled, dead-lettered with the reason and attempts, or not yet). For a run still
+    /// going: the step it waits on, since when, and the likely reason (a dead letter, a retry
+    /// pending, a service not ready or not consuming, a backlog, a stuck relay, a passed
+    /// deadline). The run is found through the query its flow's keeper declares. Reads
+    /// <SERVICE>_DATABASE_URL of every service, the broker at AMQP_URL and each service's
+    /// /readyz at <SERVICE>_URL. Exits 1 for an unknown run
+    Trace(trace::TraceArgs),
+    /// Every run going for longer than --older-than (of FLOW, or of every flow), oldest
+    /// first, each with the step it waits on and the likely reason, as `trace` finds them,
+    /// and each service's count of parked outbox events (the broker will never take them as
+    /// they are; see `conveyor outbox`). Exits 1 when there is any such run or parked event
+    Stuck(trace::StuckArgs),
 }
 
 /// The flows' names as clap's possible values.
-fn flow_choice() -> clap::builder::PossibleValuesParser {
+pub(crate) fn flow_choice() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(system::all_flows().iter().map(|flow| flow.name))
 }
 
-pub(crate) fn run(command: FlowCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(command: FlowCommand) -> anyhow::Result<()> {
     match command {
+        FlowCommand::Trace(args) => trace::trace_run(args).await,
+        FlowCommand::Stuck(args) => trace::stuck_runs(args).await,
         FlowCommand::List => {
             for flow in system::all_flows() {
                 println!("{:<10} {}", flow.name, flow.summary);

@@ -1,5 +1,5 @@
-//! Gathering what the services' records say about a set of orders: each source read at
-//! most once for all of them, and a source that cannot be read becomes a note, never a
+//! Gathering what the services' records say about a set of runs of a flow: each source read
+//! at most once for all of them, and a source that cannot be read becomes a note, never a
 //! failure of the whole answer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use conveyor::dead_letter::{DeadLetter, DeadLetterQueue};
+use flows::Flow;
 use futures_util::future::join_all;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -17,11 +18,11 @@ use crate::saga_map::SagaMap;
 
 /// How long one service's `/readyz` may take to answer.
 const READY_TIMEOUT: Duration = Duration::from_millis(500);
-/// Unsent outbox rows read per service when several orders are looked at: beyond this the
+/// Unsent outbox rows read per service when several runs are looked at: beyond this the
 /// outbox is far behind, which the diagnosis says by itself.
 const UNSENT_READ: i64 = 10_000;
 
-/// An event of one of the orders, as its emitter's outbox or sent log holds it.
+/// An event of one of the runs, as its emitter's outbox or sent log holds it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(super) struct EventRecord {
     pub(super) event_id: Uuid,
@@ -103,26 +104,35 @@ pub(super) struct Evidence {
     pub(super) events: Vec<(ServiceName, EventRecord)>,
     /// When each service handled each event id.
     pub(super) handled: HashMap<(ServiceName, Uuid), Handled>,
-    /// Dead letters with one of the orders' correlation ids, by the service that gave up.
+    /// Dead letters with one of the runs' correlation ids, by the service that gave up.
     pub(super) letters: Vec<(ServiceName, Letter)>,
     pub(super) queues: BTreeMap<ServiceName, QueueState>,
     /// `Err` holds why a service is not ready.
     pub(super) readiness: BTreeMap<ServiceName, Result<(), String>>,
-    /// When orders' relay last watched its schedule (the deadlines' clock).
+    /// When the deadline owner's relay last watched its schedule (the deadlines' clock).
     pub(super) clock: Option<DateTime<Utc>>,
     pub(super) now: DateTime<Utc>,
     pub(super) notes: Vec<String>,
 }
 
-pub(super) fn orders_database(sources: &Sources) -> anyhow::Result<&PgPool> {
-    sources
-        .databases
-        .get(&ServiceName::ORDERS)
-        .ok_or_else(|| anyhow::anyhow!("orders' database is not configured (ORDERS_DATABASE_URL)"))
+/// The database of `service`, named by a flow's declaration.
+pub(super) fn database_of<'s>(sources: &'s Sources, service: &str) -> anyhow::Result<&'s PgPool> {
+    let name = ServiceName::parse(service)?;
+    sources.databases.get(&name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{service}'s database is not configured ({}_DATABASE_URL)",
+            service.to_uppercase()
+        )
+    })
 }
 
-/// Every source's records of the orders `ids`.
-pub(super) async fn gather(sources: &Sources, map: &SagaMap, ids: &[Uuid]) -> Evidence {
+/// Every source's records of `flow`'s runs `ids`.
+pub(super) async fn gather(
+    sources: &Sources,
+    map: &SagaMap,
+    flow: &Flow,
+    ids: &[Uuid],
+) -> Evidence {
     let mut evidence = Evidence {
         now: Utc::now(),
         ..Evidence::default()
@@ -172,10 +182,10 @@ pub(super) async fn gather(sources: &Sources, map: &SagaMap, ids: &[Uuid]) -> Ev
             Err(note) => evidence.notes.push(note),
         }
     }
-    if let Ok(orders) = orders_database(sources) {
+    if let Ok(owner) = database_of(sources, flow.deadline.owner) {
         evidence.clock =
             sqlx::query_scalar("SELECT ticked_at FROM conveyor.schedule_clock WHERE id = 1")
-                .fetch_optional(orders)
+                .fetch_optional(owner)
                 .await
                 .ok()
                 .flatten();
@@ -190,7 +200,7 @@ pub(super) async fn gather(sources: &Sources, map: &SagaMap, ids: &[Uuid]) -> Ev
     evidence
 }
 
-/// The orders' events in one service's sent log and outbox.
+/// The runs' events in one service's sent log and outbox.
 async fn events_of(
     pool: &PgPool,
     ids: &[Uuid],
@@ -274,7 +284,7 @@ async fn handled_by(
         .collect())
 }
 
-/// Queue depths of every consuming service, and its dead letters of these orders.
+/// Queue depths of every consuming service, and its dead letters of these runs.
 async fn broker(
     sources: &Sources,
     amqp: &conveyor::AmqpConfig,

@@ -1,0 +1,345 @@
+//! `conveyor flow trace ID` and `conveyor flow stuck [FLOW]` (and `conveyor saga trace|stuck`,
+//! the order flow's under their first names): where runs are, and why.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Args;
+use conveyor::AmqpConfig;
+use flows::Flow;
+use system::ServiceName;
+use system::flow_trace::{self, Outcome, Sources, StuckReport, Trace};
+use system::saga_map::SagaMap;
+use uuid::Uuid;
+
+use super::flow_choice;
+use crate::commands::dlq::args::parse_age;
+use crate::commands::service_database;
+use crate::commands::show;
+use crate::terminal::printable;
+
+/// How a trace or a report is read and printed.
+#[derive(Debug, Args)]
+pub(crate) struct Reading {
+    /// Print the answer as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Leave the broker out: no dead letters or queue depths (the databases and /readyz only).
+    #[arg(long)]
+    no_broker: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TraceArgs {
+    /// The run's id: the correlation id of its events (for the order flow, the order's id).
+    id: Uuid,
+    /// The flow the run belongs to; found from the id when left out (needed only when the
+    /// id is a run of several flows).
+    #[arg(long, value_parser = flow_choice())]
+    flow: Option<String>,
+    #[command(flatten)]
+    reading: Reading,
+}
+
+/// Which runs `stuck` looks at, and how.
+#[derive(Debug, Args)]
+pub(crate) struct StuckOptions {
+    /// Runs going for longer than this (90s, 5m, 2h).
+    #[arg(long, value_parser = parse_age, default_value = "30s")]
+    older_than: Duration,
+    /// Diagnose at most this many, the oldest first; all are counted.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[command(flatten)]
+    reading: Reading,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StuckArgs {
+    /// The flow whose runs to look at; every flow when left out.
+    #[arg(value_parser = flow_choice())]
+    flow: Option<String>,
+    #[command(flatten)]
+    options: StuckOptions,
+}
+
+/// How the answer names runs: `saga` keeps the order flow's own words (orders pending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wording {
+    Flow,
+    Saga,
+}
+
+pub(crate) async fn trace_run(args: TraceArgs) -> anyhow::Result<()> {
+    let flow = args.flow.as_deref().map(system::flow_named).transpose()?;
+    trace(args.id, flow, &args.reading).await
+}
+
+/// The timeline of run `id` of `flow` (found from the id when `None`).
+pub(crate) async fn trace(
+    id: Uuid,
+    flow: Option<&'static Flow>,
+    reading: &Reading,
+) -> anyhow::Result<()> {
+    let (sources, map) = sources(reading.no_broker).await?;
+    let flow = match flow {
+        Some(flow) => flow,
+        None => only_flow_of(&sources, id).await?,
+    };
+    let Some(trace) = flow_trace::trace(&sources, &map, flow, id).await? else {
+        let keeper = flow.runs.service;
+        anyhow::bail!(
+            "{keeper} has no {} {id}: check the id, and that {}_DATABASE_URL names the {keeper} database",
+            flow.name,
+            keeper.to_uppercase()
+        );
+    };
+    show(reading.json, &trace, print_trace)
+}
+
+/// The one flow with a run `id`.
+async fn only_flow_of(sources: &Sources, id: Uuid) -> anyhow::Result<&'static Flow> {
+    let found = flow_trace::flows_of(sources, system::all_flows(), id).await?;
+    match found[..] {
+        [flow] => Ok(flow),
+        [] => anyhow::bail!(
+            "no flow has a run {id}: check the id, and that each flow's keeper's database is configured (<SERVICE>_DATABASE_URL; `conveyor flow list` names the flows)"
+        ),
+        _ => {
+            let names: Vec<&str> = found.iter().map(|flow| flow.name).collect();
+            anyhow::bail!(
+                "{id} is a run of several flows ({}): choose one with --flow",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+pub(crate) async fn stuck_runs(args: StuckArgs) -> anyhow::Result<()> {
+    let flows = match args.flow.as_deref() {
+        Some(name) => vec![system::flow_named(name)?],
+        None => system::all_flows().to_vec(),
+    };
+    stuck(&flows, &args.options, Wording::Flow).await
+}
+
+/// The runs of `flows` going for longer than asked, each diagnosed; fails when there is any,
+/// or any parked outbox row.
+pub(crate) async fn stuck(
+    flows: &[&'static Flow],
+    options: &StuckOptions,
+    wording: Wording,
+) -> anyhow::Result<()> {
+    let (sources, map) = sources(options.reading.no_broker).await?;
+    let limit = i64::from(options.limit);
+    let mut reports = Vec::new();
+    for flow in flows {
+        reports.push(flow_trace::stuck(&sources, &map, flow, options.older_than, limit).await?);
+    }
+    match (&reports[..], options.reading.json) {
+        ([report], true) => show(true, report, |_| {})?,
+        (_, true) => show(true, &reports, |_| {})?,
+        (_, false) => reports
+            .iter()
+            .for_each(|report| print_stuck(report, wording)),
+    }
+    if let Some(notes) = reports
+        .iter()
+        .find_map(|report| report.runs.first().map(|trace| &trace.notes))
+        .filter(|_| !options.reading.json)
+    {
+        for note in notes {
+            println!("note: {}", printable(note));
+        }
+    }
+    for report in &reports {
+        anyhow::ensure!(report.running == 0, "{}", stuck_count(report, wording));
+    }
+    let parked: i64 = reports.first().map_or(0, |report| {
+        report.parked.iter().map(|found| found.summary.count).sum()
+    });
+    anyhow::ensure!(
+        parked == 0,
+        "{parked} events parked in the services' outboxes"
+    );
+    Ok(())
+}
+
+/// "3 orders pending for longer than 30s" (saga), "3 runs of order going for longer than
+/// 30s" (flow).
+fn stuck_count(report: &StuckReport, wording: Wording) -> String {
+    match wording {
+        Wording::Saga => format!(
+            "{} {}s pending for longer than {}s",
+            report.running, report.flow, report.older_than_seconds
+        ),
+        Wording::Flow => format!(
+            "{} runs of {} going for longer than {}s",
+            report.running, report.flow, report.older_than_seconds
+        ),
+    }
+}
+
+/// Every service's database, the broker (its queues under `CONVEYOR_NAME_PREFIX`, as the
+/// services name them) and each service's URL, from the environment.
+async fn sources(no_broker: bool) -> anyhow::Result<(Sources, SagaMap)> {
+    let config = system::SystemConfig::from_env()?;
+    let names = config.names.clone();
+    let pools = futures_util::future::try_join_all(
+        ServiceName::all().map(|service| service_database(&config, service)),
+    )
+    .await?;
+    let databases: BTreeMap<ServiceName, sqlx::PgPool> = ServiceName::all().zip(pools).collect();
+    let urls = crate::commands::service_urls();
+    let sources = Sources {
+        databases,
+        amqp: (!no_broker).then(|| AmqpConfig::from_env("conveyor flow trace")),
+        names: names.clone(),
+        urls,
+    };
+    Ok((sources, SagaMap::derive(&names)?))
+}
+
+fn print_trace(trace: &Trace) {
+    let run = &trace.run;
+    let finished = match (run.finished_at, run.deadline_at) {
+        (Some(at), _) => format!("finished {}", at.format("%H:%M:%S%.3f")),
+        (None, Some(at)) => format!("deadline {}", at.format("%H:%M:%S%.3f")),
+        (None, None) => "no deadline waits in the schedule".to_owned(),
+    };
+    let reason = run
+        .reason
+        .as_deref()
+        .map_or_else(String::new, |reason| format!(" ({reason})"));
+    println!(
+        "{} {}  {}{reason}  created {}  {finished}",
+        trace.flow,
+        run.id,
+        run.status,
+        run.created_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+    );
+    if let Some(waiting) = &trace.waiting {
+        println!(
+            "waits on  {} to {} {}  since {}",
+            waiting.service,
+            waiting.action,
+            waiting.event_type,
+            waiting.since.format("%H:%M:%S%.3f")
+        );
+    }
+    for (index, finding) in trace.diagnosis.iter().enumerate() {
+        let label = if index == 0 { "likely" } else { "also" };
+        println!("{label:<9} {}", printable(&finding.message));
+    }
+    println!();
+    println!(
+        "{:<12}  {:<20}  {:<9}  {:<9}  OUTCOME",
+        "TIME", "EVENT", "FROM", "TO"
+    );
+    for event in &trace.events {
+        let time = event.created_at.format("%H:%M:%S%.3f");
+        let sent = match (event.published_at, event.parked_at) {
+            (Some(_), _) => String::new(),
+            (None, Some(_)) => format!(" [parked after {} refusals]", event.refusals),
+            (None, None) => " [not yet published]".to_owned(),
+        };
+        if event.handlers.is_empty() {
+            println!(
+                "{time:<12}  {:<20}  {:<9}  {:<9}  end of its path{sent}",
+                event.event_type, event.emitted_by, "-"
+            );
+        }
+        for handling in &event.handlers {
+            println!(
+                "{time:<12}  {:<20}  {:<9}  {:<9}  {}{sent}",
+                event.event_type,
+                event.emitted_by,
+                handling.service,
+                printable(&describe(&handling.outcome))
+            );
+        }
+    }
+    for note in &trace.notes {
+        println!("note: {}", printable(note));
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Handled { at, attempt } => format!(
+            "handled {}{}",
+            at.format("%H:%M:%S%.3f"),
+            attempt
+                .filter(|n| *n > 1)
+                .map_or_else(String::new, |n| format!(" on attempt {n}"))
+        ),
+        Outcome::DeadLettered {
+            kind,
+            error,
+            attempts,
+            at,
+        } => format!(
+            "dead-lettered{} as {}{}: {}",
+            at.map_or_else(String::new, |at| format!(" {}", at.format("%H:%M:%S"))),
+            kind.as_deref().unwrap_or("(by the broker)"),
+            attempts.map_or_else(String::new, |n| format!(" after {n} attempts")),
+            error.as_deref().unwrap_or("-")
+        ),
+        Outcome::Pending => "not handled yet".to_owned(),
+    }
+}
+
+fn print_stuck(report: &StuckReport, wording: Wording) {
+    if !report.runs.is_empty() {
+        println!(
+            "{:<36}  {:>7}  {:<34}  LIKELY REASON",
+            report.flow.to_uppercase(),
+            "AGE",
+            "WAITS ON"
+        );
+    }
+    for trace in &report.runs {
+        let age = chrono::Utc::now() - trace.run.created_at;
+        let waits = trace.waiting.as_ref().map_or_else(
+            || "-".to_owned(),
+            |waiting| {
+                format!(
+                    "{} to {} {}",
+                    waiting.service, waiting.action, waiting.event_type
+                )
+            },
+        );
+        let reason = trace
+            .diagnosis
+            .first()
+            .map_or("-", |finding| finding.message.as_str());
+        println!(
+            "{:<36}  {:>6}s  {waits:<34}  {}",
+            trace.run.id,
+            age.num_seconds(),
+            printable(reason)
+        );
+    }
+    let shown = report.runs.len();
+    println!(
+        "{}{}.",
+        stuck_count(report, wording),
+        if i64::try_from(shown).unwrap_or(i64::MAX) < report.running {
+            format!(" (the oldest {shown} shown)")
+        } else {
+            String::new()
+        }
+    );
+    for parked in &report.parked {
+        let oldest = parked
+            .summary
+            .oldest_created_at
+            .map_or_else(String::new, |at| {
+                format!(", the oldest from {}", at.format("%Y-%m-%d %H:%M:%S"))
+            });
+        println!(
+            "parked: {} holds {} events the broker will never take{oldest}: `conveyor outbox parked --service {}` lists them",
+            parked.service, parked.summary.count, parked.service
+        );
+    }
+}
