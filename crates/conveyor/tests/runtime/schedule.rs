@@ -337,8 +337,11 @@ async fn the_relay_finds_due_events_by_index_among_many_not_due() {
     assert!(sessions_ended, "the relay's sessions end");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let (whole_table_scans, index_scans): (i64, i64) = sqlx::query_as(
-        "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables
+    // Rows read by sequential scans, not how many there were: a backend of the set-up may
+    // report its scans (the index builds of the install, on the empty table) up to seconds
+    // late, after the counters were reset.
+    let (rows_read_by_table_scans, index_scans): (i64, i64) = sqlx::query_as(
+        "SELECT seq_tup_read, coalesce(idx_scan, 0) FROM pg_stat_user_tables
          WHERE relid = 'conveyor.scheduled'::regclass",
     )
     .fetch_one(&env.pool)
@@ -357,6 +360,9 @@ async fn the_relay_finds_due_events_by_index_among_many_not_due() {
         due_entries_read < 10_000,
         "the relay read {due_entries_read} entries of the due-time index"
     );
-    assert_eq!(whole_table_scans, 0, "the relay scanned the whole schedule");
+    assert!(
+        rows_read_by_table_scans < 100_000,
+        "the relay scanned the whole schedule ({rows_read_by_table_scans} rows read by table scans)"
+    );
     assert_eq!(env.handled_count().await, 10);
 }

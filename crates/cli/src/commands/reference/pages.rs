@@ -76,7 +76,9 @@ pub(super) fn flows() -> String {
         let deadline = &flow.deadline;
         page.push_str(&format!(
             "\n## {}\n\n{}\n\n- starts with `{}`; a run's events carry its `{}` as their subject\n\
-             - takes part: {}\n- deadline: {} s by default (`{}`), after which {} ends the run with `{}`\n\n\
+             - takes part: {}\n- deadline: {} s by default (`{}`) of watched time: {} schedules `{}` \
+             when a run starts and ends a run still going with `{}` when it comes\n\
+             - runs kept by {}: `conveyor flow trace ID`, `conveyor flow stuck {}`\n\n\
              ```mermaid\n{}```\n",
             flow.name,
             flow.summary,
@@ -86,7 +88,10 @@ pub(super) fn flows() -> String {
             deadline.default.as_secs(),
             deadline.setting,
             deadline.owner,
+            deadline.timer,
             deadline.ends_with,
+            flow.runs.service,
+            flow.name,
             flows::mermaid(flow)
         ));
     }
