@@ -169,6 +169,9 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
     assert_eq!(traced["flow"], "order", "{traced}");
     assert_eq!(traced["run"]["id"], id.as_str(), "{traced}");
     assert_eq!(traced["waiting"]["service"], "payments", "{traced}");
+    let saga_json = conveyor(&system, &["saga", "trace", &id, "--json", "--no-broker"]);
+    let saga_json: serde_json::Value = serde_json::from_slice(&saga_json.stdout).unwrap();
+    assert_eq!(saga_json["order"]["id"], id.as_str(), "{saga_json}");
     let saga = conveyor(&system, &["saga", "trace", &id, "--no-broker"]);
     let text = String::from_utf8_lossy(&saga.stdout);
     assert!(text.starts_with(&format!("order {id}  pending")), "{text}");

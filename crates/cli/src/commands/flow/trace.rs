@@ -15,7 +15,6 @@ use uuid::Uuid;
 use super::flow_choice;
 use crate::commands::dlq::args::parse_age;
 use crate::commands::service_database;
-use crate::commands::show;
 use crate::terminal::printable;
 
 /// How a trace or a report is read and printed.
@@ -72,7 +71,7 @@ pub(crate) enum Wording {
 
 pub(crate) async fn trace_run(args: TraceArgs) -> anyhow::Result<()> {
     let flow = args.flow.as_deref().map(system::flow_named).transpose()?;
-    trace(args.id, flow, &args.reading).await
+    trace(args.id, flow, &args.reading, Wording::Flow).await
 }
 
 /// The timeline of run `id` of `flow` (found from the id when `None`).
@@ -80,6 +79,7 @@ pub(crate) async fn trace(
     id: Uuid,
     flow: Option<&'static Flow>,
     reading: &Reading,
+    wording: Wording,
 ) -> anyhow::Result<()> {
     let (sources, map) = sources(reading.no_broker).await?;
     let flow = match flow {
@@ -94,7 +94,43 @@ pub(crate) async fn trace(
             keeper.to_uppercase()
         );
     };
-    show(reading.json, &trace, print_trace)
+    if reading.json {
+        print_json(&trace, wording)
+    } else {
+        print_trace(&trace);
+        Ok(())
+    }
+}
+
+/// `answer` as JSON; for `saga`, in the names its JSON had before flows (which scripts may
+/// read): the run under `order`, a report's `pending` and `orders`, and no `flow`.
+fn print_json<T: serde::Serialize>(answer: &T, wording: Wording) -> anyhow::Result<()> {
+    let mut json = serde_json::to_value(answer)?;
+    if wording == Wording::Saga {
+        json = in_saga_words(json);
+    }
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+fn in_saga_words(mut json: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = json.as_object_mut() {
+        object.remove("flow");
+        for (now, before) in [("run", "order"), ("running", "pending"), ("runs", "orders")] {
+            if let Some(field) = object.remove(now) {
+                object.insert(before.to_owned(), field);
+            }
+        }
+        if let Some(traces) = object
+            .get_mut("orders")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for trace in traces.iter_mut() {
+                *trace = in_saga_words(trace.take());
+            }
+        }
+    }
+    json
 }
 
 /// The one flow with a run `id`.
@@ -137,8 +173,8 @@ pub(crate) async fn stuck(
         reports.push(flow_trace::stuck(&sources, &map, flow, options.older_than, limit).await?);
     }
     match (&reports[..], options.reading.json) {
-        ([report], true) => show(true, report, |_| {})?,
-        (_, true) => show(true, &reports, |_| {})?,
+        ([report], true) => print_json(report, wording)?,
+        (_, true) => print_json(&reports, wording)?,
         (_, false) => reports
             .iter()
             .for_each(|report| print_stuck(report, wording)),
@@ -341,5 +377,30 @@ fn print_stuck(report: &StuckReport, wording: Wording) {
             "parked: {} holds {} events the broker will never take{oldest}: `conveyor outbox parked --service {}` lists them",
             parked.service, parked.summary.count, parked.service
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::in_saga_words;
+
+    #[test]
+    fn saga_answers_in_the_names_its_json_had_before_flows() {
+        let report = json!({
+            "flow": "order",
+            "older_than_seconds": 30,
+            "running": 1,
+            "runs": [{ "flow": "order", "run": { "id": "x" }, "events": [] }],
+            "parked": [],
+        });
+        let before = json!({
+            "older_than_seconds": 30,
+            "pending": 1,
+            "orders": [{ "order": { "id": "x" }, "events": [] }],
+            "parked": [],
+        });
+        assert_eq!(in_saga_words(report), before);
     }
 }

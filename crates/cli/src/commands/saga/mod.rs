@@ -76,7 +76,15 @@ pub(crate) struct ReconcileArgs {
 pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<()> {
     match command {
         SagaCommand::Reconcile(args) => reconcile(args).await,
-        SagaCommand::Trace(args) => trace(args.order_id, Some(order_flow()?), &args.reading).await,
+        SagaCommand::Trace(args) => {
+            trace(
+                args.order_id,
+                Some(order_flow()?),
+                &args.reading,
+                Wording::Saga,
+            )
+            .await
+        }
         SagaCommand::Stuck(args) => stuck(&[order_flow()?], &args.options, Wording::Saga).await,
     }
 }
