@@ -275,12 +275,10 @@ pub async fn stuck(
     limit: i64,
 ) -> anyhow::Result<StuckReport> {
     let keeper = evidence::database_of(sources, flow.runs.service)?;
-    let waiting = "WHERE run.running AND run.created_at < clock_timestamp() - $2";
     let running: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM ({}) AS run {}",
-        flow.runs.query,
-        // The count has no timer parameter.
-        waiting.replace("$2", "$1")
+        "SELECT count(*) FROM ({}) AS run
+         WHERE run.running AND run.created_at < clock_timestamp() - $1",
+        flow.runs.query
     )))
     .bind(older_than)
     .fetch_one(keeper)
@@ -288,7 +286,8 @@ pub async fn stuck(
     .map_err(|error| query_failed(flow, &error))?;
     let rows: Vec<RunRow> = sqlx::query_as(select_runs(
         flow,
-        &format!("{waiting} ORDER BY run.created_at LIMIT $3"),
+        "WHERE run.running AND run.created_at < clock_timestamp() - $2
+         ORDER BY run.created_at LIMIT $3",
     ))
     .bind(flow.deadline.timer)
     .bind(older_than)
