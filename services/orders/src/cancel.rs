@@ -21,9 +21,12 @@ async fn cancel(
     match order::cancel(ctx.tx(), order_id, reason, detail).await? {
         Some(order::Ended { event, outcome }) => {
             ctx.after_commit(move || outcome.record());
-            // Gone already when the deadline is what ended it.
-            ctx.cancel_scheduled::<OrderDeadlinePassedV1>(order_id)
-                .await?;
+            // When the deadline ended it, its event is the one being handled: out of the
+            // schedule already.
+            if reason != CancelReason::DeadlinePassed {
+                ctx.cancel_scheduled::<OrderDeadlinePassedV1>(order_id)
+                    .await?;
+            }
             ctx.emit(order_id, &event).await
         }
         None => Ok(()),

@@ -1,7 +1,6 @@
 //! On `shipment.scheduled`: confirm the order (`order.confirmed`), the saga's last step, and
-//! take back its deadline. A
-//! shipment for an order that already ended changes nothing here; shipping cancels it on
-//! `order.cancelled`.
+//! take back its deadline. A shipment for an order that already ended changes nothing here;
+//! shipping cancels it on `order.cancelled`.
 
 use conveyor::{EventHandler, HandlerContext, HandlerError};
 use events_schema::orders::OrderDeadlinePassedV1;
