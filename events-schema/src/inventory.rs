@@ -104,3 +104,26 @@ same_shape_version! {
     /// v2: v1's fields, with the ceilings on money in the schema.
     InventoryReservedV2 of InventoryReservedV1, version 2
 }
+
+/// A closed return's lines were put back in stock, for sale again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryRestockedV1 {
+    pub return_id: Uuid,
+    pub order_id: Uuid,
+    pub items: Vec<Item>,
+}
+
+impl Event for InventoryRestockedV1 {
+    const TYPE: &'static str = "inventory.restocked";
+    const VERSION: u32 = 1;
+}
+
+impl EventData for InventoryRestockedV1 {
+    fn sample() -> Self {
+        Self {
+            return_id: Uuid::now_v7(),
+            order_id: Uuid::now_v7(),
+            items: sample_items(),
+        }
+    }
+}

@@ -14,7 +14,8 @@
 //! - `publishers`: who may publish each event type (its owner, and HTTP ingest for a few).
 //! - `asyncapi`: the AsyncAPI 3.0 document of the events and who sends and receives them.
 //! - `yaml`: a small YAML writer for that document.
-//! - `users`, `products`, `orders`, `inventory`, `payments`, `shipping`: the typed events.
+//! - `users`, `products`, `orders`, `inventory`, `payments`, `shipping`, `returns`,
+//!   `pickups`: the typed events.
 //!
 //! Schemas allow fields they do not list, on purpose: a producer may add an optional field
 //! to a version without breaking consumers that validate with the older file.
@@ -56,8 +57,10 @@ pub mod inventory;
 pub mod money;
 pub mod orders;
 pub mod payments;
+pub mod pickups;
 pub mod products;
 pub mod publishers;
+pub mod returns;
 pub mod shipping;
 pub mod users;
 mod yaml;

@@ -104,3 +104,30 @@ same_shape_version! {
     /// v2: v1's fields, with the ceilings on money in the schema.
     PaymentRefundedV2 of PaymentRefundedV1, version 2
 }
+
+/// A closed return's lines were refunded to the customer's balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentReturnRefundedV1 {
+    pub return_id: Uuid,
+    pub order_id: Uuid,
+    pub payment_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
+impl Event for PaymentReturnRefundedV1 {
+    const TYPE: &'static str = "payment.return-refunded";
+    const VERSION: u32 = 1;
+}
+
+impl EventData for PaymentReturnRefundedV1 {
+    fn sample() -> Self {
+        Self {
+            return_id: Uuid::now_v7(),
+            order_id: Uuid::now_v7(),
+            payment_id: Uuid::now_v7(),
+            amount_cents: 799,
+            currency: "EUR".into(),
+        }
+    }
+}

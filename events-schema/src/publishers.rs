@@ -26,6 +26,16 @@ pub const OWNERS: &[(&str, &str)] = &[
     ("shipment.scheduled", "shipping"),
     ("shipment.failed", "shipping"),
     ("shipment.cancelled", "shipping"),
+    ("return.requested", "orders"),
+    ("return.closed", "orders"),
+    ("return.cancelled", "orders"),
+    ("return.deadline-passed", "orders"),
+    ("return.received", "shipping"),
+    ("pickup.booked", "shipping"),
+    ("pickup.failed", "shipping"),
+    ("pickup.cancelled", "shipping"),
+    ("inventory.restocked", "inventory"),
+    ("payment.return-refunded", "payments"),
 ];
 
 /// The types a producing system may send through `POST /api/events`: catalogue data that

@@ -7,7 +7,9 @@ use events_schema::inventory::*;
 use events_schema::money::{CEILINGS, MAX_PRICE_CENTS, MAX_TOTAL_CENTS};
 use events_schema::orders::*;
 use events_schema::payments::*;
+use events_schema::pickups::*;
 use events_schema::products::*;
+use events_schema::returns::*;
 use events_schema::shipping::*;
 use events_schema::users::*;
 use events_schema::{ENVELOPE_SCHEMA, Event, EventContract, EventData, SCHEMAS, Violation};
@@ -52,6 +54,16 @@ fn typed_events() -> Vec<(&'static str, u32, RoundTrip, Sample)> {
         typed!(ShipmentScheduledV1),
         typed!(ShipmentFailedV1),
         typed!(ShipmentCancelledV1),
+        typed!(ReturnRequestedV1),
+        typed!(ReturnClosedV1),
+        typed!(ReturnCancelledV1),
+        typed!(ReturnDeadlinePassedV1),
+        typed!(ReturnReceivedV1),
+        typed!(PickupBookedV1),
+        typed!(PickupFailedV1),
+        typed!(PickupCancelledV1),
+        typed!(InventoryRestockedV1),
+        typed!(PaymentReturnRefundedV1),
         typed!(UserRegisteredV2),
         typed!(UserUpdatedV2),
         typed!(ProductCreatedV2),

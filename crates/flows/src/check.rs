@@ -41,8 +41,12 @@ pub fn check(flow: &Flow, participants: &impl Participants) -> Vec<String> {
     for step in flow.steps {
         problems.extend(handled(name, participants, step.service, step.on));
         problems.extend(owned(name, participants, step.service, step.emits));
+        // A step on a success end carries out what the run decided (a refund once a return
+        // closed): its answers follow the run rather than lead it on.
+        let carries_out = flow.outcome_of(step.on) == Some(Outcome::Success);
         for answer in step.emits {
-            let leads_on = flow.outcome_of(answer).is_some()
+            let leads_on = carries_out
+                || flow.outcome_of(answer).is_some()
                 || flow.steps.iter().any(|next| next.on == *answer);
             if !leads_on {
                 problems.push(format!(

@@ -12,11 +12,15 @@
 //! - `flow`: the declaration's types.
 //! - `check`: a declaration against what the contract and the services say.
 //! - `diagram`: a declaration as a Mermaid flowchart.
+//! - `guard`: the compensation guard a flow's participants share: remembering failed runs,
+//!   so a late step is skipped, and undoing a step when a run fails.
 
 mod check;
 mod diagram;
 mod flow;
+pub mod guard;
 
 pub use check::{Participants, check};
 pub use diagram::mermaid;
 pub use flow::{Compensation, Deadline, End, Flow, Outcome, Runs, Step};
+pub use guard::{Compensate, FailedRuns, UndoOnFailure, run_key};

@@ -75,6 +75,39 @@ impl ConfigError {
     }
 }
 
+/// A duration setting: `variable` as `30s`, `1500ms`, `2m` or a number of seconds, never
+/// zero; `default` when unset.
+///
+/// # Errors
+/// [`ConfigError`] naming `variable` when it does not parse or is zero.
+pub fn duration_setting(variable: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let Ok(text) = std::env::var(variable) else {
+        return Ok(default);
+    };
+    parse_duration(&text)
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| ConfigError::new(variable, &text, "a duration like 30s, 1500ms or 2m"))
+}
+
+/// `30s`, `1500ms`, `2m`, or a number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Some(millis) = text.strip_suffix("ms") {
+        return millis.parse().ok().map(Duration::from_millis);
+    }
+    if let Some(minutes) = text.strip_suffix('m') {
+        return minutes
+            .parse::<u64>()
+            .ok()
+            .map(|m| Duration::from_secs(m * 60));
+    }
+    text.strip_suffix('s')
+        .unwrap_or(text)
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
+}
+
 /// `CONVEYOR_NAME_PREFIX` refused, told as every other setting is.
 impl From<conveyor::NamesError> for ConfigError {
     fn from(error: conveyor::NamesError) -> Self {
@@ -205,5 +238,19 @@ pub fn parse_env<T: std::str::FromStr>(
             expected,
         }),
         Err(_) => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_units_operators_write() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("soon"), None);
     }
 }

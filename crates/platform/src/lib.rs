@@ -47,7 +47,7 @@ mod trace_context;
 
 pub use auth::{Caller, Scope};
 pub use binary::{help, run_binary, run_service, service_settings, settings_list};
-pub use config::{ConfigError, OwnSettings, ServiceConfig};
+pub use config::{ConfigError, OwnSettings, ServiceConfig, duration_setting, parse_duration};
 pub use database::{connect_or_create, is_loopback_host};
 pub use declaration::{Building, CacheSource, Declaration, Setting};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};

@@ -11,7 +11,7 @@ use crate::catalog;
 
 /// Every flow of the system. A new flow is its declaration in its services' crate and a
 /// line here.
-static FLOWS: &[&Flow] = &[&order_saga::ORDER_FLOW];
+static FLOWS: &[&Flow] = &[&order_saga::ORDER_FLOW, &orders_service::RETURN_FLOW];
 
 /// Every flow, in declaration order.
 pub fn all_flows() -> &'static [&'static Flow] {
@@ -104,6 +104,20 @@ mod tests {
             ["inventory", "payments", "shipping", "orders"]
         );
         let unknown = flow_named("refund").unwrap_err().to_string();
-        assert!(unknown.contains("the flows are order"), "{unknown}");
+        assert!(unknown.contains("the flows are order, return"), "{unknown}");
+    }
+
+    #[test]
+    fn the_return_flows_deadline_is_the_one_orders_keeps_and_only_shipping_undoes() {
+        let returns = flow_named("return").unwrap();
+        let orders = orders_service::Settings::default();
+        assert_eq!(returns.deadline.default, orders.return_timeout);
+        // Inventory and payments act once a return closed, which nothing undoes.
+        let owing: Vec<&str> = returns
+            .compensations
+            .iter()
+            .map(|owed| owed.service)
+            .collect();
+        assert_eq!(owing, ["shipping"]);
     }
 }

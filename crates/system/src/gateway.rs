@@ -50,6 +50,7 @@ mod tests {
             "auth",
             "products",
             "orders",
+            "returns",
             "payments",
             "shipments",
         ];

@@ -1,7 +1,8 @@
 //! The inventory service: the product catalogue (published as `product.created` and
 //! `product.updated` for cached copies), stock, and the saga's reservations — reserve on
 //! `order.created` (`inventory.reserved` or `inventory.rejected`), release on
-//! `order.cancelled` (`inventory.released`) if it had reserved.
+//! `order.cancelled` (`inventory.released`) if it had reserved; and a closed return's
+//! restock (`inventory.restocked`).
 //!
 //! # Layout
 //!
@@ -10,10 +11,12 @@
 //!   publishes it: the table the router, the gateway and the OpenAPI document follow.
 //! - `reserve`: reserving an order's stock, all or nothing, on `order.created`.
 //! - `release`: giving it back on `order.cancelled`.
+//! - `restock`: putting a closed return's lines back in stock.
 
 mod http;
 mod release;
 mod reserve;
+mod restock;
 mod route_table;
 
 use std::sync::Arc;
@@ -27,7 +30,7 @@ pub const SERVICE: &str = "inventory";
 pub static DECLARATION: platform::Declaration = platform::Declaration {
     name: SERVICE,
     default_port: 8083,
-    summary: "keeps the product catalogue and stock, reserves stock for new orders (inventory.reserved or inventory.rejected) and releases it for cancelled ones.",
+    summary: "keeps the product catalogue and stock, reserves stock for new orders (inventory.reserved or inventory.rejected), releases it for cancelled ones and restocks closed returns (inventory.restocked).",
     settings: &[],
     emits: &[
         "product.created",
@@ -35,6 +38,7 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
         "inventory.reserved",
         "inventory.rejected",
         "inventory.released",
+        "inventory.restocked",
     ],
     routes: ROUTES,
     migrator: &MIGRATOR,
@@ -60,7 +64,8 @@ pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
         .names(names.clone())
         .contract(events_schema::EventContract::shared()?)
         .handler(reserve::ReserveStock)
-        .handler(order_saga::UndoOnCancel(release::ReleaseStock))
+        .handler(flows::UndoOnFailure(release::ReleaseStock))
+        .handler(restock::Restock)
         .build()?)
 }
 

@@ -1,18 +1,24 @@
 //! On `order.cancelled`: release what was reserved for the order (`inventory.released`).
 
-use conveyor::HandlerError;
+use conveyor::{HandlerContext, HandlerError};
 use events_schema::inventory::{InventoryReleasedV1, Item};
 use events_schema::orders::OrderCancelledV1;
-use order_saga::Compensation;
-use sqlx::PgConnection;
+use flows::{Compensate, FailedRuns};
 use uuid::Uuid;
 
 use crate::reserve::product_key;
 
 pub(crate) struct ReleaseStock;
 
-impl Compensation for ReleaseStock {
+impl Compensate for ReleaseStock {
+    type Failure = OrderCancelledV1;
     type Undone = InventoryReleasedV1;
+
+    const FAILED_RUNS: FailedRuns = order_saga::CANCELLED_ORDERS;
+
+    fn run_id(cancelled: &OrderCancelledV1) -> Uuid {
+        cancelled.order_id
+    }
 
     /// The products the order named, when the cancellation says: a release then never
     /// locks stock crosswise with another order's reservation. Without them a deadlock is
@@ -24,7 +30,7 @@ impl Compensation for ReleaseStock {
     /// Marks the reservation released and gives its quantities back, in one statement.
     async fn undo(
         &self,
-        tx: &mut PgConnection,
+        ctx: &mut HandlerContext<'_>,
         order_id: Uuid,
     ) -> Result<Option<InventoryReleasedV1>, HandlerError> {
         let released: Option<sqlx::types::Json<Vec<Item>>> = sqlx::query_scalar(
@@ -38,7 +44,7 @@ impl Compensation for ReleaseStock {
              SELECT items FROM released",
         )
         .bind(order_id)
-        .fetch_optional(tx)
+        .fetch_optional(ctx.tx())
         .await?;
         Ok(released.map(|sqlx::types::Json(items)| InventoryReleasedV1 { order_id, items }))
     }

@@ -33,7 +33,12 @@ impl EventHandler for ReserveStock {
         order: OrderCreatedV1,
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
-        let items = items_by_sku(&order);
+        let items = by_sku(
+            order
+                .items
+                .iter()
+                .map(|item| (item.sku.as_str(), item.quantity)),
+        );
         let tx = ctx.tx();
         let Some(free) = lock_stock(tx, order.order_id, &items).await? else {
             // Acted on already, or cancelled before it got here: nothing to reserve.
@@ -97,12 +102,12 @@ fn decide(items: &[Item], free: &BTreeMap<String, i32>) -> Decision {
 }
 
 /// One line per product, quantities added up, sorted by sku: each product is checked
-/// against its stock once for the whole order, and rows are locked in one order everywhere.
-fn items_by_sku(order: &OrderCreatedV1) -> Vec<Item> {
+/// against its stock once, and rows are locked in one order everywhere.
+pub(crate) fn by_sku<'a>(lines: impl IntoIterator<Item = (&'a str, i32)>) -> Vec<Item> {
     let mut quantities: BTreeMap<&str, i32> = BTreeMap::new();
-    for item in &order.items {
-        let quantity = quantities.entry(item.sku.as_str()).or_default();
-        *quantity = quantity.saturating_add(item.quantity);
+    for (sku, quantity) in lines {
+        let total = quantities.entry(sku).or_default();
+        *total = total.saturating_add(quantity);
     }
     quantities
         .into_iter()
@@ -239,7 +244,12 @@ mod tests {
             ],
             ..<OrderCreatedV1 as events_schema::EventData>::sample()
         };
-        let items = items_by_sku(&order);
+        let items = by_sku(
+            order
+                .items
+                .iter()
+                .map(|item| (item.sku.as_str(), item.quantity)),
+        );
         assert_eq!(items, [item("MUG", 12)]);
         assert_eq!(
             decide(&items, &free(&[("MUG", 10)])),

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::basket;
 use crate::deadline;
 use crate::order::{self, Order, OrderView, order_event};
+use crate::returns;
 
 /// The columns an `Order` reads, named rather than `*`: a statement prepared with `*` fails
 /// ("cached plan must not change result type") on every pooled connection once a later
@@ -35,6 +36,8 @@ pub(crate) struct AppState {
     pub(crate) pool: PgPool,
     pub(crate) outbox: Outbox,
     pub(crate) saga_timeout: Duration,
+    pub(crate) return_timeout: Duration,
+    pub(crate) return_window: Duration,
 }
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
@@ -47,6 +50,9 @@ pub(crate) fn routes(state: Arc<AppState>) -> Routes {
         .on(Verb::Get, "/orders", list)
         .on(Verb::Get, "/orders/{id}", show)
         .on(Verb::Post, "/orders/{id}/cancel", cancel)
+        .on(Verb::Post, "/orders/{id}/returns", returns::http::request)
+        .on(Verb::Get, "/returns/{id}", returns::http::show)
+        .on(Verb::Post, "/returns/{id}/cancel", returns::http::cancel)
         .on(Verb::Get, "/cache/users/{id}", cached_user)
         .on(Verb::Get, "/cache/products/{sku}", cached_product)
         .done()
@@ -60,6 +66,17 @@ pub(crate) fn api(described: Api) -> Api {
         .on(Verb::Get, "/orders", listing())
         .on(Verb::Get, "/orders/{id}", showing())
         .on(Verb::Post, "/orders/{id}/cancel", cancelling())
+        .on(
+            Verb::Post,
+            "/orders/{id}/returns",
+            returns::http::requesting(),
+        )
+        .on(Verb::Get, "/returns/{id}", returns::http::showing())
+        .on(
+            Verb::Post,
+            "/returns/{id}/cancel",
+            returns::http::cancelling(),
+        )
         .on(Verb::Get, "/cache/users/{id}", cached_user_api())
         .on(Verb::Get, "/cache/products/{sku}", cached_product_api())
 }
@@ -569,6 +586,8 @@ mod tests {
             pool: platform::routes::probe_pool().unwrap(),
             outbox: Outbox::new(),
             saga_timeout: Duration::from_secs(60),
+            return_timeout: Duration::from_secs(60),
+            return_window: Duration::from_secs(60),
         });
         platform::routes::assert_serves(routes(state).finish(), crate::ROUTES).await;
     }

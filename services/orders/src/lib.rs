@@ -16,6 +16,7 @@
 //!   (`order.deadline-passed`).
 //! - `users_cache`: the cached copy of users, guarded by version.
 //! - `products_cache`: the cached copy of products, guarded by version.
+//! - `returns`: returns of confirmed orders' lines, as runs of the return flow.
 //! - `deadline`: each order's deadline as a scheduled event, and the adopter that schedules
 //!   one for orders the previous release placed.
 
@@ -26,6 +27,7 @@ mod deadline;
 mod http;
 mod order;
 mod products_cache;
+mod returns;
 mod route_table;
 mod users_cache;
 
@@ -42,15 +44,29 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
     name: SERVICE,
     default_port: 8082,
     summary: "places orders against its cached copies of users and products, follows each order's saga to confirmed or cancelled, and cancels orders past the saga deadline.",
-    settings: &[platform::Setting {
-        variable: "ORDER_SAGA_TIMEOUT",
-        meaning: "a pending order older than this is cancelled as deadline-passed, like 30s, 1500ms or 2m [default: 2m]; time while the broker or every orders instance is down does not count",
-    }],
+    settings: &[
+        platform::Setting {
+            variable: "ORDER_SAGA_TIMEOUT",
+            meaning: "a pending order older than this is cancelled as deadline-passed, like 30s, 1500ms or 2m [default: 2m]; time while the broker or every orders instance is down does not count",
+        },
+        platform::Setting {
+            variable: "RETURN_TIMEOUT",
+            meaning: "a pending return older than this is cancelled as deadline-passed [default: 10m]; time while the broker or every orders instance is down does not count",
+        },
+        platform::Setting {
+            variable: "RETURN_WINDOW",
+            meaning: "how long after its confirmation an order's lines may be returned, like 43200m or 600s [default: 43200m, 30 days]",
+        },
+    ],
     emits: &[
         "order.created",
         "order.confirmed",
         "order.cancelled",
         "order.deadline-passed",
+        "return.requested",
+        "return.closed",
+        "return.cancelled",
+        "return.deadline-passed",
     ],
     routes: ROUTES,
     migrator: &MIGRATOR,
@@ -73,6 +89,9 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
 /// the router is built from it. Kept in `platform`, where the gateway reads it too.
 pub use route_table::ROUTES;
 
+/// The return flow, which orders keeps: lines of a confirmed order sent back.
+pub use returns::RETURN_FLOW;
+
 /// This service's tables, as it creates them at start (tests migrate their own databases).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -81,6 +100,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub struct Settings {
     /// A pending order older than this is cancelled with `deadline-passed`.
     pub saga_timeout: Duration,
+    /// A pending return older than this is cancelled with `deadline-passed`.
+    pub return_timeout: Duration,
+    /// How long after its confirmation an order's lines may be returned.
+    pub return_window: Duration,
 }
 
 impl Default for Settings {
@@ -89,48 +112,27 @@ impl Default for Settings {
             // Well above the retry tiers (1 + 10 + 60 s), so that a retried step still
             // completes the order instead of racing its cancellation.
             saga_timeout: Duration::from_secs(120),
+            // The same margin over the tiers, plus the carrier's pickup.
+            return_timeout: Duration::from_secs(600),
+            return_window: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
 
 impl Settings {
-    /// `ORDER_SAGA_TIMEOUT`: `30s`, `1500ms`, `2m`, or a number of seconds.
+    /// `ORDER_SAGA_TIMEOUT`, `RETURN_TIMEOUT`, `RETURN_WINDOW`: `30s`, `1500ms`, `2m`, or a
+    /// number of seconds.
     ///
     /// # Errors
-    /// [`ConfigError`] when it does not parse or is zero.
+    /// [`ConfigError`] when one does not parse or is zero.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let Ok(text) = std::env::var("ORDER_SAGA_TIMEOUT") else {
-            return Ok(Self::default());
-        };
-        let saga_timeout = parse_duration(&text)
-            .filter(|timeout| !timeout.is_zero())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "ORDER_SAGA_TIMEOUT",
-                    &text,
-                    "a duration like 30s, 1500ms or 2m",
-                )
-            })?;
-        Ok(Self { saga_timeout })
+        let default = Self::default();
+        Ok(Self {
+            saga_timeout: platform::duration_setting("ORDER_SAGA_TIMEOUT", default.saga_timeout)?,
+            return_timeout: platform::duration_setting("RETURN_TIMEOUT", default.return_timeout)?,
+            return_window: platform::duration_setting("RETURN_WINDOW", default.return_window)?,
+        })
     }
-}
-
-fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if let Some(millis) = text.strip_suffix("ms") {
-        return millis.parse().ok().map(Duration::from_millis);
-    }
-    if let Some(minutes) = text.strip_suffix('m') {
-        return minutes
-            .parse::<u64>()
-            .ok()
-            .map(|m| Duration::from_secs(m * 60));
-    }
-    text.strip_suffix('s')
-        .unwrap_or(text)
-        .parse()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 /// The consumer, also used to declare and export this service's topology.
@@ -151,6 +153,9 @@ pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
         .handler(cancel::ShipmentFailed)
         .handler(cancel::DeadlinePassed)
         .handler(confirm::ShipmentScheduled)
+        .handler(returns::handlers::Received)
+        .handler(returns::handlers::PickupFailed)
+        .handler(returns::handlers::DeadlinePassed)
         .build()?)
 }
 
@@ -168,6 +173,8 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
             pool: pool.clone(),
             outbox: outbox.clone(),
             saga_timeout: settings.saga_timeout,
+            return_timeout: settings.return_timeout,
+            return_window: settings.return_window,
         });
         let adopter = deadline::Adopter {
             pool: pool.clone(),
@@ -211,14 +218,5 @@ mod tests {
             .unwrap();
         assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
         assert_eq!(limit["schema"]["type"], "integer", "{limit}");
-    }
-
-    #[test]
-    fn saga_timeouts_parse_in_the_units_operators_write() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-        assert_eq!(parse_duration("soon"), None);
     }
 }

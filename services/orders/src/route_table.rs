@@ -1,4 +1,5 @@
-//! orders' routes: placing, reading, listing and cancelling orders, and its cached copies.
+//! orders' routes: placing, reading, listing and cancelling orders, returning their lines,
+//! and its cached copies.
 
 use platform::auth::Scope;
 use platform::routes::{Access, Route, Verb};
@@ -11,6 +12,9 @@ pub const ROUTES: &[Route] = &[
     Route::api(Verb::Get, "/orders", Access::Owner),
     Route::api(Verb::Get, "/orders/{id}", Access::Owner),
     Route::api(Verb::Post, "/orders/{id}/cancel", Access::Owner),
+    Route::api(Verb::Post, "/orders/{id}/returns", Access::Owner),
+    Route::api(Verb::Get, "/returns/{id}", Access::Owner),
+    Route::api(Verb::Post, "/returns/{id}/cancel", Access::Owner),
     Route::internal(Verb::Get, "/cache/users/{id}", Access::Scope(Scope::ADMIN)),
     Route::internal(
         Verb::Get,

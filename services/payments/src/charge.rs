@@ -97,7 +97,7 @@ struct Account {
     active: bool,
     credit_limit_cents: Option<i64>,
     currency: Option<String>,
-    /// Captured and not refunded, across the user's orders.
+    /// Captured and not refunded, across the user's orders, less what returns gave back.
     outstanding_cents: i64,
 }
 
@@ -141,7 +141,7 @@ async fn read_account(
     const ACCOUNT_UNLESS_SETTLED: &str = concat!(
         "SELECT users_cache.user_id IS NOT NULL AS known, coalesce(users_cache.active, false) AS active,
                 users_cache.credit_limit_cents, users_cache.currency,
-                (SELECT coalesce(sum(amount_cents), 0)::bigint FROM payments
+                (SELECT coalesce(sum(amount_cents - returned_cents), 0)::bigint FROM payments
                  WHERE user_id = $2 AND status = 'captured') AS outstanding_cents
          FROM (SELECT 1) AS one LEFT JOIN users_cache ON users_cache.user_id = $2
          WHERE NOT (",

@@ -76,6 +76,8 @@ struct Payment {
     order_id: Uuid,
     user_id: Uuid,
     amount_cents: i64,
+    /// What closed returns gave back of it, in cents.
+    returned_cents: i64,
     currency: String,
     status: String,
     reason: Option<String>,
@@ -92,7 +94,7 @@ async fn list(
         .ok_or_else(|| ApiError::bad_request("give ?order_id=<uuid>"))
         .and_then(|id| parse_uuid(id, "order"))?;
     let payments: Vec<Payment> = sqlx::query_as(
-        "SELECT id, order_id, user_id, amount_cents, currency, status, reason FROM payments WHERE order_id = $1",
+        "SELECT id, order_id, user_id, amount_cents, returned_cents, currency, status, reason FROM payments WHERE order_id = $1",
     )
     .bind(order_id)
     .fetch_all(&state.pool)

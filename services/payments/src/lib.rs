@@ -1,6 +1,7 @@
 //! The payments service: on `inventory.reserved` it charges the order against the user's
 //! credit limit from its cached copy of users (`payment.captured` or `payment.declined`);
-//! on `order.cancelled` it refunds what it captured (`payment.refunded`).
+//! on `order.cancelled` it refunds what it captured (`payment.refunded`); on `return.closed`
+//! it refunds the returned lines (`payment.return-refunded`).
 //!
 //! # Layout
 //!
@@ -9,11 +10,13 @@
 //!   publishes it: the table the router, the gateway and the OpenAPI document follow.
 //! - `charge`: charging an order against the user's credit balance, or declining it.
 //! - `refund`: refunding a cancelled order's payment.
+//! - `return_refund`: refunding a closed return's lines.
 //! - `users_cache`: the cached copy of users, guarded by version.
 
 mod charge;
 mod http;
 mod refund;
+mod return_refund;
 mod route_table;
 mod users_cache;
 
@@ -28,9 +31,14 @@ pub const SERVICE: &str = "payments";
 pub static DECLARATION: platform::Declaration = platform::Declaration {
     name: SERVICE,
     default_port: 8084,
-    summary: "charges orders against the user's credit limit from its cached copy of users (payment.captured or payment.declined) and refunds cancelled ones.",
+    summary: "charges orders against the user's credit limit from its cached copy of users (payment.captured or payment.declined), refunds cancelled ones and refunds closed returns (payment.return-refunded).",
     settings: &[],
-    emits: &["payment.captured", "payment.declined", "payment.refunded"],
+    emits: &[
+        "payment.captured",
+        "payment.declined",
+        "payment.refunded",
+        "payment.return-refunded",
+    ],
     routes: ROUTES,
     migrator: &MIGRATOR,
     cache_sources: &[platform::CacheSource {
@@ -61,7 +69,8 @@ pub fn consumer(names: &Names) -> anyhow::Result<Consumer> {
         .handler(users_cache::Updated)
         .handler(users_cache::Deactivated)
         .handler(charge::Charge)
-        .handler(order_saga::UndoOnCancel(refund::Refund))
+        .handler(flows::UndoOnFailure(refund::Refund))
+        .handler(return_refund::RefundReturn)
         .build()?)
 }
 

@@ -1,7 +1,9 @@
 //! The shipping service: on `payment.captured` it schedules a shipment to the user's address
 //! from its cached copy of users (`shipment.scheduled`), or fails when the country is not
 //! served (`shipment.failed`); on `order.cancelled` it cancels a scheduled shipment
-//! (`shipment.cancelled`).
+//! (`shipment.cancelled`). For the return flow it books the carrier's pickup of a return's
+//! parcel (`pickup.booked` or `pickup.failed`), has it collected (`return.received`) and
+//! cancels it for cancelled returns (`pickup.cancelled`).
 //!
 //! # Layout
 //!
@@ -11,16 +13,19 @@
 //! - `schedule`: scheduling a paid order's shipment, or failing it where the country is not
 //!   served.
 //! - `cancel`: cancelling a cancelled order's shipment.
+//! - `pickup`: a return's pickup: booked, collected, or cancelled with its return.
 //! - `users_cache`: the cached copy of users' addresses, guarded by version.
 
 mod cancel;
 mod http;
+mod pickup;
 mod route_table;
 mod schedule;
 mod users_cache;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use conveyor::{Consumer, Names};
 use platform::{ConfigError, Service, ServiceConfig, ServiceParts};
@@ -31,15 +36,25 @@ pub const SERVICE: &str = "shipping";
 pub static DECLARATION: platform::Declaration = platform::Declaration {
     name: SERVICE,
     default_port: 8085,
-    summary: "schedules a shipment to the user's cached address once an order is paid (shipment.scheduled, or shipment.failed where the country is not served) and cancels it for cancelled orders.",
-    settings: &[platform::Setting {
-        variable: "SHIPPING_COUNTRIES",
-        meaning: "comma-separated ISO codes of the countries served [default: EU countries, GB, NO, CH, US, CA]",
-    }],
+    summary: "schedules a shipment to the user's cached address once an order is paid (shipment.scheduled, or shipment.failed where the country is not served) and cancels it for cancelled orders; books, collects and cancels returns' pickups.",
+    settings: &[
+        platform::Setting {
+            variable: "SHIPPING_COUNTRIES",
+            meaning: "comma-separated ISO codes of the countries served [default: EU countries, GB, NO, CH, US, CA]",
+        },
+        platform::Setting {
+            variable: "PICKUP_COLLECTED_AFTER",
+            meaning: "how long after a return's pickup is booked the carrier collects it (return.received), like 2s or 1h: the reference system's stand-in for a carrier [default: 2s]",
+        },
+    ],
     emits: &[
         "shipment.scheduled",
         "shipment.failed",
         "shipment.cancelled",
+        "pickup.booked",
+        "pickup.failed",
+        "pickup.cancelled",
+        "return.received",
     ],
     routes: ROUTES,
     migrator: &MIGRATOR,
@@ -66,10 +81,16 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub struct Settings {
     /// ISO 3166-1 alpha-2 codes of the countries shipments go to.
     pub countries: BTreeSet<String>,
+    /// How long after booking a pickup the carrier collects the parcel.
+    pub collect_after: Duration,
 }
 
+/// `PICKUP_COLLECTED_AFTER` when unset.
+const DEFAULT_COLLECT_AFTER: Duration = Duration::from_secs(2);
+
 impl Settings {
-    /// `SHIPPING_COUNTRIES`: comma-separated ISO codes.
+    /// `SHIPPING_COUNTRIES`: comma-separated ISO codes; `PICKUP_COLLECTED_AFTER`: a
+    /// duration.
     ///
     /// # Errors
     /// [`ConfigError`] when an entry is not a two-letter upper-case code.
@@ -83,7 +104,12 @@ impl Settings {
                 "comma-separated ISO 3166-1 alpha-2 codes, like FR,DE,IE",
             )
         })?;
-        Ok(Self { countries })
+        let collect_after =
+            platform::duration_setting("PICKUP_COLLECTED_AFTER", DEFAULT_COLLECT_AFTER)?;
+        Ok(Self {
+            countries,
+            collect_after,
+        })
     }
 
     fn parse(text: &str) -> Option<BTreeSet<String>> {
@@ -102,6 +128,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             countries: Self::parse(DEFAULT_COUNTRIES).unwrap_or_default(),
+            collect_after: DEFAULT_COLLECT_AFTER,
         }
     }
 }
@@ -120,7 +147,14 @@ pub fn consumer(names: &Names, settings: &Settings) -> anyhow::Result<Consumer> 
         .handler(schedule::Schedule {
             countries: Arc::new(settings.countries.clone()),
         })
-        .handler(order_saga::UndoOnCancel(cancel::Cancel))
+        .handler(flows::UndoOnFailure(cancel::Cancel))
+        .handler(pickup::Book {
+            countries: Arc::new(settings.countries.clone()),
+        })
+        .handler(pickup::Collect {
+            collect_after: settings.collect_after,
+        })
+        .handler(flows::UndoOnFailure(pickup::CancelPickup))
         .build()?)
 }
 

@@ -340,7 +340,7 @@ async fn a_second_payment_event_for_a_shipped_order_schedules_nothing_more() -> 
     Ok(())
 }
 
-// Cancel: order.cancelled → shipment.cancelled, through order_saga::UndoOnCancel.
+// Cancel: order.cancelled → shipment.cancelled, through flows::UndoOnFailure.
 
 #[tokio::test]
 async fn a_cancelled_order_cancels_its_scheduled_shipment() -> anyhow::Result<()> {

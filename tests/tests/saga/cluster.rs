@@ -16,6 +16,8 @@ const LOAD: LoadOptions = LoadOptions {
     rate: Some(40.0),
     cancel_every: 5,
     cancel_within: Duration::from_millis(50),
+    // Returns in flight while a node goes down.
+    return_every: 10,
 };
 
 /// Connections of `vhost` that `node` holds.
@@ -114,6 +116,13 @@ async fn settled(
     for invariant in &report.invariants {
         assert!(invariant.ok, "{}: {}", invariant.name, invariant.detail);
     }
+    assert!(
+        report
+            .returns
+            .get("closed")
+            .is_some_and(|closed| *closed > 0),
+        "{report:?}"
+    );
     report
 }
 

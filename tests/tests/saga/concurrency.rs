@@ -72,6 +72,7 @@ async fn a_customer_cancel_racing_the_saga_leaves_every_order_consistent() {
             order_id,
             path: Path::CustomerCancel,
             cancel_accepted: Some(accepted),
+            returned: None,
         });
     }
     // Payments now sees the reservations of orders already cancelled.

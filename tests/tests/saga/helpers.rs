@@ -125,12 +125,34 @@ pub(crate) async fn start_as(
     names: Names,
     service_amqp: BTreeMap<ServiceName, AmqpConfig>,
 ) -> System {
+    start_tuned(env, services, saga_timeout, names, service_amqp, |_| {}).await
+}
+
+/// As [`start`], with the services' own settings as `tune` leaves them.
+pub(crate) async fn start_with_settings(
+    services: &[&str],
+    tune: impl FnOnce(&mut platform::OwnSettings),
+) -> System {
+    let env = TestEnv::new().await;
+    let names = Names::default();
+    let timeout = Duration::from_secs(60);
+    start_tuned(env, services, timeout, names, BTreeMap::new(), tune).await
+}
+
+async fn start_tuned(
+    env: TestEnv,
+    services: &[&str],
+    saga_timeout: Duration,
+    names: Names,
+    service_amqp: BTreeMap<ServiceName, AmqpConfig>,
+    tune: impl FnOnce(&mut platform::OwnSettings),
+) -> System {
     let admin = system::run_admin();
     let mut database_urls = BTreeMap::new();
     for service in ServiceName::all() {
         database_urls.insert(service, env.create_database(service.as_str()).await);
     }
-    let config = system::SystemConfig {
+    let mut config = system::SystemConfig {
         amqp: AmqpConfig::new(env.amqp.url(), "system test"),
         service_amqp: service_amqp.clone(),
         database_urls: database_urls.clone(),
@@ -145,6 +167,7 @@ pub(crate) async fn start_as(
         users_url: String::new(),
         shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
     };
+    tune(&mut config.own_settings);
     let (stop, running, urls, api) = run_services(&config, services, &admin).await;
     System {
         api,
@@ -169,7 +192,10 @@ fn own_settings(
     admin: &users_service::AdminAccount,
 ) -> platform::OwnSettings {
     let mut settings = platform::OwnSettings::default();
-    settings.insert(orders_service::Settings { saga_timeout });
+    settings.insert(orders_service::Settings {
+        saga_timeout,
+        ..orders_service::Settings::default()
+    });
     settings.insert(shipping_service::Settings::default());
     settings.insert(users_service::Settings {
         admin: Some(admin.clone()),

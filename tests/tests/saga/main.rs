@@ -25,6 +25,7 @@ mod processes;
 mod reconcile;
 mod reordering;
 mod replicas;
+mod returns;
 mod rollback;
 mod rolling;
 mod route_matrix;

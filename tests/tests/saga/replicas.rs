@@ -92,6 +92,9 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
         rate: None,
         cancel_every: 2,
         cancel_within: Duration::from_millis(40),
+        // None yet: a customer waits for an order to be confirmed before returning it, so
+        // the orders of the first half would all have ended before the kills.
+        return_every: 0,
     };
 
     let mut placed = scenario::place(&everyone, &fixtures, &half, |_| {})
@@ -115,8 +118,13 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
         processes.remove(victim).kill();
     }
     let survivors = api(&processes, &admin).await;
+    // Returns too, on the survivors, while they take over the killed processes' work.
+    let with_returns = LoadOptions {
+        return_every: 10,
+        ..half
+    };
     placed.extend(
-        scenario::place(&survivors, &fixtures, &half, |_| {})
+        scenario::place(&survivors, &fixtures, &with_returns, |_| {})
             .await
             .unwrap(),
     );
@@ -141,5 +149,12 @@ async fn three_processes_of_each_service_keep_the_books_while_one_of_each_is_kil
     }
     assert!(report.customer_cancels_accepted > 0, "{report:?}");
     assert!(report.compensations["payments refunded"] > 0, "{report:?}");
+    assert!(
+        report
+            .returns
+            .get("closed")
+            .is_some_and(|closed| *closed > 0),
+        "{report:?}"
+    );
     assert!(report.confirmed > 100, "{report:?}");
 }

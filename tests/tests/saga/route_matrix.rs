@@ -92,8 +92,10 @@ struct Fixture {
     owner_email: String,
     owner_password: String,
     sku: String,
-    /// The owner's order, ended (confirmed or cancelled), with its payment and reservation.
+    /// The owner's order, confirmed, with its payment and reservation.
     order: String,
+    /// The owner's return of that order's one unit.
+    returned: String,
     /// Keeps this run's sign-ups and products apart from any other's.
     run: String,
     tokens: BTreeMap<Who, String>,
@@ -117,6 +119,7 @@ impl Fixture {
             path.push('/');
             path.push_str(match segment {
                 "{id}" if previous == "orders" => self.order.as_str(),
+                "{id}" if previous == "returns" => self.returned.as_str(),
                 "{id}" => self.owner.as_str(),
                 "{sku}" => self.sku.as_str(),
                 "{order_id}" => self.order.as_str(),
@@ -155,6 +158,9 @@ impl Fixture {
             (Verb::Post, "/orders") => {
                 json!({ "user_id": self.owner, "items": [{ "sku": self.sku, "quantity": 1 }] })
             }
+            (Verb::Post, "/orders/{id}/returns") => {
+                json!({ "lines": [{ "sku": self.sku, "quantity": 1 }] })
+            }
             (Verb::Post, "/products") => json!({
                 "sku": format!("MATRIX-{n}-{}", self.run[..6].to_ascii_uppercase()),
                 "name": "Matrix", "price_cents": 100, "stock": 1,
@@ -169,6 +175,7 @@ impl Fixture {
                 | "/auth/keys"
                 | "/auth/keys/{kid}/retire"
                 | "/orders/{id}/cancel"
+                | "/returns/{id}/cancel"
                 | "/products/republish",
             ) => json!({}),
             _ => panic!("the route matrix has no request for {row}: add one to Fixture::body"),
@@ -182,6 +189,10 @@ fn also_allowed(row: &Route) -> &'static [StatusCode] {
     match (row.verb, row.path) {
         // The order has ended, so it cannot be cancelled (again).
         (Verb::Post, "/orders/{id}/cancel") => &[StatusCode::CONFLICT],
+        // The order's one unit is being returned, unless that return was cancelled.
+        (Verb::Post, "/orders/{id}/returns") => &[StatusCode::UNPROCESSABLE_ENTITY],
+        // The return may have ended, so it cannot be cancelled (again).
+        (Verb::Post, "/returns/{id}/cancel") => &[StatusCode::CONFLICT],
         // No key has this id: the admin may retire keys, there is none to retire.
         (Verb::Post, "/auth/keys/{kid}/retire") => &[StatusCode::NOT_FOUND],
         _ => &[],
@@ -345,7 +356,15 @@ async fn set_up() -> (System, RunningGateway, Fixture) {
     let items = json!({ "items": [{ "sku": sku, "quantity": 1 }] });
     let placed = owner.api.post("orders", "/orders", &items).await.unwrap();
     let order = placed["id"].as_str().unwrap().to_owned();
-    system.final_order(&order).await;
+    let ended = system.final_order(&order).await;
+    assert_eq!(ended["status"], "confirmed", "{ended}");
+    let unit = json!({ "lines": [{ "sku": sku, "quantity": 1 }] });
+    let returned = owner
+        .api
+        .post("orders", &format!("/orders/{order}/returns"), &unit)
+        .await
+        .unwrap();
+    let returned = returned["id"].as_str().unwrap().to_owned();
     let inventory = json!({ "name": "matrix feed", "scopes": [Scope::INVENTORY_WRITE] });
     let events = json!({
         "name": "matrix events", "scopes": [Scope::EVENTS_PUBLISH],
@@ -368,6 +387,7 @@ async fn set_up() -> (System, RunningGateway, Fixture) {
         owner_password,
         sku,
         order,
+        returned,
         run: uuid::Uuid::new_v4().simple().to_string(),
         tokens,
     };

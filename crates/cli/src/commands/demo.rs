@@ -143,6 +143,7 @@ fn to_json(report: &Report, replicas: u16) -> serde_json::Value {
         "latency_ms": report.latency_ms,
         "orders_per_second": report.orders_per_second,
         "customer_cancels": { "accepted": report.customer_cancels_accepted, "too_late": report.customer_cancels_too_late },
+        "returns": report.returns,
         "compensations": report.compensations,
         "dead_letters": report.dead_letters,
         "unrouted": report.unrouted,
@@ -178,6 +179,16 @@ fn print_summary(report: &Report, replicas: u16) {
     println!(
         "  customer cancels {} in time, {} too late (already confirmed)",
         report.customer_cancels_accepted, report.customer_cancels_too_late
+    );
+    let returns: Vec<String> = report
+        .returns
+        .iter()
+        .map(|(end, n)| format!("{end} {n}"))
+        .collect();
+    println!(
+        "  returns          {}  ({})",
+        report.returns.values().sum::<usize>(),
+        returns.join(", ")
     );
     println!("  compensations    {}", compensations.join(", "));
     println!(

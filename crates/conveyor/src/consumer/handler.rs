@@ -186,6 +186,25 @@ impl<'t> HandlerContext<'t> {
         Ok(())
     }
 
+    /// Schedules a follow-up event like [`HandlerContext::emit`], to be sent `delay` of
+    /// watched time after this handling commits ([`Outbox::add_after`]): a step that
+    /// happens later (a carrier's collection), or a deadline of its own.
+    ///
+    /// # Errors
+    /// As [`HandlerContext::emit`].
+    pub async fn emit_after<E: Event>(
+        &mut self,
+        subject: impl std::fmt::Display,
+        event: &E,
+        delay: std::time::Duration,
+    ) -> Result<(), HandlerError> {
+        let envelope = Envelope::of(self.service, event)
+            .with_subject(subject.to_string())
+            .caused_by(self.meta.id, self.meta.correlation_id);
+        self.outbox.add_after(self.tx, &envelope, delay).await?;
+        Ok(())
+    }
+
     /// Takes back, in the same transaction, the scheduled events of type `E` about
     /// `subject` (a deadline its flow no longer needs: [`Outbox::add_after`]); answers how
     /// many. Zero when none was scheduled, or one is already on its way: the handler that

@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::api::Api;
-use super::invariants::{self, Invariant, Observed, PaymentView, RunState, ShipmentView};
+use super::invariants::{
+    self, Invariant, Observed, PaymentView, ReturnView, RunState, ShipmentView,
+};
 use super::load::Placed;
 use super::queues::Strays;
 use super::setup::Fixtures;
@@ -24,6 +26,8 @@ pub struct Report {
     pub cancelled: BTreeMap<String, usize>,
     pub customer_cancels_accepted: usize,
     pub customer_cancels_too_late: usize,
+    /// Returns asked for, by how they ended (`closed`, `cancelled`).
+    pub returns: BTreeMap<String, usize>,
     /// Compensations run: payments refunded, reservations released, shipments cancelled.
     pub compensations: BTreeMap<String, usize>,
     /// Saga latency, order placed to final state, in milliseconds.
@@ -55,6 +59,7 @@ impl Report {
         };
         self.confirmed == other.confirmed
             && self.cancelled == other.cancelled
+            && self.returns == other.returns
             && self.compensations == other.compensations
             && details(self) == details(other)
     }
@@ -76,6 +81,44 @@ pub async fn wait_until_settled(
             anyhow::bail!("{pending} orders are still pending after {within:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Waits until no return of this run is pending.
+///
+/// # Errors
+/// When some are still pending after `within`.
+pub(crate) async fn wait_until_returns_settled(
+    api: &Api,
+    placed: &[Placed],
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    let mut pending: Vec<&str> = placed
+        .iter()
+        .filter_map(|order| order.returned.as_ref())
+        .map(|back| back.return_id.as_str())
+        .collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for id in pending {
+            let back = api.get("orders", &format!("/returns/{id}")).await?;
+            if back["status"] == "pending" {
+                still.push(id);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "{} returns are still pending after {within:?}",
+                pending.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(())
 }
@@ -173,12 +216,21 @@ async fn observe(api: &Api, placed: &Placed) -> anyhow::Result<Observed> {
     } else {
         None
     };
+    let returned = match &placed.returned {
+        Some(asked) => {
+            let id = &asked.return_id;
+            let back = api.get("orders", &format!("/returns/{id}")).await?;
+            Some(typed::<ReturnView>(back, || format!("return {id}"))?)
+        }
+        None => None,
+    };
     Ok(Observed {
         placed: placed.clone(),
         order: typed(order, || format!("order {id}"))?,
         payments: typed::<PaymentList>(payments, || format!("the payments of {id}"))?.payments,
         shipments: typed::<ShipmentList>(shipments, || format!("the shipments of {id}"))?.shipments,
         reservation,
+        returned,
     })
 }
 
@@ -257,6 +309,7 @@ fn summary(
         cancelled,
         customer_cancels_accepted: cancels(true),
         customer_cancels_too_late: cancels(false),
+        returns: returns_by_end(orders),
         compensations: compensations(orders),
         latency_ms: latency_percentiles(orders),
         orders_per_second: orders.len() as f64 / span_seconds(orders),
@@ -265,6 +318,15 @@ fn summary(
         busy_answers,
         invariants,
     }
+}
+
+/// Returns asked for, by how they ended.
+fn returns_by_end(orders: &[Observed]) -> BTreeMap<String, usize> {
+    let mut ends: BTreeMap<String, usize> = BTreeMap::new();
+    for back in orders.iter().filter_map(|seen| seen.returned.as_ref()) {
+        *ends.entry(back.status.clone()).or_default() += 1;
+    }
+    ends
 }
 
 /// Compensations run: payments refunded, shipments cancelled, reservations released (no

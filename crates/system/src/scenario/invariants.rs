@@ -22,8 +22,11 @@ pub struct Invariant {
 
 const EVERY_ORDER_FINAL: &str = "every order is confirmed or cancelled";
 const AS_PREDICTED: &str = "each order ended as its path predicts";
-const MONEY: &str = "money captured minus refunded equals the totals of confirmed orders";
-const STOCK: &str = "stock reserved equals the quantities of confirmed orders";
+const MONEY: &str =
+    "money captured minus refunded equals the totals of confirmed orders minus closed returns";
+const STOCK: &str =
+    "stock reserved equals the quantities of confirmed orders minus those of closed returns";
+const EVERY_RETURN_FINAL: &str = "every return is closed or cancelled, as its customer chose";
 const SHIPMENTS: &str = "a shipment exists only for confirmed orders, one each";
 const NO_DEAD_LETTERS: &str = "no message lost or dead-lettered";
 const NOTHING_UNROUTED: &str = "every event had a queue to go to";
@@ -54,12 +57,26 @@ pub(crate) struct ItemView {
     pub(crate) quantity: i64,
 }
 
-/// A payment as the payments service lists it: a refund turns `captured` into `refunded`.
+/// A payment as the payments service lists it: a refund turns `captured` into `refunded`;
+/// closed returns give back `returned_cents` of a captured one.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct PaymentView {
     pub(crate) status: String,
     pub(crate) amount_cents: i64,
+    pub(crate) returned_cents: i64,
+}
+
+/// A return as the orders service answers `GET /returns/{id}`: the fields read here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ReturnView {
+    pub(crate) id: String,
+    /// `pending`, `closed` or `cancelled`.
+    pub(crate) status: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) refund_cents: i64,
+    pub(crate) lines: Vec<ItemView>,
 }
 
 /// A shipment as the shipping service lists it: `scheduled` or `cancelled`.
@@ -78,16 +95,30 @@ pub(crate) struct Observed {
     pub(crate) shipments: Vec<ShipmentView>,
     /// Inventory's reservation for it (`reserved`, `released`); none when it has none.
     pub(crate) reservation: Option<String>,
+    /// The return its customer asked for, as it ended; none when none was asked.
+    pub(crate) returned: Option<ReturnView>,
 }
 
 impl Observed {
-    /// Cents captured and not refunded.
+    /// Cents captured and not refunded, nor given back by a return.
     fn captured(&self) -> i64 {
         self.payments
             .iter()
             .filter(|payment| payment.status == "captured")
-            .map(|payment| payment.amount_cents)
+            .map(|payment| payment.amount_cents - payment.returned_cents)
             .sum()
+    }
+
+    /// The return of this order that closed, if any.
+    fn closed_return(&self) -> Option<&ReturnView> {
+        self.returned
+            .as_ref()
+            .filter(|back| back.status == "closed")
+    }
+
+    /// What the order keeps: its total less a closed return's refund.
+    fn kept_cents(&self) -> i64 {
+        self.order.total_cents - self.closed_return().map_or(0, |back| back.refund_cents)
     }
 
     fn scheduled_shipments(&self) -> usize {
@@ -117,6 +148,7 @@ pub(crate) fn all(state: &RunState) -> Vec<Invariant> {
         money_balances(&state.orders),
         stock_matches(&state.orders, &state.reserved),
         shipments_match(&state.orders),
+        every_return_final(&state.orders),
         no_dead_letters(state.strays.dead_letters),
         nothing_unrouted(state.strays.unrouted),
     ]
@@ -173,14 +205,14 @@ fn money_balances(orders: &[Observed]) -> Invariant {
     let mut failures = Vec::new();
     let (mut net_captured, mut confirmed_totals) = (0_i64, 0_i64);
     for seen in orders {
-        let (id, total, captured) = (&seen.order.id, seen.order.total_cents, seen.captured());
+        let (id, kept, captured) = (&seen.order.id, seen.kept_cents(), seen.captured());
         net_captured += captured;
         match seen.order.status.as_str() {
             "confirmed" => {
-                confirmed_totals += total;
-                if captured != total {
+                confirmed_totals += kept;
+                if captured != kept {
                     failures.push(format!(
-                        "confirmed order {id} has {captured} captured for a total of {total}"
+                        "confirmed order {id} has {captured} captured where it keeps {kept}"
                     ));
                 }
             }
@@ -211,6 +243,9 @@ fn stock_matches(orders: &[Observed], reserved: &[(String, i64)]) -> Invariant {
     {
         for item in &seen.order.items {
             *held.entry(item.sku.as_str()).or_default() += item.quantity;
+        }
+        for line in seen.closed_return().iter().flat_map(|back| &back.lines) {
+            *held.entry(line.sku.as_str()).or_default() -= line.quantity;
         }
     }
     let mut failures: Vec<String> = reserved
@@ -266,6 +301,32 @@ fn shipments_match(orders: &[Observed]) -> Invariant {
     invariant(SHIPMENTS, &failures, ok)
 }
 
+/// Every return ended: cancelled when its customer's cancel was accepted, closed otherwise
+/// (the run's customers live where pickups go, within the return's deadline).
+fn every_return_final(orders: &[Observed]) -> Invariant {
+    let mut failures = Vec::new();
+    let mut closed = 0;
+    for seen in orders {
+        let (Some(asked), Some(back)) = (&seen.placed.returned, &seen.returned) else {
+            continue;
+        };
+        let expected = match asked.cancel_accepted {
+            Some(true) => "cancelled",
+            _ => "closed",
+        };
+        if back.status != expected {
+            failures.push(format!(
+                "return {} is {} ({:?}), where {expected} was expected",
+                back.id, back.status, back.reason
+            ));
+        }
+        closed += usize::from(back.status == "closed");
+    }
+    let asked = orders.iter().filter(|seen| seen.returned.is_some()).count();
+    let ok = format!("{asked} returns: {closed} closed, the rest cancelled by their customers");
+    invariant(EVERY_RETURN_FINAL, &failures, ok)
+}
+
 /// No event of the run ended in a dead-letter queue.
 fn no_dead_letters(dead_letters: u64) -> Invariant {
     let failures = if dead_letters == 0 {
@@ -297,6 +358,7 @@ mod tests {
 
     use super::*;
     use crate::scenario::Path;
+    use crate::scenario::load::Returned;
 
     /// An order of `total` cents placed on `path`, still pending, that no service has acted
     /// on yet.
@@ -306,6 +368,7 @@ mod tests {
                 order_id: id.to_owned(),
                 path,
                 cancel_accepted,
+                returned: None,
             },
             order: OrderView {
                 id: id.to_owned(),
@@ -316,6 +379,7 @@ mod tests {
             payments: Vec::new(),
             shipments: Vec::new(),
             reservation: None,
+            returned: None,
         }
     }
 
@@ -336,6 +400,7 @@ mod tests {
         PaymentView {
             status: status.to_owned(),
             amount_cents,
+            returned_cents: 0,
         }
     }
 
@@ -373,10 +438,35 @@ mod tests {
         withdrawn.shipments = vec![shipment("cancelled")];
         withdrawn.reservation = Some("released".to_owned());
         RunState {
-            orders: vec![confirmed, declined, withdrawn],
-            reserved: vec![("sku-a".to_owned(), 2), ("sku-b".to_owned(), 0)],
+            orders: vec![confirmed, declined, withdrawn, returned_in_part()],
+            reserved: vec![("sku-a".to_owned(), 3), ("sku-b".to_owned(), 0)],
             strays: Strays::default(),
         }
+    }
+
+    /// A confirmed order of 2 × sku-a for 1000 of which the customer returned one (closed:
+    /// 500 given back, the unit restocked).
+    fn returned_in_part() -> Observed {
+        let mut kept = ended(order("o4", Path::Regular, None, 1000), "confirmed", None);
+        kept.order.items = vec![item("sku-a", 2)];
+        kept.payments = vec![PaymentView {
+            returned_cents: 500,
+            ..payment("captured", 1000)
+        }];
+        kept.shipments = vec![shipment("scheduled")];
+        kept.reservation = Some("reserved".to_owned());
+        kept.placed.returned = Some(Returned {
+            return_id: "r1".to_owned(),
+            cancel_accepted: None,
+        });
+        kept.returned = Some(ReturnView {
+            id: "r1".to_owned(),
+            status: "closed".to_owned(),
+            reason: None,
+            refund_cents: 500,
+            lines: vec![item("sku-a", 1)],
+        });
+        kept
     }
 
     /// The invariants that fail in `state`, by name, and each one's detail.
@@ -415,6 +505,7 @@ mod tests {
                 MONEY,
                 STOCK,
                 SHIPMENTS,
+                EVERY_RETURN_FINAL,
                 NO_DEAD_LETTERS,
                 NOTHING_UNROUTED
             ]
@@ -430,11 +521,12 @@ mod tests {
         assert_eq!(
             details,
             [
-                "3 orders, none pending",
-                "3 orders: declined, undeliverable, sold out and cancelled where meant, the rest confirmed",
-                "1000 = 1000 cents",
+                "4 orders, none pending",
+                "4 orders: declined, undeliverable, sold out and cancelled where meant, the rest confirmed",
+                "1500 = 1500 cents",
                 "2 products checked",
-                "1 shipments for 1 confirmed orders",
+                "2 shipments for 2 confirmed orders",
+                "1 returns: 1 closed, the rest cancelled by their customers",
                 "0 new dead letters",
                 "0 new messages in conveyor.unrouted",
             ]
@@ -446,7 +538,7 @@ mod tests {
     #[test]
     fn a_pending_order_is_named() {
         let mut state = healthy();
-        state.orders.push(order("o4", Path::Regular, None, 700));
+        state.orders.push(order("o5", Path::Regular, None, 700));
         let failing = failing(&state);
         assert_eq!(
             failing.keys().copied().collect::<Vec<_>>(),
@@ -455,9 +547,9 @@ mod tests {
         );
         assert_eq!(
             failing[EVERY_ORDER_FINAL],
-            "1 failures, e.g. order o4 is pending"
+            "1 failures, e.g. order o5 is pending"
         );
-        assert!(failing[AS_PREDICTED].contains("order o4 (Regular) ended pending"));
+        assert!(failing[AS_PREDICTED].contains("order o5 (Regular) ended pending"));
     }
 
     #[test]
@@ -470,7 +562,7 @@ mod tests {
         cancelled.payments = vec![payment("refunded", 1000)];
         cancelled.shipments = vec![shipment("cancelled")];
         cancelled.reservation = Some("released".to_owned());
-        state.reserved[0].1 = 0;
+        state.reserved[0].1 = 1;
         only_fails(
             &state,
             AS_PREDICTED,
@@ -485,11 +577,11 @@ mod tests {
         only_fails(
             &state,
             MONEY,
-            "confirmed order o1 has 2000 captured for a total of 1000",
+            "confirmed order o1 has 2000 captured where it keeps 1000",
         );
         assert!(
             failing(&state)[MONEY]
-                .contains("captured minus refunded is 2000, confirmed totals are 1000")
+                .contains("captured minus refunded is 2500, confirmed totals are 1500")
         );
     }
 
@@ -523,6 +615,36 @@ mod tests {
         let mut state = healthy();
         state.orders[0].reservation = None;
         only_fails(&state, STOCK, "confirmed order o1 has reservation None");
+    }
+
+    #[test]
+    fn a_closed_return_not_refunded_breaks_the_money_and_one_not_restocked_the_stock() {
+        let mut state = healthy();
+        state.orders[3].payments[0].returned_cents = 0;
+        only_fails(
+            &state,
+            MONEY,
+            "confirmed order o4 has 1000 captured where it keeps 500",
+        );
+        let mut state = healthy();
+        state.reserved[0].1 = 4;
+        only_fails(&state, STOCK, "sku-a: 4 reserved, confirmed orders hold 3");
+    }
+
+    #[test]
+    fn a_return_that_did_not_end_as_its_customer_chose_is_named() {
+        let mut state = healthy();
+        if let Some(back) = state.orders[3].returned.as_mut() {
+            back.status = "pending".to_owned();
+        }
+        // Still pending: nothing was given back or restocked, as the money and stock say.
+        state.orders[3].payments[0].returned_cents = 0;
+        state.reserved[0].1 = 4;
+        only_fails(
+            &state,
+            EVERY_RETURN_FINAL,
+            "return r1 is pending (None), where closed was expected",
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Placing orders: a mix that reaches every path of the saga, at a chosen concurrency and
-//! rate, with some customers cancelling right after placing (racing the saga).
+//! rate, with some customers cancelling right after placing (racing the saga), and some
+//! returning a line once their order is confirmed (some cancelling the return at once).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +26,10 @@ pub struct LoadOptions {
     /// How long after placing a customer cancels: spread evenly from at once to this, so
     /// cancels land at every step of the saga, not only before its first.
     pub cancel_within: Duration,
+    /// Every this many regular orders, its customer returns a unit of its first line once
+    /// it is confirmed, and every third of those cancels the return at once (racing the
+    /// return flow); 0 for none.
+    pub return_every: usize,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +40,7 @@ impl Default for LoadOptions {
             rate: None,
             cancel_every: 20,
             cancel_within: Duration::ZERO,
+            return_every: 10,
         }
     }
 }
@@ -55,6 +61,16 @@ pub struct Placed {
     pub order_id: String,
     pub path: Path,
     /// For customer cancels: whether the cancel came before the saga ended.
+    pub cancel_accepted: Option<bool>,
+    /// The return its customer asked for, if any.
+    pub returned: Option<Returned>,
+}
+
+/// A return as asked for.
+#[derive(Debug, Clone)]
+pub struct Returned {
+    pub return_id: String,
+    /// For returns cancelled at once: whether the cancel came before the return ended.
     pub cancel_accepted: Option<bool>,
 }
 
@@ -145,11 +161,75 @@ async fn place_one(
     } else {
         None
     };
+    let returned = if path == Path::Regular && wants_return(index, options.return_every) {
+        let cancel = (index / options.return_every) % 3 == 2;
+        return_when_confirmed(&api, &order_id, &body, cancel).await?
+    } else {
+        None
+    };
     Ok(Placed {
         order_id,
         path,
         cancel_accepted,
+        returned,
     })
+}
+
+fn wants_return(index: usize, every: usize) -> bool {
+    every > 0 && index.is_multiple_of(every)
+}
+
+/// How long a customer waits for an order to end before giving up on returning it: the
+/// order's deadline bounds it, so a longer wait means the system is stuck, which settling
+/// reports.
+const ORDER_ENDS_WITHIN: Duration = Duration::from_secs(300);
+
+/// Once the order is confirmed, its customer returns a unit of its first line, and cancels
+/// the return at once when `cancel`. Nothing for an order that ended otherwise.
+async fn return_when_confirmed(
+    api: &Api,
+    order_id: &str,
+    body: &Value,
+    cancel: bool,
+) -> anyhow::Result<Option<Returned>> {
+    let started = Instant::now();
+    let status = loop {
+        let order = api.get("orders", &format!("/orders/{order_id}")).await?;
+        let status = order["status"].as_str().unwrap_or_default().to_owned();
+        if status != "pending" || started.elapsed() > ORDER_ENDS_WITHIN {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if status != "confirmed" {
+        return Ok(None);
+    }
+    let sku = &body["items"][0]["sku"];
+    let lines = json!({ "lines": [{ "sku": sku, "quantity": 1 }] });
+    let path = format!("/orders/{order_id}/returns");
+    let (status, answer) = api
+        .call(Method::POST, "orders", &path, Some(&lines), &[])
+        .await?;
+    anyhow::ensure!(
+        status == StatusCode::CREATED,
+        "returning a line of order {order_id} answered {status}: {answer}"
+    );
+    let return_id = answer["id"].as_str().unwrap_or_default().to_owned();
+    let cancel_accepted = if cancel {
+        let path = format!("/returns/{return_id}/cancel");
+        let (status, answer) = api.call(Method::POST, "orders", &path, None, &[]).await?;
+        anyhow::ensure!(
+            status == StatusCode::OK || status == StatusCode::CONFLICT,
+            "cancelling return {return_id} answered {status}: {answer}"
+        );
+        Some(status == StatusCode::OK)
+    } else {
+        None
+    };
+    Ok(Some(Returned {
+        return_id,
+        cancel_accepted,
+    }))
 }
 
 /// A delay from zero to `within`, spread evenly over the orders (a fixed stride through

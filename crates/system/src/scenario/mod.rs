@@ -4,7 +4,8 @@
 //!
 //! - `api`: a small client of the services' HTTP APIs.
 //! - `setup`: the users and products, and waiting for the cached copies to catch up.
-//! - `load`: placing the orders at a rate, with some customer cancels racing the saga.
+//! - `load`: placing the orders at a rate, with some customer cancels racing the saga, and
+//!   some returns once orders are confirmed.
 //! - `check`: reading the services' state at the end, and the report.
 //! - `invariants`: DESIGN.md's invariants over that state, one function each.
 //! - `queues`: counting the broker's queues: dead letters, unrouted events, queued work.
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 pub use api::Api;
 pub use check::{Report, pending_orders, report, wait_until_settled};
 pub use invariants::Invariant;
-pub use load::{LoadOptions, Path, Placed, place};
+pub use load::{LoadOptions, Path, Placed, Returned, place};
 pub use queues::{Strays, dead_letters, strays};
 pub use setup::{Fixtures, Tokens};
 
@@ -111,6 +112,7 @@ pub async fn settle_with_names(
 ) -> anyhow::Result<Report> {
     let deadline = Instant::now() + within;
     check::wait_until_settled(api, fixtures, within).await?;
+    check::wait_until_returns_settled(api, placed, within).await?;
     let read = || async {
         let strays = queues::strays(amqp, names).await?.since(before);
         check::report(api, fixtures, placed, strays).await

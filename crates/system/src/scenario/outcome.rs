@@ -58,6 +58,7 @@ mod tests {
             order_id: "o1".to_owned(),
             path,
             cancel_accepted,
+            returned: None,
         }
     }
 

@@ -1,0 +1,14 @@
+-- What closed returns gave back of a captured payment. Adding a column with a constant
+-- default rewrites nothing; the previous release's balance ignores it (it declines a little
+-- sooner until every instance runs this one).
+ALTER TABLE payments ADD COLUMN returned_cents BIGINT NOT NULL DEFAULT 0 CHECK (returned_cents >= 0);
+
+-- One row per closed return refunded.
+CREATE TABLE return_refunds (
+    return_id    UUID PRIMARY KEY,
+    order_id     UUID NOT NULL,
+    payment_id   UUID NOT NULL REFERENCES payments (id),
+    amount_cents BIGINT NOT NULL CHECK (amount_cents >= 0),
+    currency     TEXT NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);

@@ -1,0 +1,308 @@
+//! The return flow end to end: a customer sends lines of a confirmed order back; shipping
+//! books and collects the pickup, orders closes the return, inventory restocks and payments
+//! refunds; or the return is cancelled (pickup failed, the customer, its deadline) and the
+//! pickup with it, with nothing restocked or refunded.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::helpers::{ALL, System, start, start_with_settings};
+
+/// A confirmed order of `quantity` units of a new product at 500 cents, and its id.
+async fn confirmed_order(system: &System, quantity: i64) -> (String, String, String) {
+    let (user, sku) = system.customer_and_product(500, 10).await;
+    let order = system
+        .place(&user, json!([{ "sku": sku, "quantity": quantity }]))
+        .await;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let order = system.final_order(&order_id).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    (user, sku, order_id)
+}
+
+/// Asks to return `lines` of `order_id`; the status and the answer.
+async fn ask_return(system: &System, order_id: &str, lines: Value) -> (StatusCode, Value) {
+    let path = format!("/orders/{order_id}/returns");
+    let body = json!({ "lines": lines });
+    system
+        .api
+        .call(Method::POST, "orders", &path, Some(&body), &[])
+        .await
+        .unwrap()
+}
+
+/// Waits until the return is no longer pending, and returns it.
+async fn final_return(system: &System, return_id: &str) -> Value {
+    let path = format!("/returns/{return_id}");
+    system
+        .eventually(&format!("return {return_id} ends"), || async {
+            system.api.get("orders", &path).await.unwrap()["status"] != "pending"
+        })
+        .await;
+    system.api.get("orders", &path).await.unwrap()
+}
+
+async fn pool(system: &System, service: &str) -> PgPool {
+    PgPool::connect(&system.database_url(service))
+        .await
+        .unwrap()
+}
+
+/// What payments refunded for `return_id`, in cents, if anything.
+async fn refunded(payments: &PgPool, return_id: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT amount_cents FROM return_refunds WHERE return_id = $1::uuid")
+        .bind(return_id)
+        .fetch_optional(payments)
+        .await
+        .unwrap()
+}
+
+/// The status of `return_id`'s pickup, if shipping booked one.
+async fn pickup(shipping: &PgPool, return_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM pickups WHERE return_id = $1::uuid")
+        .bind(return_id)
+        .fetch_optional(shipping)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_return_is_collected_closed_restocked_and_refunded_once() {
+    let system = start(&ALL, Duration::from_secs(60)).await;
+    let (_, sku, order_id) = confirmed_order(&system, 3).await;
+    assert_eq!(system.reserved(&sku).await, 3);
+
+    let (status, asked) =
+        ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 2 }])).await;
+    assert_eq!(status, StatusCode::CREATED, "{asked}");
+    assert_eq!(asked["status"], "pending", "{asked}");
+    assert_eq!(asked["refund_cents"], 1000, "{asked}");
+    let return_id = asked["id"].as_str().unwrap().to_owned();
+
+    let closed = final_return(&system, &return_id).await;
+    assert_eq!(closed["status"], "closed", "{closed}");
+    let payments = pool(&system, "payments").await;
+    system
+        .eventually("the two units are restocked and refunded", || async {
+            system.reserved(&sku).await == 1 && refunded(&payments, &return_id).await == Some(1000)
+        })
+        .await;
+    let balance: i64 = sqlx::query_scalar(
+        "SELECT amount_cents - returned_cents FROM payments WHERE order_id = $1::uuid",
+    )
+    .bind(&order_id)
+    .fetch_one(&payments)
+    .await
+    .unwrap();
+    assert_eq!(
+        balance, 500,
+        "the order's payment keeps what was not returned"
+    );
+
+    // Two of the three came back: asking for two more is refused, naming the line.
+    let (status, refused) =
+        ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 2 }])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let message = refused.to_string();
+    assert!(
+        message.contains("lines[0].quantity") && message.contains("1 of the 3 bought are left"),
+        "{message}"
+    );
+    let (status, last) =
+        ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 1 }])).await;
+    assert_eq!(status, StatusCode::CREATED, "{last}");
+    let last = final_return(&system, last["id"].as_str().unwrap()).await;
+    assert_eq!(last["status"], "closed", "{last}");
+    system
+        .eventually("every unit is back in stock", || async {
+            system.reserved(&sku).await == 0
+        })
+        .await;
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_return_outside_the_rules_is_refused_with_the_field_named() {
+    let system = start(&ALL, Duration::from_secs(60)).await;
+    let (_, sku, order_id) = confirmed_order(&system, 2).await;
+
+    let refusal = |lines: Value| {
+        let system = &system;
+        let order_id = order_id.clone();
+        async move {
+            let (status, answer) = ask_return(system, &order_id, lines).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+            answer.to_string()
+        }
+    };
+    let unknown = refusal(json!([{ "sku": "TEA-NOT-BOUGHT", "quantity": 1 }])).await;
+    assert!(
+        unknown.contains("lines[0].sku") && unknown.contains("did not buy"),
+        "{unknown}"
+    );
+    let twice =
+        refusal(json!([{ "sku": sku, "quantity": 1 }, { "sku": sku, "quantity": 1 }])).await;
+    assert!(twice.contains("lines[1].sku"), "{twice}");
+    let too_many = refusal(json!([{ "sku": sku, "quantity": 3 }])).await;
+    assert!(too_many.contains("lines[0].quantity"), "{too_many}");
+
+    // Confirmed more than the return window (30 days) ago.
+    let orders = pool(&system, "orders").await;
+    sqlx::query("UPDATE orders SET finished_at = now() - interval '31 days' WHERE id = $1::uuid")
+        .bind(&order_id)
+        .execute(&orders)
+        .await
+        .unwrap();
+    let late = refusal(json!([{ "sku": sku, "quantity": 1 }])).await;
+    assert!(late.contains("RETURN_WINDOW"), "{late}");
+
+    // Someone else's order is no order at all; a pending one cannot be returned.
+    let (stranger, _, _) = crate::auth::sign_up(&system, "FR").await;
+    let (status, _) = stranger
+        .api
+        .call(
+            Method::POST,
+            "orders",
+            &format!("/orders/{order_id}/returns"),
+            Some(&json!({ "lines": [{ "sku": sku, "quantity": 1 }] })),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let returns: i64 = sqlx::query_scalar("SELECT count(*) FROM returns")
+        .fetch_one(&orders)
+        .await
+        .unwrap();
+    assert_eq!(returns, 0, "no refused return is stored");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_return_whose_pickup_cannot_be_booked_is_cancelled() {
+    let system = start(&ALL, Duration::from_secs(60)).await;
+    let (user, sku, order_id) = confirmed_order(&system, 1).await;
+    // The customer moved where shipping does not go.
+    let moved = json!({ "address": { "line1": "1 Rua", "city": "Recife", "postal_code": "50000", "country": "BR" } });
+    system
+        .api
+        .patch("users", &format!("/users/{user}"), &moved)
+        .await
+        .unwrap();
+    system
+        .eventually("shipping's copy has the new address", || async {
+            system
+                .cached_user("shipping", &user)
+                .await
+                .is_some_and(|cached| cached["country"] == "BR")
+        })
+        .await;
+
+    let (status, asked) =
+        ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 1 }])).await;
+    assert_eq!(status, StatusCode::CREATED, "{asked}");
+    let return_id = asked["id"].as_str().unwrap().to_owned();
+    let cancelled = final_return(&system, &return_id).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["reason"], "pickup-failed", "{cancelled}");
+    assert_eq!(
+        refunded(&pool(&system, "payments").await, &return_id).await,
+        None
+    );
+    assert_eq!(system.reserved(&sku).await, 1, "nothing was restocked");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_return_cancels_its_pickup_and_nothing_is_refunded() {
+    // The carrier comes late, so the customer's cancel is first.
+    let system = start_with_settings(&ALL, |settings| {
+        settings.insert(shipping_service::Settings {
+            collect_after: Duration::from_secs(3600),
+            ..shipping_service::Settings::default()
+        });
+    })
+    .await;
+    let (_, sku, order_id) = confirmed_order(&system, 1).await;
+    let (_, asked) = ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 1 }])).await;
+    let return_id = asked["id"].as_str().unwrap().to_owned();
+    let shipping = pool(&system, "shipping").await;
+    system
+        .eventually("the carrier is booked", || async {
+            pickup(&shipping, &return_id).await.as_deref() == Some("collecting")
+        })
+        .await;
+
+    let cancel = format!("/returns/{return_id}/cancel");
+    let cancelled = system
+        .api
+        .post("orders", &cancel, &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(cancelled["reason"], "customer-cancelled", "{cancelled}");
+    system
+        .eventually("the pickup is cancelled", || async {
+            pickup(&shipping, &return_id).await.as_deref() == Some("cancelled")
+        })
+        .await;
+    let collections: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM conveyor.scheduled WHERE event_type = 'return.received'",
+    )
+    .fetch_one(&shipping)
+    .await
+    .unwrap();
+    assert_eq!(collections, 0, "the carrier's collection was taken back");
+    let (status, again) = system
+        .api
+        .call(Method::POST, "orders", &cancel, Some(&json!({})), &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(
+        refunded(&pool(&system, "payments").await, &return_id).await,
+        None
+    );
+    assert_eq!(system.reserved(&sku).await, 1);
+
+    // The cancelled lines may be asked back again.
+    let (status, again) =
+        ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 1 }])).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_return_nobody_collects_is_cancelled_at_its_deadline() {
+    let system = start_with_settings(&ALL, |settings| {
+        settings.insert(shipping_service::Settings {
+            collect_after: Duration::from_secs(3600),
+            ..shipping_service::Settings::default()
+        });
+        settings.insert(orders_service::Settings {
+            return_timeout: Duration::from_secs(3),
+            ..orders_service::Settings::default()
+        });
+    })
+    .await;
+    let (_, sku, order_id) = confirmed_order(&system, 1).await;
+    let (_, asked) = ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 1 }])).await;
+    let return_id = asked["id"].as_str().unwrap().to_owned();
+
+    let cancelled = final_return(&system, &return_id).await;
+    assert_eq!(cancelled["reason"], "deadline-passed", "{cancelled}");
+    assert_eq!(cancelled["detail"], "no answer within 3s", "{cancelled}");
+    let shipping = pool(&system, "shipping").await;
+    system
+        .eventually("the pickup is cancelled", || async {
+            pickup(&shipping, &return_id).await.as_deref() == Some("cancelled")
+        })
+        .await;
+    assert_eq!(
+        refunded(&pool(&system, "payments").await, &return_id).await,
+        None
+    );
+    system.stop().await;
+}
