@@ -12,6 +12,8 @@
 //! - `flow`: the declaration's types.
 //! - `check`: a declaration against what the contract and the services say.
 //! - `diagram`: a declaration as a Mermaid flowchart.
+//! - `metrics`: the same series for every flow (runs started, ended by outcome and reason,
+//!   their duration, in flight).
 //! - `guard`: the compensation guard a flow's participants share: remembering failed runs,
 //!   so a late step is skipped, and undoing a step when a run fails.
 
@@ -19,6 +21,7 @@ mod check;
 mod diagram;
 mod flow;
 pub mod guard;
+pub mod metrics;
 
 pub use check::{Participants, check};
 pub use diagram::mermaid;

@@ -348,6 +348,7 @@ async fn place(
         .await?;
     deadline::schedule(&state.outbox, &mut tx, order_id, state.saga_timeout).await?;
     tx.commit().await?;
+    flows::metrics::run_started(&order_saga::ORDER_FLOW);
     Ok((StatusCode::CREATED, Json(placed.to_json())))
 }
 

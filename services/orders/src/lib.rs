@@ -181,13 +181,20 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Service> {
             outbox,
             saga_timeout: settings.saga_timeout,
         };
+        let in_flight = flows::metrics::InFlight {
+            flows: vec![&order_saga::ORDER_FLOW, &RETURN_FLOW],
+            pool: pool.clone(),
+        };
         let (router, public) = http::routes(state).finish()?;
         Ok(ServiceParts {
             router,
             public,
             verifier: None,
             consumer: Some(consumer),
-            background: vec![Box::new(move |shutdown| Box::pin(adopter.run(shutdown)))],
+            background: vec![
+                Box::new(move |shutdown| Box::pin(adopter.run(shutdown))),
+                Box::new(move |shutdown| Box::pin(in_flight.run(shutdown))),
+            ],
             openapi: openapi()?,
         })
     })

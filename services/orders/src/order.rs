@@ -142,9 +142,15 @@ impl SagaOutcome {
         }
     }
 
-    /// Counts it in `conveyor_saga_outcomes_total` and `conveyor_saga_duration_seconds`;
-    /// call once its transaction committed.
+    /// Counts it in `conveyor_saga_outcomes_total` and `conveyor_saga_duration_seconds`, and
+    /// in the order flow's `conveyor_flow_*` series; call once its transaction committed.
     pub(crate) fn record(&self) {
+        let outcome = if self.status == "confirmed" {
+            flows::Outcome::Success
+        } else {
+            flows::Outcome::Failure
+        };
+        flows::metrics::run_ended(&order_saga::ORDER_FLOW, outcome, &self.reason, self.seconds);
         let metrics = conveyor::metrics::metrics();
         metrics
             .saga_outcomes

@@ -138,6 +138,9 @@ async fn a_placed_order_waits_on_its_scheduled_deadline_until_it_ends() {
 
     // Shipping is not running: the order waits after its payment, its deadline with it.
     assert_eq!(deadlines_scheduled(&orders, &order_id).await, 1);
+    // The order flow's in-flight gauge counts it, through the runs query orders declares.
+    let in_flight = flows::metrics::count_in_flight(&orders, &order_saga::ORDER_FLOW);
+    assert_eq!(in_flight.await.unwrap(), 1);
     let cancelled = system
         .api
         .post("orders", &format!("/orders/{order_id}/cancel"), &json!({}))
@@ -145,6 +148,8 @@ async fn a_placed_order_waits_on_its_scheduled_deadline_until_it_ends() {
         .unwrap();
     assert_eq!(cancelled["reason"], "customer-cancelled", "{cancelled}");
     assert_eq!(deadlines_scheduled(&orders, &order_id).await, 0);
+    let in_flight = flows::metrics::count_in_flight(&orders, &order_saga::ORDER_FLOW);
+    assert_eq!(in_flight.await.unwrap(), 0);
     orders.close().await;
     system.stop().await;
 }

@@ -49,7 +49,7 @@ const NOBODY: &str = "http://127.0.0.1:9";
 
 /// What each order moves by exactly one, in the process that takes the step: the metric, and
 /// the labels its series has (`key=value`, comma-separated; the others are summed over).
-const STEPS_OF_AN_ORDER: [(ServiceName, &str, &str); 13] = [
+const STEPS_OF_AN_ORDER: [(ServiceName, &str, &str); 16] = [
     (
         ORDERS,
         "http_requests_total",
@@ -94,6 +94,17 @@ const STEPS_OF_AN_ORDER: [(ServiceName, &str, &str); 13] = [
         ORDERS,
         "conveyor_saga_duration_seconds_count",
         "outcome=confirmed",
+    ),
+    (ORDERS, "conveyor_flow_runs_started_total", "flow=order"),
+    (
+        ORDERS,
+        "conveyor_flow_runs_ended_total",
+        "flow=order,outcome=success,reason=",
+    ),
+    (
+        ORDERS,
+        "conveyor_flow_run_duration_seconds_count",
+        "flow=order,outcome=success",
     ),
 ];
 

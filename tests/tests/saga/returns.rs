@@ -84,6 +84,18 @@ async fn a_return_is_collected_closed_restocked_and_refunded_once() {
 
     let closed = final_return(&system, &return_id).await;
     assert_eq!(closed["status"], "closed", "{closed}");
+    // The return flow's own series, from its declaration: no metric was written for returns.
+    let text = conveyor::metrics::metrics().render();
+    for series in [
+        r#"conveyor_flow_runs_started_total{flow="return"}"#,
+        r#"conveyor_flow_runs_ended_total{flow="return",outcome="success",reason=""}"#,
+        r#"conveyor_flow_run_duration_seconds_count{flow="return",outcome="success"}"#,
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(series)),
+            "no {series} in\n{text}"
+        );
+    }
     let payments = pool(&system, "payments").await;
     system
         .eventually("the two units are restocked and refunded", || async {

@@ -23,12 +23,13 @@ impl EventHandler for Received {
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         let return_id = received.return_id;
-        let Some(closed) = store::close(ctx.tx(), return_id).await? else {
+        let Some(store::Ended { event, seconds }) = store::close(ctx.tx(), return_id).await? else {
             return Ok(());
         };
+        ctx.after_commit(move || store::record_end(flows::Outcome::Success, "", seconds));
         ctx.cancel_scheduled::<ReturnDeadlinePassedV1>(return_id)
             .await?;
-        ctx.emit(return_id, &closed).await
+        ctx.emit(return_id, &event).await
     }
 }
 
@@ -87,13 +88,17 @@ async fn cancel(
     reason: ReturnCancelReason,
     detail: String,
 ) -> Result<(), HandlerError> {
-    let Some(cancelled) = store::cancel(ctx.tx(), return_id, reason, detail).await? else {
+    let Some(store::Ended { event, seconds }) =
+        store::cancel(ctx.tx(), return_id, reason, detail).await?
+    else {
         return Ok(());
     };
+    let reason = events_schema::wire_name(reason);
+    ctx.after_commit(move || store::record_end(flows::Outcome::Failure, &reason, seconds));
     // When the deadline ended it, its event is the one being handled: out of the schedule.
     if ctx.event().event_type != ReturnDeadlinePassedV1::TYPE {
         ctx.cancel_scheduled::<ReturnDeadlinePassedV1>(return_id)
             .await?;
     }
-    ctx.emit(return_id, &cancelled).await
+    ctx.emit(return_id, &event).await
 }

@@ -187,6 +187,7 @@ pub(crate) async fn request(
         .add_after(&mut tx, &return_event(return_id, &deadline), timeout)
         .await?;
     tx.commit().await?;
+    flows::metrics::run_started(&super::RETURN_FLOW);
     Ok((StatusCode::CREATED, Json(to_json(&placed))))
 }
 
@@ -234,7 +235,11 @@ pub(crate) async fn cancel(
         "cancelled by the customer".to_owned(),
     )
     .await?;
-    let Some(cancelled) = cancelled else {
+    let Some(store::Ended {
+        event: cancelled,
+        seconds,
+    }) = cancelled
+    else {
         drop(tx);
         let found = find(&state, &caller, return_id).await?;
         return Err(ApiError::conflict(format!(
@@ -251,6 +256,8 @@ pub(crate) async fn cancel(
         .cancel_scheduled(&mut tx, "return.deadline-passed", &return_id.to_string())
         .await?;
     tx.commit().await?;
+    let reason = events_schema::wire_name(ReturnCancelReason::CustomerCancelled);
+    store::record_end(flows::Outcome::Failure, &reason, seconds);
     let found = find(&state, &caller, return_id).await?;
     Ok((StatusCode::OK, Json(to_json(&found))))
 }

@@ -60,11 +60,30 @@ pub(crate) fn return_event<E: events_schema::EventData>(return_id: Uuid, event: 
         .with_correlation_id(return_id)
 }
 
+/// A return that just ended: the event to emit, and how long it took.
+pub(crate) struct Ended<E> {
+    pub(crate) event: E,
+    pub(crate) seconds: f64,
+}
+
+impl Return {
+    fn seconds(&self) -> f64 {
+        let ended = self.finished_at.unwrap_or(self.created_at);
+        (ended - self.created_at).num_milliseconds() as f64 / 1000.0
+    }
+}
+
+/// Counts a return that ended after `seconds` in the return flow's metrics; call once the
+/// transaction that ended it committed.
+pub(crate) fn record_end(outcome: flows::Outcome, reason: &str, seconds: f64) {
+    flows::metrics::run_ended(&super::RETURN_FLOW, outcome, reason, seconds);
+}
+
 /// Closes `return_id` if it is still pending; `None` when it had already ended.
 pub(crate) async fn close(
     tx: &mut PgConnection,
     return_id: Uuid,
-) -> Result<Option<ReturnClosedV1>, sqlx::Error> {
+) -> Result<Option<Ended<ReturnClosedV1>>, sqlx::Error> {
     let closed = sqlx::query_as::<_, Return>(concat!(
         "UPDATE returns SET status = 'closed', finished_at = clock_timestamp()
          WHERE id = $1 AND status = 'pending' RETURNING ",
@@ -73,13 +92,16 @@ pub(crate) async fn close(
     .bind(return_id)
     .fetch_optional(tx)
     .await?;
-    Ok(closed.map(|closed| ReturnClosedV1 {
-        return_id,
-        order_id: closed.order_id,
-        user_id: closed.user_id,
-        lines: closed.lines.0,
-        refund_cents: closed.refund_cents,
-        currency: closed.currency,
+    Ok(closed.map(|closed| Ended {
+        seconds: closed.seconds(),
+        event: ReturnClosedV1 {
+            return_id,
+            order_id: closed.order_id,
+            user_id: closed.user_id,
+            lines: closed.lines.0,
+            refund_cents: closed.refund_cents,
+            currency: closed.currency,
+        },
     }))
 }
 
@@ -90,7 +112,7 @@ pub(crate) async fn cancel(
     return_id: Uuid,
     reason: ReturnCancelReason,
     detail: String,
-) -> Result<Option<ReturnCancelledV1>, sqlx::Error> {
+) -> Result<Option<Ended<ReturnCancelledV1>>, sqlx::Error> {
     let detail = fit_detail(detail);
     let cancelled = sqlx::query_as::<_, Return>(concat!(
         "UPDATE returns SET status = 'cancelled', reason = $2, detail = $3, finished_at = clock_timestamp()
@@ -102,12 +124,15 @@ pub(crate) async fn cancel(
     .bind(&detail)
     .fetch_optional(tx)
     .await?;
-    Ok(cancelled.map(|cancelled| ReturnCancelledV1 {
-        return_id,
-        order_id: cancelled.order_id,
-        user_id: cancelled.user_id,
-        reason,
-        detail: Some(detail),
-        skus: cancelled.lines.0.into_iter().map(|line| line.sku).collect(),
+    Ok(cancelled.map(|cancelled| Ended {
+        seconds: cancelled.seconds(),
+        event: ReturnCancelledV1 {
+            return_id,
+            order_id: cancelled.order_id,
+            user_id: cancelled.user_id,
+            reason,
+            detail: Some(detail),
+            skus: cancelled.lines.0.into_iter().map(|line| line.sku).collect(),
+        },
     }))
 }
