@@ -90,6 +90,14 @@ pub fn check(flow: &Flow, participants: &impl Participants) -> Vec<String> {
             "flow {name}: its runs are kept by {keeper}, which takes no part in it"
         ));
     }
+    for agreement in flow.agreements {
+        if !flow.participants().contains(&agreement.service) {
+            problems.push(format!(
+                "flow {name}: its {} agreement is with {}, which takes no part in it",
+                agreement.name, agreement.service
+            ));
+        }
+    }
     if flow.outcome_of(deadline.ends_with) != Some(Outcome::Failure) {
         problems.push(format!(
             "flow {name}: its deadline ends a run with {}, which is not a failure end",
@@ -137,7 +145,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::flow::{Compensation, Deadline, End, Runs, Step};
+    use crate::flow::{Agreement, Compensation, Deadline, End, Runs, Step};
 
     /// A return: the shop books a pickup, the warehouse restocks, the shop refunds.
     const RETURN: Flow = Flow {
@@ -189,6 +197,12 @@ mod tests {
             service: "shop",
             query: "SELECT * FROM returns",
         },
+        agreements: &[Agreement {
+            name: "pickup",
+            expects: "SELECT id, NULL::jsonb FROM returns",
+            service: "warehouse",
+            holds: "SELECT return_id, NULL::jsonb FROM pickups",
+        }],
     };
 
     struct Known {
@@ -295,6 +309,21 @@ mod tests {
         assert_eq!(
             check(&kept_elsewhere, &SHOP),
             ["flow return: its runs are kept by ledger, which takes no part in it"]
+        );
+
+        const ELSEWHERE: &[Agreement] = &[Agreement {
+            name: "pickup",
+            expects: "SELECT id, NULL::jsonb FROM returns",
+            service: "ledger",
+            holds: "SELECT id, NULL::jsonb FROM entries",
+        }];
+        let agreed_elsewhere = Flow {
+            agreements: ELSEWHERE,
+            ..RETURN
+        };
+        assert_eq!(
+            check(&agreed_elsewhere, &SHOP),
+            ["flow return: its pickup agreement is with ledger, which takes no part in it"]
         );
     }
 }

@@ -118,6 +118,7 @@ mod tests {
                 service: "shop",
                 query: "SELECT * FROM returns",
             },
+            agreements: &[],
         };
         let text = mermaid(&FLOW);
         let expected = "flowchart TD\n    e0([\"return.requested\"])\n    e0 -->|warehouse| e1[\"return.closed\"]\n    e0 -->|warehouse| e2[\"return.failed\"]\n    deadline{{\"deadline 60 s (RETURN_TIMEOUT)\"}} -.->|\"shop schedules it\"| e3[\"return.deadline-passed\"]\n    e3 -->|shop| e2\n    class e1 success\n    class e2 failure\n    classDef success stroke-width:3px\n    classDef failure stroke-dasharray:4\n";

@@ -22,6 +22,9 @@ pub struct Flow {
     pub compensations: &'static [Compensation],
     pub deadline: Deadline,
     pub runs: Runs,
+    /// What each participant's records must hold of a finished run, checked by
+    /// `conveyor flow reconcile`.
+    pub agreements: &'static [Agreement],
 }
 
 /// One step: `service` handles `on` and answers with one of `emits`.
@@ -86,6 +89,22 @@ pub struct Runs {
     /// wraps it in a filter on those columns (`id = $1`, `running AND created_at < …`), which
     /// Postgres takes into the query, so the keeper's own indexes serve.
     pub query: &'static str,
+}
+
+/// What one participant's records must hold of each finished run, as the keeper sees it:
+/// two queries, each a `SELECT` with the columns `id` (uuid: the run) and a jsonb value,
+/// one row per run at most; a run without a row holds null (nothing). Tooling wraps each in
+/// `id = ANY($1)`, which Postgres takes into the query, so the services' indexes serve.
+#[derive(Debug, Clone, Copy)]
+pub struct Agreement {
+    /// What is compared, in a word (`refund`, `restock`).
+    pub name: &'static str,
+    /// Over the keeper's database: what the participant should hold of each run.
+    pub expects: &'static str,
+    /// The participant.
+    pub service: &'static str,
+    /// Over the participant's database: what it holds of each run.
+    pub holds: &'static str,
 }
 
 impl Flow {

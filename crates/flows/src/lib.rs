@@ -14,6 +14,8 @@
 //! - `diagram`: a declaration as a Mermaid flowchart.
 //! - `metrics`: the same series for every flow (runs started, ended by outcome and reason,
 //!   their duration, in flight).
+//! - `reconcile`: each finished run against what its participants' records hold, through
+//!   the agreements the flow declares.
 //! - `guard`: the compensation guard a flow's participants share: remembering failed runs,
 //!   so a late step is skipped, and undoing a step when a run fails.
 
@@ -22,8 +24,9 @@ mod diagram;
 mod flow;
 pub mod guard;
 pub mod metrics;
+pub mod reconcile;
 
 pub use check::{Participants, check};
 pub use diagram::mermaid;
-pub use flow::{Compensation, Deadline, End, Flow, Outcome, Runs, Step};
+pub use flow::{Agreement, Compensation, Deadline, End, Flow, Outcome, Runs, Step};
 pub use guard::{Compensate, FailedRuns, UndoOnFailure, run_key};

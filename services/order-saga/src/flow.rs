@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flows::{Compensation, Deadline, End, Flow, Outcome, Runs, Step};
+use flows::{Agreement, Compensation, Deadline, End, Flow, Outcome, Runs, Step};
 
 /// An order placed, reserved, charged and shipped, or cancelled with every step undone.
 pub static ORDER_FLOW: Flow = Flow {
@@ -93,4 +93,35 @@ pub static ORDER_FLOW: Flow = Flow {
         query: "SELECT id, status, status = 'pending' AS running, reason, detail, created_at, \
                 finished_at FROM orders",
     },
+    // A confirmed order holds its total captured, its lines reserved and a shipment; a
+    // cancelled one nothing (declined, refunded, released or cancelled).
+    agreements: &[
+        Agreement {
+            name: "payment",
+            expects: "SELECT id, CASE WHEN status = 'confirmed' THEN to_jsonb(total_cents) END \
+                      FROM orders",
+            service: "payments",
+            holds: "SELECT order_id AS id, CASE WHEN status = 'captured' THEN \
+                    to_jsonb(amount_cents) END FROM payments",
+        },
+        Agreement {
+            name: "stock",
+            expects: "SELECT id, CASE WHEN status = 'confirmed' THEN (SELECT jsonb_object_agg(\
+                      sku, quantity) FROM (SELECT line->>'sku' AS sku, sum((line->>'quantity')::int) \
+                      AS quantity FROM jsonb_array_elements(items) AS line GROUP BY 1) AS lines) \
+                      END FROM orders",
+            service: "inventory",
+            holds: "SELECT order_id AS id, CASE WHEN status = 'reserved' THEN (SELECT \
+                    jsonb_object_agg(item->>'sku', (item->>'quantity')::int) FROM \
+                    jsonb_array_elements(items) AS item) END FROM reservations",
+        },
+        Agreement {
+            name: "shipment",
+            expects: "SELECT id, CASE WHEN status = 'confirmed' THEN to_jsonb('scheduled'::text) \
+                      END FROM orders",
+            service: "shipping",
+            holds: "SELECT order_id AS id, to_jsonb(status) FROM shipments \
+                    WHERE status = 'scheduled'",
+        },
+    ],
 };

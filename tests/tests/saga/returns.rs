@@ -318,3 +318,53 @@ async fn a_return_nobody_collects_is_cancelled_at_its_deadline() {
     );
     system.stop().await;
 }
+
+#[tokio::test]
+async fn finished_returns_and_orders_reconcile_and_a_lost_refund_is_found() {
+    let system = start(&ALL, Duration::from_secs(60)).await;
+    let (_, sku, order_id) = confirmed_order(&system, 2).await;
+    let (_, asked) = ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 1 }])).await;
+    let return_id = asked["id"].as_str().unwrap().to_owned();
+    assert_eq!(final_return(&system, &return_id).await["status"], "closed");
+    let payments = pool(&system, "payments").await;
+    system
+        .eventually("the return is refunded and restocked", || async {
+            refunded(&payments, &return_id).await.is_some() && system.reserved(&sku).await == 1
+        })
+        .await;
+    let mut databases = flows::reconcile::Databases::new();
+    for service in ["orders", "payments", "inventory", "shipping"] {
+        databases.insert(service.to_owned(), pool(&system, service).await);
+    }
+    let window = flows::reconcile::Window {
+        settled_for: Duration::ZERO,
+        since: Duration::from_secs(3600),
+    };
+    let reconciled = |flow| flows::reconcile::reconcile(flow, &databases, window, |_| {});
+    let returns = reconciled(&orders_service::RETURN_FLOW).await.unwrap();
+    assert_eq!((returns.checked, returns.found), (1, 0), "{returns:?}");
+    let orders = reconciled(&order_saga::ORDER_FLOW).await.unwrap();
+    assert_eq!((orders.checked, orders.found), (1, 0), "{orders:?}");
+
+    // A refund that never happened: the keeper expects 500, payments holds nothing.
+    sqlx::query("DELETE FROM return_refunds")
+        .execute(&payments)
+        .await
+        .unwrap();
+    let returns = reconciled(&orders_service::RETURN_FLOW).await.unwrap();
+    assert_eq!(returns.found, 1, "{returns:?}");
+    let finding = &returns.findings[0];
+    assert_eq!(
+        (
+            finding.agreement,
+            finding.service,
+            finding.run_id.to_string()
+        ),
+        ("refund", "payments", return_id)
+    );
+    assert_eq!(
+        (finding.expected.clone(), finding.actual.clone()),
+        (Some(json!(500)), None)
+    );
+    system.stop().await;
+}

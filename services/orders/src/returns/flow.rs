@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flows::{Compensation, Deadline, End, Flow, Outcome, Runs, Step};
+use flows::{Agreement, Compensation, Deadline, End, Flow, Outcome, Runs, Step};
 
 /// Lines of a confirmed order sent back: a pickup booked and collected, the return closed,
 /// its lines restocked and refunded; or cancelled with the pickup undone.
@@ -79,4 +79,32 @@ pub static RETURN_FLOW: Flow = Flow {
         query: "SELECT id, status, status = 'pending' AS running, reason, detail, created_at, \
                 finished_at FROM returns",
     },
+    // A closed return is refunded, restocked and collected; any other holds nothing.
+    agreements: &[
+        Agreement {
+            name: "refund",
+            expects: "SELECT id, CASE WHEN status = 'closed' THEN to_jsonb(refund_cents) END \
+                      FROM returns",
+            service: "payments",
+            holds: "SELECT return_id AS id, to_jsonb(amount_cents) FROM return_refunds",
+        },
+        Agreement {
+            name: "restock",
+            expects: "SELECT id, CASE WHEN status = 'closed' THEN (SELECT jsonb_object_agg(\
+                      line->>'sku', (line->>'quantity')::int) FROM jsonb_array_elements(lines) \
+                      AS line) END FROM returns",
+            service: "inventory",
+            holds: "SELECT return_id AS id, (SELECT jsonb_object_agg(item->>'sku', \
+                    (item->>'quantity')::int) FROM jsonb_array_elements(items) AS item) \
+                    FROM restocks",
+        },
+        Agreement {
+            name: "pickup",
+            expects: "SELECT id, CASE WHEN status = 'closed' THEN to_jsonb('collecting'::text) \
+                      END FROM returns",
+            service: "shipping",
+            holds: "SELECT return_id AS id, to_jsonb(status) FROM pickups \
+                    WHERE status <> 'cancelled'",
+        },
+    ],
 };

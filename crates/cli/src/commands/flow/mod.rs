@@ -1,6 +1,7 @@
-//! `conveyor flow list|diagram|check|trace|stuck`: the system's flows as their declarations
-//! say them, and where their runs are.
+//! `conveyor flow list|diagram|check|trace|stuck|reconcile`: the system's flows as their
+//! declarations say them, where their runs are, and whether finished runs' records agree.
 
+pub(crate) mod reconcile;
 pub(crate) mod trace;
 
 use clap::Subcommand;
@@ -34,6 +35,12 @@ pub(crate) enum FlowCommand {
     /// and each service's count of parked outbox events (the broker will never take them as
     /// they are; see `conveyor outbox`). Exits 1 when there is any such run or parked event
     Stuck(trace::StuckArgs),
+    /// Compare every finished run (of FLOW, or of every flow) with what its participants'
+    /// records hold, through the agreements the flow declares (a closed return is refunded,
+    /// restocked and collected; a cancelled one holds nothing). Reads <SERVICE>_DATABASE_URL
+    /// of the keeper and of each participant. Lists each disagreement and exits 1 when
+    /// there is any, so it can run as a periodic job that alerts
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 /// The flows' names as clap's possible values.
@@ -45,6 +52,7 @@ pub(crate) async fn run(command: FlowCommand) -> anyhow::Result<()> {
     match command {
         FlowCommand::Trace(args) => trace::trace_run(args).await,
         FlowCommand::Stuck(args) => trace::stuck_runs(args).await,
+        FlowCommand::Reconcile(args) => reconcile::reconcile_runs(args).await,
         FlowCommand::List => {
             for flow in system::all_flows() {
                 println!("{:<10} {}", flow.name, flow.summary);

@@ -3,8 +3,6 @@
 //! hold for them; `trace` and `stuck` are `conveyor flow trace|stuck` for the order flow,
 //! in its own words (orders pending).
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,7 +10,7 @@ use system::ServiceName;
 use system::reconcile::{self, Databases, ReconcileOptions, ReconcileReport};
 use uuid::Uuid;
 
-use super::dlq::args::parse_age;
+use super::flow::reconcile::WindowArgs;
 use super::flow::trace::{Reading, StuckOptions, Wording, stuck, trace};
 use super::{service_database, show};
 
@@ -61,13 +59,8 @@ pub(crate) struct StuckArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ReconcileArgs {
-    /// Leave out orders finished less than this long ago: their compensation may still be
-    /// on its way (a refund waits in a retry tier for up to 71 s).
-    #[arg(long, value_parser = parse_age, default_value = "5m")]
-    settled_for: Duration,
-    /// Look at orders finished within this long.
-    #[arg(long, value_parser = parse_age, default_value = "7d")]
-    since: Duration,
+    #[command(flatten)]
+    window: WindowArgs,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -92,8 +85,8 @@ pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<()> {
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     let databases = databases().await?;
     let options = ReconcileOptions {
-        settled_for: args.settled_for,
-        since: args.since,
+        settled_for: args.window.settled_for,
+        since: args.window.since,
     };
     let total = reconcile::count(&databases, options)
         .await
