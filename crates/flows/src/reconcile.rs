@@ -81,19 +81,55 @@ fn pool<'a>(databases: &'a Databases, service: &'static str) -> Result<&'a PgPoo
         .ok_or(ReconcileError::NoDatabase(service))
 }
 
-/// The filter on the keeper's runs that the window keeps: finished, and within it.
-const FINISHED_IN_WINDOW: &str = "NOT running AND finished_at IS NOT NULL
-     AND finished_at < clock_timestamp() - make_interval(secs => $1)
-     AND finished_at >= clock_timestamp() - make_interval(secs => $2)";
+/// The filter on the keeper's runs that a window keeps: finished, between `$1` and `$2`
+/// (the keeper's index on finished runs serves it).
+const FINISHED_IN_WINDOW: &str = "NOT running AND finished_at >= $1 AND finished_at < $2";
 
-/// How many finished runs of `flow` the window holds.
+/// A window's times on the keeper's clock, read once so every page sees the same runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+fn read_error(service: &'static str) -> impl FnOnce(sqlx::Error) -> ReconcileError {
+    move |source| ReconcileError::Read {
+        service,
+        what: "its finished runs".to_owned(),
+        source,
+    }
+}
+
+/// `window` on the clock of `flow`'s keeper, now.
+///
+/// # Errors
+/// [`ReconcileError`] when the keeper's database is missing or cannot be read.
+pub async fn bounds(
+    flow: &Flow,
+    databases: &Databases,
+    window: Window,
+) -> Result<Bounds, ReconcileError> {
+    let keeper = flow.runs.service;
+    let (from, to): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "SELECT clock_timestamp() - make_interval(secs => $2),
+                clock_timestamp() - make_interval(secs => $1)",
+    )
+    .bind(window.settled_for.as_secs_f64())
+    .bind(window.since.as_secs_f64())
+    .fetch_one(pool(databases, keeper)?)
+    .await
+    .map_err(read_error(keeper))?;
+    Ok(Bounds { from, to })
+}
+
+/// How many finished runs of `flow` the bounds hold.
 ///
 /// # Errors
 /// [`ReconcileError`] when the keeper's database is missing or cannot be read.
 pub async fn count(
     flow: &Flow,
     databases: &Databases,
-    window: Window,
+    bounds: Bounds,
 ) -> Result<u64, ReconcileError> {
     let keeper = flow.runs.service;
     let query = format!(
@@ -101,15 +137,11 @@ pub async fn count(
         flow.runs.query
     );
     let counted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query))
-        .bind(window.settled_for.as_secs_f64())
-        .bind(window.since.as_secs_f64())
+        .bind(bounds.from)
+        .bind(bounds.to)
         .fetch_one(pool(databases, keeper)?)
         .await
-        .map_err(|source| ReconcileError::Read {
-            service: keeper,
-            what: "its finished runs".to_owned(),
-            source,
-        })?;
+        .map_err(read_error(keeper))?;
     Ok(u64::try_from(counted).unwrap_or_default())
 }
 
@@ -120,7 +152,7 @@ struct FinishedRun {
     finished_at: DateTime<Utc>,
 }
 
-/// Compares every finished run of `flow` in `window` with its participants' records, a
+/// Compares every finished run of `flow` within `bounds` with its participants' records, a
 /// chunk of runs at a time (oldest first); calls `progress` with the runs compared so far.
 ///
 /// # Errors
@@ -128,7 +160,7 @@ struct FinishedRun {
 pub async fn reconcile(
     flow: &'static Flow,
     databases: &Databases,
-    window: Window,
+    bounds: Bounds,
     progress: impl Fn(u64),
 ) -> Result<Report, ReconcileError> {
     let keeper = flow.runs.service;
@@ -144,18 +176,14 @@ pub async fn reconcile(
     let mut after = (DateTime::<Utc>::UNIX_EPOCH, Uuid::nil());
     loop {
         let runs: Vec<FinishedRun> = sqlx::query_as(sqlx::AssertSqlSafe(query.clone()))
-            .bind(window.settled_for.as_secs_f64())
-            .bind(window.since.as_secs_f64())
+            .bind(bounds.from)
+            .bind(bounds.to)
             .bind(after.0)
             .bind(after.1)
             .bind(i64::try_from(CHUNK).unwrap_or(i64::MAX))
             .fetch_all(pool(databases, keeper)?)
             .await
-            .map_err(|source| ReconcileError::Read {
-                service: keeper,
-                what: "its finished runs".to_owned(),
-                source,
-            })?;
+            .map_err(read_error(keeper))?;
         let Some(last) = runs.last() else {
             return Ok(report);
         };

@@ -16,3 +16,5 @@ CREATE TABLE returns (
 
 CREATE INDEX returns_by_order ON returns (order_id);
 CREATE INDEX returns_pending ON returns (created_at) WHERE status = 'pending';
+-- Finished returns by when they finished, for `conveyor flow reconcile`.
+CREATE INDEX returns_finished ON returns (finished_at, id) WHERE status <> 'pending';

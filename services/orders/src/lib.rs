@@ -51,7 +51,7 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
         },
         platform::Setting {
             variable: "RETURN_TIMEOUT",
-            meaning: "a pending return older than this is cancelled as deadline-passed [default: 10m]; time while the broker or every orders instance is down does not count",
+            meaning: "a pending return older than this is cancelled as deadline-passed [default: 10m]; time while the broker or every orders instance is down does not count; keep it well above the carrier's collection (shipping's PICKUP_COLLECTED_AFTER)",
         },
         platform::Setting {
             variable: "RETURN_WINDOW",

@@ -1,7 +1,10 @@
 -- What closed returns gave back of a captured payment. Adding a column with a constant
--- default rewrites nothing; the previous release's balance ignores it (it declines a little
--- sooner until every instance runs this one).
-ALTER TABLE payments ADD COLUMN returned_cents BIGINT NOT NULL DEFAULT 0 CHECK (returned_cents >= 0);
+-- default rewrites nothing, and its check is added NOT VALID (no scan under the table's lock;
+-- the next migration validates it without blocking writes). The previous release's balance
+-- ignores the column: it declines a little sooner until every instance runs this one.
+ALTER TABLE payments ADD COLUMN returned_cents BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE payments ADD CONSTRAINT payments_returned_within_amount
+    CHECK (returned_cents BETWEEN 0 AND amount_cents) NOT VALID;
 
 -- One row per closed return refunded.
 CREATE TABLE return_refunds (

@@ -24,8 +24,8 @@ impl EventHandler for RefundReturn {
         closed: ReturnClosedV1,
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
-        // Recorded and taken off the balance in one statement; nothing when refunded already,
-        // and a refund beyond what was captured breaks the payment's check and is refused.
+        // Recorded and taken off the balance in one statement; nothing when refunded already
+        // or beyond what was captured (the payment's check holds that too).
         let refunded: Option<Uuid> = sqlx::query_scalar(
             "WITH payment AS (
                  UPDATE payments SET returned_cents = returned_cents + $3, updated_at = now()

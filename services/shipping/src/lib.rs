@@ -44,7 +44,7 @@ pub static DECLARATION: platform::Declaration = platform::Declaration {
         },
         platform::Setting {
             variable: "PICKUP_COLLECTED_AFTER",
-            meaning: "how long after a return's pickup is booked the carrier collects it (return.received), like 2s or 1h: the reference system's stand-in for a carrier [default: 2s]",
+            meaning: "how long after a return's pickup is booked the carrier collects it (return.received), like 2s or 30s: the reference system's stand-in for a carrier; keep it well below orders' RETURN_TIMEOUT, or every return is cancelled at its deadline [default: 2s]",
         },
     ],
     emits: &[

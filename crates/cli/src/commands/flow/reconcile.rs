@@ -70,7 +70,8 @@ async fn reconcile_one(
     window: Window,
     quiet: bool,
 ) -> anyhow::Result<Report> {
-    let total = reconcile::count(flow, databases, window).await?;
+    let bounds = reconcile::bounds(flow, databases, window).await?;
+    let total = reconcile::count(flow, databases, bounds).await?;
     let template = format!(
         "{{bar:40}} {{pos}}/{{len}} {} runs compared {{per_sec}} eta {{eta}}",
         flow.name
@@ -81,7 +82,7 @@ async fn reconcile_one(
     if quiet {
         progress.set_draw_target(ProgressDrawTarget::hidden());
     }
-    let report = reconcile::reconcile(flow, databases, window, |done| progress.set_position(done))
+    let report = reconcile::reconcile(flow, databases, bounds, |done| progress.set_position(done))
         .await
         .with_context(|| format!("reconciling the {} flow failed", flow.name))?;
     progress.finish_and_clear();
