@@ -26,6 +26,10 @@ pub(crate) struct DemoArgs {
     /// run; orders are placed across the orders instances in turn.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     replicas: u16,
+    /// Every this many regular orders, its customer returns a unit once the order is
+    /// confirmed (every third of those returns is cancelled at once); 0 for no returns.
+    #[arg(long, default_value_t = 10)]
+    returns_every: usize,
     /// How long to wait for every order to be confirmed or cancelled, in seconds.
     #[arg(long, default_value_t = 120)]
     settle_timeout: u64,
@@ -65,6 +69,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         orders: args.orders,
         concurrency: args.concurrency,
         rate: args.rate,
+        return_every: args.returns_every,
         ..LoadOptions::default()
     };
     let gateway = start_gateway(&running, &forward_secret, shutdown_gateway).await?;

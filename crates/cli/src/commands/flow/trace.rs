@@ -268,8 +268,14 @@ fn print_trace(trace: &Trace) {
         println!("{label:<9} {}", printable(&finding.message));
     }
     println!();
+    // As wide as the longest type shown (`payment.return-refunded`), 20 at least.
+    let width = trace
+        .events
+        .iter()
+        .map(|event| event.event_type.len())
+        .fold(20, usize::max);
     println!(
-        "{:<12}  {:<20}  {:<9}  {:<9}  OUTCOME",
+        "{:<12}  {:<width$}  {:<9}  {:<9}  OUTCOME",
         "TIME", "EVENT", "FROM", "TO"
     );
     for event in &trace.events {
@@ -281,13 +287,13 @@ fn print_trace(trace: &Trace) {
         };
         if event.handlers.is_empty() {
             println!(
-                "{time:<12}  {:<20}  {:<9}  {:<9}  end of its path{sent}",
+                "{time:<12}  {:<width$}  {:<9}  {:<9}  end of its path{sent}",
                 event.event_type, event.emitted_by, "-"
             );
         }
         for handling in &event.handlers {
             println!(
-                "{time:<12}  {:<20}  {:<9}  {:<9}  {}{sent}",
+                "{time:<12}  {:<width$}  {:<9}  {:<9}  {}{sent}",
                 event.event_type,
                 event.emitted_by,
                 handling.service,
