@@ -99,12 +99,16 @@ fn the_order_flow_is_checked_listed_and_drawn_from_its_declaration() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(said.contains("The flows (order) agree"), "{said}");
+    assert!(said.contains("The flows (order, return) agree"), "{said}");
     let list = conveyor(&["flow", "list"], unused);
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(
         listed.contains("takes part: inventory, payments, shipping, orders"),
         "{listed}"
+    );
+    assert!(
+        listed.contains("takes part: shipping, orders, inventory, payments"),
+        "the return flow: {listed}"
     );
     let diagram = conveyor(&["flow", "diagram", "order"], unused);
     let drawn = String::from_utf8_lossy(&diagram.stdout);
@@ -120,7 +124,7 @@ fn the_order_flow_is_checked_listed_and_drawn_from_its_declaration() {
     let unknown = conveyor(&["flow", "diagram", "refund"], unused);
     assert_eq!(unknown.status.code(), Some(2));
     let refused = String::from_utf8_lossy(&unknown.stderr);
-    assert!(refused.contains("[possible values: order]"), "{refused}");
+    assert!(refused.contains("[possible values: order, return]"), "{refused}");
 }
 
 /// A route row edited by hand in the reference is found, and written back from the table.

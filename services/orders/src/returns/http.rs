@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use conveyor::Event;
 use events_schema::inventory::Item;
 use events_schema::orders::PricedItem;
 use events_schema::returns::{ReturnCancelReason, ReturnDeadlinePassedV1, ReturnRequestedV1};
@@ -253,7 +254,11 @@ pub(crate) async fn cancel(
         .await?;
     state
         .outbox
-        .cancel_scheduled(&mut tx, "return.deadline-passed", &return_id.to_string())
+        .cancel_scheduled(
+            &mut tx,
+            ReturnDeadlinePassedV1::TYPE,
+            &return_id.to_string(),
+        )
         .await?;
     tx.commit().await?;
     let reason = events_schema::wire_name(ReturnCancelReason::CustomerCancelled);
