@@ -124,7 +124,10 @@ fn the_order_flow_is_checked_listed_and_drawn_from_its_declaration() {
     let unknown = conveyor(&["flow", "diagram", "refund"], unused);
     assert_eq!(unknown.status.code(), Some(2));
     let refused = String::from_utf8_lossy(&unknown.stderr);
-    assert!(refused.contains("[possible values: order, return]"), "{refused}");
+    assert!(
+        refused.contains("[possible values: order, return]"),
+        "{refused}"
+    );
 }
 
 /// A route row edited by hand in the reference is found, and written back from the table.
