@@ -15,7 +15,7 @@ use events_schema::orders::OrderDeadlinePassedV1;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::order::order_event;
+use crate::order::run_event;
 
 /// How often the adopter looks for orders without a scheduled deadline. A deadline is
 /// scheduled at most this late; the index it reads is empty once no previous release runs.
@@ -30,7 +30,7 @@ fn timer(order_id: Uuid, timeout: Duration) -> Envelope {
         order_id,
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     };
-    order_event(order_id, &passed)
+    run_event(order_id, &passed)
 }
 
 /// Schedules `order_id`'s deadline `timeout` of watched time from now, within `tx`.

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::basket;
 use crate::deadline;
-use crate::order::{self, Order, OrderView, order_event};
+use crate::order::{self, Order, OrderView, run_event};
 use crate::returns;
 
 /// The columns an `Order` reads, named rather than `*`: a statement prepared with `*` fails
@@ -344,7 +344,7 @@ async fn place(
     };
     state
         .outbox
-        .add(&mut tx, &order_event(order_id, &created))
+        .add(&mut tx, &run_event(order_id, &created))
         .await?;
     deadline::schedule(&state.outbox, &mut tx, order_id, state.saga_timeout).await?;
     tx.commit().await?;

@@ -224,11 +224,12 @@ pub(crate) async fn confirm(
     }))
 }
 
-/// An order event that starts or continues the order's own flow (correlation = order id).
-pub(crate) fn order_event<E: events_schema::EventData>(order_id: Uuid, event: &E) -> Envelope {
+/// An event that starts or continues run `run_id`'s own flow, an order's or a return's
+/// (subject and correlation = the run's id).
+pub(crate) fn run_event<E: events_schema::EventData>(run_id: Uuid, event: &E) -> Envelope {
     events_schema::envelope(crate::SERVICE, event)
-        .with_subject(order_id.to_string())
-        .with_correlation_id(order_id)
+        .with_subject(run_id.to_string())
+        .with_correlation_id(run_id)
 }
 
 /// Writes a cancellation decided here (customer, deadline) to the outbox.
@@ -238,6 +239,6 @@ pub(crate) async fn publish_cancelled(
     cancelled: &OrderCancelledV1,
 ) -> Result<(), OutboxError> {
     outbox
-        .add(tx, &order_event(cancelled.order_id, cancelled))
+        .add(tx, &run_event(cancelled.order_id, cancelled))
         .await
 }

@@ -23,13 +23,14 @@ impl EventHandler for Received {
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         let return_id = received.return_id;
-        let Some(store::Ended { event, seconds }) = store::close(ctx.tx(), return_id).await? else {
+        let Some(closed) = store::close(ctx.tx(), return_id).await? else {
             return Ok(());
         };
+        let seconds = closed.seconds();
         ctx.after_commit(move || store::record_end(flows::Outcome::Success, "", seconds));
         ctx.cancel_scheduled::<ReturnDeadlinePassedV1>(return_id)
             .await?;
-        ctx.emit(return_id, &event).await
+        ctx.emit(return_id, &closed.event).await
     }
 }
 
@@ -88,11 +89,10 @@ async fn cancel(
     reason: ReturnCancelReason,
     detail: String,
 ) -> Result<(), HandlerError> {
-    let Some(store::Ended { event, seconds }) =
-        store::cancel(ctx.tx(), return_id, reason, detail).await?
-    else {
+    let Some(cancelled) = store::cancel(ctx.tx(), return_id, reason, detail).await? else {
         return Ok(());
     };
+    let seconds = cancelled.seconds();
     let reason = events_schema::wire_name(reason);
     ctx.after_commit(move || store::record_end(flows::Outcome::Failure, &reason, seconds));
     // When the deadline ended it, its event is the one being handled: out of the schedule.
@@ -100,5 +100,5 @@ async fn cancel(
         ctx.cancel_scheduled::<ReturnDeadlinePassedV1>(return_id)
             .await?;
     }
-    ctx.emit(return_id, &event).await
+    ctx.emit(return_id, &cancelled.event).await
 }

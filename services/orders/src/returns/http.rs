@@ -19,9 +19,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::rules::{self, Returnable};
-use super::store::{self, Return, return_columns, return_event};
+use super::store::{self, Return, return_columns};
 use crate::basket;
 use crate::http::AppState;
+use crate::order::run_event;
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
 
@@ -176,7 +177,7 @@ pub(crate) async fn request(
     };
     state
         .outbox
-        .add(&mut tx, &return_event(return_id, &requested))
+        .add(&mut tx, &run_event(return_id, &requested))
         .await?;
     let timeout = state.return_timeout;
     let deadline = ReturnDeadlinePassedV1 {
@@ -185,7 +186,7 @@ pub(crate) async fn request(
     };
     state
         .outbox
-        .add_after(&mut tx, &return_event(return_id, &deadline), timeout)
+        .add_after(&mut tx, &run_event(return_id, &deadline), timeout)
         .await?;
     tx.commit().await?;
     flows::metrics::run_started(&super::RETURN_FLOW);
@@ -236,11 +237,7 @@ pub(crate) async fn cancel(
         "cancelled by the customer".to_owned(),
     )
     .await?;
-    let Some(store::Ended {
-        event: cancelled,
-        seconds,
-    }) = cancelled
-    else {
+    let Some(cancelled) = cancelled else {
         drop(tx);
         let found = find(&state, &caller, return_id).await?;
         return Err(ApiError::conflict(format!(
@@ -250,7 +247,7 @@ pub(crate) async fn cancel(
     };
     state
         .outbox
-        .add(&mut tx, &return_event(return_id, &cancelled))
+        .add(&mut tx, &run_event(return_id, &cancelled.event))
         .await?;
     state
         .outbox
@@ -262,7 +259,6 @@ pub(crate) async fn cancel(
         .await?;
     tx.commit().await?;
     let reason = events_schema::wire_name(ReturnCancelReason::CustomerCancelled);
-    store::record_end(flows::Outcome::Failure, &reason, seconds);
-    let found = find(&state, &caller, return_id).await?;
-    Ok((StatusCode::OK, Json(to_json(&found))))
+    store::record_end(flows::Outcome::Failure, &reason, cancelled.seconds());
+    Ok((StatusCode::OK, Json(to_json(&cancelled.row))))
 }

@@ -1,7 +1,6 @@
 //! A return as stored and served, and the two ways a pending return ends.
 
 use chrono::{DateTime, Utc};
-use conveyor::Envelope;
 use events_schema::inventory::Item;
 use events_schema::returns::{ReturnCancelReason, ReturnCancelledV1, ReturnClosedV1};
 use schemars::JsonSchema;
@@ -53,23 +52,17 @@ struct ReturnLine {
     quantity: i32,
 }
 
-/// An event of return `return_id`'s own run (correlation and subject = the return's id).
-pub(crate) fn return_event<E: events_schema::EventData>(return_id: Uuid, event: &E) -> Envelope {
-    events_schema::envelope(crate::SERVICE, event)
-        .with_subject(return_id.to_string())
-        .with_correlation_id(return_id)
-}
-
-/// A return that just ended: the event to emit, and how long it took.
+/// A return that just ended: the event to emit, and the row as it now stands.
 pub(crate) struct Ended<E> {
     pub(crate) event: E,
-    pub(crate) seconds: f64,
+    pub(crate) row: Return,
 }
 
-impl Return {
-    fn seconds(&self) -> f64 {
-        let ended = self.finished_at.unwrap_or(self.created_at);
-        (ended - self.created_at).num_milliseconds() as f64 / 1000.0
+impl<E> Ended<E> {
+    /// How long the return took, requested to ended.
+    pub(crate) fn seconds(&self) -> f64 {
+        let ended = self.row.finished_at.unwrap_or(self.row.created_at);
+        (ended - self.row.created_at).num_milliseconds() as f64 / 1000.0
     }
 }
 
@@ -93,15 +86,15 @@ pub(crate) async fn close(
     .fetch_optional(tx)
     .await?;
     Ok(closed.map(|closed| Ended {
-        seconds: closed.seconds(),
         event: ReturnClosedV1 {
             return_id,
             order_id: closed.order_id,
             user_id: closed.user_id,
-            lines: closed.lines.0,
+            lines: closed.lines.0.clone(),
             refund_cents: closed.refund_cents,
-            currency: closed.currency,
+            currency: closed.currency.clone(),
         },
+        row: closed,
     }))
 }
 
@@ -125,14 +118,19 @@ pub(crate) async fn cancel(
     .fetch_optional(tx)
     .await?;
     Ok(cancelled.map(|cancelled| Ended {
-        seconds: cancelled.seconds(),
         event: ReturnCancelledV1 {
             return_id,
             order_id: cancelled.order_id,
             user_id: cancelled.user_id,
             reason,
             detail: Some(detail),
-            skus: cancelled.lines.0.into_iter().map(|line| line.sku).collect(),
+            skus: cancelled
+                .lines
+                .0
+                .iter()
+                .map(|line| line.sku.clone())
+                .collect(),
         },
+        row: cancelled,
     }))
 }
