@@ -87,15 +87,8 @@ fn order_id() -> Param {
 
 fn placing() -> Operation {
     Operation::new("Places an order, priced from orders' cached copy of the catalogue")
-        .param(Param::header(
-            "Idempotency-Key",
+        .param(idempotency_param(
             "The same key from the same user with the same basket gets the same order (200) instead of a new one; with another basket, a 422.",
-            json!({
-                "type": "string",
-                "minLength": 1,
-                "maxLength": IDEMPOTENCY_KEY_BYTES,
-                "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$",
-            }),
         ))
         .json_body::<NewOrder>()
         .reply::<OrderView>(StatusCode::CREATED, "The order, pending.")
@@ -204,8 +197,22 @@ async fn find_by_key(pool: &PgPool, user_id: Uuid, key: &str) -> ApiResult<Optio
     .await?)
 }
 
+/// The `Idempotency-Key` header, described: what a repeat with it gets.
+pub(crate) fn idempotency_param(description: &'static str) -> Param {
+    Param::header(
+        "Idempotency-Key",
+        description,
+        json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": IDEMPOTENCY_KEY_BYTES,
+            "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$",
+        }),
+    )
+}
+
 /// The `Idempotency-Key` header, if the request has one.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     match headers.get("idempotency-key").map(|value| value.to_str()) {
         None => Ok(None),
         Some(Ok(key)) if !key.trim().is_empty() && key.len() <= IDEMPOTENCY_KEY_BYTES => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use system::scenario::Api;
 
 use crate::helpers::{ALL, System, start, start_with_settings};
 
@@ -25,11 +26,23 @@ async fn confirmed_order(system: &System, quantity: i64) -> (String, String, Str
 
 /// Asks to return `lines` of `order_id`; the status and the answer.
 async fn ask_return(system: &System, order_id: &str, lines: Value) -> (StatusCode, Value) {
+    ask_with_key(&system.api, order_id, lines, None).await
+}
+
+/// Asks to return `lines` of `order_id` through `api`, with an Idempotency-Key if given.
+async fn ask_with_key(
+    api: &Api,
+    order_id: &str,
+    lines: Value,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
     let path = format!("/orders/{order_id}/returns");
     let body = json!({ "lines": lines });
-    system
-        .api
-        .call(Method::POST, "orders", &path, Some(&body), &[])
+    let headers: Vec<(&str, &str)> = key
+        .map(|key| ("Idempotency-Key", key))
+        .into_iter()
+        .collect();
+    api.call(Method::POST, "orders", &path, Some(&body), &headers)
         .await
         .unwrap()
 }
@@ -208,6 +221,158 @@ async fn a_return_outside_the_rules_is_refused_with_the_field_named() {
         .await
         .unwrap();
     assert_eq!(returns, 0, "no refused return is stored");
+    system.stop().await;
+}
+
+/// A client that retries a return request after a timeout, eight times at once: one
+/// return, refunded once; the same key with other lines is refused, naming the key.
+#[tokio::test]
+async fn return_requests_repeated_with_one_idempotency_key_make_one_return() {
+    let system = start(&ALL, Duration::from_secs(60)).await;
+    let (_, sku, order_id) = confirmed_order(&system, 3).await;
+    let one = json!([{ "sku": sku, "quantity": 1 }]);
+    let key = uuid::Uuid::new_v4().to_string();
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let (api, order_id, one, key) = (
+                system.api.clone(),
+                order_id.clone(),
+                one.clone(),
+                key.clone(),
+            );
+            tokio::spawn(async move { ask_with_key(&api, &order_id, one, Some(&key)).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{answers:?}");
+    let return_id = &answers[0].1["id"];
+    assert!(
+        answers.iter().all(|(status, made)| [200, 201]
+            .contains(&status.as_u16())
+            && &made["id"] == return_id),
+        "{answers:?}"
+    );
+
+    let two = json!([{ "sku": sku, "quantity": 2 }]);
+    let (status, other) = ask_with_key(&system.api, &order_id, two, Some(&key)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
+    assert!(other.to_string().contains("Idempotency-Key"), "{other}");
+
+    let return_id = return_id.as_str().unwrap();
+    let closed = final_return(&system, return_id).await;
+    assert_eq!(closed["status"], "closed", "{closed}");
+    let orders = pool(&system, "orders").await;
+    let returns: i64 = sqlx::query_scalar("SELECT count(*) FROM returns WHERE order_id = $1::uuid")
+        .bind(&order_id)
+        .fetch_one(&orders)
+        .await
+        .unwrap();
+    assert_eq!(returns, 1, "one return for the repeated request");
+    let payments = pool(&system, "payments").await;
+    system
+        .eventually("the one unit is restocked and refunded", || async {
+            system.reserved(&sku).await == 2 && refunded(&payments, return_id).await == Some(500)
+        })
+        .await;
+    // A repeat after the return closed still answers with it, as it now stands.
+    let (status, again) = ask_with_key(&system.api, &order_id, one, Some(&key)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["status"], "closed", "{again}");
+    system.stop().await;
+}
+
+/// The name of `service`'s database in this test.
+fn database_name(system: &System, service: &str) -> String {
+    let url = system.database_url(service);
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+/// Returns in flight while the broker goes away and then, overlapping it, payments' and
+/// inventory's databases (as a restart of each leaves them): every return still closes,
+/// refunded once and restocked once.
+#[tokio::test]
+async fn returns_in_flight_through_a_broker_outage_and_lost_databases_close_once() {
+    let system = start(&ALL, Duration::from_secs(60)).await;
+    let mut returns = Vec::new();
+    for _ in 0..4 {
+        let (_, sku, order_id) = confirmed_order(&system, 2).await;
+        let (status, asked) =
+            ask_return(&system, &order_id, json!([{ "sku": sku, "quantity": 1 }])).await;
+        assert_eq!(status, StatusCode::CREATED, "{asked}");
+        returns.push((sku, asked["id"].as_str().unwrap().to_owned()));
+    }
+    let cut = [
+        database_name(&system, "payments"),
+        database_name(&system, "inventory"),
+    ];
+    system.cut_off_the_broker();
+    for database in &cut {
+        conveyor_testkit::allow_connections(database, false).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The broker comes back first: pickups are booked and collected and returns close while
+    // the refunds and restocks still fail, and wait in their retry tiers.
+    system.restore_the_broker();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for database in &cut {
+        conveyor_testkit::allow_connections(database, true).await;
+    }
+
+    let payments = pool(&system, "payments").await;
+    let inventory = pool(&system, "inventory").await;
+    for (sku, return_id) in &returns {
+        let closed = final_return(&system, return_id).await;
+        assert_eq!(closed["status"], "closed", "{closed}");
+        system
+            .eventually(
+                &format!("return {return_id} is refunded and restocked"),
+                || async {
+                    refunded(&payments, return_id).await == Some(500)
+                        && system.reserved(sku).await == 1
+                },
+            )
+            .await;
+    }
+    let ids: Vec<uuid::Uuid> = returns.iter().map(|(_, id)| id.parse().unwrap()).collect();
+    let count = |pool: &PgPool, query: &'static str| {
+        let (pool, ids) = (pool.clone(), ids.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(query)
+                .bind(ids)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let refunds = count(
+        &payments,
+        "SELECT count(*) FROM return_refunds WHERE return_id = ANY($1)",
+    )
+    .await;
+    let restocks = count(
+        &inventory,
+        "SELECT count(*) FROM restocks WHERE return_id = ANY($1)",
+    )
+    .await;
+    assert_eq!(
+        (refunds, restocks),
+        (4, 4),
+        "each return refunded and restocked once"
+    );
+    let returned: i64 = sqlx::query_scalar(
+        "SELECT sum(returned_cents)::bigint FROM payments WHERE returned_cents > 0",
+    )
+    .fetch_one(&payments)
+    .await
+    .unwrap();
+    assert_eq!(returned, 2000, "four lines of 500 refunded, none twice");
     system.stop().await;
 }
 

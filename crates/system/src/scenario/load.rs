@@ -207,8 +207,15 @@ async fn return_when_confirmed(
     let sku = &body["items"][0]["sku"];
     let lines = json!({ "lines": [{ "sku": sku, "quantity": 1 }] });
     let path = format!("/orders/{order_id}/returns");
+    // The key is the order's own (one return per order here), as a client would send it.
     let (status, answer) = api
-        .call(Method::POST, "orders", &path, Some(&lines), &[])
+        .call(
+            Method::POST,
+            "orders",
+            &path,
+            Some(&lines),
+            &[("Idempotency-Key", "first-return")],
+        )
         .await?;
     anyhow::ensure!(
         status == StatusCode::CREATED,

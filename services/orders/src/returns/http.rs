@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use conveyor::Event;
 use events_schema::inventory::Item;
 use events_schema::orders::PricedItem;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::rules::{self, Returnable};
 use super::store::{self, Return, return_columns};
 use crate::basket;
-use crate::http::AppState;
+use crate::http::{AppState, idempotency_key, idempotency_param};
 use crate::order::run_event;
 
 type AppResult = ApiResult<(StatusCode, Json<Value>)>;
@@ -47,12 +47,23 @@ struct NewLine {
 pub(crate) fn requesting() -> Operation {
     Operation::new("Asks to return lines of a confirmed order")
         .param(Param::uuid("id", "The order's id."))
+        .param(idempotency_param(
+            "The same key on the same order with the same lines gets the same return (200), as it now stands, instead of a new one; with other lines, a 422.",
+        ))
         .json_body::<NewReturn>()
         .reply::<Return>(StatusCode::CREATED, "The return, pending.")
+        .reply::<Return>(
+            StatusCode::OK,
+            "The return this order made before with this Idempotency-Key and these lines.",
+        )
+        .refusal(
+            StatusCode::BAD_REQUEST,
+            "The Idempotency-Key is blank, too long or not visible ASCII.",
+        )
         .refusal(StatusCode::NOT_FOUND, "No such order, or someone else's.")
         .refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "The order is not confirmed, or its return window (RETURN_WINDOW) has closed, or a line names a SKU it did not buy, names one twice, or asks back more than is left to return.",
+            "The order is not confirmed, or its return window (RETURN_WINDOW) has closed, or a line names a SKU it did not buy, names one twice, or asks back more than is left to return, or the Idempotency-Key was used for other lines.",
         )
 }
 
@@ -118,9 +129,11 @@ pub(crate) async fn request(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     JsonBody(new): JsonBody<NewReturn>,
 ) -> AppResult {
     let order_id = parse_uuid(&id, "order")?;
+    let key = idempotency_key(&headers)?;
     for (index, line) in new.lines.iter().enumerate() {
         input::check_sku(&format!("lines[{index}].sku"), &line.sku)?;
     }
@@ -135,6 +148,12 @@ pub(crate) async fn request(
         .await?
         .filter(|bought| caller.may_act_for(bought.user_id))
         .ok_or_else(|| ApiError::not_found(format!("no order {order_id}")))?;
+    // Under the order's lock, so a repeat sent at once waits for the first and finds it.
+    if let Some(key) = &key
+        && let Some(made) = store::find_by_key(&mut tx, order_id, key).await?
+    {
+        return replay(made, &asked, key);
+    }
     if bought.status != "confirmed" {
         return Err(ApiError::unprocessable(format!(
             "order {order_id} is {}: only a confirmed order's lines can be returned",
@@ -155,8 +174,9 @@ pub(crate) async fn request(
         .map_err(|error| ApiError::unprocessable(error.to_string()))?;
     let return_id = Uuid::now_v7();
     let placed = sqlx::query_as::<_, Return>(concat!(
-        "INSERT INTO returns (id, order_id, user_id, status, lines, refund_cents, currency)
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6) RETURNING ",
+        "INSERT INTO returns (id, order_id, user_id, status, lines, refund_cents, currency,
+                              idempotency_key)
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7) RETURNING ",
         return_columns!()
     ))
     .bind(return_id)
@@ -165,6 +185,7 @@ pub(crate) async fn request(
     .bind(sqlx::types::Json(&lines))
     .bind(refund_cents)
     .bind(&bought.currency)
+    .bind(&key)
     .fetch_one(&mut *tx)
     .await?;
     let requested = ReturnRequestedV1 {
@@ -191,6 +212,19 @@ pub(crate) async fn request(
     tx.commit().await?;
     flows::metrics::run_started(&super::RETURN_FLOW);
     Ok((StatusCode::CREATED, Json(to_json(&placed))))
+}
+
+/// The answer to a request that repeats an Idempotency-Key: the return it made (200), or a
+/// 422 when the key was used for other lines.
+fn replay(made: Return, asked: &[(String, i32)], key: &str) -> AppResult {
+    if rules::same_lines(&made.lines.0, asked) {
+        Ok((StatusCode::OK, Json(to_json(&made))))
+    } else {
+        Err(ApiError::unprocessable(format!(
+            "Idempotency-Key {key:?} was used for other lines (return {}); use a new key for a new return",
+            made.id
+        )))
+    }
 }
 
 fn to_json(placed: &Return) -> Value {

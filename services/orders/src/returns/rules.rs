@@ -42,6 +42,22 @@ pub(crate) enum ReturnError {
     },
 }
 
+/// Whether a repeated request asks the same lines as the return it made, whatever their
+/// order: a repeat is the same request, not a different one under the same key.
+pub(crate) fn same_lines(stored: &[Item], asked: &[(String, i32)]) -> bool {
+    let mut stored: Vec<(&str, i32)> = stored
+        .iter()
+        .map(|line| (line.sku.as_str(), line.quantity))
+        .collect();
+    let mut asked: Vec<(&str, i32)> = asked
+        .iter()
+        .map(|(sku, quantity)| (sku.as_str(), *quantity))
+        .collect();
+    stored.sort_unstable();
+    asked.sort_unstable();
+    stored == asked
+}
+
 /// What `asked` takes back of order `order_id`, which bought `bought`, and of which the
 /// returns not cancelled took `returned` already.
 pub(crate) fn returnable(
@@ -170,5 +186,29 @@ mod tests {
         assert!(refused(&[("MUG", 1), ("MUG", 1)]).starts_with("lines[1].sku: MUG is named twice"));
         assert!(refused(&[]).starts_with("lines: a return needs"));
         assert!(refused(&[("MUG", 0)]).starts_with("lines[0].quantity: 0 is not between"));
+    }
+
+    #[test]
+    fn a_repeat_is_the_same_lines_in_any_order_and_nothing_else() {
+        let stored = vec![
+            Item {
+                sku: "TEA-GREEN".into(),
+                quantity: 2,
+            },
+            Item {
+                sku: "MUG".into(),
+                quantity: 1,
+            },
+        ];
+        assert!(same_lines(&stored, &asked(&[("MUG", 1), ("TEA-GREEN", 2)])));
+        assert!(!same_lines(
+            &stored,
+            &asked(&[("MUG", 1), ("TEA-GREEN", 1)])
+        ));
+        assert!(!same_lines(&stored, &asked(&[("MUG", 1)])));
+        assert!(!same_lines(
+            &stored,
+            &asked(&[("MUG", 1), ("TEA-GREEN", 2), ("MUG", 1)])
+        ));
     }
 }

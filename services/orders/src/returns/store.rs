@@ -72,6 +72,23 @@ pub(crate) fn record_end(outcome: flows::Outcome, reason: &str, seconds: f64) {
     flows::metrics::run_ended(&super::RETURN_FLOW, outcome, reason, seconds);
 }
 
+/// The return `order_id` made with this Idempotency-Key, if any.
+pub(crate) async fn find_by_key(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    key: &str,
+) -> Result<Option<Return>, sqlx::Error> {
+    sqlx::query_as::<_, Return>(concat!(
+        "SELECT ",
+        return_columns!(),
+        " FROM returns WHERE order_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(order_id)
+    .bind(key)
+    .fetch_optional(tx)
+    .await
+}
+
 /// Closes `return_id` if it is still pending; `None` when it had already ended.
 pub(crate) async fn close(
     tx: &mut PgConnection,
