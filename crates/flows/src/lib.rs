@@ -18,13 +18,17 @@
 //!   the agreements the flow declares.
 //! - `guard`: the compensation guard a flow's participants share: remembering failed runs,
 //!   so a late step is skipped, and undoing a step when a run fails.
+//! - `map`, `trace`: who emits and handles each event type, and where a run of a flow is
+//!   and why, read from the services' own records.
 
 mod check;
 mod diagram;
 mod flow;
 pub mod guard;
+pub mod map;
 pub mod metrics;
 pub mod reconcile;
+pub mod trace;
 
 pub use check::{Participants, check};
 pub use diagram::mermaid;

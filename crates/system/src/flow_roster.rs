@@ -5,9 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use conveyor::Names;
+use flows::map::FlowMap;
 use flows::{Flow, Participants};
 
 use crate::catalog;
+use crate::roster::ServiceName;
 
 /// Every flow of the system. A new flow is its declaration in its services' crate and a
 /// line here.
@@ -43,6 +45,23 @@ pub fn flow_problems(names: &Names) -> anyhow::Result<Vec<String>> {
         .iter()
         .flat_map(|flow| flows::check(flow, &participants))
         .collect())
+}
+
+/// Who emits and who handles each event type, from the events each service says it emits
+/// and the handlers its consumer registers: what `flow trace` reads a run against.
+///
+/// # Errors
+/// When a service's event contract does not compile.
+pub fn flow_map(names: &Names) -> anyhow::Result<FlowMap> {
+    let mut map = ServiceName::all().fold(FlowMap::default(), |map, service| {
+        map.emits(service.as_str(), service.emits())
+    });
+    for consumer in catalog::consumers(names)? {
+        let topology = consumer.service_topology();
+        let service = ServiceName::parse(&topology.service)?;
+        map = map.consumes(service.as_str(), topology.event_types, topology.retry_tiers);
+    }
+    Ok(map)
 }
 
 /// What the contract and the roster's consumers say, as a flow's check asks it.
@@ -90,6 +109,22 @@ mod tests {
             flow_problems(&Names::default()).unwrap(),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn the_map_follows_the_handlers_the_services_register() {
+        let map = flow_map(&Names::default()).unwrap();
+        let created = map.route("order.created");
+        assert_eq!(created.emitter, Some("orders"));
+        assert_eq!(created.handlers, ["inventory"]);
+        assert_eq!(map.route("inventory.reserved").handlers, ["payments"]);
+        assert_eq!(map.route("payment.captured").handlers, ["shipping"]);
+        assert_eq!(map.route("shipment.scheduled").handlers, ["orders"]);
+        let mut undo = map.route("order.cancelled").handlers;
+        undo.sort_unstable();
+        assert_eq!(undo, ["inventory", "payments", "shipping"]);
+        assert!(map.route("order.confirmed").handlers.is_empty());
+        assert!(map.consumers().all(|(_, tiers)| !tiers.is_empty()));
     }
 
     #[test]

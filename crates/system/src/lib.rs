@@ -7,15 +7,13 @@
 //! - `roster`: the one exhaustive list of services, and everything known of each.
 //! - `config`: where the services' databases, broker and ports are (`SystemConfig`).
 //! - `deploy`: the deployment files' lists of services, written from the declarations.
-//! - `flow_roster`: the system's flows (the order saga), checked against the contract and the
-//!   services' consumers.
+//! - `flow_roster`: the system's flows (the order saga, returns), checked against the contract
+//!   and the services' consumers, and the map of who emits and handles each event type.
 //! - `gateway`: the gateway in front of the roster's services (and the `api-gateway` binary
 //!   in `bin/`).
 //! - `catalog`: what each service sends and receives, and each one's OpenAPI document, from
 //!   the services themselves.
 //! - `start`: starting the chosen services and stopping them together.
-//! - `reconcile`: finished orders compared with payments, inventory and shipping records.
-//! - `saga_map`, `flow_trace`: who handles what, and where a run of a flow is and why.
 //! - `scenario`: the order scenario `conveyor demo` runs and the end-to-end tests check:
 //!   users and products for every saga path, orders placed over HTTP, DESIGN.md's
 //!   invariants checked against the services' own APIs.
@@ -25,17 +23,14 @@ mod catalog;
 mod config;
 pub mod deploy;
 mod flow_roster;
-pub mod flow_trace;
 mod gateway;
-pub mod reconcile;
 mod roster;
-pub mod saga_map;
 pub mod scenario;
 mod start;
 
 pub use catalog::{all_topology, broker_users, openapi_documents, service_events};
 pub use config::{SystemConfig, run_admin};
-pub use flow_roster::{all_flows, flow_named, flow_problems};
+pub use flow_roster::{all_flows, flow_map, flow_named, flow_problems};
 pub use gateway::{gateway_settings, gateway_settings_help, route_tables};
 pub use roster::ServiceName;
 pub use start::{Running, start, start_replicas};

@@ -46,6 +46,23 @@ pub(crate) fn built_binary(name: &str) -> PathBuf {
     path
 }
 
+/// `conveyor ARGS` with every service's database and URL of `system` in its environment.
+pub(crate) fn conveyor(system: &crate::helpers::System, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(built_binary("conveyor"));
+    command.args(args);
+    for service in ServiceName::all() {
+        let variable = service.as_str().to_uppercase();
+        command.env(
+            format!("{variable}_DATABASE_URL"),
+            system.database_url(service.as_str()),
+        );
+    }
+    for (service, url) in system.urls() {
+        command.env(format!("{}_URL", service.to_uppercase()), url);
+    }
+    command.output().unwrap()
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path)
         .and_then(|meta| meta.modified())

@@ -1,21 +1,27 @@
-//! `conveyor saga reconcile`'s comparison: quiet on books that balance, and naming each
-//! order and service whose records disagree.
+//! `conveyor saga reconcile`, the order flow's `flow reconcile` in the saga's words: quiet
+//! on books that balance, and naming each order and service whose records disagree.
 
 use std::time::Duration;
 
-use serde_json::json;
-use system::reconcile::{self, Databases, ReconcileOptions};
+use serde_json::{Value, json};
 
 use crate::helpers::{ALL, System, start};
+use crate::processes::conveyor;
 
-async fn databases(system: &System) -> Databases {
-    let connect = |service: &str| sqlx::PgPool::connect_lazy(&system.database_url(service));
-    Databases {
-        orders: connect("orders").unwrap(),
-        payments: connect("payments").unwrap(),
-        inventory: connect("inventory").unwrap(),
-        shipping: connect("shipping").unwrap(),
-    }
+/// `conveyor saga reconcile --json` over every order finished so far: its report, and
+/// whether it exited 0.
+fn saga_reconcile(system: &System) -> (Value, bool) {
+    let output = conveyor(
+        system,
+        &["saga", "reconcile", "--settled-for", "0s", "--json"],
+    );
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "saga reconcile printed no report ({error}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (report, output.status.success())
 }
 
 #[tokio::test]
@@ -43,40 +49,54 @@ async fn reconciliation_names_the_orders_whose_books_disagree() {
         })
         .await;
 
-    let databases = databases(&system).await;
-    let options = ReconcileOptions {
-        settled_for: Duration::ZERO,
-        since: Duration::from_secs(3600),
-    };
-    let balanced = reconcile::reconcile(&databases, options, |_| {})
-        .await
-        .unwrap();
-    assert_eq!(balanced.checked, 2);
-    assert!(balanced.discrepancies.is_empty(), "{balanced:?}");
+    let (balanced, ok) = saga_reconcile(&system);
+    assert!(ok, "{balanced}");
+    assert_eq!(balanced["checked"], 2, "{balanced}");
+    assert_eq!(balanced["discrepancies"], json!([]), "{balanced}");
 
     // A refund and a shipment lost, as a dead letter nobody replayed would leave them.
+    let payments = sqlx::PgPool::connect(&system.database_url("payments"))
+        .await
+        .unwrap();
     sqlx::query("UPDATE payments SET status = 'captured' WHERE order_id = $1::uuid")
         .bind(&cancelled)
-        .execute(&databases.payments)
+        .execute(&payments)
+        .await
+        .unwrap();
+    let shipping = sqlx::PgPool::connect(&system.database_url("shipping"))
         .await
         .unwrap();
     sqlx::query("DELETE FROM shipments WHERE order_id = $1::uuid")
         .bind(&confirmed)
-        .execute(&databases.shipping)
+        .execute(&shipping)
         .await
         .unwrap();
-    let report = reconcile::reconcile(&databases, options, |_| {})
-        .await
-        .unwrap();
-    let mut found: Vec<(String, &str)> = report
-        .discrepancies
+    let (report, ok) = saga_reconcile(&system);
+    assert!(!ok, "a discrepancy exits 1: {report}");
+    let mut found: Vec<(String, String, String)> = report["discrepancies"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|found| (found.order_id.to_string(), found.service))
+        .map(|found| {
+            let text = |field: &str| found[field].as_str().unwrap_or_default().to_owned();
+            (text("order_id"), text("service"), text("problem"))
+        })
         .collect();
     found.sort();
-    let mut expected = vec![(cancelled, "payments"), (confirmed, "shipping")];
+    let mut expected = vec![
+        (
+            cancelled,
+            "payments".to_owned(),
+            "cancelled, but its payment is 700 where nothing is owed".to_owned(),
+        ),
+        (
+            confirmed,
+            "shipping".to_owned(),
+            "confirmed, but its shipment is nothing where \"scheduled\" is owed".to_owned(),
+        ),
+    ];
     expected.sort();
-    assert_eq!(found, expected, "{report:?}");
-    assert_eq!(report.found, 2);
+    assert_eq!(found, expected, "{report}");
+    assert_eq!(report["found"], 2, "{report}");
     system.stop().await;
 }

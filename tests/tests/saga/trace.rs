@@ -3,13 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use flows::trace::{self as flow_trace, Outcome, Sources, WaitAction};
 use serde_json::json;
 use system::ServiceName;
-use system::flow_trace::{self, Outcome, Sources, WaitAction};
-use system::saga_map::SagaMap;
 
 use crate::helpers::{ALL, System, start};
-use crate::processes::built_binary;
+use crate::processes::conveyor;
 
 fn order_flow() -> &'static flows::Flow {
     system::flow_named("order").unwrap()
@@ -21,12 +20,12 @@ async fn sources(system: &System) -> Sources {
         let pool = sqlx::PgPool::connect(&system.database_url(service.as_str()))
             .await
             .unwrap();
-        databases.insert(service, pool);
+        databases.insert(service.as_str(), pool);
     }
     let urls = system
         .urls()
         .into_iter()
-        .map(|(service, url)| (ServiceName::parse(&service).unwrap(), url))
+        .map(|(service, url)| (ServiceName::parse(&service).unwrap().as_str(), url))
         .collect();
     Sources {
         databases,
@@ -52,7 +51,7 @@ async fn a_compensated_order_traces_every_step_in_order_and_owes_nothing() {
     );
     system.wait_until_refunded(&order_id.to_string()).await;
     let sources = sources(&system).await;
-    let map = SagaMap::derive(&system.names).unwrap();
+    let map = system::flow_map(&system.names).unwrap();
     let finished = |trace: &flow_trace::Trace| {
         trace.events.len() == 7
             && trace.events.iter().all(|event| {
@@ -135,7 +134,7 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
         })
         .await;
     let sources = sources(&system).await;
-    let map = SagaMap::derive(&system.names).unwrap();
+    let map = system::flow_map(&system.names).unwrap();
 
     let report = flow_trace::stuck(&sources, &map, order_flow(), Duration::ZERO, 10)
         .await
@@ -148,7 +147,7 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
         .waiting
         .as_ref()
         .expect("a pending order waits on a step");
-    assert_eq!(waiting.service, ServiceName::PAYMENTS);
+    assert_eq!(waiting.service, "payments");
     assert_eq!(waiting.event_type, "inventory.reserved");
     assert_eq!(waiting.action, WaitAction::Handle);
     let rules: Vec<_> = trace.diagnosis.iter().map(|finding| finding.rule).collect();
@@ -186,21 +185,4 @@ async fn a_stuck_order_is_found_with_the_service_and_step_it_waits_on() {
         "{refusal}"
     );
     system.stop().await;
-}
-
-/// `conveyor ARGS` with every service's database and URL of `system` in its environment.
-fn conveyor(system: &System, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(built_binary("conveyor"));
-    command.args(args);
-    for service in ServiceName::all() {
-        let variable = service.as_str().to_uppercase();
-        command.env(
-            format!("{variable}_DATABASE_URL"),
-            system.database_url(service.as_str()),
-        );
-    }
-    for (service, url) in system.urls() {
-        command.env(format!("{}_URL", service.to_uppercase()), url);
-    }
-    command.output().unwrap()
 }

@@ -64,7 +64,7 @@ pub(crate) async fn reconcile_runs(args: ReconcileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn reconcile_one(
+pub(crate) async fn reconcile_one(
     flow: &'static Flow,
     databases: &Databases,
     window: Window,
@@ -124,7 +124,7 @@ fn print_report(report: &Report) {
 }
 
 /// A small pool on the database of each service the flows' agreements read.
-async fn databases(chosen: &[&'static Flow]) -> anyhow::Result<Databases> {
+pub(crate) async fn databases(chosen: &[&'static Flow]) -> anyhow::Result<Databases> {
     let config = system::SystemConfig::from_env()?;
     let mut databases = Databases::new();
     for flow in chosen {

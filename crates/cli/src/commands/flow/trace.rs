@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Args;
 use conveyor::AmqpConfig;
 use flows::Flow;
+use flows::map::FlowMap;
+use flows::trace::{self as flow_trace, Outcome, Sources, StuckReport, Trace};
 use system::ServiceName;
-use system::flow_trace::{self, Outcome, Sources, StuckReport, Trace};
-use system::saga_map::SagaMap;
 use uuid::Uuid;
 
 use super::flow_choice;
@@ -218,22 +218,28 @@ fn stuck_count(report: &StuckReport, wording: Wording) -> String {
 
 /// Every service's database, the broker (its queues under `CONVEYOR_NAME_PREFIX`, as the
 /// services name them) and each service's URL, from the environment.
-async fn sources(no_broker: bool) -> anyhow::Result<(Sources, SagaMap)> {
+async fn sources(no_broker: bool) -> anyhow::Result<(Sources, FlowMap)> {
     let config = system::SystemConfig::from_env()?;
     let names = config.names.clone();
     let pools = futures_util::future::try_join_all(
         ServiceName::all().map(|service| service_database(&config, service)),
     )
     .await?;
-    let databases: BTreeMap<ServiceName, sqlx::PgPool> = ServiceName::all().zip(pools).collect();
-    let urls = crate::commands::service_urls();
+    let databases: BTreeMap<&'static str, sqlx::PgPool> = ServiceName::all()
+        .map(ServiceName::as_str)
+        .zip(pools)
+        .collect();
+    let urls = crate::commands::service_urls()
+        .into_iter()
+        .map(|(service, url)| (service.as_str(), url))
+        .collect();
     let sources = Sources {
         databases,
         amqp: (!no_broker).then(|| AmqpConfig::from_env("conveyor flow trace")),
         names: names.clone(),
         urls,
     };
-    Ok((sources, SagaMap::derive(&names)?))
+    Ok((sources, system::flow_map(&names)?))
 }
 
 fn print_trace(trace: &Trace) {

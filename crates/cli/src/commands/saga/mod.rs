@@ -1,18 +1,15 @@
-//! `conveyor saga reconcile|trace|stuck`: the order saga read straight from the services'
-//! records. `reconcile` compares finished orders with what payments, inventory and shipping
-//! hold for them; `trace` and `stuck` are `conveyor flow trace|stuck` for the order flow,
-//! in its own words (orders pending).
+//! `conveyor saga reconcile|trace|stuck`: `conveyor flow reconcile|trace|stuck` for the
+//! order flow, in the saga's own words (orders pending, discrepancies).
 
-use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use system::ServiceName;
-use system::reconcile::{self, Databases, ReconcileOptions, ReconcileReport};
+use flows::reconcile::{Finding, Report, Window};
+use serde::Serialize;
 use uuid::Uuid;
 
-use super::flow::reconcile::WindowArgs;
+use super::flow::reconcile::{self, WindowArgs};
 use super::flow::trace::{Reading, StuckOptions, Wording, stuck, trace};
-use super::{service_database, show};
+use super::show;
 
 /// The saga's flow.
 fn order_flow() -> anyhow::Result<&'static flows::Flow> {
@@ -26,7 +23,8 @@ pub(crate) enum SagaCommand {
     /// cancelled one has no captured payment, no reserved stock and no scheduled shipment.
     /// Reads the databases at <SERVICE>_DATABASE_URL (orders, payments, inventory,
     /// shipping). Lists each discrepancy and exits 1 when there is any, so it can run as a
-    /// periodic job that alerts.
+    /// periodic job that alerts. It is `conveyor flow reconcile order`, each finding told as
+    /// a sentence.
     Reconcile(ReconcileArgs),
     /// One order's timeline across every service, from the services' own records: each
     /// event, who emitted it, when it was published, and what each service that handles it
@@ -82,26 +80,17 @@ pub(crate) async fn run(command: SagaCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `flow reconcile order`, reported in the saga's words: orders and the service whose
+/// records disagree, each problem a sentence.
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
-    let databases = databases().await?;
-    let options = ReconcileOptions {
+    let flow = order_flow()?;
+    let databases = reconcile::databases(&[flow]).await?;
+    let window = Window {
         settled_for: args.window.settled_for,
         since: args.window.since,
     };
-    let total = reconcile::count(&databases, options)
-        .await
-        .context("cannot count the finished orders")?;
-    let progress = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} orders compared {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    if args.json {
-        progress.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let report = reconcile::reconcile(&databases, options, |done| progress.set_position(done))
-        .await
-        .context("reading the services' records failed")?;
-    progress.finish_and_clear();
+    let report =
+        SagaReport::from(reconcile::reconcile_one(flow, &databases, window, args.json).await?);
     show(args.json, &report, print_report)?;
     anyhow::ensure!(
         report.found == 0,
@@ -112,7 +101,64 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(report: &ReconcileReport) {
+/// `saga reconcile`'s report, as it was before flows declared their agreements.
+#[derive(Debug, Serialize)]
+struct SagaReport {
+    /// Finished orders compared.
+    checked: u64,
+    /// Discrepancies found, all of them counted.
+    found: u64,
+    /// The first 10,000 of them.
+    discrepancies: Vec<Discrepancy>,
+}
+
+/// One way an order and a service's record of it disagree.
+#[derive(Debug, Serialize)]
+struct Discrepancy {
+    order_id: Uuid,
+    status: String,
+    finished_at: DateTime<Utc>,
+    service: &'static str,
+    problem: String,
+}
+
+impl From<Report> for SagaReport {
+    fn from(report: Report) -> Self {
+        Self {
+            checked: report.checked,
+            found: report.found,
+            discrepancies: report
+                .findings
+                .into_iter()
+                .map(|finding| Discrepancy {
+                    problem: problem(&finding),
+                    order_id: finding.run_id,
+                    status: finding.status,
+                    finished_at: finding.finished_at,
+                    service: finding.service,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A finding in words: "cancelled, but its payment is 500 where nothing is owed".
+fn problem(finding: &Finding) -> String {
+    let text = |value: &Option<serde_json::Value>| {
+        value
+            .as_ref()
+            .map_or_else(|| "nothing".to_owned(), ToString::to_string)
+    };
+    format!(
+        "{}, but its {} is {} where {} is owed",
+        finding.status,
+        finding.agreement,
+        text(&finding.actual),
+        text(&finding.expected)
+    )
+}
+
+fn print_report(report: &SagaReport) {
     if !report.discrepancies.is_empty() {
         println!(
             "{:<36}  {:<9}  {:<20}  {:<9}  PROBLEM",
@@ -139,19 +185,37 @@ fn print_report(report: &ReconcileReport) {
     );
 }
 
-/// A small pool on each service database the comparison reads.
-async fn databases() -> anyhow::Result<Databases> {
-    let config = system::SystemConfig::from_env()?;
-    let (orders, payments, inventory, shipping) = tokio::try_join!(
-        service_database(&config, ServiceName::ORDERS),
-        service_database(&config, ServiceName::PAYMENTS),
-        service_database(&config, ServiceName::INVENTORY),
-        service_database(&config, ServiceName::SHIPPING),
-    )?;
-    Ok(Databases {
-        orders,
-        payments,
-        inventory,
-        shipping,
-    })
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn finding(
+        status: &str,
+        expected: Option<serde_json::Value>,
+        actual: Option<serde_json::Value>,
+    ) -> Finding {
+        Finding {
+            run_id: Uuid::nil(),
+            status: status.to_owned(),
+            finished_at: Utc::now(),
+            agreement: "payment",
+            service: "payments",
+            expected,
+            actual,
+        }
+    }
+
+    #[test]
+    fn each_finding_reads_as_a_sentence_of_what_is_held_and_owed() {
+        assert_eq!(
+            problem(&finding("cancelled", None, Some(json!(500)))),
+            "cancelled, but its payment is 500 where nothing is owed"
+        );
+        assert_eq!(
+            problem(&finding("confirmed", Some(json!(500)), None)),
+            "confirmed, but its payment is nothing where 500 is owed"
+        );
+    }
 }

@@ -5,16 +5,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::Flow;
 use chrono::{DateTime, Utc};
 use conveyor::dead_letter::{DeadLetter, DeadLetterQueue};
-use flows::Flow;
 use futures_util::future::join_all;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::Sources;
-use crate::roster::ServiceName;
-use crate::saga_map::SagaMap;
+use super::{Sources, TraceError};
+use crate::map::FlowMap;
 
 /// How long one service's `/readyz` may take to answer.
 const READY_TIMEOUT: Duration = Duration::from_millis(500);
@@ -101,14 +100,14 @@ pub(super) struct QueueState {
 #[derive(Debug, Default)]
 pub(super) struct Evidence {
     /// By the service whose records hold it (its emitter).
-    pub(super) events: Vec<(ServiceName, EventRecord)>,
+    pub(super) events: Vec<(&'static str, EventRecord)>,
     /// When each service handled each event id.
-    pub(super) handled: HashMap<(ServiceName, Uuid), Handled>,
+    pub(super) handled: HashMap<(&'static str, Uuid), Handled>,
     /// Dead letters with one of the runs' correlation ids, by the service that gave up.
-    pub(super) letters: Vec<(ServiceName, Letter)>,
-    pub(super) queues: BTreeMap<ServiceName, QueueState>,
+    pub(super) letters: Vec<(&'static str, Letter)>,
+    pub(super) queues: BTreeMap<&'static str, QueueState>,
     /// `Err` holds why a service is not ready.
-    pub(super) readiness: BTreeMap<ServiceName, Result<(), String>>,
+    pub(super) readiness: BTreeMap<&'static str, Result<(), String>>,
     /// When the deadline owner's relay last watched its schedule (the deadlines' clock).
     pub(super) clock: Option<DateTime<Utc>>,
     pub(super) now: DateTime<Utc>,
@@ -116,20 +115,20 @@ pub(super) struct Evidence {
 }
 
 /// The database of `service`, named by a flow's declaration.
-pub(super) fn database_of<'s>(sources: &'s Sources, service: &str) -> anyhow::Result<&'s PgPool> {
-    let name = ServiceName::parse(service)?;
-    sources.databases.get(&name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{service}'s database is not configured ({}_DATABASE_URL)",
-            service.to_uppercase()
-        )
-    })
+pub(super) fn database_of<'s>(
+    sources: &'s Sources,
+    service: &'static str,
+) -> Result<&'s PgPool, TraceError> {
+    sources
+        .databases
+        .get(service)
+        .ok_or(TraceError::NoDatabase { service })
 }
 
 /// Every source's records of `flow`'s runs `ids`.
 pub(super) async fn gather(
     sources: &Sources,
-    map: &SagaMap,
+    map: &FlowMap,
     flow: &Flow,
     ids: &[Uuid],
 ) -> Evidence {
@@ -264,14 +263,14 @@ pub(super) fn correlation_in(head: &[u8]) -> Option<Uuid> {
 
 async fn handled_by(
     pool: &PgPool,
-    service: ServiceName,
+    service: &'static str,
     event_ids: &[Uuid],
 ) -> sqlx::Result<Vec<(Uuid, Handled)>> {
     let rows: Vec<(Uuid, DateTime<Utc>, Option<i32>)> = sqlx::query_as(
         "SELECT message_id, handled_at, attempt FROM conveyor.inbox
          WHERE consumer = $1 AND message_id = ANY($2)",
     )
-    .bind(service.as_str())
+    .bind(service)
     .bind(event_ids)
     .fetch_all(pool)
     .await?;
@@ -288,7 +287,7 @@ async fn handled_by(
 async fn broker(
     sources: &Sources,
     amqp: &conveyor::AmqpConfig,
-    map: &SagaMap,
+    map: &FlowMap,
     wanted: &HashSet<Uuid>,
     evidence: &mut Evidence,
 ) {
@@ -304,20 +303,18 @@ async fn broker(
     let names = &sources.names;
     for (service, tiers) in map.consumers() {
         let mut state = QueueState::default();
-        if let Some((ready, consumers)) =
-            depth(&connection, &names.service_queue(service.as_str())).await
-        {
+        if let Some((ready, consumers)) = depth(&connection, &names.service_queue(service)).await {
             state.ready = ready;
             state.consumers = consumers;
         }
         for tier in tiers {
-            let queue = names.retry_queue(service.as_str(), *tier);
+            let queue = names.retry_queue(service, *tier);
             state.retrying += depth(&connection, &queue)
                 .await
                 .map_or(0, |(ready, _)| ready);
         }
         evidence.queues.insert(service, state);
-        let dead_letters = names.dead_letter_queue(service.as_str());
+        let dead_letters = names.dead_letter_queue(service);
         match depth(&connection, &dead_letters).await {
             Some((0, _)) | None => {}
             Some((_, readers)) if readers > 0 => evidence.notes.push(format!(
@@ -334,11 +331,11 @@ async fn broker(
 async fn letters_of(
     amqp: &conveyor::AmqpConfig,
     names: &conveyor::Names,
-    service: ServiceName,
+    service: &'static str,
     wanted: &HashSet<Uuid>,
     evidence: &mut Evidence,
 ) {
-    let scanned = match DeadLetterQueue::open(amqp, names, service.as_str()).await {
+    let scanned = match DeadLetterQueue::open(amqp, names, service).await {
         Ok(queue) => {
             let mut found = Vec::new();
             let summary = queue
@@ -381,7 +378,7 @@ async fn depth(connection: &lapin::Connection, queue: &str) -> Option<(u32, u32)
 }
 
 /// Each service's `/readyz`, all at once.
-async fn readiness(sources: &Sources) -> BTreeMap<ServiceName, Result<(), String>> {
+async fn readiness(sources: &Sources) -> BTreeMap<&'static str, Result<(), String>> {
     let client = reqwest::Client::builder()
         .timeout(READY_TIMEOUT)
         .build()

@@ -3,36 +3,37 @@
 //! consumer's inbox, the dead letters with the run's correlation id, queue depths and
 //! `/readyz`), read against the map of who handles what. No tracing backend is needed, and
 //! nothing here knows one flow from another: each run is found through the query its
-//! flow's keeper declares (`flows::Runs`), its deadline through the flow's timer event.
+//! flow's keeper declares (`crate::Runs`), its deadline through the flow's timer event.
 //!
 //! - `evidence`: gathering those records for a set of runs.
 //! - `diagnose`: the timeline and the diagnosis, from the evidence alone.
 
 mod diagnose;
 mod evidence;
+#[cfg(test)]
+mod fixture;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::Flow;
 use chrono::{DateTime, Utc};
 use conveyor::{AmqpConfig, Names};
-use flows::Flow;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::roster::ServiceName;
-use crate::saga_map::SagaMap;
+use crate::map::FlowMap;
 
 /// Where the records are.
 pub struct Sources {
     /// Each service's database.
-    pub databases: BTreeMap<ServiceName, PgPool>,
+    pub databases: BTreeMap<&'static str, PgPool>,
     /// The broker, for dead letters and queue depths; `None` leaves them out.
     pub amqp: Option<AmqpConfig>,
     pub names: Names,
     /// Each service's base URL, for its `/readyz`.
-    pub urls: BTreeMap<ServiceName, String>,
+    pub urls: BTreeMap<&'static str, String>,
 }
 
 /// A run as its keeper's declared query answers it, with its deadline as it stands.
@@ -71,7 +72,7 @@ pub struct Trace {
 pub struct TracedEvent {
     pub id: Uuid,
     pub event_type: String,
-    pub emitted_by: ServiceName,
+    pub emitted_by: &'static str,
     pub created_at: DateTime<Utc>,
     /// When the broker confirmed it; `None` while it is in the emitter's outbox.
     pub published_at: Option<DateTime<Utc>>,
@@ -86,7 +87,7 @@ pub struct TracedEvent {
 /// What one handler made of an event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Handling {
-    pub service: ServiceName,
+    pub service: &'static str,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -133,7 +134,7 @@ impl std::fmt::Display for WaitAction {
 /// The step an unfinished order waits on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Waiting {
-    pub service: ServiceName,
+    pub service: &'static str,
     pub event_type: String,
     pub event_id: Uuid,
     pub action: WaitAction,
@@ -146,7 +147,7 @@ pub struct Finding {
     /// `dead-letter`, `retry-pending`, `not-ready`, `no-consumer`, `backlog`, `relay`,
     /// `deadline`, `no-events`, `no-reply`, `compensation` or `unknown`.
     pub rule: &'static str,
-    pub service: Option<ServiceName>,
+    pub service: Option<&'static str>,
     pub message: String,
 }
 
@@ -167,7 +168,7 @@ pub struct StuckReport {
 /// One service's parked outbox rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceParked {
-    pub service: ServiceName,
+    pub service: &'static str,
     #[serde(flatten)]
     pub summary: conveyor::parked::ParkedSummary,
 }
@@ -180,10 +181,7 @@ async fn parked(sources: &Sources) -> Vec<ServiceParked> {
         if let Ok(summary) = conveyor::parked::summary(pool).await
             && summary.count > 0
         {
-            found.push(ServiceParked {
-                service: *service,
-                summary,
-            });
+            found.push(ServiceParked { service, summary });
         }
     }
     found
@@ -214,7 +212,7 @@ pub async fn flows_of(
     sources: &Sources,
     flows: &[&'static Flow],
     id: Uuid,
-) -> anyhow::Result<Vec<&'static Flow>> {
+) -> Result<Vec<&'static Flow>, TraceError> {
     let mut found = Vec::new();
     for flow in flows {
         if run(sources, flow, id).await?.is_some() {
@@ -224,7 +222,7 @@ pub async fn flows_of(
     Ok(found)
 }
 
-async fn run(sources: &Sources, flow: &Flow, id: Uuid) -> anyhow::Result<Option<RunRow>> {
+async fn run(sources: &Sources, flow: &Flow, id: Uuid) -> Result<Option<RunRow>, TraceError> {
     let keeper = evidence::database_of(sources, flow.runs.service)?;
     let query = select_runs(flow, "WHERE run.id = $2");
     sqlx::query_as(query)
@@ -232,17 +230,31 @@ async fn run(sources: &Sources, flow: &Flow, id: Uuid) -> anyhow::Result<Option<
         .bind(id)
         .fetch_optional(keeper)
         .await
-        .map_err(|error| query_failed(flow, &error))
+        .map_err(|error| query_failed(flow, error))
 }
 
-/// A keeper's declared query that fails is a defect of the declaration: say whose.
-fn query_failed(flow: &Flow, error: &sqlx::Error) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the runs of flow {} could not be read from {}'s database with the query its declaration gives ({error}): check {}'s migrations and the flow's `runs`",
-        flow.name,
-        flow.runs.service,
-        flow.runs.service
-    )
+/// Why a run could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{service}'s database is not configured ({}_DATABASE_URL)", service.to_uppercase())]
+    NoDatabase { service: &'static str },
+    /// A keeper's declared query that fails is a defect of the declaration: say whose.
+    #[error(
+        "the runs of flow {flow} could not be read from {service}'s database with the query its declaration gives ({source}): check {service}'s migrations and the flow's `runs`"
+    )]
+    Runs {
+        flow: &'static str,
+        service: &'static str,
+        source: sqlx::Error,
+    },
+}
+
+fn query_failed(flow: &Flow, error: sqlx::Error) -> TraceError {
+    TraceError::Runs {
+        flow: flow.name,
+        service: flow.runs.service,
+        source: error,
+    }
 }
 
 /// The timeline and diagnosis of `flow`'s run `id`; `None` when its keeper has no such run.
@@ -251,10 +263,10 @@ fn query_failed(flow: &Flow, error: &sqlx::Error) -> anyhow::Error {
 /// When the keeper's database cannot be read (the other sources become notes).
 pub async fn trace(
     sources: &Sources,
-    map: &SagaMap,
+    map: &FlowMap,
     flow: &'static Flow,
     id: Uuid,
-) -> anyhow::Result<Option<Trace>> {
+) -> Result<Option<Trace>, TraceError> {
     let Some(found) = run(sources, flow, id).await? else {
         return Ok(None);
     };
@@ -269,11 +281,11 @@ pub async fn trace(
 /// When the keeper's database cannot be read.
 pub async fn stuck(
     sources: &Sources,
-    map: &SagaMap,
+    map: &FlowMap,
     flow: &'static Flow,
     older_than: Duration,
     limit: i64,
-) -> anyhow::Result<StuckReport> {
+) -> Result<StuckReport, TraceError> {
     let keeper = evidence::database_of(sources, flow.runs.service)?;
     let running: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM ({}) AS run
@@ -283,7 +295,7 @@ pub async fn stuck(
     .bind(older_than)
     .fetch_one(keeper)
     .await
-    .map_err(|error| query_failed(flow, &error))?;
+    .map_err(|error| query_failed(flow, error))?;
     let rows: Vec<RunRow> = sqlx::query_as(select_runs(
         flow,
         "WHERE run.running AND run.created_at < clock_timestamp() - $2
@@ -294,7 +306,7 @@ pub async fn stuck(
     .bind(limit)
     .fetch_all(keeper)
     .await
-    .map_err(|error| query_failed(flow, &error))?;
+    .map_err(|error| query_failed(flow, error))?;
     let ids: Vec<Uuid> = rows.iter().map(|run| run.id).collect();
     let evidence = evidence::gather(sources, map, flow, &ids).await;
     Ok(StuckReport {

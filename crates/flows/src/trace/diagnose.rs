@@ -1,14 +1,13 @@
 //! The timeline of one run of a flow and, for a run still going, the step it waits on and
 //! the likely reason, from the evidence alone (no I/O: every rule is tested on its own).
 
+use crate::Flow;
 use chrono::{DateTime, Utc};
-use flows::Flow;
 use uuid::Uuid;
 
 use super::evidence::{EventRecord, Evidence};
 use super::{Finding, Handling, Outcome, RunRow, Trace, TracedEvent, WaitAction, Waiting};
-use crate::roster::ServiceName;
-use crate::saga_map::SagaMap;
+use crate::map::FlowMap;
 
 /// How long an event may sit unsent before its relay is suspected.
 const RELAY_GRACE_SECONDS: i64 = 5;
@@ -20,13 +19,13 @@ pub(super) fn diagnose(
     flow: &'static Flow,
     run: &RunRow,
     evidence: &Evidence,
-    map: &SagaMap,
+    map: &FlowMap,
 ) -> Trace {
     let mut events: Vec<TracedEvent> = evidence
         .events
         .iter()
         .filter(|(_, event)| event.correlation_id == Some(run.id))
-        .map(|(emitter, event)| traced(*emitter, event, evidence, map))
+        .map(|(emitter, event)| traced(emitter, event, evidence, map))
         .collect();
     events.sort_by_key(|event| (event.created_at, event.id));
     let mut trace = Trace {
@@ -46,10 +45,10 @@ pub(super) fn diagnose(
 }
 
 fn traced(
-    emitter: ServiceName,
+    emitter: &'static str,
     event: &EventRecord,
     evidence: &Evidence,
-    map: &SagaMap,
+    map: &FlowMap,
 ) -> TracedEvent {
     let handlers = map
         .route(&event.event_type)
@@ -73,7 +72,7 @@ fn traced(
     }
 }
 
-fn outcome(service: ServiceName, event_id: Uuid, evidence: &Evidence) -> Outcome {
+fn outcome(service: &'static str, event_id: Uuid, evidence: &Evidence) -> Outcome {
     if let Some(handled) = evidence.handled.get(&(service, event_id)) {
         return Outcome::Handled {
             at: handled.at,
@@ -128,7 +127,7 @@ fn diagnose_running(flow: &Flow, trace: &mut Trace, evidence: &Evidence) {
     if trace.events.is_empty() {
         findings.push(Finding {
             rule: "no-events",
-            service: ServiceName::parse(flow.runs.service).ok(),
+            service: Some(flow.runs.service),
             message: format!(
                 "no event of this {} is in any service's outbox or sent log (the sent log \
                  keeps a day): {} may not have written {}",
@@ -287,7 +286,7 @@ fn handler_findings(
     findings
 }
 
-fn not_ready(service: ServiceName, evidence: &Evidence) -> Option<Finding> {
+fn not_ready(service: &'static str, evidence: &Evidence) -> Option<Finding> {
     match evidence.readiness.get(&service) {
         Some(Err(why)) => Some(Finding {
             rule: "not-ready",
@@ -313,7 +312,7 @@ fn deadline_finding(flow: &Flow, deadline_at: DateTime<Utc>, evidence: &Evidence
     };
     Finding {
         rule: "deadline",
-        service: ServiceName::parse(owner).ok(),
+        service: Some(owner),
         message: format!(
             "its deadline passed at {} but it has not ended yet: {scheduler}",
             deadline_at.format("%H:%M:%S")
@@ -325,10 +324,10 @@ fn deadline_finding(flow: &Flow, deadline_at: DateTime<Utc>, evidence: &Evidence
 /// Only what the flow's declaration says a service owes counts: a service that only listens
 /// to the failure owes nothing.
 fn unfinished_compensation(flow: &Flow, trace: &mut Trace) {
-    let owes = |service: ServiceName, event_type: &str| {
+    let owes = |service: &'static str, event_type: &str| {
         flow.compensations
             .iter()
-            .any(|owed| owed.on == event_type && owed.service == service.as_str())
+            .any(|owed| owed.on == event_type && owed.service == service)
     };
     for event in &trace.events {
         let owing = event
@@ -365,12 +364,10 @@ fn unfinished_compensation(flow: &Flow, trace: &mut Trace) {
 mod tests {
     use std::collections::BTreeMap;
 
-    use conveyor::Names;
-
     use super::super::evidence::{Handled, Letter, QueueState};
     use super::*;
 
-    const FLOW: &Flow = &order_saga::ORDER_FLOW;
+    const FLOW: &Flow = &super::super::fixture::ORDER_FLOW;
 
     fn order(status: &str, now: DateTime<Utc>) -> RunRow {
         RunRow {
@@ -407,31 +404,26 @@ mod tests {
         Evidence {
             now,
             clock: Some(now),
-            queues: [
-                ServiceName::INVENTORY,
-                ServiceName::ORDERS,
-                ServiceName::PAYMENTS,
-                ServiceName::SHIPPING,
-            ]
-            .into_iter()
-            .map(|service| {
-                (
-                    service,
-                    QueueState {
-                        ready: 0,
-                        consumers: 1,
-                        retrying: 0,
-                    },
-                )
-            })
-            .collect(),
+            queues: ["inventory", "orders", "payments", "shipping"]
+                .into_iter()
+                .map(|service| {
+                    (
+                        service,
+                        QueueState {
+                            ready: 0,
+                            consumers: 1,
+                            retrying: 0,
+                        },
+                    )
+                })
+                .collect(),
             readiness: BTreeMap::new(),
             ..Evidence::default()
         }
     }
 
-    fn map() -> SagaMap {
-        SagaMap::derive(&Names::default()).unwrap()
+    fn map() -> FlowMap {
+        super::super::fixture::order_map()
     }
 
     /// An order whose order.created inventory handled and whose inventory.reserved payments
@@ -444,10 +436,10 @@ mod tests {
         let reserved = event(&order, "inventory.reserved", 79, now);
         evidence
             .handled
-            .insert((ServiceName::INVENTORY, created.event_id), Handled::at(now));
+            .insert(("inventory", created.event_id), Handled::at(now));
         let reserved_id = reserved.event_id;
-        evidence.events.push((ServiceName::ORDERS, created));
-        evidence.events.push((ServiceName::INVENTORY, reserved));
+        evidence.events.push(("orders", created));
+        evidence.events.push(("inventory", reserved));
         (order, evidence, reserved_id)
     }
 
@@ -458,26 +450,18 @@ mod tests {
         let waiting = trace.waiting.clone().unwrap();
         assert_eq!(
             (waiting.service, waiting.action),
-            (ServiceName::PAYMENTS, WaitAction::Handle)
+            ("payments", WaitAction::Handle)
         );
         assert_eq!(trace.diagnosis[0].rule, "unknown");
 
-        evidence
-            .queues
-            .get_mut(&ServiceName::PAYMENTS)
-            .unwrap()
-            .retrying = 1;
+        evidence.queues.get_mut(&"payments").unwrap().retrying = 1;
         let trace = diagnose(FLOW, &order, &evidence, &map());
         assert_eq!(trace.diagnosis[0].rule, "retry-pending");
 
         evidence
             .readiness
-            .insert(ServiceName::PAYMENTS, Err("nothing answers".into()));
-        evidence
-            .queues
-            .get_mut(&ServiceName::PAYMENTS)
-            .unwrap()
-            .consumers = 0;
+            .insert("payments", Err("nothing answers".into()));
+        evidence.queues.get_mut(&"payments").unwrap().consumers = 0;
         let rules: Vec<_> = diagnose(FLOW, &order, &evidence, &map())
             .diagnosis
             .iter()
@@ -486,7 +470,7 @@ mod tests {
         assert_eq!(rules, ["not-ready", "no-consumer", "retry-pending"]);
 
         evidence.letters.push((
-            ServiceName::PAYMENTS,
+            "payments",
             Letter {
                 event_id: Some(reserved.to_string()),
                 kind: Some("retries-exhausted".into()),
@@ -521,7 +505,7 @@ mod tests {
         let waiting = trace.waiting.unwrap();
         assert_eq!(
             (waiting.service, waiting.action, waiting.event_id),
-            (ServiceName::ORDERS, WaitAction::Publish, created_id)
+            ("orders", WaitAction::Publish, created_id)
         );
         assert!(
             trace.diagnosis[0].message.contains("parked"),
@@ -554,12 +538,12 @@ mod tests {
         let order = order("cancelled", now);
         let mut evidence = evidence(now);
         let cancelled = event(&order, "order.cancelled", 10, now);
-        for service in [ServiceName::INVENTORY, ServiceName::PAYMENTS] {
+        for service in ["inventory", "payments"] {
             evidence
                 .handled
                 .insert((service, cancelled.event_id), Handled::at(now));
         }
-        evidence.events.push((ServiceName::ORDERS, cancelled));
+        evidence.events.push(("orders", cancelled));
         let trace = diagnose(FLOW, &order, &evidence, &map());
         assert!(trace.waiting.is_none());
         let owed: Vec<_> = trace
@@ -567,7 +551,7 @@ mod tests {
             .iter()
             .map(|finding| finding.service)
             .collect();
-        assert_eq!(owed, [Some(ServiceName::SHIPPING)]);
+        assert_eq!(owed, [Some("shipping")]);
     }
 
     #[test]
@@ -576,25 +560,21 @@ mod tests {
         let order = order("cancelled", now);
         let mut evidence = evidence(now);
         let cancelled = event(&order, "order.cancelled", 10, now);
-        for service in [
-            ServiceName::INVENTORY,
-            ServiceName::PAYMENTS,
-            ServiceName::SHIPPING,
-        ] {
+        for service in ["inventory", "payments", "shipping"] {
             evidence
                 .handled
                 .insert((service, cancelled.event_id), Handled::at(now));
         }
-        evidence.events.push((ServiceName::ORDERS, cancelled));
+        evidence.events.push(("orders", cancelled));
         // Users listens to cancellations here and has not handled this one.
-        let map = map().with_handler("order.cancelled", ServiceName::USERS);
+        let map = map().consumes("users", ["order.cancelled".to_owned()], Vec::new());
         let trace = diagnose(FLOW, &order, &evidence, &map);
-        let handlers: Vec<ServiceName> = trace.events[0]
+        let handlers: Vec<&'static str> = trace.events[0]
             .handlers
             .iter()
             .map(|handling| handling.service)
             .collect();
-        assert!(handlers.contains(&ServiceName::USERS), "{handlers:?}");
+        assert!(handlers.contains(&"users"), "{handlers:?}");
         assert!(trace.diagnosis.is_empty(), "{:#?}", trace.diagnosis);
     }
 
@@ -602,7 +582,7 @@ mod tests {
     fn a_handled_event_says_on_which_attempt() {
         let (order, mut evidence, reserved) = waiting_on_payments();
         evidence.handled.insert(
-            (ServiceName::PAYMENTS, reserved),
+            ("payments", reserved),
             Handled {
                 at: evidence.now,
                 attempt: Some(3),
@@ -610,7 +590,7 @@ mod tests {
         );
         let trace = diagnose(FLOW, &order, &evidence, &map());
         let handling = &trace.events[1].handlers[0];
-        assert_eq!(handling.service, ServiceName::PAYMENTS);
+        assert_eq!(handling.service, "payments");
         assert!(
             matches!(
                 handling.outcome,
