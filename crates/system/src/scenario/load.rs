@@ -9,6 +9,7 @@ use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 
 use super::api::Api;
 use super::setup::Fixtures;
@@ -118,7 +119,7 @@ async fn place_one(
     run: &str,
     index: usize,
     options: &LoadOptions,
-) -> anyhow::Result<Placed> {
+) -> anyhow::Result<Placing> {
     let path = path_of(index, options.cancel_every);
     let (customer, body) = order_body(fixtures, index, path);
     // Customers place and cancel their own orders, with their own tokens.
@@ -161,18 +162,45 @@ async fn place_one(
     } else {
         None
     };
-    let returned = if path == Path::Regular && wants_return(index, options.return_every) {
-        let cancel = (index / options.return_every) % 3 == 2;
-        return_when_confirmed(&api, &order_id, &body, cancel).await?
-    } else {
-        None
-    };
-    Ok(Placed {
-        order_id,
-        path,
-        cancel_accepted,
-        returned,
+    // The customer's return waits for the order to end on a task of its own, so polling for
+    // it takes none of the load's concurrency from the orders still to place.
+    let returning =
+        (path == Path::Regular && wants_return(index, options.return_every)).then(|| {
+            let cancel = (index / options.return_every) % 3 == 2;
+            let (api, order_id) = (api.clone(), order_id.clone());
+            tokio::spawn(async move { return_when_confirmed(&api, &order_id, &body, cancel).await })
+        });
+    Ok(Placing {
+        placed: Placed {
+            order_id,
+            path,
+            cancel_accepted,
+            returned: None,
+        },
+        returning,
     })
+}
+
+/// An order just placed, and its customer's return on its way, if they make one.
+struct Placing {
+    placed: Placed,
+    returning: Option<JoinHandle<anyhow::Result<Option<Returned>>>>,
+}
+
+impl Placing {
+    /// The order once its customer's return, if any, was asked for.
+    async fn returned(self) -> anyhow::Result<Placed> {
+        let Some(returning) = self.returning else {
+            return Ok(self.placed);
+        };
+        let returned = returning
+            .await
+            .context("the task returning a line of an order failed")??;
+        Ok(Placed {
+            returned,
+            ..self.placed
+        })
+    }
 }
 
 fn wants_return(index: usize, every: usize) -> bool {
@@ -259,7 +287,7 @@ pub async fn place(
     let run = uuid::Uuid::new_v4().simple().to_string();
     let started = Instant::now();
     let done = AtomicUsize::new(0);
-    futures_util::stream::iter(0..options.orders)
+    let placing = futures_util::stream::iter(0..options.orders)
         .map(|index| {
             let (run, done, progress) = (&run, &done, &progress);
             async move {
@@ -267,12 +295,17 @@ pub async fn place(
                     let due = started + Duration::from_secs_f64(index as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let placed = place_one(api, fixtures, run, index, options).await?;
+                let placing = place_one(api, fixtures, run, index, options).await?;
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                anyhow::Ok(placed)
+                anyhow::Ok(placing)
             }
         })
         .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await
+        .try_collect::<Vec<_>>()
+        .await?;
+    let mut placed = Vec::with_capacity(placing.len());
+    for order in placing {
+        placed.push(order.returned().await?);
+    }
+    Ok(placed)
 }
