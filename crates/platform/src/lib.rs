@@ -9,6 +9,8 @@
 //!   copies, how to build it), which whatever lists services reads.
 //! - `own_settings`: a service's own settings given in code, read before its environment.
 //! - `database`: connecting to a service's own database, creating it if missing.
+//! - `migrate`: its migrations, applied by one instance at a time, the others waiting
+//!   outside the database (an index built concurrently waits for no waiting replica).
 //! - `db_refusal`: database errors caused by the data itself (re-exported by `input`).
 //! - `http`: JSON errors and the health routes.
 //! - `input`: the rules a request's text must keep (no control characters, a maximum
@@ -35,6 +37,7 @@ mod declaration;
 mod http;
 pub mod input;
 pub mod metrics;
+mod migrate;
 pub mod openapi;
 mod own_settings;
 mod republish;
@@ -52,6 +55,7 @@ pub use database::{connect_or_create, is_loopback_host};
 pub use declaration::{Building, CacheSource, Declaration, Setting};
 pub use http::{ApiError, ApiResult, JsonBody, parse_uuid};
 pub use input::InputError;
+pub use migrate::migrate;
 pub use republish::republish;
 pub use service::{BackgroundTask, Service, ServiceParts};
 pub use service_metrics::copy_updated;

@@ -68,8 +68,7 @@ impl Service {
         assemble: impl FnOnce(&PgPool) -> anyhow::Result<ServiceParts>,
     ) -> anyhow::Result<Self> {
         let pool = connect_or_create(&config.database_url, config.pool_size).await?;
-        tolerating_newer(migrator)
-            .run(&pool)
+        crate::migrate(&pool, migrator)
             .await
             .with_context(|| format!("the {} database's migrations failed", config.service))?;
         conveyor::install(&pool).await?;
@@ -233,22 +232,6 @@ impl Service {
                 .context("the HTTP server failed")
         });
         tasks
-    }
-}
-
-/// The service's migrations, not failing on newer ones already applied: in a rolling
-/// upgrade, or a rollback, an instance of the older release starts on a database that a
-/// newer one migrated. Migrations only add what the older release can ignore (expand now,
-/// contract in a later release). sqlx's `migrate!` cannot say so itself, so the fields are
-/// copied (they are public for that macro; sqlx is pinned in the workspace).
-fn tolerating_newer(migrator: &Migrator) -> Migrator {
-    Migrator {
-        migrations: migrator.migrations.clone(),
-        ignore_missing: true,
-        locking: migrator.locking,
-        no_tx: migrator.no_tx,
-        table_name: migrator.table_name.clone(),
-        create_schemas: migrator.create_schemas.clone(),
     }
 }
 
