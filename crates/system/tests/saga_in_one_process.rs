@@ -231,7 +231,7 @@ async fn run_saga(network: &mut Network, user_id: Uuid) -> anyhow::Result<Saga> 
 }
 
 /// Every event the saga emitted is about the order, in its flow, and caused by an event
-/// delivered before it, back to `order.created`: the chain a trace and the saga map follow.
+/// delivered before it, back to `order.created`: the chain `flow trace` follows.
 fn assert_one_flow(created: &Envelope, trail: &Trail) {
     let mut delivered = BTreeSet::from([created.id]);
     for event in trail.emitted().envelopes() {

@@ -98,11 +98,11 @@ pub static ORDER_FLOW: Flow = Flow {
     agreements: &[
         Agreement {
             name: "payment",
-            expects: "SELECT id, CASE WHEN status = 'confirmed' THEN to_jsonb(total_cents) END \
-                      FROM orders",
+            expects: "SELECT id, CASE WHEN status = 'confirmed' THEN \
+                      to_jsonb(total_cents || ' ' || currency) END FROM orders",
             service: "payments",
             holds: "SELECT order_id AS id, CASE WHEN status = 'captured' THEN \
-                    to_jsonb(amount_cents) END FROM payments",
+                    to_jsonb(amount_cents || ' ' || currency) END FROM payments",
         },
         Agreement {
             name: "stock",

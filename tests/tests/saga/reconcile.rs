@@ -63,6 +63,12 @@ async fn reconciliation_names_the_orders_whose_books_disagree() {
         .execute(&payments)
         .await
         .unwrap();
+    // And the right amount captured in the wrong currency.
+    sqlx::query("UPDATE payments SET currency = 'USD' WHERE order_id = $1::uuid")
+        .bind(&confirmed)
+        .execute(&payments)
+        .await
+        .unwrap();
     let shipping = sqlx::PgPool::connect(&system.database_url("shipping"))
         .await
         .unwrap();
@@ -87,16 +93,21 @@ async fn reconciliation_names_the_orders_whose_books_disagree() {
         (
             cancelled,
             "payments".to_owned(),
-            "cancelled, but its payment is 700 where nothing is owed".to_owned(),
+            "cancelled, but its payment is 700 EUR where nothing is owed".to_owned(),
+        ),
+        (
+            confirmed.clone(),
+            "payments".to_owned(),
+            "confirmed, but its payment is 700 USD where 700 EUR is owed".to_owned(),
         ),
         (
             confirmed,
             "shipping".to_owned(),
-            "confirmed, but its shipment is nothing where \"scheduled\" is owed".to_owned(),
+            "confirmed, but its shipment is nothing where scheduled is owed".to_owned(),
         ),
     ];
     expected.sort();
     assert_eq!(found, expected, "{report}");
-    assert_eq!(report["found"], 2, "{report}");
+    assert_eq!(report["found"], 3, "{report}");
     system.stop().await;
 }

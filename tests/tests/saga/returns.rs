@@ -532,7 +532,7 @@ async fn finished_returns_and_orders_reconcile_and_a_lost_refund_is_found() {
     let orders = reconciled(&order_saga::ORDER_FLOW).await.unwrap();
     assert_eq!((orders.checked, orders.found), (1, 0), "{orders:?}");
 
-    // A refund that never happened: the keeper expects 500, payments holds nothing.
+    // A refund that never happened: the keeper expects 500 EUR, payments holds nothing.
     sqlx::query("DELETE FROM return_refunds")
         .execute(&payments)
         .await
@@ -550,7 +550,7 @@ async fn finished_returns_and_orders_reconcile_and_a_lost_refund_is_found() {
     );
     assert_eq!(
         (finding.expected.clone(), finding.actual.clone()),
-        (Some(json!(500)), None)
+        (Some(json!("500 EUR")), None)
     );
     system.stop().await;
 }

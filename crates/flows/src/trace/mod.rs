@@ -66,7 +66,7 @@ pub struct Trace {
     pub notes: Vec<String>,
 }
 
-/// An event of the order: who emitted it, whether it left its outbox, and what each
+/// An event of the run: who emitted it, whether it left its outbox, and what each
 /// service that handles it made of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TracedEvent {
@@ -131,7 +131,7 @@ impl std::fmt::Display for WaitAction {
     }
 }
 
-/// The step an unfinished order waits on.
+/// The step an unfinished run waits on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Waiting {
     pub service: &'static str,

@@ -168,7 +168,9 @@ async fn place_one(
         (path == Path::Regular && wants_return(index, options.return_every)).then(|| {
             let cancel = (index / options.return_every) % 3 == 2;
             let (api, order_id) = (api.clone(), order_id.clone());
-            tokio::spawn(async move { return_when_confirmed(&api, &order_id, &body, cancel).await })
+            Returning(tokio::spawn(async move {
+                return_when_confirmed(&api, &order_id, &body, cancel).await
+            }))
         });
     Ok(Placing {
         placed: Placed {
@@ -184,16 +186,27 @@ async fn place_one(
 /// An order just placed, and its customer's return on its way, if they make one.
 struct Placing {
     placed: Placed,
-    returning: Option<JoinHandle<anyhow::Result<Option<Returned>>>>,
+    returning: Option<Returning>,
+}
+
+/// A customer's return on its way, on a task of its own. Dropped unfinished (the load
+/// failed, or was given up), the task is stopped: no return is asked for after the load
+/// ended.
+struct Returning(JoinHandle<anyhow::Result<Option<Returned>>>);
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Placing {
     /// The order once its customer's return, if any, was asked for.
     async fn returned(self) -> anyhow::Result<Placed> {
-        let Some(returning) = self.returning else {
+        let Some(mut returning) = self.returning else {
             return Ok(self.placed);
         };
-        let returned = returning
+        let returned = (&mut returning.0)
             .await
             .context("the task returning a line of an order failed")??;
         Ok(Placed {

@@ -83,10 +83,11 @@ pub static RETURN_FLOW: Flow = Flow {
     agreements: &[
         Agreement {
             name: "refund",
-            expects: "SELECT id, CASE WHEN status = 'closed' THEN to_jsonb(refund_cents) END \
-                      FROM returns",
+            expects: "SELECT id, CASE WHEN status = 'closed' THEN \
+                      to_jsonb(refund_cents || ' ' || currency) END FROM returns",
             service: "payments",
-            holds: "SELECT return_id AS id, to_jsonb(amount_cents) FROM return_refunds",
+            holds: "SELECT return_id AS id, to_jsonb(amount_cents || ' ' || currency) \
+                    FROM return_refunds",
         },
         Agreement {
             name: "restock",

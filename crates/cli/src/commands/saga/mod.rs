@@ -142,12 +142,13 @@ impl From<Report> for SagaReport {
     }
 }
 
-/// A finding in words: "cancelled, but its payment is 500 where nothing is owed".
+/// A finding in words: "cancelled, but its payment is 500 EUR where nothing is owed".
 fn problem(finding: &Finding) -> String {
-    let text = |value: &Option<serde_json::Value>| {
-        value
-            .as_ref()
-            .map_or_else(|| "nothing".to_owned(), ToString::to_string)
+    let text = |value: &Option<serde_json::Value>| match value {
+        None => "nothing".to_owned(),
+        // A text reads as itself, not as JSON in quotes.
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
     };
     format!(
         "{}, but its {} is {} where {} is owed",
@@ -210,12 +211,20 @@ mod tests {
     #[test]
     fn each_finding_reads_as_a_sentence_of_what_is_held_and_owed() {
         assert_eq!(
-            problem(&finding("cancelled", None, Some(json!(500)))),
-            "cancelled, but its payment is 500 where nothing is owed"
+            problem(&finding("cancelled", None, Some(json!("500 EUR")))),
+            "cancelled, but its payment is 500 EUR where nothing is owed"
         );
         assert_eq!(
-            problem(&finding("confirmed", Some(json!(500)), None)),
-            "confirmed, but its payment is nothing where 500 is owed"
+            problem(&finding(
+                "confirmed",
+                Some(json!("500 EUR")),
+                Some(json!("500 USD"))
+            )),
+            "confirmed, but its payment is 500 USD where 500 EUR is owed"
+        );
+        assert_eq!(
+            problem(&finding("confirmed", Some(json!({ "TEA": 2 })), None)),
+            "confirmed, but its payment is nothing where {\"TEA\":2} is owed"
         );
     }
 }
