@@ -11,9 +11,11 @@ use flows::{Flow, Participants};
 use crate::catalog;
 use crate::roster::ServiceName;
 
+// ANCHOR: flows
 /// Every flow of the system. A new flow is its declaration in its services' crate and a
 /// line here.
 static FLOWS: &[&Flow] = &[&order_saga::ORDER_FLOW, &orders_service::RETURN_FLOW];
+// ANCHOR_END: flows
 
 /// Every flow, in declaration order.
 pub fn all_flows() -> &'static [&'static Flow] {

@@ -18,11 +18,13 @@ use events_schema::returns::{ReturnCancelledV1, ReturnReceivedV1, ReturnRequeste
 use flows::{Compensate, FailedRuns};
 use uuid::Uuid;
 
+// ANCHOR: failed_runs
 /// Where shipping remembers the returns it saw cancelled.
 const CANCELLED_RETURNS: FailedRuns = FailedRuns {
     table: "cancelled_returns",
     column: "return_id",
 };
+// ANCHOR_END: failed_runs
 
 /// On `return.requested`: book a pickup at the user's cached address, if its country is
 /// served.
@@ -158,6 +160,7 @@ impl EventHandler for Collect {
     }
 }
 
+// ANCHOR: compensate
 /// On `return.cancelled`: cancel the pickup, sending back a parcel collected already.
 pub(crate) struct CancelPickup;
 
@@ -193,3 +196,4 @@ impl Compensate for CancelPickup {
         }))
     }
 }
+// ANCHOR_END: compensate

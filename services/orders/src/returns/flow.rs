@@ -11,6 +11,7 @@ use flows::{Agreement, Compensation, Deadline, End, Flow, Outcome, Runs, Step};
 /// The restock and the refund follow the close rather than preceding it: a refund cannot be
 /// taken back, nor can stock sold again meanwhile, so both move only once the run can no
 /// longer fail, and nobody but shipping has anything to undo.
+// ANCHOR: declaration
 pub static RETURN_FLOW: Flow = Flow {
     name: "return",
     summary: "Lines of a confirmed order are collected, restocked and refunded, or the return is cancelled with each step undone.",
@@ -109,3 +110,4 @@ pub static RETURN_FLOW: Flow = Flow {
         },
     ],
 };
+// ANCHOR_END: declaration

@@ -23,6 +23,7 @@ impl EventHandler for Received {
         ctx: &mut HandlerContext<'_>,
     ) -> Result<(), HandlerError> {
         let return_id = received.return_id;
+        // ANCHOR: end
         let Some(closed) = store::close(ctx.tx(), return_id).await? else {
             return Ok(());
         };
@@ -31,6 +32,7 @@ impl EventHandler for Received {
         ctx.cancel_scheduled::<ReturnDeadlinePassedV1>(return_id)
             .await?;
         ctx.emit(return_id, &closed.event).await
+        // ANCHOR_END: end
     }
 }
 

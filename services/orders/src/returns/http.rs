@@ -200,6 +200,7 @@ pub(crate) async fn request(
         .outbox
         .add(&mut tx, &run_event(return_id, &requested))
         .await?;
+    // ANCHOR: deadline
     let timeout = state.return_timeout;
     let deadline = ReturnDeadlinePassedV1 {
         return_id,
@@ -209,6 +210,7 @@ pub(crate) async fn request(
         .outbox
         .add_after(&mut tx, &run_event(return_id, &deadline), timeout)
         .await?;
+    // ANCHOR_END: deadline
     tx.commit().await?;
     flows::metrics::run_started(&super::RETURN_FLOW);
     Ok((StatusCode::CREATED, Json(to_json(&placed))))
