@@ -58,11 +58,13 @@ pub(crate) enum BenchCommand {
         /// Rows not yet due in the schedule during the relay's loaded rounds.
         #[arg(long, default_value_t = 1_000_000)]
         later: u64,
-        /// Events the relay sends per round.
-        #[arg(long, default_value_t = 20_000)]
+        /// Events the relay sends per round: enough for several seconds of sending, so the
+        /// relay's start (connecting, electing a leader, its first look at the schedule)
+        /// weighs little in a round's rate.
+        #[arg(long, default_value_t = 100_000)]
         messages: u64,
         /// Rounds of each kind; the median of each is reported.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// Print the result as one JSON object.
         #[arg(long)]
