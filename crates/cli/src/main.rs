@@ -38,6 +38,9 @@ enum Command {
     /// Inspect, group, replay, move and purge dead letters, with an audit log.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
+    /// Serve the operators' console: each service's queues, dead letters with their groups
+    /// and letters, and the audit log, in a browser, for admins and operators.
+    Console(commands::console::ConsoleArgs),
     /// The event contract: check schema changes for breakage, write the AsyncAPI document,
     /// validate an event.
     #[command(subcommand)]
@@ -109,7 +112,7 @@ async fn main() -> std::process::ExitCode {
     // The demo fails events on purpose; its summary reports them instead of a log line each.
     let default_filter = match cli.command {
         Command::Demo(_) | Command::DemoLedger(_) => "error,lapin=off",
-        Command::Serve(_) => "info,lapin=off",
+        Command::Serve(_) | Command::Console(_) => "info,lapin=off",
         _ => "warn,lapin=off",
     };
     platform::telemetry::init("conveyor", default_filter);
@@ -120,6 +123,7 @@ async fn main() -> std::process::ExitCode {
         Command::Deploy(args) => commands::deploy::run(args),
         Command::Reference(args) => commands::reference::run(args),
         Command::Dlq(command) => commands::dlq::run(command).await,
+        Command::Console(args) => commands::console::run(args).await,
         Command::Schema(command) => commands::schema::run(command),
         Command::Topology(command) => commands::topology::run(command).await,
         Command::Events(command) => commands::events::run(command).await,

@@ -371,7 +371,10 @@ fn commands_that_take_a_service_list_the_roster_and_refuse_other_names() {
     let unused = "amqp://guest:guest@127.0.0.1:1/%2f";
     let roster = "users, inventory, orders, payments, shipping";
     let cases = [
-        (vec!["serve", "--help"], format!("all, {roster}, gateway")),
+        (
+            vec!["serve", "--help"],
+            format!("all, {roster}, gateway, console"),
+        ),
         (vec!["outbox", "parked", "--help"], roster.to_owned()),
         (
             vec!["cache", "rebuild", "--help"],

@@ -9,6 +9,7 @@
 //! - `deploy`: the deployment files' lists of services, written from the declarations.
 //! - `flow_roster`: the system's flows (the order saga, returns), checked against the contract
 //!   and the services' consumers, and the map of who emits and handles each event type.
+//! - `management`: the RabbitMQ management API, for counts no message is read for.
 //! - `gateway`: the gateway in front of the roster's services (and the `api-gateway` binary
 //!   in `bin/`).
 //! - `catalog`: what each service sends and receives, and each one's OpenAPI document, from
@@ -24,6 +25,7 @@ mod config;
 pub mod deploy;
 mod flow_roster;
 mod gateway;
+pub mod management;
 mod roster;
 pub mod scenario;
 mod start;

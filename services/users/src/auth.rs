@@ -187,7 +187,8 @@ struct IssuedToken {
     token_type: String,
     /// Seconds it is valid for.
     expires_in: u64,
-    /// `customer`, `admin`, or a producing system's scopes separated by spaces.
+    /// `customer` (with `operator` where an admin granted it), `admin`, or a producing
+    /// system's scopes, separated by spaces.
     scope: String,
 }
 
@@ -294,11 +295,7 @@ async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<J
     if credential.deactivated {
         return Err(ApiError::unauthorized("this account is deactivated"));
     }
-    let scope = if credential.kind == "user" {
-        Scope::CUSTOMER.to_owned()
-    } else {
-        credential.scopes.join(" ")
-    };
+    let scope = token_scope(&credential);
     let access_token = issue(state, &credential, &scope)?;
     Ok(Json(IssuedToken {
         access_token,
@@ -306,6 +303,23 @@ async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<J
         expires_in: state.token_lifetime.as_secs(),
         scope,
     }))
+}
+
+/// A person is a customer, and an operator too where an admin granted it; an admin or a
+/// producing system has the scopes stored with its credential.
+fn token_scope(credential: &Credential) -> String {
+    if credential.kind != "user" {
+        return credential.scopes.join(" ");
+    }
+    let mut scopes = vec![Scope::CUSTOMER];
+    if credential
+        .scopes
+        .iter()
+        .any(|scope| scope == Scope::OPERATOR)
+    {
+        scopes.push(Scope::OPERATOR);
+    }
+    scopes.join(" ")
 }
 
 /// 429 for an attempt too soon after its login's failures from its address, with the

@@ -93,13 +93,13 @@ fn showing() -> Operation {
 }
 
 fn changing() -> Operation {
-    Operation::new("Changes a user (its credit limit only as an admin)")
+    Operation::new("Changes a user (its credit limit and operator grant only as an admin)")
         .param(user_id())
         .json_body::<UserChange>()
         .reply::<UserView>(StatusCode::OK, "The user, changed.")
         .refusal(
             StatusCode::FORBIDDEN,
-            "Someone other than an admin changed a credit limit.",
+            "Someone other than an admin changed a credit limit or the operator grant.",
         )
         .refusal(StatusCode::NOT_FOUND, "No such user, or someone else's.")
         .refusal(
@@ -304,6 +304,10 @@ struct UserChange {
     /// Only an admin changes a credit limit.
     #[schemars(range(min = 0, max = MAX_TOTAL_CENTS))]
     credit_limit_cents: Option<i64>,
+    /// Only an admin grants (`true`) or revokes (`false`) the `operator` scope: reading and
+    /// acting on dead letters and flows in the operators' console, nothing else. It reaches
+    /// the user's next token; one issued before keeps its scope until it expires.
+    operator: Option<bool>,
     /// At most 1,024 bytes of UTF-8, which `maxLength` (in characters) only bounds.
     #[schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_BYTES))]
     #[schemars(regex(pattern = NUL_FREE))]
@@ -319,6 +323,11 @@ async fn change(
     let id = own_user(&caller, &id)?;
     if change.credit_limit_cents.is_some() && !caller.is_admin() {
         return Err(ApiError::forbidden("only an admin changes a credit limit"));
+    }
+    if change.operator.is_some() && !caller.is_admin() {
+        return Err(ApiError::forbidden(
+            "only an admin grants or revokes the operator scope",
+        ));
     }
     if let Some(problem) = change
         .password
@@ -388,11 +397,30 @@ async fn change(
         _ => error.into(),
     })?;
     update_credentials(&mut tx, &user, change.password).await?;
+    if let Some(operator) = change.operator {
+        grant_operator(&mut tx, user.id, operator).await?;
+    }
     let event =
         events_schema::envelope(crate::SERVICE, &user.updated()).with_subject(user.id.to_string());
     state.outbox.add(&mut tx, &event).await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(user.to_json())))
+}
+
+/// Grants or revokes the `operator` scope on the user's credential, which the password grant
+/// adds to the customer's scope.
+async fn grant_operator(tx: &mut sqlx::PgConnection, user: Uuid, operator: bool) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE credentials SET scopes = CASE WHEN $2
+             THEN array_append(array_remove(scopes, $3), $3) ELSE array_remove(scopes, $3) END
+         WHERE subject = $1 AND kind = 'user'",
+    )
+    .bind(user.to_string())
+    .bind(operator)
+    .bind(Scope::OPERATOR)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Keeps a user's sign-in in step with a change: the email is the login, and a new password

@@ -708,6 +708,78 @@ async fn a_producing_system_gets_the_scopes_an_admin_granted_and_no_more() {
     system.stop().await;
 }
 
+/// The scope the password grant gives this person now.
+async fn granted_scope(system: &System, email: &str, password: &str) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/auth/token", system.urls()["users"]))
+        .form(&[
+            ("grant_type", "password"),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["scope"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn an_admin_grants_and_revokes_the_operator_scope_and_nobody_else_can() {
+    let system = start(&["users"], Duration::from_secs(60)).await;
+    let (person, email, password) = sign_up(&system, "FR").await;
+    let path = format!("/users/{}", person.id);
+    let grant = |operator: bool| json!({ "operator": operator });
+
+    let (status, answer) = person
+        .api
+        .call(Method::PATCH, "users", &path, Some(&grant(true)), &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(granted_scope(&system, &email, &password).await, "customer");
+
+    // Granted twice, held once.
+    for _ in 0..2 {
+        system
+            .api
+            .patch("users", &path, &grant(true))
+            .await
+            .unwrap();
+        assert_eq!(
+            granted_scope(&system, &email, &password).await,
+            "customer operator"
+        );
+    }
+    // It gives none of an admin's rights.
+    let operator = Api::new(&system.urls())
+        .unwrap()
+        .signed_in(&email, &password)
+        .await
+        .unwrap();
+    let (status, answer) = operator
+        .call(
+            Method::POST,
+            "users",
+            "/users/republish",
+            Some(&json!({})),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+
+    system
+        .api
+        .patch("users", &path, &grant(false))
+        .await
+        .unwrap();
+    assert_eq!(granted_scope(&system, &email, &password).await, "customer");
+    system.stop().await;
+}
+
 fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }

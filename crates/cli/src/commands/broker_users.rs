@@ -8,7 +8,7 @@ use conveyor::{AmqpConfig, BrokerUser};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::commands::management::{ManagementApi, percent_encode};
+use system::management::{ManagementApi, percent_encode};
 
 /// A shell script that makes every user with its password from the environment and sets
 /// its permissions; safe to run again (a user that exists gets its password set anew).

@@ -1,5 +1,5 @@
-//! `conveyor serve all|<service>…`: services (and the gateway) in this process, the same
-//! code the service binaries run.
+//! `conveyor serve all|<service>…`: services (and the gateway and the operators' console) in
+//! this process, the same code the service binaries run.
 
 use clap::Args;
 use conveyor::Shutdown;
@@ -7,16 +7,19 @@ use system::ServiceName;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// `all` (every service and the gateway), or services by name, and `gateway`. The
-    /// gateway finds services not served here at <SERVICE>_URL.
+    /// `all` (every service, the gateway and the console), or services by name, `gateway`
+    /// and `console`. The gateway finds services not served here at <SERVICE>_URL; the
+    /// console listens on CONSOLE_PORT (default 8090; see `conveyor console --help`).
     #[arg(required = true, value_parser = serve_choice())]
     services: Vec<String>,
 }
 
-/// `all`, the roster's services and `gateway`.
+/// `all`, the roster's services, `gateway` and `console`.
 fn serve_choice() -> clap::builder::PossibleValuesParser {
     let services = ServiceName::all().map(ServiceName::as_str);
-    let choices = std::iter::once("all").chain(services).chain(["gateway"]);
+    let choices = std::iter::once("all")
+        .chain(services)
+        .chain(["gateway", "console"]);
     clap::builder::PossibleValuesParser::new(choices)
 }
 
@@ -24,6 +27,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = system::SystemConfig::from_env()?;
     let all = args.services.iter().any(|service| service == "all");
     let gateway = all || args.services.iter().any(|service| service == "gateway");
+    let console = all || args.services.iter().any(|service| service == "console");
     let users_here = all || args.services.iter().any(|service| service == "users");
     // Users trusts the addresses a gateway forwards only with their shared secret; served
     // together here, they share one of this run's own unless the environment names one.
@@ -35,7 +39,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let chosen: Vec<ServiceName> = args
         .services
         .iter()
-        .filter(|service| !["all", "gateway"].contains(&service.as_str()))
+        .filter(|service| !["all", "gateway", "console"].contains(&service.as_str()))
         .map(|service| ServiceName::parse(service))
         .collect::<anyhow::Result<_>>()?;
     let shutdown = Shutdown::from_future(conveyor::shutdown::signal());
@@ -57,7 +61,21 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             None => api_gateway::Gateway::bind(settings).await?,
         };
         eprintln!("{:<10} http://127.0.0.1:{}/api/", "gateway", gateway.port());
-        Some(tokio::spawn(gateway.run(shutdown)))
+        Some(tokio::spawn(gateway.run(shutdown.clone())))
+    } else {
+        None
+    };
+    let console = if console {
+        let mut settings = operator_console::ConsoleSettings::from_env()?;
+        if let Some(users) = running
+            .as_ref()
+            .and_then(|running| running.first_urls().remove("users"))
+        {
+            settings.users_url = users;
+        }
+        let console = operator_console::Console::bind(settings).await?;
+        eprintln!("{:<10} http://127.0.0.1:{}/", "console", console.port());
+        Some(tokio::spawn(console.run(shutdown.clone())))
     } else {
         None
     };
@@ -67,6 +85,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(gateway) = gateway {
         gateway.await??;
+    }
+    if let Some(console) = console {
+        console.await??;
     }
     Ok(())
 }

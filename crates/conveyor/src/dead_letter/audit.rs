@@ -161,6 +161,7 @@ pub async fn read(
                 }
                 Err(_) => log.unreadable += 1,
             }
+            std::ops::ControlFlow::Continue(())
         })
         .await;
     held.release(&connection).await;

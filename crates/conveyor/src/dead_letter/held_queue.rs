@@ -11,6 +11,7 @@
 //! is kept. A quorum queue keeps a cancelled consumer until its messages are settled, and
 //! slows down with thousands of them, so the prefetch is as large as the byte budget allows.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -122,10 +123,15 @@ impl HeldQueue {
 
     /// Hands every message counted at open to `visit`, in queue order, and answers how many
     /// it read; they all stay held until [`HeldQueue::release`].
-    pub(crate) async fn scan(&self, mut visit: impl FnMut(Delivery)) -> Result<u64, lapin::Error> {
+    pub(crate) async fn scan(
+        &self,
+        mut visit: impl FnMut(Delivery) -> ControlFlow<()>,
+    ) -> Result<u64, lapin::Error> {
         let mut reader = self.reader();
         while let Some(delivery) = reader.next().await? {
-            visit(delivery);
+            if visit(delivery).is_break() {
+                break;
+            }
         }
         Ok(reader.read())
     }

@@ -7,6 +7,7 @@
 //! - `letter`: one dead letter with its reason headers.
 //! - `filter`: which dead letters a command applies to.
 //! - `fingerprint`: failures grouped by kind, type and masked error.
+//! - `groups`: the groups of a scan, with counts, first and last failure and a sample.
 //! - `held_queue`: hold-and-release reading that keeps queue order, in bounded memory.
 //! - `transfer`: replay, move and purge, in windows, each copy confirmed before its ack.
 //! - `audit`: the audit log of replays, moves and purges.
@@ -14,14 +15,18 @@
 pub mod audit;
 mod filter;
 mod fingerprint;
+mod groups;
 mod held_queue;
 mod letter;
 mod transfer;
+
+use std::ops::ControlFlow;
 
 use lapin::Connection;
 
 pub use filter::{Filter, topic_matches};
 pub use fingerprint::{Fingerprint, mask};
+pub use groups::{Group, Groups, MAX_GROUPS};
 pub use letter::DeadLetter;
 pub use transfer::{Progress, TransferError, TransferOptions, TransferReport, transfer};
 
@@ -163,6 +168,22 @@ impl DeadLetterQueue {
     pub async fn scan(
         self,
         mut visit: impl FnMut(DeadLetter),
+    ) -> Result<ReadSummary, DeadLetterError> {
+        self.scan_while(|letter| {
+            visit(letter);
+            ControlFlow::Continue(())
+        })
+        .await
+    }
+
+    /// As [`DeadLetterQueue::scan`], stopping early where `visit` breaks (an operator
+    /// cancelled): the summary then counts the letters read so far.
+    ///
+    /// # Errors
+    /// As [`DeadLetterQueue::scan`].
+    pub async fn scan_while(
+        self,
+        mut visit: impl FnMut(DeadLetter) -> ControlFlow<()>,
     ) -> Result<ReadSummary, DeadLetterError> {
         let read = self
             .held

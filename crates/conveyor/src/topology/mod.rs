@@ -133,6 +133,16 @@ impl Names {
         &self.prefix
     }
 
+    /// `name` without this system's prefix (`orders.dlq` for `blue.orders.dlq` under the
+    /// prefix `blue`); `None` for a name of another prefix's system.
+    pub fn unqualified<'a>(&self, name: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            Some(name)
+        } else {
+            name.strip_prefix(self.prefix.as_str())?.strip_prefix('.')
+        }
+    }
+
     fn qualify(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_owned()

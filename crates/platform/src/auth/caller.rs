@@ -35,6 +35,9 @@ impl Scope {
     pub const INVENTORY_WRITE: &'static str = "inventory:write";
     /// May publish events over HTTP (the ones its client was granted).
     pub const EVENTS_PUBLISH: &'static str = "events:publish";
+    /// A person who reads and acts on dead letters and flows in the operators' console, and
+    /// nothing else; an admin grants it to a user.
+    pub const OPERATOR: &'static str = "operator";
 }
 
 /// The verified caller of a request. Handlers that take a `Caller` are reachable only with a

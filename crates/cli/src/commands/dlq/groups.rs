@@ -1,23 +1,10 @@
 //! `conveyor dlq groups`.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use conveyor::Names;
-use conveyor::dead_letter::{DeadLetterQueue, Filter, Fingerprint, ReadSummary, fingerprint};
+use conveyor::dead_letter::{DeadLetterQueue, Filter, Group, Groups, MAX_GROUPS, ReadSummary};
 
 use super::amqp;
-
-struct Group {
-    fingerprint: Fingerprint,
-    count: u64,
-    first: Option<DateTime<Utc>>,
-    last: Option<DateTime<Utc>>,
-}
-
-/// Distinct groups kept at most; letters of further ones are counted together, so a queue
-/// whose errors defeat the masking cannot use up the operator's memory.
-const MAX_GROUPS: usize = 10_000;
 
 pub(crate) async fn run(
     names: &Names,
@@ -27,45 +14,27 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let queue = DeadLetterQueue::open(&amqp(), names, service).await?;
     let queue_name = queue.queue().to_owned();
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    let mut ungrouped = 0_u64;
+    let mut groups = Groups::default();
     let summary = queue
         .scan(|letter| {
-            if !filter.matches(&letter) {
-                return;
-            }
-            let print = fingerprint(&letter);
-            if groups.len() >= MAX_GROUPS && !groups.contains_key(&print.id) {
-                ungrouped += 1;
-                return;
-            }
-            let group = groups.entry(print.id.clone()).or_insert_with(|| Group {
-                fingerprint: print,
-                count: 0,
-                first: None,
-                last: None,
-            });
-            group.count += 1;
-            if let Some(at) = letter.failed_at {
-                group.first = Some(group.first.map_or(at, |first| first.min(at)));
-                group.last = Some(group.last.map_or(at, |last| last.max(at)));
+            if filter.matches(&letter) {
+                groups.add(&letter);
             }
         })
         .await?;
-    print_groups(service, &queue_name, groups, ungrouped, summary, json);
+    print_groups(service, &queue_name, &groups, summary, json);
     super::partial_read(&queue_name, summary)
 }
 
 fn print_groups(
     service: &str,
     queue_name: &str,
-    groups: BTreeMap<String, Group>,
-    ungrouped: u64,
+    groups: &Groups,
     summary: ReadSummary,
     json: bool,
 ) {
-    let mut ordered: Vec<Group> = groups.into_values().collect();
-    ordered.sort_by(|a, b| b.count.cmp(&a.count).then(a.first.cmp(&b.first)));
+    let ordered: Vec<Group> = groups.largest(MAX_GROUPS);
+    let ungrouped = groups.ungrouped();
     if json {
         let rows: Vec<_> = ordered
             .iter()

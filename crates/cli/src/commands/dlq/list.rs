@@ -8,7 +8,7 @@ use conveyor::dead_letter;
 use serde::Deserialize;
 
 use super::amqp;
-use crate::commands::management::{ManagementApi, percent_encode};
+use system::management::{ManagementApi, percent_encode};
 
 #[derive(Debug, Deserialize)]
 struct QueueInfo {
@@ -58,12 +58,7 @@ async fn dead_letter_queues(
 /// `orders.dlq`, or for `blue.orders.dlq` under the prefix `blue`); `None` for any other
 /// queue, a dead-letter queue of another prefix's system among them.
 fn dead_letter_service<'a>(names: &Names, queue: &'a str) -> Option<&'a str> {
-    let unprefixed = if names.prefix().is_empty() {
-        queue
-    } else {
-        queue.strip_prefix(names.prefix())?.strip_prefix('.')?
-    };
-    let service = unprefixed.strip_suffix(".dlq")?;
+    let service = names.unqualified(queue)?.strip_suffix(".dlq")?;
     (!service.is_empty() && !service.contains('.')).then_some(service)
 }
 

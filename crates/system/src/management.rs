@@ -1,15 +1,15 @@
-//! The RabbitMQ management HTTP API, as AMQP_URL's user: what `dlq list` counts with and
-//! `topology users --apply` makes users with.
+//! The RabbitMQ management HTTP API, as AMQP_URL's user: what `dlq list` and the operators'
+//! console count with (nothing read to count) and `topology users --apply` makes users with.
 
 use anyhow::Context;
 
 /// The management API of the broker at AMQP_URL, with that URL's credentials.
-pub(crate) struct ManagementApi {
+pub struct ManagementApi {
     base: String,
     user: String,
     password: String,
     /// The vhost AMQP_URL names.
-    pub(crate) vhost: String,
+    pub vhost: String,
     client: reqwest::Client,
 }
 
@@ -18,7 +18,7 @@ impl ManagementApi {
     ///
     /// # Errors
     /// When `amqp_url` does not parse or the management URL is not `http://`.
-    pub(crate) fn for_broker(amqp_url: &str) -> anyhow::Result<Self> {
+    pub fn for_broker(amqp_url: &str) -> anyhow::Result<Self> {
         let uri: lapin::uri::AMQPUri = amqp_url.parse().map_err(|error: String| {
             anyhow::anyhow!("AMQP_URL is not a valid AMQP URL: {error}")
         })?;
@@ -31,9 +31,9 @@ impl ManagementApi {
              https-only API through a local tunnel (ssh -L 15672:localhost:15672 …)"
         );
         if !is_loopback(&base) {
-            eprintln!(
-                "warning: AMQP_URL's user and password go unencrypted to {base}; prefer a local \
-                 tunnel to the management API"
+            tracing::warn!(
+                "AMQP_URL's user and password go unencrypted to {base}; prefer a local tunnel \
+                 to the management API"
             );
         }
         Ok(Self {
@@ -51,7 +51,7 @@ impl ManagementApi {
     ///
     /// # Errors
     /// When the API is unreachable or refuses.
-    pub(crate) async fn get(&self, path: &str, what: &str) -> anyhow::Result<reqwest::Response> {
+    pub async fn get(&self, path: &str, what: &str) -> anyhow::Result<reqwest::Response> {
         let request = self.client.get(format!("{}/api/{path}", self.base));
         self.send(request, what).await
     }
@@ -60,7 +60,7 @@ impl ManagementApi {
     ///
     /// # Errors
     /// As [`ManagementApi::get`].
-    pub(crate) async fn put(
+    pub async fn put(
         &self,
         path: &str,
         body: &serde_json::Value,
@@ -95,7 +95,7 @@ impl ManagementApi {
 }
 
 /// A path segment with everything but unreserved characters escaped.
-pub(crate) fn percent_encode(text: &str) -> String {
+pub fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -1,0 +1,8 @@
+//! The console's pages, each a module.
+
+pub(crate) mod audit;
+pub(crate) mod dead_letters;
+pub(crate) mod layout;
+pub(crate) mod overview;
+pub(crate) mod scan;
+pub(crate) mod sign_in;

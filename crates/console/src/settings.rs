@@ -1,0 +1,47 @@
+//! Where the console listens and what it reads: the broker (`AMQP_URL`, the management API
+//! at `RABBITMQ_MANAGEMENT_URL`) and users (`USERS_URL`), whose tokens sign operators in.
+
+use std::net::IpAddr;
+
+use conveyor::{AmqpConfig, Names};
+use platform::config::{ConfigError, DEFAULT_USERS_URL, parse_env};
+
+/// The port the console listens on unless `CONSOLE_PORT` says otherwise.
+pub const DEFAULT_PORT: u16 = 8090;
+
+/// The console's settings.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// `LISTEN_ADDR`, as for the services (default 127.0.0.1).
+    pub listen_addr: IpAddr,
+    /// `CONSOLE_PORT`; 0 picks a free one.
+    pub port: u16,
+    /// `USERS_URL`: where operators sign in and the token keys are published.
+    pub users_url: String,
+    /// `AMQP_URL`: the operator's broker user, as for `conveyor dlq`.
+    pub amqp: AmqpConfig,
+    /// `CONVEYOR_NAME_PREFIX`'s names.
+    pub names: Names,
+}
+
+impl ConsoleSettings {
+    /// The settings from the environment, with the services' defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable whose value cannot work.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            listen_addr: parse_env(
+                "LISTEN_ADDR",
+                IpAddr::from([127, 0, 0, 1]),
+                "an IP address, like 127.0.0.1 or 0.0.0.0",
+            )?,
+            port: parse_env("CONSOLE_PORT", DEFAULT_PORT, "a port number (0-65535)")?,
+            users_url: std::env::var("USERS_URL")
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|_| DEFAULT_USERS_URL.to_owned()),
+            amqp: AmqpConfig::from_env("conveyor-console"),
+            names: Names::from_env()?,
+        })
+    }
+}

@@ -1,0 +1,235 @@
+"""The operators' console in a real browser (Debian's Chromium, driven by Playwright), against
+`conveyor serve all` on a vhost and databases of its own; scripts/test-console starts it and
+passes the addresses. Each check is what an operator (or an attacker) would see.
+
+Usage: console_test.py CONSOLE_URL GATEWAY_URL MANAGEMENT_URL VHOST ADMIN_EMAIL ADMIN_PASSWORD
+"""
+
+import base64
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+from playwright.sync_api import expect, sync_playwright
+
+console, gateway, management, vhost, admin_email, admin_password = sys.argv[1:7]
+# The service whose dead letters the test makes: the one that consumes order.created.
+SERVICE = "inventory"
+# Chromium as the machine's closed network needs it: nothing fetched at start.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SECRETS = []  # strings no page may contain; filled as the test makes them
+PAGES = []  # every page's HTML, scanned for SECRETS at the end
+
+
+def log(text):
+    print(f"test-console: {text}", file=sys.stderr, flush=True)
+
+
+def http(method, url, body=None, token=None, form=False, basic=None):
+    """The status and JSON (or text) of a request."""
+    headers = {}
+    data = None
+    if body is not None:
+        if form:
+            data = urllib.parse.urlencode(body).encode()
+            headers["content-type"] = "application/x-www-form-urlencoded"
+        else:
+            data = json.dumps(body).encode()
+            headers["content-type"] = "application/json"
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    if basic:
+        headers["authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def api(method, path, body=None, token=None, ok=(200, 201), form=False):
+    status, answer = http(method, f"{gateway}/api{path}", body, token, form)
+    assert status in ok, f"{method} /api{path} answered {status}: {answer}"
+    return answer
+
+
+def password_token(email, password):
+    return api("POST", "/auth/token", {"grant_type": "password", "email": email, "password": password},
+               form=True)["access_token"]
+
+
+def person(name, password, admin):
+    email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
+    address = {"line1": "1 Test Street", "city": "Paris", "postal_code": "75001", "country": "FR"}
+    user = api("POST", "/users", {"email": email, "name": name, "password": password, "address": address}, admin)
+    SECRETS.append(password)
+    return user["id"], email
+
+
+def publish_poison(count, first):
+    """`count` messages that no consumer can read, published as order.created."""
+    for number in range(first, first + count):
+        body = json.dumps({"note": f"<script>alert({number})</script> not an event"})
+        status, answer = http("POST", f"{management}/api/exchanges/{urllib.parse.quote(vhost, safe='')}/conveyor.events/publish",
+                              {"properties": {"content_type": "application/json", "delivery_mode": 2,
+                                              "message_id": str(uuid.uuid4())},
+                               "routing_key": "order.created", "payload": body, "payload_encoding": "string"},
+                              basic="guest:guest")
+        assert status == 200 and answer.get("routed"), f"publishing a poison message: {status} {answer}"
+
+
+def dead_letters():
+    status, queue = http("GET", f"{management}/api/queues/{urllib.parse.quote(vhost, safe='')}/{SERVICE}.dlq",
+                         basic="guest:guest")
+    assert status == 200, f"the management API: {status} {queue}"
+    return queue.get("messages", 0)
+
+
+def wait_for(what, check, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.5)
+
+
+def sign_in(page, email, password):
+    page.goto(f"{console}/sign-in")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def keep(page):
+    PAGES.append((page.url, page.content()))
+
+
+def main():
+    admin = password_token(admin_email, admin_password)
+    SECRETS.extend([admin_password, admin])
+    operator_id, operator_email = person("operator", "operator password 1234", admin)
+    api("PATCH", f"/users/{operator_id}", {"operator": True}, admin)
+    _, customer_email = person("customer", "customer password 1234", admin)
+
+    publish_poison(3, 1)
+    wait_for(f"3 dead letters in {SERVICE}.dlq", lambda: dead_letters() == 3)
+    log(f"3 poison messages are dead letters of {SERVICE}")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        dialogs = []
+
+        # Not signed in: every page leads to the sign-in.
+        context = browser.new_context()
+        page = context.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(f"{console}/dead-letters/{SERVICE}")
+        expect(page).to_have_url(f"{console}/sign-in")
+        keep(page)
+
+        # A customer's token is refused, and so is a wrong password.
+        sign_in(page, customer_email, "customer password 1234")
+        expect(page.locator("h1")).to_have_text("This console is for operators")
+        keep(page)
+        sign_in(page, operator_email, "not the password")
+        expect(page.locator("#sign-in-problem")).to_contain_text("wrong email or password")
+        keep(page)
+        log("a customer and a wrong password are refused")
+
+        # The operator signs in; the overview counts payments' dead letters.
+        sign_in(page, operator_email, "operator password 1234")
+        expect(page).to_have_url(f"{console}/")
+        cell = page.locator(f"[data-live='{SERVICE}.dead_letters']")
+        expect(cell).to_have_text("3")
+        keep(page)
+        token = next(c["value"] for c in context.cookies() if c["name"] == "conveyor_console")
+        SECRETS.append(token)
+        cookie = next(c for c in context.cookies() if c["name"] == "conveyor_console")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
+
+        # Two more arrive while the page is open: the count moves without a reload.
+        publish_poison(2, 4)
+        expect(cell).to_have_text("5", timeout=30_000)
+        log("the overview's count went from 3 to 5 live")
+
+        # The scan streams its groups: one group of 5, as the CLI would group them.
+        page.click(f"a[href='/dead-letters/{SERVICE}']")
+        page.click("#start-scan")
+        expect(page.locator("[data-scan-state=done]")).to_be_visible(timeout=60_000)
+        rows = page.locator("table.groups tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first.locator("td.count")).to_have_text("5")
+        keep(page)
+        log("the streamed scan found one group of 5")
+
+        # A letter's body is shown as text: its markup does not run.
+        rows.first.locator("a", has_text="one letter").click()
+        expect(page.locator("pre.body")).to_contain_text("<script>alert(")
+        keep(page)
+        assert not dialogs, f"a letter's body ran as script: {dialogs}"
+
+        # A filter that cannot work is named; one that matches nothing says so.
+        page.goto(f"{console}/dead-letters/{SERVICE}?error_kind=nonsense")
+        expect(page.locator("#filter-problem")).to_contain_text("error_kind")
+        keep(page)
+
+        # A form posted from another site, or without the session's CSRF token, does nothing.
+        for headers, form in (({"origin": "https://evil.example"}, {"csrf": "x"}),
+                              ({"origin": console}, {"csrf": "not the token"})):
+            answer = context.request.post(f"{console}/sign-out", headers=headers, form=form)
+            assert answer.status == 403, f"a forged sign-out answered {answer.status}"
+        page.goto(f"{console}/")
+        expect(page).to_have_url(f"{console}/")
+        log("forged forms were refused and the session stayed")
+
+        # The audit page reads the log.
+        page.goto(f"{console}/audit")
+        expect(page.locator("h1")).to_have_text("Audit")
+        keep(page)
+
+        # Without JavaScript every page still reads: the scan answers with the whole page.
+        plain = browser.new_context(java_script_enabled=False)
+        plain_page = plain.new_page()
+        sign_in(plain_page, operator_email, "operator password 1234")
+        plain_page.goto(f"{console}/dead-letters/{SERVICE}")
+        plain_page.click("#start-scan")
+        expect(plain_page.locator("[data-scan-state=done]")).to_be_visible(timeout=60_000)
+        expect(plain_page.locator("table.groups tbody tr td.count")).to_have_text("5")
+        keep(plain_page)
+        plain.close()
+        log("without JavaScript the scan page read whole")
+
+        # The letters were given back: the queue still holds every one.
+        assert dead_letters() == 5, f"{SERVICE}.dlq holds {dead_letters()} after the scans, not 5"
+
+        # Signing out ends the session.
+        page.click("form.sign-out button")
+        expect(page).to_have_url(f"{console}/sign-in")
+        page.goto(f"{console}/")
+        expect(page).to_have_url(f"{console}/sign-in")
+
+        # Revoked, the operator cannot sign in again.
+        api("PATCH", f"/users/{operator_id}", {"operator": False}, admin)
+        sign_in(page, operator_email, "operator password 1234")
+        expect(page.locator("h1")).to_have_text("This console is for operators")
+        log("signed out, then revoked: refused")
+        browser.close()
+
+    SECRETS.extend(["guest:guest", "postgres://", "amqp://"])
+    for url, html in PAGES:
+        for secret in SECRETS:
+            assert secret not in html, f"{url} shows a secret ({secret[:12]}…)"
+    log(f"no secret on any of {len(PAGES)} pages")
+
+
+if __name__ == "__main__":
+    main()
