@@ -205,6 +205,13 @@ pub fn is_not_found(error: &lapin::Error) -> bool {
         if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
+/// Whether the broker closed the channel with RESOURCE_LOCKED (405): an exclusive queue that
+/// another connection holds.
+pub(crate) fn is_resource_locked(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED)))
+}
+
 /// Whether the broker closed the channel with PRECONDITION_FAILED (406): for a publish, a
 /// body over its `max_message_size` or a `user_id` that is not the connection's user.
 pub(crate) fn is_precondition_failed(error: &lapin::Error) -> bool {

@@ -280,6 +280,8 @@ async fn replay_as_operator(system: &System, service: &str, id: Uuid) -> Transfe
         limit: None,
         window: TransferOptions::DEFAULT_WINDOW,
         run_id: Uuid::now_v7(),
+        one_per_flow: false,
+        keep_ids: false,
     };
     let operator = &system.broker_users[OPERATOR];
     conveyor::dead_letter::transfer(operator, &system.names, service, &options, |_| {})

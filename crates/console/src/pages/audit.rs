@@ -63,5 +63,7 @@ fn status(status: AuditStatus) -> &'static str {
         AuditStatus::Started => "started",
         AuditStatus::Finished => "finished",
         AuditStatus::Failed => "failed",
+        AuditStatus::Paused => "paused",
+        AuditStatus::Resumed => "resumed",
     }
 }

@@ -30,6 +30,18 @@ pub enum AuditStatus {
     Finished,
     /// The run stopped on an error, given in `error`.
     Failed,
+    /// An operator paused the run (a gentle replay); nothing moves until it resumes.
+    Paused,
+    /// An operator resumed a paused run.
+    Resumed,
+}
+
+impl AuditStatus {
+    /// Whether the run has ended: a start or a pause with no end after it is a run that a
+    /// console resumes (or keeps paused) when it starts.
+    pub fn is_end(self) -> bool {
+        matches!(self, Self::Finished | Self::Failed)
+    }
 }
 
 /// One record of the audit log. Fields other than the first few are absent from records
@@ -75,6 +87,13 @@ pub struct AuditRecord {
     /// Why the run stopped (failed records).
     #[serde(default)]
     pub error: Option<String>,
+    /// `gentle` for a replay in growing batches that stops when the failure comes back;
+    /// absent for a plain transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// How a finished gentle replay ended: drained, the failure came back, or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// The newest records of the log, oldest first.

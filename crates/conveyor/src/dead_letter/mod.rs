@@ -10,11 +10,13 @@
 //! - `groups`: the groups of a scan, with counts, first and last failure and a sample.
 //! - `held_queue`: hold-and-release reading that keeps queue order, in bounded memory.
 //! - `transfer`: replay, move and purge, in windows, each copy confirmed before its ack.
+//! - `gentle`: replay in growing batches that stops when the failure comes back.
 //! - `audit`: the audit log of replays, moves and purges.
 
 pub mod audit;
 mod filter;
 mod fingerprint;
+mod gentle;
 mod groups;
 mod held_queue;
 mod letter;
@@ -26,6 +28,9 @@ use lapin::Connection;
 
 pub use filter::{Filter, topic_matches};
 pub use fingerprint::{Fingerprint, mask};
+pub use gentle::{
+    BATCH_SIZES, Control, GentleEnd, GentleOptions, GentleProgress, GentleReport, gentle_replay,
+};
 pub use groups::{Group, Groups, MAX_GROUPS};
 pub use letter::DeadLetter;
 pub use transfer::{Progress, TransferError, TransferOptions, TransferReport, transfer};
@@ -78,6 +83,11 @@ pub enum DeadLetterError {
     /// The broker did not take a copy or an audit record.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The broker ended a gentle replay's watch on the letters coming back.
+    #[error(
+        "the broker closed the replay's watch on letters coming back, so the replay stopped; every letter not sent is still in the dead-letter queue: start the replay again"
+    )]
+    WatchClosed,
 }
 
 /// Where the chosen dead letters go.

@@ -43,6 +43,12 @@ pub struct TransferOptions {
     pub window: Duration,
     /// This run's id, written on every copy.
     pub run_id: uuid::Uuid,
+    /// At most one letter per correlation id (one flow) in this run; the others stay for a
+    /// later run, so a replay does not hammer one flow.
+    pub one_per_flow: bool,
+    /// Keep the transferred letters' ids in the report (for a small `limit`: a gentle
+    /// replay's batch).
+    pub keep_ids: bool,
 }
 
 impl TransferOptions {
@@ -79,6 +85,8 @@ pub struct TransferReport {
     pub ids_sha256: String,
     /// The last pass could not read all it counted: letters may be left that match.
     pub stopped_early: bool,
+    /// The transferred letters' ids, in order, when the options asked to keep them.
+    pub ids: Vec<String>,
 }
 
 /// A transfer that stopped part-way; what it did before is in `report`, and every letter
@@ -109,6 +117,9 @@ struct Run<'a, P> {
     came_back: u64,
     seconds: f64,
     ids: Sha256,
+    kept_ids: Vec<String>,
+    /// The flows this run sent a letter of, with `one_per_flow`.
+    flows: std::collections::HashSet<String>,
     pacer: Pacer,
 }
 
@@ -132,6 +143,8 @@ pub async fn transfer(
         came_back: 0,
         seconds: 0.0,
         ids: Sha256::new(),
+        kept_ids: Vec::new(),
+        flows: std::collections::HashSet::new(),
         pacer: Pacer::new(options.rate),
     };
     let mut passes = 0;
@@ -183,6 +196,7 @@ pub async fn transfer(
         seconds: run.seconds,
         ids_sha256: hex(&run.ids.finalize()),
         stopped_early,
+        ids: run.kept_ids,
     };
     match outcome {
         Ok(()) => Ok(report),
@@ -195,6 +209,15 @@ impl<P: FnMut(Progress)> Run<'_, P> {
         self.options
             .limit
             .is_some_and(|limit| self.done + pending as u64 >= limit)
+    }
+
+    /// Whether `letter` may go in this run: always, unless one letter per flow is asked
+    /// for and its flow already has one. A letter with no correlation id is a flow of its own.
+    fn first_of_its_flow(&mut self, letter: &DeadLetter) -> bool {
+        match (&letter.correlation_id, self.options.one_per_flow) {
+            (Some(flow), true) => self.flows.insert(flow.clone()),
+            _ => true,
+        }
     }
 
     /// Reads the queue once, sending the matching letters on in chunks as they come.
@@ -221,7 +244,7 @@ impl<P: FnMut(Progress)> Run<'_, P> {
             let letter = DeadLetter::from_delivery(delivery);
             if letter.replay_run.as_deref() == Some(run_id.as_str()) {
                 self.came_back += 1;
-            } else if self.options.filter.matches(&letter) {
+            } else if self.options.filter.matches(&letter) && self.first_of_its_flow(&letter) {
                 chunk.push(letter);
             }
             if chunk.len() >= chunk_size {
@@ -278,6 +301,9 @@ impl<P: FnMut(Progress)> Run<'_, P> {
             self.ids
                 .update(letter.id.as_deref().unwrap_or("-").as_bytes());
             self.ids.update(b"\n");
+            if self.options.keep_ids {
+                self.kept_ids.push(letter.id.clone().unwrap_or_default());
+            }
             self.done += 1;
         }
         Ok(())

@@ -193,6 +193,12 @@ impl Names {
         self.qualify(&format!("{service}.dlq"))
     }
 
+    /// The queue a gentle replay watches its letters come back on, exclusive to the one
+    /// process running it.
+    pub fn replay_watch_queue(&self, run_id: &str) -> String {
+        self.qualify(&format!("conveyor.replay.{run_id}"))
+    }
+
     /// The operators' log of dead-letter replays, moves and purges.
     pub fn dead_letter_audit_queue(&self) -> String {
         self.qualify("conveyor.dlq-audit")

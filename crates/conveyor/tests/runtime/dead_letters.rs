@@ -62,6 +62,8 @@ async fn letters_this_run_already_sent_are_left_in_place_and_counted() {
         limit: None,
         window: TransferOptions::DEFAULT_WINDOW,
         run_id,
+        one_per_flow: false,
+        keep_ids: false,
     };
 
     let report = transfer(&env.amqp, &env.names, SERVICE, &options, |_| {})
@@ -89,4 +91,152 @@ async fn letters_this_run_already_sent_are_left_in_place_and_counted() {
             Some(run_id.to_string().as_str())
         );
     }
+}
+
+/// Events that fail until the test fixes the bug, each of a flow of its own but the last
+/// two, which share one.
+fn broken_events(count: i64) -> Vec<conveyor::Envelope> {
+    let shared = uuid::Uuid::now_v7();
+    (0..count)
+        .map(|n| {
+            let event = conveyor_testkit::event_with(
+                n,
+                serde_json::json!({ "n": n, "behaviour": "until-fixed" }),
+            );
+            if n >= count - 2 {
+                event.with_correlation_id(shared)
+            } else {
+                event
+            }
+        })
+        .collect()
+}
+
+async fn gentle(
+    env: &TestEnv,
+    control: tokio::sync::watch::Receiver<conveyor::dead_letter::Control>,
+) -> (
+    conveyor::dead_letter::GentleReport,
+    Vec<conveyor::dead_letter::GentleProgress>,
+) {
+    let options = conveyor::dead_letter::GentleOptions {
+        filter: Filter::default(),
+        rate: None,
+        run_id: uuid::Uuid::now_v7(),
+        consumer: SERVICE.to_owned(),
+    };
+    let mut seen = Vec::new();
+    let report = conveyor::dead_letter::gentle_replay(
+        &env.amqp,
+        &env.names,
+        SERVICE,
+        &env.pool,
+        &options,
+        control,
+        |progress| seen.push(progress.clone()),
+    )
+    .await
+    .unwrap();
+    (report, seen)
+}
+
+#[tokio::test]
+async fn a_gentle_replay_stops_after_one_letter_while_the_bug_is_there_then_drains_the_rest() {
+    use conveyor::dead_letter::{Control, GentleEnd};
+    let env = TestEnv::new().await;
+    let consumer = env.start_consumer(fast_retries()).await;
+    let events = broken_events(9);
+    let publisher = conveyor::Publisher::connect(env.amqp.clone(), env.names.clone())
+        .await
+        .unwrap();
+    publisher.publish_events(&events).await.unwrap();
+    let queue = env.names.dead_letter_queue(SERVICE);
+    assert!(
+        conveyor_testkit::wait_until(std::time::Duration::from_secs(30), || async {
+            env.queue_len(&queue).await == 9
+        })
+        .await,
+        "9 dead letters expected"
+    );
+    let (_running, control) = tokio::sync::watch::channel(Control::Run);
+
+    // The bug is still there: the first letter fails again, and nothing else is sent.
+    let (report, _) = gentle(&env, control.clone()).await;
+    let GentleEnd::FailureCameBack(error) = &report.end else {
+        panic!("the replay should stop on the failure: {report:?}");
+    };
+    assert!(error.contains("bug: cannot apply event"), "{error}");
+    assert_eq!(
+        (
+            report.progress.sent,
+            report.progress.came_back,
+            report.progress.handled
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(env.queue_len(&queue).await, 9);
+    assert_eq!(env.handled_count().await, 0);
+
+    // Fixed: batches of 1, 2, 5 and 1 (the second letter of the shared flow waited for a
+    // batch of its own) handle every letter once.
+    env.fix_the_bug().await;
+    let (report, seen) = gentle(&env, control).await;
+    assert_eq!(report.end, GentleEnd::Drained, "{report:?}");
+    assert_eq!(
+        (
+            report.progress.sent,
+            report.progress.handled,
+            report.progress.came_back
+        ),
+        (9, 9, 0)
+    );
+    assert_eq!(report.progress.batches, 4);
+    assert!(seen.iter().all(|progress| progress.sent <= 9));
+    assert_eq!(env.handled_and_distinct().await, (9, 9));
+    assert_eq!(env.queue_len(&queue).await, 0);
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_paused_gentle_replay_sends_nothing_and_a_cancel_ends_it() {
+    use conveyor::dead_letter::{Control, GentleEnd};
+    let env = TestEnv::new().await;
+    env.declare(&test_consumer(fast_retries()).topology()).await;
+    dead_letters(&env, &[(1, None), (2, None)]).await;
+    let (pause, control) = tokio::sync::watch::channel(Control::Pause);
+    let replay = tokio::spawn({
+        let env_amqp = env.amqp.clone();
+        let names = env.names.clone();
+        let pool = env.pool.clone();
+        async move {
+            let options = conveyor::dead_letter::GentleOptions {
+                filter: Filter::default(),
+                rate: None,
+                run_id: uuid::Uuid::now_v7(),
+                consumer: SERVICE.to_owned(),
+            };
+            conveyor::dead_letter::gentle_replay(
+                &env_amqp,
+                &names,
+                SERVICE,
+                &pool,
+                &options,
+                control,
+                |_| {},
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let queue = env.names.dead_letter_queue(SERVICE);
+    assert_eq!(
+        env.queue_len(&queue).await,
+        2,
+        "a paused replay sent letters"
+    );
+    pause.send(Control::Cancel).unwrap();
+    let report = replay.await.unwrap().unwrap();
+    assert_eq!(report.end, GentleEnd::Cancelled);
+    assert_eq!(report.progress.sent, 0);
+    assert_eq!(env.queue_len(&queue).await, 2);
 }

@@ -73,6 +73,8 @@ pub(crate) async fn run(
         limit: args.limit,
         window: args.window,
         run_id: uuid::Uuid::now_v7(),
+        one_per_flow: false,
+        keep_ids: false,
     };
     // Checked before the audit log hears of a run, so a mistyped target leaves no record.
     let queue = DeadLetterQueue::open(&amqp, names, service).await?;
@@ -95,6 +97,8 @@ pub(crate) async fn run(
         ids_sha256: None,
         seconds: None,
         error: None,
+        mode: None,
+        outcome: None,
     };
     audit::append(&amqp, names, &record)
         .await
