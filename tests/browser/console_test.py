@@ -3,10 +3,12 @@
 passes the addresses. Each check is what an operator (or an attacker) would see.
 
 Usage: console_test.py CONSOLE_URL GATEWAY_URL MANAGEMENT_URL VHOST ADMIN_EMAIL ADMIN_PASSWORD
+                       INVENTORY_DATABASE
 """
 
 import base64
 import json
+import subprocess
 import sys
 import time
 import urllib.error
@@ -16,7 +18,7 @@ import uuid
 
 from playwright.sync_api import expect, sync_playwright
 
-console, gateway, management, vhost, admin_email, admin_password = sys.argv[1:7]
+console, gateway, management, vhost, admin_email, admin_password, inventory_db = sys.argv[1:8]
 # The service whose dead letters the test makes: the one that consumes order.created.
 SERVICE = "inventory"
 # Chromium as the machine's closed network needs it: nothing fetched at start.
@@ -95,6 +97,50 @@ def dead_letters():
     return queue.get("messages", 0)
 
 
+def inventory_sql(statement):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres",
+                    "-d", inventory_db, "-c", statement], check=True, stdout=subprocess.DEVNULL)
+
+
+# A bug a later deploy fixes: the warehouse refuses every reservation, with a data error that
+# the runtime dead-letters at once (SQLSTATE class 22), naming the order.
+WAREHOUSE_BUG = """
+CREATE FUNCTION refuse_reservation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the warehouse refuses order %', NEW.order_id USING ERRCODE = '22023';
+END $$;
+CREATE TRIGGER refuse_reservation BEFORE INSERT ON reservations
+  FOR EACH ROW EXECUTE FUNCTION refuse_reservation();
+"""
+WAREHOUSE_FIX = "DROP TRIGGER refuse_reservation ON reservations; DROP FUNCTION refuse_reservation();"
+
+
+def place_orders(admin, count):
+    """`count` orders of a customer with credit, for a product in stock: their ids."""
+    customer_id, email = person("buyer", "buyer password 1234", admin)
+    api("PATCH", f"/users/{customer_id}", {"credit_limit_cents": 1_000_000}, admin)
+    sku = f"CONSOLE-{uuid.uuid4().hex[:8].upper()}"
+    api("POST", "/products", {"sku": sku, "name": "console test", "price_cents": 250, "currency": "EUR",
+                              "stock": 1000}, admin)
+    token = password_token(email, "buyer password 1234")
+    orders = []
+    for _ in range(count):
+        # Accepted once orders' copies have the user and the product.
+        deadline = time.monotonic() + 30
+        while True:
+            status, answer = http("POST", f"{gateway}/api/orders", {"items": [{"sku": sku, "quantity": 1}]}, token)
+            if status in (200, 201, 202):
+                orders.append(answer["id"])
+                break
+            assert time.monotonic() < deadline and status in (404, 409, 422), f"placing an order: {status} {answer}"
+            time.sleep(0.3)
+    return token, orders
+
+
+def order_status(token, order):
+    return api("GET", f"/orders/{order}", token=token)["status"]
+
+
 def wait_for(what, check, seconds=60):
     deadline = time.monotonic() + seconds
     while not check():
@@ -107,6 +153,21 @@ def sign_in(page, email, password):
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
+
+
+def start_replay(page, rate):
+    """Starts a gentle replay of the warehouse's group from its scan, after a dry run."""
+    page.goto(f"{console}/dead-letters/{SERVICE}")
+    page.click("#start-scan")
+    expect(page.locator("[data-scan-state=done]")).to_be_visible(timeout=60_000)
+    group = page.locator("table.groups tbody tr", has_text="the warehouse refuses")
+    group.locator("a.replay").click()
+    page.click("button[name=dry_run]")
+    expect(page.locator("#dry-run-result")).to_contain_text("3 of the 8")
+    keep(page)
+    page.fill("#replay-rate", str(rate))
+    page.click("#confirm-replay")
+    expect(page.locator("h1")).to_contain_text("Replay of inventory's dead letters")
 
 
 def keep(page):
@@ -161,15 +222,22 @@ def main():
         expect(cell).to_have_text("5", timeout=30_000)
         log("the overview's count went from 3 to 5 live")
 
-        # The scan streams its groups: one group of 5, as the CLI would group them.
+        # A bug in the warehouse: three orders' reservations fail and are dead-lettered.
+        inventory_sql(WAREHOUSE_BUG)
+        buyer, orders = place_orders(admin, 3)
+        expect(cell).to_have_text("8", timeout=30_000)
+        assert [order_status(buyer, order) for order in orders] == ["pending"] * 3
+        log("three orders wait on the warehouse's dead letters")
+
+        # The scan streams its groups: 5 unreadable messages and 3 refused reservations.
         page.click(f"a[href='/dead-letters/{SERVICE}']")
         page.click("#start-scan")
         expect(page.locator("[data-scan-state=done]")).to_be_visible(timeout=60_000)
         rows = page.locator("table.groups tbody tr")
-        expect(rows).to_have_count(1)
-        expect(rows.first.locator("td.count")).to_have_text("5")
+        expect(rows.locator("td.count")).to_have_text(["5", "3"])
+        expect(rows.nth(1)).to_contain_text("the warehouse refuses order <id>")
         keep(page)
-        log("the streamed scan found one group of 5")
+        log("the streamed scan found a group of 5 and a group of 3")
 
         # A letter's body is shown as text: its markup does not run.
         rows.first.locator("a", has_text="one letter").click()
@@ -203,13 +271,57 @@ def main():
         plain_page.goto(f"{console}/dead-letters/{SERVICE}")
         plain_page.click("#start-scan")
         expect(plain_page.locator("[data-scan-state=done]")).to_be_visible(timeout=60_000)
-        expect(plain_page.locator("table.groups tbody tr td.count")).to_have_text("5")
+        expect(plain_page.locator("table.groups tbody tr td.count")).to_have_text(["5", "3"])
         keep(plain_page)
         plain.close()
         log("without JavaScript the scan page read whole")
 
         # The letters were given back: the queue still holds every one.
-        assert dead_letters() == 5, f"{SERVICE}.dlq holds {dead_letters()} after the scans, not 5"
+        assert dead_letters() == 8, f"{SERVICE}.dlq holds {dead_letters()} after the scans, not 8"
+
+        # Replayed while the bug is there: one letter goes, fails again, and the replay stops.
+        start_replay(page, rate=5)
+        expect(page.locator(".replay-state")).to_contain_text("the failure came back", timeout=60_000)
+        expect(page.locator("[data-figure=sent]")).to_have_text("1")
+        expect(page.locator("[data-figure=came_back]")).to_have_text("1")
+        keep(page)
+        assert dead_letters() == 8
+        log("a replay with the bug still there stopped after one letter")
+
+        # The bug fixed: a replay, paused (through a reload), resumed, drains the group.
+        inventory_sql(WAREHOUSE_FIX)
+        start_replay(page, rate=1)
+        page.click("#pause-replay")
+        expect(page.locator(".replay-state")).to_contain_text("paused")
+        page.reload()
+        expect(page.locator(".replay-state")).to_contain_text("paused")
+        # A batch under way when the pause came goes on to its end (at 1 letter a second, a
+        # batch of 2 takes about 2 s); after that nothing more is sent.
+        time.sleep(3)
+        page.reload()
+        sent = page.locator("[data-figure=sent]").inner_text()
+        time.sleep(3)
+        page.reload()
+        expect(page.locator("[data-figure=sent]")).to_have_text(sent)
+        page.click("#resume-replay")
+        expect(page.locator(".replay-state")).to_contain_text("drained", timeout=60_000)
+        expect(page.locator("[data-figure=sent]")).to_have_text("3")
+        expect(page.locator("[data-figure=handled]")).to_have_text("3")
+        keep(page)
+        wait_for("the three orders confirmed",
+                 lambda: [order_status(buyer, order) for order in orders] == ["confirmed"] * 3)
+        page.goto(f"{console}/")
+        expect(page.locator(f"[data-live='{SERVICE}.dead_letters']")).to_have_text("5", timeout=30_000)
+        log("paused, reloaded and resumed, the replay drained the group and the orders were confirmed")
+
+        # The audit log holds both replays: who, the pause and resume, the outcomes.
+        page.goto(f"{console}/audit")
+        audit = page.locator("table.audit tbody")
+        expect(audit).to_contain_text("the failure came back")
+        expect(audit).to_contain_text("drained")
+        expect(audit).to_contain_text("paused")
+        expect(audit).to_contain_text("resumed")
+        keep(page)
 
         # Signing out ends the session.
         page.click("form.sign-out button")

@@ -61,5 +61,15 @@ function streamedScan() {
   cancel.addEventListener("click", () => stop("Cancelled: every letter read went back to the queue in its order."));
 }
 
+function liveReplay() {
+  const status = document.querySelector("[data-replay-source]");
+  if (!status || !window.EventSource) return;
+  const source = new EventSource(status.dataset.replaySource);
+  source.addEventListener("progress", (message) => { status.innerHTML = message.data; });
+  // Ended: the page again, with the actions an ended replay has.
+  source.addEventListener("ended", () => { source.close(); window.location.reload(); });
+}
+
 liveFigures();
 streamedScan();
+liveReplay();

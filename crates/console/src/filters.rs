@@ -65,6 +65,14 @@ impl FilterQuery {
     /// The query string that names these filters again (for links), starting with `&` when
     /// any is set.
     pub(crate) fn to_query(&self) -> String {
+        self.set()
+            .into_iter()
+            .map(|(name, value)| format!("&{name}={}", system::management::percent_encode(&value)))
+            .collect()
+    }
+
+    /// The filters set, by their query names, trimmed.
+    pub(crate) fn set(&self) -> Vec<(&'static str, String)> {
         let pairs = [
             ("type", &self.event_type),
             ("error_kind", &self.error_kind),
@@ -74,9 +82,8 @@ impl FilterQuery {
             ("group", &self.group),
         ];
         pairs
-            .iter()
+            .into_iter()
             .filter_map(|(name, value)| Some((name, given(value.as_ref())?)))
-            .map(|(name, value)| format!("&{name}={}", system::management::percent_encode(&value)))
             .collect()
     }
 }

@@ -12,11 +12,13 @@
 //! - `session`: signing in with users' tokens, the cookie, CSRF and origin checks.
 //! - `broker`: each service's queues as the broker counts them.
 //! - `filters`: the dead-letter filters of a query string.
+//! - `jobs`: gentle replays, resumed from the audit log when the console starts.
 //! - `live`: live figures over server-sent events.
 //! - `pages`: the pages (overview, dead letters, scans, audit, sign-in) and their layout.
 
 mod broker;
 mod filters;
+mod jobs;
 mod live;
 mod pages;
 mod session;
@@ -45,6 +47,44 @@ pub(crate) struct AppState {
     pub(crate) amqp: AmqpConfig,
     pub(crate) names: Names,
     pub(crate) shutdown: Shutdown,
+    pub(crate) jobs: jobs::Jobs,
+    /// Each service's database URL, and a small pool on those a replay has read.
+    database_urls: std::collections::BTreeMap<String, String>,
+    inboxes: std::sync::Mutex<std::collections::HashMap<String, sqlx::PgPool>>,
+}
+
+impl AppState {
+    /// A small pool on `service`'s database, where its inbox is; connected when first used.
+    ///
+    /// # Errors
+    /// When the console knows no database for `service`.
+    pub(crate) fn inbox(&self, service: &str) -> Result<sqlx::PgPool, String> {
+        let mut inboxes = self
+            .inboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(pool) = inboxes.get(service) {
+            return Ok(pool.clone());
+        }
+        let url = self.database_urls.get(service).ok_or_else(|| {
+            format!(
+                "the console knows no database of {service}: set {}_DATABASE_URL",
+                service.to_ascii_uppercase()
+            )
+        })?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_lazy(url)
+            .map_err(|_| {
+                format!(
+                    "{}_DATABASE_URL is not a database URL",
+                    service.to_ascii_uppercase()
+                )
+            })?;
+        inboxes.insert(service.to_owned(), pool.clone());
+        Ok(pool)
+    }
 }
 
 impl session::HasVerifier for Arc<AppState> {
@@ -100,7 +140,11 @@ impl Console {
             amqp: settings.amqp.clone(),
             names: settings.names.clone(),
             shutdown: shutdown.clone(),
+            jobs: jobs::Jobs::default(),
+            database_urls: settings.database_urls.clone(),
+            inboxes: std::sync::Mutex::default(),
         });
+        tokio::spawn(jobs::resume_unfinished(state.clone()));
         let served = axum::serve(self.listener, router(state))
             .with_graceful_shutdown(async move { shutdown.fired().await })
             .await;
@@ -110,7 +154,7 @@ impl Console {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{audit, dead_letters, overview, scan, sign_in};
+    use pages::{audit, dead_letters, overview, replay, scan, sign_in};
     Router::new()
         .route("/", get(overview::page))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
@@ -122,6 +166,14 @@ fn router(state: Arc<AppState>) -> Router {
             get(dead_letters::letters),
         )
         .route("/dead-letters/{service}/scan", get(scan::scan))
+        .route(
+            "/dead-letters/{service}/replay",
+            get(replay::confirm).post(replay::start),
+        )
+        .route("/replays", get(replay::list))
+        .route("/replays/{run_id}", get(replay::show))
+        .route("/replays/{run_id}/{action}", post(replay::act))
+        .route("/live/replays/{run_id}", get(replay::live))
         .route("/audit", get(audit::page))
         .route("/live/queues", get(live::queues))
         .route("/assets/console.css", get(stylesheet))

@@ -1,6 +1,7 @@
 //! Where the console listens and what it reads: the broker (`AMQP_URL`, the management API
 //! at `RABBITMQ_MANAGEMENT_URL`) and users (`USERS_URL`), whose tokens sign operators in.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use conveyor::{AmqpConfig, Names};
@@ -9,8 +10,8 @@ use platform::config::{ConfigError, DEFAULT_USERS_URL, parse_env};
 /// The port the console listens on unless `CONSOLE_PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 8090;
 
-/// The console's settings.
-#[derive(Debug, Clone)]
+/// The console's settings. Not `Debug`: database URLs may hold passwords.
+#[derive(Clone)]
 pub struct ConsoleSettings {
     /// `LISTEN_ADDR`, as for the services (default 127.0.0.1).
     pub listen_addr: IpAddr,
@@ -22,6 +23,9 @@ pub struct ConsoleSettings {
     pub amqp: AmqpConfig,
     /// `CONVEYOR_NAME_PREFIX`'s names.
     pub names: Names,
+    /// Each service's database (`<SERVICE>_DATABASE_URL`, the services' default): a gentle
+    /// replay reads its inbox to know which letters were handled.
+    pub database_urls: BTreeMap<String, String>,
 }
 
 impl ConsoleSettings {
@@ -42,6 +46,16 @@ impl ConsoleSettings {
                 .unwrap_or_else(|_| DEFAULT_USERS_URL.to_owned()),
             amqp: AmqpConfig::from_env("conveyor-console"),
             names: Names::from_env()?,
+            database_urls: system::ServiceName::all()
+                .map(|service| {
+                    let name = service.as_str();
+                    let variable = format!("{}_DATABASE_URL", name.to_ascii_uppercase());
+                    let url = std::env::var(variable).unwrap_or_else(|_| {
+                        format!("postgres://postgres@127.0.0.1:5432/conveyor_{name}")
+                    });
+                    (name.to_owned(), url)
+                })
+                .collect(),
         })
     }
 }

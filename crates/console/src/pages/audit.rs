@@ -48,7 +48,12 @@ fn records(records: &[AuditRecord]) -> Markup {
                         td { (record.command) }
                         td { (record.service) }
                         td { (record.target) }
-                        td { (status(record.status)) @if let Some(error) = &record.error { ": " (error) } }
+                        td {
+                            (status(record.status))
+                            @if let Some(mode) = &record.mode { " (" (mode) ")" }
+                            @if let Some(outcome) = &record.outcome { ": " (outcome) }
+                            @if let Some(error) = &record.error { ": " (error) }
+                        }
                         td { (record.done.map_or_else(|| "–".to_owned(), count)) }
                         td.filters { (record.filters.to_string()) }
                     }

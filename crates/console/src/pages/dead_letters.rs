@@ -91,7 +91,11 @@ pub(crate) async fn service(
             }
             div #scan-result aria-live="polite" {}
         }
-        p { a href=(format!("/dead-letters/{service}/letters?{}", filters.to_query().trim_start_matches('&'))) { "Show the first " (LETTERS_SHOWN) " matching letters" } }
+        p {
+            a href=(format!("/dead-letters/{service}/letters?{}", filters.to_query().trim_start_matches('&'))) { "Show the first " (LETTERS_SHOWN) " matching letters" }
+            " · "
+            a #replay-matching href=(format!("/dead-letters/{service}/replay?{}", filters.to_query().trim_start_matches('&'))) { "Replay the matching letters…" }
+        }
     };
     layout::page(&service, "/dead-letters", &operator, body)
 }
@@ -224,6 +228,8 @@ pub(crate) fn groups_table(
                                 }
                                 " · "
                                 a href=(format!("/dead-letters/{service}?group={}", group.fingerprint.id)) { "filter" }
+                                " · "
+                                a.replay href=(format!("/dead-letters/{service}/replay?group={}", group.fingerprint.id)) { "replay…" }
                             }
                         }
                     }

@@ -12,6 +12,7 @@ use crate::session::{CSRF_FIELD, Operator};
 const SECTIONS: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/dead-letters", "Dead letters"),
+    ("/replays", "Replays"),
     ("/audit", "Audit"),
 ];
 

@@ -4,5 +4,6 @@ pub(crate) mod audit;
 pub(crate) mod dead_letters;
 pub(crate) mod layout;
 pub(crate) mod overview;
+pub(crate) mod replay;
 pub(crate) mod scan;
 pub(crate) mod sign_in;

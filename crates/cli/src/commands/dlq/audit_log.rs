@@ -46,6 +46,12 @@ fn print_record(record: &AuditRecord) {
         record.filters,
         record.ids_sha256.as_deref().unwrap_or("-"),
     );
+    if let Some(mode) = &record.mode {
+        println!("    mode: {}", crate::terminal::printable(mode));
+    }
+    if let Some(outcome) = &record.outcome {
+        println!("    outcome: {}", crate::terminal::printable(outcome));
+    }
     if let Some(error) = &record.error {
         println!("    error: {}", crate::terminal::printable(error));
     }

@@ -1,0 +1,358 @@
+//! Gentle replays the console runs. A replay's state is its audit records, on the broker: a
+//! start, pauses and resumes, an end. So a replay survives a page reload (the page asks
+//! here) and a console restart: at start, a console resumes every gentle replay whose start
+//! has no end, paused if its last record is a pause. Only one process runs a replay at a
+//! time: the replay's own exclusive queue refuses a second (see `gentle_replay`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use conveyor::dead_letter::audit::{self, AuditRecord, AuditStatus};
+use conveyor::dead_letter::{Control, DeadLetterError, GentleEnd, GentleOptions, GentleProgress};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::filters::FilterQuery;
+
+/// The audit records read at start to find replays to resume.
+const RECORDS_READ_AT_START: usize = 10_000;
+/// How long a replay another process holds is waited for before trying to take it again.
+const HELD_ELSEWHERE_RETRY: Duration = Duration::from_secs(10);
+/// The mode audit records of gentle replays carry.
+pub(crate) const GENTLE: &str = "gentle";
+
+/// Where a replay stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobState {
+    Running,
+    Paused,
+    /// Another process runs it now (another console, say); this one waits to take over.
+    HeldElsewhere,
+    /// Ended: the outcome in words.
+    Ended(String),
+    /// Stopped on an error; letters not sent stay in the dead-letter queue.
+    Failed(String),
+}
+
+/// A replay as its page shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct JobView {
+    pub(crate) run_id: Uuid,
+    pub(crate) service: String,
+    pub(crate) filters: FilterQuery,
+    pub(crate) rate: Option<f64>,
+    pub(crate) started_by: String,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) progress: GentleProgress,
+    pub(crate) state: JobState,
+    /// Who cancelled it, once someone has.
+    pub(crate) cancelled_by: Option<String>,
+}
+
+struct Job {
+    view: Mutex<JobView>,
+    control: watch::Sender<Control>,
+}
+
+/// The replays this console knows of, running or ended since it started.
+#[derive(Default)]
+pub(crate) struct Jobs {
+    jobs: Mutex<HashMap<Uuid, Arc<Job>>>,
+}
+
+/// What a replay is asked to do.
+pub(crate) struct NewReplay {
+    pub(crate) service: String,
+    pub(crate) filters: FilterQuery,
+    pub(crate) rate: Option<f64>,
+    pub(crate) operator: String,
+}
+
+impl Jobs {
+    /// The replay's view, if this console knows it.
+    pub(crate) fn view(&self, run_id: Uuid) -> Option<JobView> {
+        let job = self.lock().get(&run_id).cloned()?;
+        Some(lock(&job.view).clone())
+    }
+
+    /// Every replay known, the newest first.
+    pub(crate) fn views(&self) -> Vec<JobView> {
+        let jobs: Vec<Arc<Job>> = self.lock().values().cloned().collect();
+        let mut views: Vec<JobView> = jobs.iter().map(|job| lock(&job.view).clone()).collect();
+        views.sort_by_key(|view| std::cmp::Reverse(view.started_at));
+        views
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Job>>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(&self, view: JobView, control: Control) -> Arc<Job> {
+        let job = Arc::new(Job {
+            view: Mutex::new(view.clone()),
+            control: watch::channel(control).0,
+        });
+        self.lock().insert(view.run_id, job.clone());
+        job
+    }
+
+    fn job(&self, run_id: Uuid) -> Option<Arc<Job>> {
+        self.lock().get(&run_id).cloned()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts a gentle replay: its start record first, so nothing moves unaudited.
+///
+/// # Errors
+/// When the audit log cannot be written (nothing was sent then).
+pub(crate) async fn start(
+    state: &Arc<AppState>,
+    replay: NewReplay,
+) -> Result<Uuid, DeadLetterError> {
+    let view = JobView {
+        run_id: Uuid::now_v7(),
+        service: replay.service,
+        filters: replay.filters,
+        rate: replay.rate,
+        started_by: replay.operator,
+        started_at: Utc::now(),
+        progress: GentleProgress::default(),
+        state: JobState::Running,
+        cancelled_by: None,
+    };
+    let mut record = record_of(&view, AuditStatus::Started, &view.started_by);
+    record.target = state.names.service_queue(&view.service);
+    (record.done, record.came_back) = (None, None);
+    audit::append(&state.amqp, &state.names, &record).await?;
+    let run_id = view.run_id;
+    let job = state.jobs.insert(view, Control::Run);
+    tokio::spawn(run(state.clone(), job, record));
+    Ok(run_id)
+}
+
+/// Pauses, resumes or cancels a replay, writing the pause or resume in the audit log.
+///
+/// # Errors
+/// When this console runs no such replay, or the audit log cannot be written.
+pub(crate) async fn control(
+    state: &Arc<AppState>,
+    run_id: Uuid,
+    wanted: Control,
+    operator: &str,
+) -> Result<(), String> {
+    let job = state
+        .jobs
+        .job(run_id)
+        .ok_or_else(|| format!("this console runs no replay {run_id}"))?;
+    let view = lock(&job.view).clone();
+    if matches!(view.state, JobState::Ended(_) | JobState::Failed(_)) {
+        return Err("this replay has ended".to_owned());
+    }
+    let status = match wanted {
+        Control::Pause => Some(AuditStatus::Paused),
+        Control::Run => Some(AuditStatus::Resumed),
+        Control::Cancel => None,
+    };
+    if let Some(status) = status {
+        let mut record = record_of(&view, status, operator);
+        record.target = state.names.service_queue(&view.service);
+        audit::append(&state.amqp, &state.names, &record)
+            .await
+            .map_err(|error| {
+                format!("the audit log could not be written, so nothing changed: {error}")
+            })?;
+    }
+    {
+        let mut view = lock(&job.view);
+        view.state = match wanted {
+            Control::Pause => JobState::Paused,
+            _ => JobState::Running,
+        };
+        if wanted == Control::Cancel {
+            view.cancelled_by = Some(operator.to_owned());
+        }
+    }
+    job.control.send_replace(wanted);
+    Ok(())
+}
+
+/// A record of `view` as it stands, by `operator` (the target left for the caller).
+fn record_of(view: &JobView, status: AuditStatus, operator: &str) -> AuditRecord {
+    AuditRecord {
+        at: Utc::now(),
+        status,
+        command: "replay".to_owned(),
+        service: view.service.clone(),
+        target: String::new(),
+        operator: operator.to_owned(),
+        filters: view
+            .filters
+            .to_filter()
+            .map(|filter| filter.to_json())
+            .unwrap_or_default(),
+        run_id: Some(view.run_id),
+        rate_per_second: view.rate,
+        limit: None,
+        done: Some(view.progress.sent),
+        came_back: Some(view.progress.came_back),
+        ids_sha256: None,
+        seconds: None,
+        error: None,
+        mode: Some(GENTLE.to_owned()),
+        outcome: None,
+    }
+}
+
+/// Why a replay's run stopped short of an end.
+enum Stop {
+    /// Another process runs it.
+    HeldElsewhere,
+    /// The console is stopping: no end record, so the next console resumes it.
+    ConsoleStopping,
+    /// An error, for the end record.
+    Failed(String),
+}
+
+/// Runs a replay to its end and writes the end record.
+async fn run(state: Arc<AppState>, job: Arc<Job>, started: AuditRecord) {
+    let stopping = state.shutdown.clone();
+    let cancelled_on_stop = job.clone();
+    tokio::spawn(async move {
+        stopping.fired().await;
+        cancelled_on_stop.control.send_replace(Control::Cancel);
+    });
+    let outcome = loop {
+        match replay(&state, &job).await {
+            Err(Stop::HeldElsewhere) => {
+                lock(&job.view).state = JobState::HeldElsewhere;
+                if state.shutdown.sleep(HELD_ELSEWHERE_RETRY).await {
+                    return;
+                }
+                let paused = *job.control.borrow() == Control::Pause;
+                lock(&job.view).state = if paused {
+                    JobState::Paused
+                } else {
+                    JobState::Running
+                };
+            }
+            Err(Stop::ConsoleStopping) => return,
+            other => break other,
+        }
+    };
+    let mut record = started;
+    record.at = Utc::now();
+    let view = lock(&job.view).clone();
+    record.done = Some(view.progress.sent);
+    record.came_back = Some(view.progress.came_back);
+    let ended = match outcome {
+        Ok(end) => {
+            let mut told = end.describe();
+            if let Some(by) = &view.cancelled_by {
+                told = format!("{told} by {by}");
+            }
+            record.status = AuditStatus::Finished;
+            record.outcome = Some(told.clone());
+            JobState::Ended(told)
+        }
+        Err(stop) => {
+            let error = match stop {
+                Stop::Failed(error) => error,
+                _ => "stopped".to_owned(),
+            };
+            record.status = AuditStatus::Failed;
+            record.error = Some(error.clone());
+            JobState::Failed(error)
+        }
+    };
+    if let Err(error) = audit::append(&state.amqp, &state.names, &record).await {
+        tracing::warn!(run_id = %view.run_id, "the end of a replay could not be written in the audit log: {error}");
+    }
+    lock(&job.view).state = ended;
+}
+
+async fn replay(state: &Arc<AppState>, job: &Arc<Job>) -> Result<GentleEnd, Stop> {
+    let view = lock(&job.view).clone();
+    let filter = view.filters.to_filter().map_err(Stop::Failed)?;
+    let inbox = state.inbox(&view.service).map_err(Stop::Failed)?;
+    let options = GentleOptions {
+        filter,
+        rate: view.rate,
+        run_id: view.run_id,
+        consumer: view.service.clone(),
+    };
+    let report = conveyor::dead_letter::gentle_replay(
+        &state.amqp,
+        &state.names,
+        &view.service,
+        &inbox,
+        &options,
+        job.control.subscribe(),
+        |progress| lock(&job.view).progress = progress.clone(),
+    )
+    .await;
+    match report {
+        _ if state.shutdown.is_fired() => Err(Stop::ConsoleStopping),
+        Ok(report) => Ok(report.end),
+        Err(DeadLetterError::HeldElsewhere { .. }) => Err(Stop::HeldElsewhere),
+        Err(error) => Err(Stop::Failed(error.to_string())),
+    }
+}
+
+/// Resumes every gentle replay whose start has no end in the audit log (paused where its
+/// last record is a pause): what a console stopped or killed mid-replay left.
+pub(crate) async fn resume_unfinished(state: Arc<AppState>) {
+    let log = match audit::read(&state.amqp, &state.names, RECORDS_READ_AT_START).await {
+        Ok(log) => log,
+        Err(error) => {
+            tracing::warn!("the audit log could not be read, so no replay was resumed: {error}");
+            return;
+        }
+    };
+    let mut runs: BTreeMap<Uuid, Vec<AuditRecord>> = BTreeMap::new();
+    for record in log.records {
+        if record.mode.as_deref() == Some(GENTLE)
+            && let Some(run_id) = record.run_id
+        {
+            runs.entry(run_id).or_default().push(record);
+        }
+    }
+    for (run_id, records) in runs {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            continue;
+        };
+        if first.status != AuditStatus::Started || last.status.is_end() {
+            continue;
+        }
+        let paused = last.status == AuditStatus::Paused;
+        let view = JobView {
+            run_id,
+            service: first.service.clone(),
+            filters: serde_json::from_value(first.filters.clone()).unwrap_or_default(),
+            rate: first.rate_per_second,
+            started_by: first.operator.clone(),
+            started_at: first.at,
+            progress: GentleProgress::default(),
+            state: if paused {
+                JobState::Paused
+            } else {
+                JobState::Running
+            },
+            cancelled_by: None,
+        };
+        tracing::info!(%run_id, service = %view.service, paused, "resuming a gentle replay");
+        let control = if paused { Control::Pause } else { Control::Run };
+        let job = state.jobs.insert(view, control);
+        tokio::spawn(run(state.clone(), job, first.clone()));
+    }
+}
