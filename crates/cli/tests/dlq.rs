@@ -444,3 +444,129 @@ async fn a_move_the_broker_refuses_is_audited_as_failed_and_leaves_the_letters()
         audit[1]
     );
 }
+
+/// A `product.updated` with a price the schema refuses, put straight into the dead-letter
+/// queue as a consumer would have left it.
+async fn refused_price_letter(env: &TestEnv) -> conveyor::Envelope {
+    env.declare(&conveyor_testkit::test_consumer(fast_retries()).topology())
+        .await;
+    let event = conveyor::Envelope::new(
+        "inventory",
+        "product.updated",
+        json!({ "sku": "MUG-BLUE", "name": "Blue mug", "price_cents": -5, "currency": "EUR", "version": 2 }),
+    );
+    let mut table = lapin::types::FieldTable::default();
+    conveyor::headers::set_str(&mut table, conveyor::headers::ERROR, "price below zero");
+    conveyor::headers::set_str(&mut table, conveyor::headers::ERROR_KIND, "schema");
+    let connection = env.connect().await;
+    let channel = conveyor::ConfirmChannel::open(&connection, &env.amqp.user())
+        .await
+        .unwrap();
+    let letter = conveyor::OutgoingMessage {
+        exchange: String::new(),
+        routing_key: env.names.dead_letter_queue(SERVICE),
+        body: event.to_bytes(),
+        properties: lapin::BasicProperties::default()
+            .with_message_id(event.id.to_string().into())
+            .with_delivery_mode(2)
+            .with_headers(table),
+    };
+    channel.publish_all(&[letter]).await.unwrap();
+    connection.close(200, "done".into()).await.unwrap();
+    event
+}
+
+#[tokio::test]
+async fn an_edited_letter_goes_back_once_as_a_new_event_and_a_wrong_edit_is_refused_at_its_field() {
+    let env = TestEnv::new().await;
+    let original = refused_price_letter(&env).await;
+    let id = original.id.to_string();
+    let files = tempfile_dir();
+    let write = |name: &str, data: serde_json::Value| {
+        let path = files.join(name);
+        std::fs::write(&path, data.to_string()).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+
+    let shown = dlq(&env, &["edit", SERVICE, &id]);
+    assert!(shown.status.success());
+    let data: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(data["price_cents"], -5);
+
+    let wrong = write(
+        "wrong.json",
+        json!({ "sku": "MUG-BLUE", "name": "Blue mug", "price_cents": "free", "currency": "EUR", "version": 2 }),
+    );
+    let refused = dlq(&env, &["edit", SERVICE, &id, "--data", &wrong]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("data.price_cents"), "{stderr}");
+
+    let right = write(
+        "right.json",
+        json!({ "sku": "MUG-BLUE", "name": "Blue mug", "price_cents": 1450, "currency": "EUR", "version": 2 }),
+    );
+    let dry = dlq(&env, &["edit", SERVICE, &id, "--data", &right, "--dry-run"]);
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("/price_cents"));
+    assert_eq!(
+        env.queue_len(&env.names.dead_letter_queue(SERVICE)).await,
+        1
+    );
+
+    let sent = dlq(&env, &["edit", SERVICE, &id, "--data", &right]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    // Run again, it finds no letter: the edit went once.
+    let again = dlq(&env, &["edit", SERVICE, &id, "--data", &right]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no dead letter"));
+    assert_eq!(
+        env.queue_len(&env.names.dead_letter_queue(SERVICE)).await,
+        0
+    );
+    let copies = env.drain(&env.names.service_queue(SERVICE)).await;
+    assert_eq!(copies.len(), 1);
+    let copy = conveyor::Envelope::from_bytes(&copies[0].data).unwrap();
+    assert_ne!(copy.id, original.id);
+    assert_eq!(copy.causationid, Some(original.id));
+    assert_eq!(
+        (
+            copy.event_type.as_str(),
+            copy.source.as_str(),
+            copy.subject.clone(),
+            copy.correlationid
+        ),
+        (
+            "product.updated",
+            original.source.as_str(),
+            original.subject.clone(),
+            original.correlationid
+        )
+    );
+    assert_eq!(copy.data["price_cents"], 1450);
+    let audit = dlq_json(&env, &["audit", "--json"]);
+    let edits: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["command"] == "edit" && record["status"] == "finished")
+        .collect();
+    assert_eq!(edits.len(), 1, "{audit}");
+    assert_eq!(
+        edits[0]["patch"],
+        json!([{ "op": "replace", "path": "/price_cents", "value": 1450 }])
+    );
+    assert_eq!(edits[0]["copy_id"], json!(copy.id));
+    std::fs::remove_dir_all(files).unwrap();
+}
+
+/// A folder of this test's own, removed when the process ends.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dlq-edit-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -190,12 +190,6 @@ pub(crate) async fn control(
 /// A record of `view` as it stands, by `operator` (the target left for the caller).
 fn record_of(view: &JobView, status: AuditStatus, operator: &str) -> AuditRecord {
     AuditRecord {
-        at: Utc::now(),
-        status,
-        command: "replay".to_owned(),
-        service: view.service.clone(),
-        target: String::new(),
-        operator: operator.to_owned(),
         filters: view
             .filters
             .to_filter()
@@ -203,14 +197,16 @@ fn record_of(view: &JobView, status: AuditStatus, operator: &str) -> AuditRecord
             .unwrap_or_default(),
         run_id: Some(view.run_id),
         rate_per_second: view.rate,
-        limit: None,
         done: Some(view.progress.sent),
         came_back: Some(view.progress.came_back),
-        ids_sha256: None,
-        seconds: None,
-        error: None,
         mode: Some(GENTLE.to_owned()),
-        outcome: None,
+        ..AuditRecord::new(
+            status,
+            "replay",
+            &view.service,
+            String::new(),
+            operator.to_owned(),
+        )
     }
 }
 

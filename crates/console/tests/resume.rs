@@ -43,23 +43,16 @@ async fn left_behind(env: &TestEnv, statuses: &[AuditStatus]) -> Uuid {
     let run_id = Uuid::now_v7();
     for status in statuses {
         let record = AuditRecord {
-            at: chrono::Utc::now(),
-            status: *status,
-            command: "replay".to_owned(),
-            service: SERVICE.to_owned(),
-            target: env.names.service_queue(SERVICE),
-            operator: "olga (console)".to_owned(),
-            filters: serde_json::json!({}),
             run_id: Some(run_id),
             rate_per_second: Some(100.0),
-            limit: None,
-            done: None,
-            came_back: None,
-            ids_sha256: None,
-            seconds: None,
-            error: None,
             mode: Some("gentle".to_owned()),
-            outcome: None,
+            ..AuditRecord::new(
+                *status,
+                "replay",
+                SERVICE,
+                env.names.service_queue(SERVICE),
+                "olga (console)".to_owned(),
+            )
         };
         audit::append(&env.amqp, &env.names, &record).await.unwrap();
     }

@@ -94,6 +94,46 @@ pub struct AuditRecord {
     /// How a finished gentle replay ended: drained, the failure came back, or cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// An edit's change to the event's data, as a JSON Patch (RFC 6902).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<serde_json::Value>,
+    /// The id of the edited copy an edit sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_id: Option<uuid::Uuid>,
+}
+
+impl AuditRecord {
+    /// A record written now, of `command` on `service`'s dead letters towards `target`, by
+    /// `operator`; every figure and detail unset.
+    pub fn new(
+        status: AuditStatus,
+        command: &str,
+        service: &str,
+        target: String,
+        operator: String,
+    ) -> Self {
+        Self {
+            at: Utc::now(),
+            status,
+            command: command.to_owned(),
+            service: service.to_owned(),
+            target,
+            operator,
+            filters: serde_json::Value::Object(serde_json::Map::new()),
+            run_id: None,
+            rate_per_second: None,
+            limit: None,
+            done: None,
+            came_back: None,
+            ids_sha256: None,
+            seconds: None,
+            error: None,
+            mode: None,
+            outcome: None,
+            patch: None,
+            copy_id: None,
+        }
+    }
 }
 
 /// The newest records of the log, oldest first.

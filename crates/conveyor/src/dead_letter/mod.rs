@@ -10,10 +10,12 @@
 //! - `groups`: the groups of a scan, with counts, first and last failure and a sample.
 //! - `held_queue`: hold-and-release reading that keeps queue order, in bounded memory.
 //! - `transfer`: replay, move and purge, in windows, each copy confirmed before its ack.
+//! - `edit`: one letter's data changed and sent back as a new event, exactly once.
 //! - `gentle`: replay in growing batches that stops when the failure comes back.
 //! - `audit`: the audit log of replays, moves and purges.
 
 pub mod audit;
+mod edit;
 mod filter;
 mod fingerprint;
 mod gentle;
@@ -26,6 +28,7 @@ use std::ops::ControlFlow;
 
 use lapin::Connection;
 
+pub use edit::{EditError, EditReport, edit_and_retry, edited_copy, event_of, find, json_patch};
 pub use filter::{Filter, topic_matches};
 pub use fingerprint::{Fingerprint, mask};
 pub use gentle::{

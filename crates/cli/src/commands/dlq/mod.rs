@@ -3,6 +3,7 @@
 
 pub(crate) mod args;
 mod audit_log;
+mod edit;
 mod groups;
 mod list;
 mod show;
@@ -91,6 +92,27 @@ pub(crate) enum DlqCommand {
         #[command(flatten)]
         transfer: transfer::TransferArgs,
     },
+    /// Edit one dead letter's data and send it back to <service> as a new event.
+    ///
+    /// Without --data, prints the letter's data to edit. With it, the edited event must pass
+    /// its schema (each field at fault is named, and nothing is sent); then it goes to
+    /// <service>.events with a new event id, the original as its cause, and the same type,
+    /// source, subject and flow. The copy is confirmed before the dead letter is removed, and
+    /// its id comes from the original's and the new data, so the same edit run again after a
+    /// crash is dropped by the service's inbox: one effect. The audit log holds the change as
+    /// a JSON Patch.
+    Edit {
+        #[arg(value_parser = parse_service)]
+        service: String,
+        /// The dead letter's event id (`conveyor dlq show` lists them).
+        id: String,
+        /// The event's new data: a JSON file, or - for standard input.
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
+        /// Check the edit and print its JSON Patch; send nothing.
+        #[arg(long, requires = "data")]
+        dry_run: bool,
+    },
     /// The audit log: who replayed, moved or purged what, when, with which filters, how many
     /// and a SHA-256 of the ids moved (in order, one per line).
     Audit {
@@ -157,6 +179,20 @@ pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
                 &transfer,
             )
             .await
+        }
+        DlqCommand::Edit {
+            service,
+            id,
+            data,
+            dry_run,
+        } => {
+            let args = edit::EditArgs {
+                service,
+                id,
+                data,
+                dry_run,
+            };
+            edit::run(names, args).await
         }
         DlqCommand::Audit { limit, json } => audit_log::run(names, limit, json).await,
     }

@@ -82,23 +82,17 @@ pub(crate) async fn run(
     queue.release().await;
     checked?;
     let mut record = AuditRecord {
-        at: chrono::Utc::now(),
-        status: AuditStatus::Started,
-        command: verb(&destination).to_owned(),
-        service: service.to_owned(),
-        target: target.clone(),
-        operator: operator(),
         filters: args.filters.to_filter().to_json(),
         run_id: Some(options.run_id),
         rate_per_second: args.rate,
         limit: args.limit,
-        done: None,
-        came_back: None,
-        ids_sha256: None,
-        seconds: None,
-        error: None,
-        mode: None,
-        outcome: None,
+        ..AuditRecord::new(
+            AuditStatus::Started,
+            verb(&destination),
+            service,
+            target.clone(),
+            operator(),
+        )
     };
     audit::append(&amqp, names, &record)
         .await
@@ -192,7 +186,7 @@ async fn dry_run(
 }
 
 /// Who ran the command, as `user@host`, for the audit log.
-fn operator() -> String {
+pub(super) fn operator() -> String {
     let from_env = |names: &[&str]| {
         names.iter().find_map(|name| {
             std::env::var(name)
