@@ -154,7 +154,7 @@ impl Console {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{audit, dead_letters, overview, replay, scan, sign_in};
+    use pages::{audit, dead_letters, edit, overview, replay, scan, sign_in};
     Router::new()
         .route("/", get(overview::page))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
@@ -166,6 +166,10 @@ fn router(state: Arc<AppState>) -> Router {
             get(dead_letters::letters),
         )
         .route("/dead-letters/{service}/scan", get(scan::scan))
+        .route(
+            "/dead-letters/{service}/letters/{id}/edit",
+            get(edit::form).post(edit::submit),
+        )
         .route(
             "/dead-letters/{service}/replay",
             get(replay::confirm).post(replay::start),

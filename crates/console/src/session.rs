@@ -36,6 +36,8 @@ pub(crate) struct Operator {
     pub(crate) role: &'static str,
     /// The CSRF token the session's forms carry.
     pub(crate) csrf: String,
+    /// What the token grants, for the checks of single actions (who may edit what).
+    pub(crate) caller: Caller,
 }
 
 /// Why a page was not served: not signed in (or the token expired), or signed in without
@@ -89,6 +91,7 @@ pub(crate) fn operator(caller: &Caller, token: &str) -> Option<Operator> {
         subject: caller.subject().to_owned(),
         role,
         csrf: csrf_token(token),
+        caller: caller.clone(),
     })
 }
 
@@ -234,11 +237,18 @@ mod tests {
 
     #[test]
     fn the_csrf_token_belongs_to_one_session() {
-        let operator = Operator {
-            subject: "admin:a@example.com".to_owned(),
-            role: "admin",
-            csrf: csrf_token("token-one"),
+        let claims = platform::auth::Claims {
+            iss: String::new(),
+            aud: String::new(),
+            sub: "admin:a@example.com".to_owned(),
+            exp: 0,
+            iat: 0,
+            nbf: 0,
+            scope: "admin".to_owned(),
+            events: Vec::new(),
+            edits: Vec::new(),
         };
+        let operator = operator(&Caller::from_claims(&claims), "token-one").unwrap();
         assert!(check_csrf(&operator, Some(&csrf_token("token-one"))).is_ok());
         assert!(check_csrf(&operator, Some(&csrf_token("token-two"))).is_err());
         assert!(check_csrf(&operator, None).is_err());

@@ -376,7 +376,18 @@ fn issue(state: &AuthState, credential: &Credential, scope: &str) -> ApiResult<S
         iat: now,
         nbf: now,
         scope: scope.to_owned(),
-        events: credential.event_types.clone(),
+        events: if credential.kind == "client" {
+            credential.event_types.clone()
+        } else {
+            Vec::new()
+        },
+        // A person's stored event types are those an admin allowed them to edit as an
+        // operator: carried only while they are one.
+        edits: if credential.kind == "user" && scope.split(' ').any(|s| s == Scope::OPERATOR) {
+            credential.event_types.clone()
+        } else {
+            Vec::new()
+        },
     };
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(signer.kid.clone());

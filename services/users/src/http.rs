@@ -308,6 +308,11 @@ struct UserChange {
     /// acting on dead letters and flows in the operators' console, nothing else. It reaches
     /// the user's next token; one issued before keeps its scope until it expires.
     operator: Option<bool>,
+    /// Only an admin sets these: the event types whose dead letters this user may edit and
+    /// send again as an operator (in the console or `conveyor dlq edit`), each a type of the
+    /// contract; they replace those set before. An edited `payment.captured` is money.
+    #[schemars(length(max = 64))]
+    operator_edits: Option<Vec<String>>,
     /// At most 1,024 bytes of UTF-8, which `maxLength` (in characters) only bounds.
     #[schemars(length(min = MIN_PASSWORD_CHARS, max = MAX_PASSWORD_BYTES))]
     #[schemars(regex(pattern = NUL_FREE))]
@@ -324,7 +329,7 @@ async fn change(
     if change.credit_limit_cents.is_some() && !caller.is_admin() {
         return Err(ApiError::forbidden("only an admin changes a credit limit"));
     }
-    if change.operator.is_some() && !caller.is_admin() {
+    if (change.operator.is_some() || change.operator_edits.is_some()) && !caller.is_admin() {
         return Err(ApiError::forbidden(
             "only an admin grants or revokes the operator scope",
         ));
@@ -400,6 +405,9 @@ async fn change(
     if let Some(operator) = change.operator {
         grant_operator(&mut tx, user.id, operator).await?;
     }
+    if let Some(types) = &change.operator_edits {
+        allow_edits(&mut tx, user.id, types).await?;
+    }
     let event =
         events_schema::envelope(crate::SERVICE, &user.updated()).with_subject(user.id.to_string());
     state.outbox.add(&mut tx, &event).await?;
@@ -420,6 +428,30 @@ async fn grant_operator(tx: &mut sqlx::PgConnection, user: Uuid, operator: bool)
     .bind(Scope::OPERATOR)
     .execute(&mut *tx)
     .await?;
+    Ok(())
+}
+
+/// Sets the event types whose dead letters the user may edit as an operator; each must be a
+/// type of the contract.
+async fn allow_edits(tx: &mut sqlx::PgConnection, user: Uuid, types: &[String]) -> ApiResult<()> {
+    let mut allowed: Vec<String> = types.iter().map(|name| name.trim().to_owned()).collect();
+    allowed.sort();
+    allowed.dedup();
+    if let Some(unknown) = allowed.iter().find(|name| {
+        !events_schema::SCHEMAS
+            .iter()
+            .any(|file| file.event_type == name.as_str())
+    }) {
+        return Err(ApiError::unprocessable(format!(
+            "operator_edits: {} is not an event type of the contract",
+            input::shown(unknown)
+        )));
+    }
+    sqlx::query("UPDATE credentials SET event_types = $2 WHERE subject = $1 AND kind = 'user'")
+        .bind(user.to_string())
+        .bind(&allowed)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

@@ -65,6 +65,7 @@ fn claims(sub: &str, scope: &str, offset_from_now: i64) -> Claims {
         nbf: now,
         scope: scope.to_owned(),
         events: Vec::new(),
+        edits: Vec::new(),
     }
 }
 
@@ -710,7 +711,22 @@ async fn a_producing_system_gets_the_scopes_an_admin_granted_and_no_more() {
 
 /// The scope the password grant gives this person now.
 async fn granted_scope(system: &System, email: &str, password: &str) -> String {
-    let answer: Value = reqwest::Client::new()
+    password_grant(system, email, password).await["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A token the password grant gives this person now.
+async fn signed_in_token(system: &System, email: &str, password: &str) -> String {
+    password_grant(system, email, password).await["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn password_grant(system: &System, email: &str, password: &str) -> Value {
+    reqwest::Client::new()
         .post(format!("{}/auth/token", system.urls()["users"]))
         .form(&[
             ("grant_type", "password"),
@@ -722,8 +738,7 @@ async fn granted_scope(system: &System, email: &str, password: &str) -> String {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    answer["scope"].as_str().unwrap_or_default().to_owned()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -771,12 +786,46 @@ async fn an_admin_grants_and_revokes_the_operator_scope_and_nobody_else_can() {
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
 
+    // The event types an operator may edit: set by an admin, each one of the contract, and
+    // carried by the token while the person is an operator.
+    let edits = json!({ "operator_edits": ["payment.captured", "order.created"] });
+    let (status, answer) = person
+        .api
+        .call(Method::PATCH, "users", &path, Some(&edits), &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let unknown = json!({ "operator_edits": ["payment.captured", "money.printed"] });
+    let (status, answer) = system
+        .api
+        .call(Method::PATCH, "users", &path, Some(&unknown), &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(answer.to_string().contains("money.printed"), "{answer}");
+    system.api.patch("users", &path, &edits).await.unwrap();
+    let edits_of = |token: &str| -> Value {
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["edits"].clone()
+    };
+    let token = signed_in_token(&system, &email, &password).await;
+    assert_eq!(
+        edits_of(&token),
+        json!(["order.created", "payment.captured"])
+    );
+
     system
         .api
         .patch("users", &path, &grant(false))
         .await
         .unwrap();
     assert_eq!(granted_scope(&system, &email, &password).await, "customer");
+    assert_eq!(
+        edits_of(&signed_in_token(&system, &email, &password).await),
+        Value::Null
+    );
     system.stop().await;
 }
 

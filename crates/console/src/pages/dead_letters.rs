@@ -280,7 +280,7 @@ pub(crate) async fn letters(
             Ok(_) if shown.is_empty() => p { "No dead letter matches." },
             Ok(_) => {
                 p.hint { "The first " (shown.len()) " matching letters, in queue order." }
-                @for letter in &shown { (letter_view(letter)) }
+                @for letter in &shown { (letter_view(&service, letter)) }
             },
             Err(error) => div.problem role="alert" { (error.to_string()) },
         }
@@ -288,7 +288,7 @@ pub(crate) async fn letters(
     layout::page(&service, "/dead-letters", &operator, body)
 }
 
-fn letter_view(letter: &DeadLetter) -> Markup {
+fn letter_view(service: &str, letter: &DeadLetter) -> Markup {
     let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "–".to_owned());
     html! {
         article.letter {
@@ -305,6 +305,9 @@ fn letter_view(letter: &DeadLetter) -> Markup {
                 dt { "Fingerprint" } dd { (conveyor::dead_letter::fingerprint(letter).id) }
             }
             pre.body { (letter.body_pretty()) }
+            @if let Some(id) = &letter.id {
+                p { a.edit href=(format!("/dead-letters/{service}/letters/{}/edit", system::management::percent_encode(id))) { "Edit and retry…" } }
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::audit::{AuditRecord, AuditStatus};
 use super::letter::DeadLetter;
 use super::{DeadLetterError, DeadLetterQueue};
 use crate::amqp::AmqpConfig;
@@ -61,6 +62,27 @@ pub struct EditReport {
     pub patch: Value,
     /// The event type (kept).
     pub event_type: String,
+}
+
+impl AuditRecord {
+    /// Turns an edit's start record into its end record: finished with the change and the
+    /// copy's id, or failed with the reason.
+    pub fn end_edit(&mut self, sent: &Result<EditReport, EditError>) {
+        self.at = chrono::Utc::now();
+        match sent {
+            Ok(report) => {
+                self.status = AuditStatus::Finished;
+                self.done = Some(1);
+                self.patch = Some(report.patch.clone());
+                self.copy_id = Some(report.copy_id);
+            }
+            Err(error) => {
+                self.status = AuditStatus::Failed;
+                self.done = Some(0);
+                self.error = Some(error.to_string());
+            }
+        }
+    }
 }
 
 /// The letter `id` of `service`'s dead letters, looked at and given back; `None` when it is

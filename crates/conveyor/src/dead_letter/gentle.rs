@@ -121,9 +121,21 @@ pub async fn gentle_replay(
 ) -> Result<GentleReport, DeadLetterError> {
     let mut watch = WayBack::open(amqp, names, service, options.run_id).await?;
     let mut figures = GentleProgress::default();
+    let started = tokio::time::Instant::now();
     let end = loop {
         figures.batch_size = batch_size(figures.batches);
-        if wait_while_paused(&mut control, &mut figures, &mut progress).await == Control::Cancel {
+        let go = loop {
+            if wait_while_paused(&mut control, &mut figures, &mut progress).await == Control::Cancel
+            {
+                break Control::Cancel;
+            }
+            // Paused while waiting for the rate: wait for the resume again.
+            match wait_for_the_rate(started, options.rate, figures.sent, &mut control).await {
+                Control::Pause => {}
+                other => break other,
+            }
+        };
+        if go == Control::Cancel {
             break GentleEnd::Cancelled;
         }
         let sent = send_batch(amqp, names, service, options, figures.batch_size).await?;
@@ -175,6 +187,30 @@ async fn wait_while_paused(
         progress(figures);
         if now != Control::Pause || control.changed().await.is_err() {
             return now;
+        }
+    }
+}
+
+/// Waits until the letters sent so far keep to `rate` since `started` (a transfer paces
+/// the letters of one batch; this paces the batches), unless cancelled meanwhile.
+async fn wait_for_the_rate(
+    started: tokio::time::Instant,
+    rate: Option<f64>,
+    sent: u64,
+    control: &mut watch::Receiver<Control>,
+) -> Control {
+    let Some(rate) = rate.filter(|rate| *rate > 0.0) else {
+        return *control.borrow();
+    };
+    let due = started + Duration::from_secs_f64(sent as f64 / rate);
+    loop {
+        let now = *control.borrow_and_update();
+        if now == Control::Cancel {
+            return now;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => return *control.borrow(),
+            changed = control.changed() => if changed.is_err() { return now },
         }
     }
 }

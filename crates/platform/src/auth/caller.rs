@@ -21,6 +21,9 @@ pub struct Claims {
     /// The event types a producing system may publish over HTTP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// The event types an operator may edit dead letters of (an admin may edit any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edits: Vec<String>,
 }
 
 /// The scopes services authorise by.
@@ -47,6 +50,7 @@ pub struct Caller {
     subject: String,
     scopes: Vec<String>,
     events: Vec<String>,
+    edits: Vec<String>,
 }
 
 impl Caller {
@@ -55,6 +59,7 @@ impl Caller {
             subject: claims.sub.clone(),
             scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
             events: claims.events.clone(),
+            edits: claims.edits.clone(),
         }
     }
 
@@ -76,6 +81,14 @@ impl Caller {
     pub fn may_publish(&self, event_type: &str) -> bool {
         self.has_scope(Scope::EVENTS_PUBLISH)
             && self.events.iter().any(|granted| granted == event_type)
+    }
+
+    /// Whether this caller may edit and send again a dead letter of `event_type`: an admin,
+    /// or an operator an admin allowed that type.
+    pub fn may_edit(&self, event_type: &str) -> bool {
+        self.is_admin()
+            || (self.has_scope(Scope::OPERATOR)
+                && self.edits.iter().any(|granted| granted == event_type))
     }
 
     /// The user this caller is, when it is a customer.
@@ -146,6 +159,7 @@ mod tests {
             nbf: 0,
             scope: scope.to_owned(),
             events: Vec::new(),
+            edits: Vec::new(),
         })
     }
 

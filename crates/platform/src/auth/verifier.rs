@@ -250,6 +250,7 @@ mod tests {
             nbf: now,
             scope: "admin".to_owned(),
             events: Vec::new(),
+            edits: Vec::new(),
         }
     }
 

@@ -78,19 +78,7 @@ pub(crate) async fn run(names: &Names, args: EditArgs) -> anyhow::Result<()> {
         |copy| check(copy).map_err(|error| error.to_string()),
     )
     .await;
-    record.at = chrono::Utc::now();
-    match &sent {
-        Ok(report) => {
-            record.status = AuditStatus::Finished;
-            record.done = Some(1);
-            record.copy_id = Some(report.copy_id);
-        }
-        Err(error) => {
-            record.status = AuditStatus::Failed;
-            record.done = Some(0);
-            record.error = Some(error.to_string());
-        }
-    }
+    record.end_edit(&sent);
     audit::append(&amqp, names, &record).await?;
     let report = sent?;
     println!(
