@@ -8,6 +8,7 @@ Usage: console_test.py CONSOLE_URL GATEWAY_URL MANAGEMENT_URL VHOST ADMIN_EMAIL 
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -170,8 +171,13 @@ def start_replay(page, rate, matching="3 of the 8"):
     expect(page.locator("h1")).to_contain_text("Replay of inventory's dead letters")
 
 
-def keep(page):
+def keep(page, shot=None):
+    """Keeps the page's HTML for the secrets scan; with TEST_CONSOLE_SCREENSHOTS set, saves a
+    screenshot named `shot` there too (the book's pictures)."""
     PAGES.append((page.url, page.content()))
+    folder = os.environ.get("TEST_CONSOLE_SCREENSHOTS")
+    if shot and folder:
+        page.screenshot(path=os.path.join(folder, f"console-{shot}.png"), full_page=True)
 
 
 def main():
@@ -187,10 +193,11 @@ def main():
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        viewport = {"width": 1200, "height": 720}
         dialogs = []
 
         # Not signed in: every page leads to the sign-in.
-        context = browser.new_context()
+        context = browser.new_context(viewport=viewport)
         page = context.new_page()
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(f"{console}/dead-letters/{SERVICE}")
@@ -227,7 +234,21 @@ def main():
         buyer, orders = place_orders(admin, 3)
         expect(cell).to_have_text("8", timeout=30_000)
         assert [order_status(buyer, order) for order in orders] == ["pending"] * 3
+        keep(page, "overview")
         log("three orders wait on the warehouse's dead letters")
+
+        # The flows page names the step each order waits on, and the way to resume it.
+        page.goto(f"{console}/flows?older_than=0")
+        for order in orders:
+            expect(page.locator(f"tr[data-run='{order}'] td.waits-on")).to_contain_text(
+                "inventory to handle order.created")
+        expect(page.locator(f"tr[data-run='{orders[0]}'] a.resume")).to_contain_text("dead letters in inventory")
+        keep(page, "flows")
+        page.click(f"tr[data-run='{orders[0]}'] td a[href^='/flows/']")
+        expect(page.locator("table.timeline")).to_contain_text("dead-lettered")
+        keep(page, "timeline")
+        page.goto(f"{console}/")
+        log("the flows page shows the three orders waiting on inventory's dead letters")
 
         # The scan streams its groups: 5 unreadable messages and 3 refused reservations.
         page.click(f"a[href='/dead-letters/{SERVICE}']")
@@ -236,7 +257,7 @@ def main():
         rows = page.locator("table.groups tbody tr")
         expect(rows.locator("td.count")).to_have_text(["5", "3"])
         expect(rows.nth(1)).to_contain_text("the warehouse refuses order <id>")
-        keep(page)
+        keep(page, "dead-letters")
         log("the streamed scan found a group of 5 and a group of 3")
 
         # A letter's body is shown as text: its markup does not run.
@@ -300,7 +321,7 @@ def main():
         page.fill("#edit-data", json.dumps(wrong, indent=2))
         page.click("#check-edit")
         expect(page.locator("#edit-problems li[data-field='data.items[0].quantity']")).to_be_visible()
-        keep(page)
+        keep(page, "edit")
         assert dead_letters() == 8, "a refused edit sent something"
         page.fill("#edit-data", json.dumps(data, indent=2))
         page.click("#check-edit")
@@ -331,11 +352,14 @@ def main():
         expect(page.locator(".replay-state")).to_contain_text("drained", timeout=60_000)
         expect(page.locator("[data-figure=sent]")).to_have_text("2")
         expect(page.locator("[data-figure=handled]")).to_have_text("2")
-        keep(page)
+        keep(page, "replay")
         wait_for("the three orders confirmed",
                  lambda: [order_status(buyer, order) for order in orders] == ["confirmed"] * 3)
         page.goto(f"{console}/")
         expect(page.locator(f"[data-live='{SERVICE}.dead_letters']")).to_have_text("5", timeout=30_000)
+        page.goto(f"{console}/flows?older_than=0")
+        for order in orders:
+            expect(page.locator(f"tr[data-run='{order}']")).to_have_count(0)
         log("paused, reloaded and resumed, the replay drained the group and every order was confirmed")
 
         # The audit log holds both replays: who, the pause and resume, the outcomes.
@@ -345,7 +369,7 @@ def main():
         expect(audit).to_contain_text("drained")
         expect(audit).to_contain_text("paused")
         expect(audit).to_contain_text("resumed")
-        keep(page)
+        keep(page, "audit")
 
         # Signing out ends the session.
         page.click("form.sign-out button")

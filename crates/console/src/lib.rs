@@ -51,9 +51,32 @@ pub(crate) struct AppState {
     /// Each service's database URL, and a small pool on those a replay has read.
     database_urls: std::collections::BTreeMap<String, String>,
     inboxes: std::sync::Mutex<std::collections::HashMap<String, sqlx::PgPool>>,
+    service_urls: std::collections::BTreeMap<String, String>,
 }
 
 impl AppState {
+    /// Where a flow's evidence is: every service's database and URL, and the broker.
+    ///
+    /// # Errors
+    /// When a service's database URL cannot work.
+    pub(crate) fn flow_sources(&self) -> Result<flows::trace::Sources, String> {
+        let mut databases = std::collections::BTreeMap::new();
+        let mut urls = std::collections::BTreeMap::new();
+        for service in system::ServiceName::all() {
+            let name = service.as_str();
+            databases.insert(name, self.inbox(name)?);
+            if let Some(url) = self.service_urls.get(name) {
+                urls.insert(name, url.clone());
+            }
+        }
+        Ok(flows::trace::Sources {
+            databases,
+            amqp: Some(self.amqp.clone()),
+            names: self.names.clone(),
+            urls,
+        })
+    }
+
     /// A small pool on `service`'s database, where its inbox is; connected when first used.
     ///
     /// # Errors
@@ -143,6 +166,7 @@ impl Console {
             jobs: jobs::Jobs::default(),
             database_urls: settings.database_urls.clone(),
             inboxes: std::sync::Mutex::default(),
+            service_urls: settings.service_urls.clone(),
         });
         tokio::spawn(jobs::resume_unfinished(state.clone()));
         let served = axum::serve(self.listener, router(state))
@@ -154,7 +178,7 @@ impl Console {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{audit, dead_letters, edit, overview, replay, scan, sign_in};
+    use pages::{audit, dead_letters, edit, flows, overview, replay, scan, sign_in};
     Router::new()
         .route("/", get(overview::page))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
@@ -178,6 +202,8 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/replays/{run_id}", get(replay::show))
         .route("/replays/{run_id}/{action}", post(replay::act))
         .route("/live/replays/{run_id}", get(replay::live))
+        .route("/flows", get(flows::stuck))
+        .route("/flows/{flow}/{id}", get(flows::timeline))
         .route("/audit", get(audit::page))
         .route("/live/queues", get(live::queues))
         .route("/assets/console.css", get(stylesheet))

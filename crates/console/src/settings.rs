@@ -26,6 +26,9 @@ pub struct ConsoleSettings {
     /// Each service's database (`<SERVICE>_DATABASE_URL`, the services' default): a gentle
     /// replay reads its inbox to know which letters were handled.
     pub database_urls: BTreeMap<String, String>,
+    /// Each service's base URL (`<SERVICE>_URL`, else its default port here): a flow's
+    /// diagnosis asks a waiting service's `/readyz`.
+    pub service_urls: BTreeMap<String, String>,
 }
 
 impl ConsoleSettings {
@@ -54,6 +57,15 @@ impl ConsoleSettings {
                         format!("postgres://postgres@127.0.0.1:5432/conveyor_{name}")
                     });
                     (name.to_owned(), url)
+                })
+                .collect(),
+            service_urls: system::ServiceName::all()
+                .map(|service| {
+                    let name = service.as_str();
+                    let variable = format!("{}_URL", name.to_ascii_uppercase());
+                    let url = std::env::var(variable)
+                        .unwrap_or_else(|_| format!("http://127.0.0.1:{}", service.default_port()));
+                    (name.to_owned(), url.trim_end_matches('/').to_owned())
                 })
                 .collect(),
         })

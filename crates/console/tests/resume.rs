@@ -68,6 +68,7 @@ async fn start_console(env: &TestEnv) -> conveyor::ShutdownTrigger {
         amqp: env.amqp.clone(),
         names: env.names.clone(),
         database_urls: [(SERVICE.to_owned(), env.database_url())].into(),
+        service_urls: std::collections::BTreeMap::new(),
     };
     let console = Console::bind(settings).await.unwrap();
     let (trigger, shutdown) = conveyor::Shutdown::new();

@@ -67,12 +67,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let console = if console {
         let mut settings = operator_console::ConsoleSettings::from_env()?;
-        if let Some(users) = running
+        // The services started here, where they listen now.
+        let started = running
             .as_ref()
-            .and_then(|running| running.first_urls().remove("users"))
-        {
-            settings.users_url = users;
+            .map(system::Running::first_urls)
+            .unwrap_or_default();
+        if let Some(users) = started.get("users") {
+            settings.users_url.clone_from(users);
         }
+        settings.service_urls.extend(started);
         let console = operator_console::Console::bind(settings).await?;
         eprintln!("{:<10} http://127.0.0.1:{}/", "console", console.port());
         Some(tokio::spawn(console.run(shutdown.clone())))

@@ -13,6 +13,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/dead-letters", "Dead letters"),
     ("/replays", "Replays"),
+    ("/flows", "Flows"),
     ("/audit", "Audit"),
 ];
 

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod dead_letters;
 pub(crate) mod edit;
+pub(crate) mod flows;
 pub(crate) mod layout;
 pub(crate) mod overview;
 pub(crate) mod replay;

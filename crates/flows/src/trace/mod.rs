@@ -112,6 +112,46 @@ pub enum Outcome {
     Pending,
 }
 
+impl Outcome {
+    /// The outcome in words, as `conveyor flow trace` and the console print it.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Handled { at, attempt } => format!(
+                "handled {}{}",
+                at.format("%H:%M:%S%.3f"),
+                attempt
+                    .filter(|n| *n > 1)
+                    .map_or_else(String::new, |n| format!(" on attempt {n}"))
+            ),
+            Self::DeadLettered {
+                kind,
+                error,
+                attempts,
+                at,
+            } => format!(
+                "dead-lettered{} as {}{}: {}",
+                at.map_or_else(String::new, |at| format!(" {}", at.format("%H:%M:%S"))),
+                kind.as_deref().unwrap_or("(by the broker)"),
+                attempts.map_or_else(String::new, |n| format!(" after {n} attempts")),
+                error.as_deref().unwrap_or("-")
+            ),
+            Self::Pending => "not handled yet".to_owned(),
+        }
+    }
+}
+
+impl TracedEvent {
+    /// What is left to say of its sending: nothing once published, else parked or not yet
+    /// published (with a leading space).
+    pub fn publication(&self) -> String {
+        match (self.published_at, self.parked_at) {
+            (Some(_), _) => String::new(),
+            (None, Some(_)) => format!(" [parked after {} refusals]", self.refusals),
+            (None, None) => " [not yet published]".to_owned(),
+        }
+    }
+}
+
 /// What the step waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -8,7 +8,7 @@ use clap::Args;
 use conveyor::AmqpConfig;
 use flows::Flow;
 use flows::map::FlowMap;
-use flows::trace::{self as flow_trace, Outcome, Sources, StuckReport, Trace};
+use flows::trace::{self as flow_trace, Sources, StuckReport, Trace};
 use system::ServiceName;
 use uuid::Uuid;
 
@@ -286,11 +286,7 @@ fn print_trace(trace: &Trace) {
     );
     for event in &trace.events {
         let time = event.created_at.format("%H:%M:%S%.3f");
-        let sent = match (event.published_at, event.parked_at) {
-            (Some(_), _) => String::new(),
-            (None, Some(_)) => format!(" [parked after {} refusals]", event.refusals),
-            (None, None) => " [not yet published]".to_owned(),
-        };
+        let sent = event.publication();
         if event.handlers.is_empty() {
             println!(
                 "{time:<12}  {:<width$}  {:<9}  {:<9}  end of its path{sent}",
@@ -303,37 +299,12 @@ fn print_trace(trace: &Trace) {
                 event.event_type,
                 event.emitted_by,
                 handling.service,
-                printable(&describe(&handling.outcome))
+                printable(&handling.outcome.describe())
             );
         }
     }
     for note in &trace.notes {
         println!("note: {}", printable(note));
-    }
-}
-
-fn describe(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Handled { at, attempt } => format!(
-            "handled {}{}",
-            at.format("%H:%M:%S%.3f"),
-            attempt
-                .filter(|n| *n > 1)
-                .map_or_else(String::new, |n| format!(" on attempt {n}"))
-        ),
-        Outcome::DeadLettered {
-            kind,
-            error,
-            attempts,
-            at,
-        } => format!(
-            "dead-lettered{} as {}{}: {}",
-            at.map_or_else(String::new, |at| format!(" {}", at.format("%H:%M:%S"))),
-            kind.as_deref().unwrap_or("(by the broker)"),
-            attempts.map_or_else(String::new, |n| format!(" after {n} attempts")),
-            error.as_deref().unwrap_or("-")
-        ),
-        Outcome::Pending => "not handled yet".to_owned(),
     }
 }
 
