@@ -280,6 +280,13 @@ def main():
         expect(page).to_have_url(f"{console}/")
         log("forged forms were refused and the session stayed")
 
+        # Each alert's runbook, linked from the overview.
+        page.goto(f"{console}/")
+        page.click("a[href='/runbooks']")
+        expect(page.locator("section#conveyor-flow-stuck-order h2")).to_have_text("ConveyorFlowStuckOrder")
+        expect(page.locator("section#conveyor-dead-letters-growing")).to_contain_text("Replay the group gently")
+        keep(page)
+
         # The audit page reads the log.
         page.goto(f"{console}/audit")
         expect(page.locator("h1")).to_have_text("Audit")

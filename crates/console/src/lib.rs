@@ -178,7 +178,7 @@ impl Console {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{audit, dead_letters, edit, flows, overview, replay, scan, sign_in};
+    use pages::{audit, dead_letters, edit, flows, overview, replay, runbooks, scan, sign_in};
     Router::new()
         .route("/", get(overview::page))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
@@ -205,6 +205,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/flows", get(flows::stuck))
         .route("/flows/{flow}/{id}", get(flows::timeline))
         .route("/audit", get(audit::page))
+        .route("/runbooks", get(runbooks::page))
         .route("/live/queues", get(live::queues))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))

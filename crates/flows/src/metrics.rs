@@ -9,6 +9,8 @@
 //! - `conveyor_flow_runs_in_flight{flow}`: runs the keeper's declared query says are running,
 //!   counted by each of its instances ([`InFlight`]); every instance reports the same count,
 //!   so take the `max` across instances, not the sum.
+//! - `conveyor_flow_oldest_run_age_seconds{flow}`: how long the oldest of those has been
+//!   going (0 when none is); a run older than the flow's deadline is stuck (`alerts.yml`).
 //!
 //! The keeper counts a run once the transaction that starts or ends it has committed.
 
@@ -16,7 +18,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use conveyor::Shutdown;
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec};
 use sqlx::PgPool;
 
 use crate::flow::{Flow, Outcome};
@@ -34,6 +36,7 @@ struct FlowMetrics {
     ended: IntCounterVec,
     duration: HistogramVec,
     in_flight: IntGaugeVec,
+    oldest: GaugeVec,
 }
 
 static METRICS: LazyLock<FlowMetrics> = LazyLock::new(|| {
@@ -58,6 +61,11 @@ static METRICS: LazyLock<FlowMetrics> = LazyLock::new(|| {
         in_flight: registry.new_int_gauge(
             "conveyor_flow_runs_in_flight",
             "Runs of a flow still going, as its keeper counted them last.",
+            &["flow"],
+        ),
+        oldest: registry.new_gauge(
+            "conveyor_flow_oldest_run_age_seconds",
+            "How long the oldest run of a flow still going has been going; 0 when none is.",
             &["flow"],
         ),
     }
@@ -95,11 +103,18 @@ pub fn run_ended(flow: &Flow, outcome: Outcome, reason: &str, seconds: f64) {
 /// # Errors
 /// The database's error.
 pub async fn count_in_flight(pool: &PgPool, flow: &Flow) -> Result<i64, sqlx::Error> {
+    in_flight(pool, flow).await.map(|(count, _)| count)
+}
+
+/// Runs of `flow` still going, and the seconds the oldest of them has been going (0 when
+/// none is).
+async fn in_flight(pool: &PgPool, flow: &Flow) -> Result<(i64, f64), sqlx::Error> {
     let query = format!(
-        "SELECT count(*) FROM ({}) AS runs WHERE running",
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0)::float8
+         FROM ({}) AS runs WHERE running",
         flow.runs.query
     );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+    sqlx::query_as(sqlx::AssertSqlSafe(query))
         .fetch_one(pool)
         .await
 }
@@ -115,8 +130,11 @@ impl InFlight {
     pub async fn run(self, shutdown: Shutdown) {
         while !shutdown.is_fired() {
             for flow in &self.flows {
-                match count_in_flight(&self.pool, flow).await {
-                    Ok(count) => METRICS.in_flight.with_label_values(&[flow.name]).set(count),
+                match in_flight(&self.pool, flow).await {
+                    Ok((count, oldest)) => {
+                        METRICS.in_flight.with_label_values(&[flow.name]).set(count);
+                        METRICS.oldest.with_label_values(&[flow.name]).set(oldest);
+                    }
                     Err(error) => tracing::warn!(
                         flow = flow.name,
                         error = format!("{error:#}"),

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - `alerts`: the alerts, as Prometheus rules and as runbooks.
 //! - `caches`: rebuilding a service's cached copies from their sources.
 //! - `roster`: the one exhaustive list of services, and everything known of each.
 //! - `config`: where the services' databases, broker and ports are (`SystemConfig`).
@@ -19,6 +20,7 @@
 //!   users and products for every saga path, orders placed over HTTP, DESIGN.md's
 //!   invariants checked against the services' own APIs.
 
+pub mod alerts;
 pub mod caches;
 mod catalog;
 mod config;

@@ -39,13 +39,29 @@ impl Default for BreakerSettings {
 pub(crate) struct Breaker {
     state: Mutex<State>,
     settings: BreakerSettings,
+    /// `conveyor_gateway_breaker_open{service}` of the upstream it guards: 1 while calls are
+    /// held back (open or half-open), so an alert can say so.
+    open: prometheus::IntGauge,
 }
 
+/// `conveyor_gateway_breaker_open{service}`: 1 while the gateway holds calls to `service`
+/// back (its breaker open or half-open), else 0.
+static OPEN: std::sync::LazyLock<prometheus::IntGaugeVec> = std::sync::LazyLock::new(|| {
+    conveyor::metrics::metrics().new_int_gauge(
+        "conveyor_gateway_breaker_open",
+        "1 while the gateway's circuit breaker holds calls to a service back.",
+        &["service"],
+    )
+});
+
 impl Breaker {
-    pub(crate) fn new(settings: BreakerSettings) -> Self {
+    pub(crate) fn new(service: &str, settings: BreakerSettings) -> Self {
+        let open = OPEN.with_label_values(&[service]);
+        open.set(0);
         Self {
             state: Mutex::new(State::Closed { failures: 0 }),
             settings,
+            open,
         }
     }
 
@@ -62,6 +78,7 @@ impl Breaker {
             State::Closed { .. } => true,
             State::Open { until } if Instant::now() >= until => {
                 *state = State::HalfOpen;
+                self.open.set(1);
                 true
             }
             State::Open { .. } | State::HalfOpen => false,
@@ -86,6 +103,8 @@ impl Breaker {
             (State::Open { until }, false) => State::Open { until },
             (_, false) => open,
         };
+        self.open
+            .set(i64::from(!matches!(*state, State::Closed { .. })));
     }
 
     /// `closed`, `open` or `half-open`, for `/readyz`.
@@ -103,10 +122,13 @@ mod tests {
     use super::*;
 
     fn breaker(cool_down: Duration) -> Breaker {
-        Breaker::new(BreakerSettings {
-            failures_to_open: 3,
-            cool_down,
-        })
+        Breaker::new(
+            "test-upstream",
+            BreakerSettings {
+                failures_to_open: 3,
+                cool_down,
+            },
+        )
     }
 
     #[test]
@@ -139,4 +161,24 @@ mod tests {
         assert_eq!(breaker.describe(), "closed");
         assert!(breaker.allow());
     }
+
+    #[test]
+    fn the_open_gauge_says_when_calls_are_held_back() {
+        let breaker = Breaker::new(
+            "gauge-test",
+            BreakerSettings {
+                failures_to_open: 2,
+                cool_down: Duration::from_secs(60),
+            },
+        );
+        let open = || OPEN.with_label_values(&["gauge-test"]).get();
+        assert_eq!(open(), 0);
+        breaker.record(false);
+        assert_eq!(open(), 0);
+        breaker.record(false);
+        assert_eq!(open(), 1);
+        breaker.record(true);
+        assert_eq!(open(), 0);
+    }
+
 }

@@ -57,7 +57,7 @@ impl Aggregator {
         Self {
             breakers: SOURCES
                 .iter()
-                .map(|service| (*service, Breaker::new(breaker)))
+                .map(|service| (*service, Breaker::new(service, breaker)))
                 .collect(),
             timeout,
         }

@@ -15,6 +15,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("/replays", "Replays"),
     ("/flows", "Flows"),
     ("/audit", "Audit"),
+    ("/runbooks", "Runbooks"),
 ];
 
 /// A whole page for a signed-in operator; `section` is the navigation entry to mark.

@@ -7,5 +7,6 @@ pub(crate) mod flows;
 pub(crate) mod layout;
 pub(crate) mod overview;
 pub(crate) mod replay;
+pub(crate) mod runbooks;
 pub(crate) mod scan;
 pub(crate) mod sign_in;

@@ -22,6 +22,8 @@ pub(crate) async fn page(State(state): State<Arc<AppState>>, operator: Operator)
         h1 { "Overview" }
         p.hint { "From the broker's own counts (nothing is read to count); refreshed every few seconds while this page is open." }
         (body)
+        p { "Prometheus raises an alert for parked outbox rows, a stale outbox, dead letters, consumer lag, an open circuit breaker, unrouted events and stuck flows; "
+            a href="/runbooks" { "each alert's runbook" } " says what it means and what to do." }
     };
     layout::page("Overview", "/", &operator, body)
 }

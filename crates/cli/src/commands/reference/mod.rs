@@ -1,5 +1,5 @@
 //! `conveyor reference`: the book's reference pages (every command, every setting, every
-//! HTTP route, every flow) written from the code that parses, reads and serves them, so they cannot
+//! HTTP route, every flow, every alert's runbook) written from the code that parses, reads and serves them, so they cannot
 //! drift; `--check` fails when a page differs (CI runs it).
 
 mod pages;
@@ -39,6 +39,10 @@ pub(crate) fn run(args: ReferenceArgs) -> anyhow::Result<()> {
         ("settings.md", pages::settings()),
         ("routes.md", pages::routes()),
         ("flows.md", pages::flows()),
+        (
+            "runbooks.md",
+            system::alerts::runbooks_markdown(&conveyor::Names::default()),
+        ),
     ];
     // Every page is checked, so one run names all that drifted.
     let failures: Vec<String> = pages
