@@ -234,6 +234,14 @@ def main():
         buyer, orders = place_orders(admin, 3)
         expect(cell).to_have_text("8", timeout=30_000)
         assert [order_status(buyer, order) for order in orders] == ["pending"] * 3
+        # The overview counts them in flight, and the orders published in the last minute.
+        expect(page.locator("[data-live='flow.order.in_flight']")).to_have_text("3", timeout=15_000)
+        # A type first published since the page loaded gets its row on a reload.
+        page.reload()
+        published = page.locator("[data-live='type.order.created']")
+        expect(published).to_be_visible()
+        assert int(published.inner_text()) >= 3, published.inner_text()
+        expect(page.locator("[data-live='orders.outbox_parked']")).to_have_text("0")
         keep(page, "overview")
         log("three orders wait on the warehouse's dead letters")
 

@@ -11,12 +11,14 @@
 //! - `settings`: where it listens and what it reads.
 //! - `session`: signing in with users' tokens, the cookie, CSRF and origin checks.
 //! - `broker`: each service's queues as the broker counts them.
+//! - `figures`: what the overview reads from the services' databases.
 //! - `filters`: the dead-letter filters of a query string.
 //! - `jobs`: gentle replays, resumed from the audit log when the console starts.
 //! - `live`: live figures over server-sent events.
 //! - `pages`: the pages (overview, dead letters, scans, audit, sign-in) and their layout.
 
 mod broker;
+mod figures;
 mod filters;
 mod jobs;
 mod live;

@@ -180,5 +180,4 @@ mod tests {
         breaker.record(true);
         assert_eq!(open(), 0);
     }
-
 }

@@ -19,8 +19,6 @@ use crate::session::Operator;
 
 /// Runs diagnosed per flow at most, the oldest first.
 const DIAGNOSED: i64 = 50;
-/// A run counts as stuck after this long unless the page asks otherwise.
-const DEFAULT_OLDER_THAN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct StuckQuery {
@@ -36,7 +34,7 @@ pub(crate) async fn stuck(
 ) -> Response {
     let older_than = query
         .older_than
-        .map_or(DEFAULT_OLDER_THAN, Duration::from_secs);
+        .map_or(crate::figures::STUCK_AFTER, Duration::from_secs);
     let reports = reports(&state, older_than).await;
     let body = html! {
         h1 { "Stuck flows" }

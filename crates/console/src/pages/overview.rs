@@ -1,5 +1,7 @@
 //! The overview: each service's queues (instances consuming, consumer lag, events in
-//! flight, retry tiers, dead letters), refreshed live over `/live/queues`.
+//! flight, retry tiers, dead letters) and outbox (backlog, oldest unsent event, parked rows),
+//! each flow's runs in flight and stuck, and the events published per type in the last
+//! minute, refreshed live over `/live/queues`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,12 +13,23 @@ use maud::{Markup, html};
 use super::layout::{self, count};
 use crate::AppState;
 use crate::broker::{self, ServiceQueues};
+use crate::figures::{self, DatabaseFigures};
 use crate::session::Operator;
 
 pub(crate) async fn page(State(state): State<Arc<AppState>>, operator: Operator) -> Response {
-    let body = match broker::service_queues(&state.management, &state.names).await {
-        Ok(services) => table(&services),
+    let (queues, databases) = tokio::join!(
+        broker::service_queues(&state.management, &state.names),
+        figures::read(&state)
+    );
+    let body = match queues {
+        Ok(services) => {
+            html! { (table(&services, &databases)) (flows_table(&databases)) (per_minute(&databases)) }
+        }
         Err(error) => layout::unavailable("The broker's queues", &error),
+    };
+    let body = html! {
+        (body)
+        @for problem in &databases.problems { p.problem { (problem) } }
     };
     let body = html! {
         h1 { "Overview" }
@@ -28,7 +41,7 @@ pub(crate) async fn page(State(state): State<Arc<AppState>>, operator: Operator)
     layout::page("Overview", "/", &operator, body)
 }
 
-fn table(services: &BTreeMap<String, ServiceQueues>) -> Markup {
+fn table(services: &BTreeMap<String, ServiceQueues>, databases: &DatabaseFigures) -> Markup {
     let roster: Vec<&str> = system::ServiceName::all()
         .map(system::ServiceName::as_str)
         .collect();
@@ -51,10 +64,14 @@ fn table(services: &BTreeMap<String, ServiceQueues>) -> Markup {
                 th scope="col" title="Delivered, not yet settled" { "In flight" }
                 th scope="col" title="Waiting in its retry tiers" { "Retrying" }
                 th scope="col" { "Dead letters" }
+                th scope="col" title="Events committed, not yet published" { "Outbox" }
+                th scope="col" title="Seconds the oldest unsent event has waited" { "Oldest unsent (s)" }
+                th scope="col" title="Events the broker will never take as they are" { "Parked" }
             } }
             tbody {
                 @for name in names {
                     @let figures = services.get(name).unwrap_or(&empty);
+                    @let outbox = databases.outboxes.get(name).cloned().unwrap_or_default();
                     tr data-service=(name) {
                         th scope="row" { (name) }
                         td data-live=(format!("{name}.consumers")) { (count(figures.consumers)) }
@@ -70,6 +87,49 @@ fn table(services: &BTreeMap<String, ServiceQueues>) -> Markup {
                                 span.none title="No dead-letter queue: the service has not started on this broker" { "–" }
                             }
                         }
+                        td data-live=(format!("{name}.outbox_backlog")) { (count(u64::try_from(outbox.backlog).unwrap_or_default())) }
+                        td data-live=(format!("{name}.outbox_oldest_seconds")) { (outbox.oldest_seconds.round()) }
+                        td data-live=(format!("{name}.outbox_parked")) { (count(u64::try_from(outbox.parked).unwrap_or_default())) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn flows_table(databases: &DatabaseFigures) -> Markup {
+    html! {
+        h2 { "Flows" }
+        table.figures.flows {
+            thead { tr {
+                th scope="col" { "Flow" }
+                th scope="col" { "In flight" }
+                th scope="col" title=(format!("Going for longer than {} s", figures::STUCK_AFTER.as_secs())) { "Stuck" }
+            } }
+            tbody {
+                @for (flow, runs) in &databases.flows {
+                    tr data-flow=(flow) {
+                        th scope="row" { (flow) }
+                        td data-live=(format!("flow.{flow}.in_flight")) { (runs.in_flight) }
+                        td { a href="/flows" data-live=(format!("flow.{flow}.stuck")) { (runs.stuck) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn per_minute(databases: &DatabaseFigures) -> Markup {
+    html! {
+        h2 { "Events in the last minute" }
+        @if databases.per_minute.is_empty() {
+            p { "None published." }
+        } @else {
+            table.figures.per-minute {
+                thead { tr { th scope="col" { "Type" } th scope="col" { "Published" } } }
+                tbody {
+                    @for (event_type, published) in &databases.per_minute {
+                        tr { th scope="row" { (event_type) } td data-live=(format!("type.{event_type}")) { (published) } }
                     }
                 }
             }
