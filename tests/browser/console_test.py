@@ -9,6 +9,7 @@ Usage: console_test.py CONSOLE_URL GATEWAY_URL MANAGEMENT_URL VHOST ADMIN_EMAIL 
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -254,6 +255,9 @@ def main():
         keep(page, "flows")
         page.click(f"tr[data-run='{orders[0]}'] td a[href^='/flows/']")
         expect(page.locator("table.timeline")).to_contain_text("dead-lettered")
+        # Each step links to its lines in Grafana's Loki and its spans in Jaeger.
+        expect(page.locator("table.timeline a.logs").first).to_have_attribute("href", re.compile(r"^http://127\.0\.0\.1:3000/explore\?left="))
+        expect(page.locator("table.timeline a.trace").first).to_have_attribute("href", re.compile(r"^http://127\.0\.0\.1:16686/search\?service=.*event_id"))
         keep(page, "timeline")
         page.goto(f"{console}/")
         log("the flows page shows the three orders waiting on inventory's dead letters")
@@ -385,6 +389,23 @@ def main():
         expect(audit).to_contain_text("paused")
         expect(audit).to_contain_text("resumed")
         keep(page, "audit")
+
+        # Purging the unreadable letters needs the service's name typed; then they are gone.
+        page.goto(f"{console}/dead-letters/{SERVICE}/purge?error_kind=malformed")
+        page.click("button[name=dry_run]")
+        expect(page.locator("#dry-run-result")).to_contain_text("5 of the 5")
+        page.fill("#transfer-confirm", "not the service")
+        page.click("#confirm-transfer")
+        expect(page.locator("h1")).to_have_text("Nothing was done")
+        assert dead_letters() == 5
+        page.goto(f"{console}/dead-letters/{SERVICE}/purge?error_kind=malformed")
+        page.fill("#transfer-confirm", SERVICE)
+        page.click("#confirm-transfer")
+        expect(page).to_have_url(f"{console}/audit")
+        wait_for(f"{SERVICE}.dlq empty", lambda: dead_letters() == 0)
+        page.reload()
+        expect(page.locator("table.audit tbody tr").first).to_contain_text("purge")
+        log("a purge refused until the service's name was typed, then the letters were gone")
 
         # Signing out ends the session.
         page.click("form.sign-out button")

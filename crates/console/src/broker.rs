@@ -81,6 +81,15 @@ pub(crate) async fn service_queues(
     Ok(services)
 }
 
+/// Whether `queue` is one the system itself uses (a service's events, retry or dead-letter
+/// queue, or a `conveyor.` queue such as the audit log): no place to move dead letters to.
+pub(crate) fn is_system_queue(names: &Names, queue: &str) -> bool {
+    classify(names, queue).is_some()
+        || names
+            .unqualified(queue)
+            .is_some_and(|name| name.starts_with("conveyor."))
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Role<'a> {
     Events,
@@ -133,5 +142,8 @@ mod tests {
             Some(("orders", Role::DeadLetters))
         );
         assert_eq!(classify(&blue, "orders.dlq"), None);
+        assert!(is_system_queue(&plain, "conveyor.dlq-audit"));
+        assert!(is_system_queue(&plain, "payments.events"));
+        assert!(!is_system_queue(&plain, "payments-parking"));
     }
 }

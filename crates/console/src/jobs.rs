@@ -159,14 +159,19 @@ pub(crate) async fn control(
     if matches!(view.state, JobState::Ended(_) | JobState::Failed(_)) {
         return Err("this replay has ended".to_owned());
     }
+    // A cancel is the replay's end, written now, so that no console resumes it even if this
+    // one stops before the batch under way ends.
     let status = match wanted {
-        Control::Pause => Some(AuditStatus::Paused),
-        Control::Run => Some(AuditStatus::Resumed),
-        Control::Cancel => None,
+        Control::Pause => AuditStatus::Paused,
+        Control::Run => AuditStatus::Resumed,
+        Control::Cancel => AuditStatus::Finished,
     };
-    if let Some(status) = status {
+    {
         let mut record = record_of(&view, status, operator);
         record.target = state.names.service_queue(&view.service);
+        if wanted == Control::Cancel {
+            record.outcome = Some(format!("cancelled by {operator}"));
+        }
         audit::append(&state.amqp, &state.names, &record)
             .await
             .map_err(|error| {
@@ -177,7 +182,8 @@ pub(crate) async fn control(
         let mut view = lock(&job.view);
         view.state = match wanted {
             Control::Pause => JobState::Paused,
-            _ => JobState::Running,
+            Control::Run => JobState::Running,
+            Control::Cancel => JobState::Ended(format!("cancelled by {operator}")),
         };
         if wanted == Control::Cancel {
             view.cancelled_by = Some(operator.to_owned());
@@ -235,17 +241,21 @@ async fn run(state: Arc<AppState>, job: Arc<Job>, started: AuditRecord) {
                 if state.shutdown.sleep(HELD_ELSEWHERE_RETRY).await {
                     return;
                 }
-                let paused = *job.control.borrow() == Control::Pause;
-                lock(&job.view).state = if paused {
-                    JobState::Paused
-                } else {
-                    JobState::Running
-                };
+                // The other console may have ended, paused or resumed it meanwhile: the
+                // audit log says which, before this one takes it up.
+                if !take_up_from_the_log(&state, &job).await {
+                    return;
+                }
             }
             Err(Stop::ConsoleStopping) => return,
             other => break other,
         }
     };
+    if let Some(by) = lock(&job.view).cancelled_by.clone() {
+        // Its end was written when it was cancelled.
+        lock(&job.view).state = JobState::Ended(format!("cancelled by {by}"));
+        return;
+    }
     let mut record = started;
     record.at = Utc::now();
     let view = lock(&job.view).clone();
@@ -253,10 +263,7 @@ async fn run(state: Arc<AppState>, job: Arc<Job>, started: AuditRecord) {
     record.came_back = Some(view.progress.came_back);
     let ended = match outcome {
         Ok(end) => {
-            let mut told = end.describe();
-            if let Some(by) = &view.cancelled_by {
-                told = format!("{told} by {by}");
-            }
+            let told = end.describe();
             record.status = AuditStatus::Finished;
             record.outcome = Some(told.clone());
             JobState::Ended(told)
@@ -297,11 +304,51 @@ async fn replay(state: &Arc<AppState>, job: &Arc<Job>) -> Result<GentleEnd, Stop
         |progress| lock(&job.view).progress = progress.clone(),
     )
     .await;
+    let own_queue = state.names.replay_watch_queue(&view.run_id.to_string());
     match report {
-        _ if state.shutdown.is_fired() => Err(Stop::ConsoleStopping),
+        // Ended by an operator's cancel, its end is written; else the next console goes on.
+        _ if state.shutdown.is_fired() && lock(&job.view).cancelled_by.is_none() => {
+            Err(Stop::ConsoleStopping)
+        }
         Ok(report) => Ok(report.end),
-        Err(DeadLetterError::HeldElsewhere { .. }) => Err(Stop::HeldElsewhere),
+        Err(DeadLetterError::HeldElsewhere { queue, .. }) if queue == own_queue => {
+            Err(Stop::HeldElsewhere)
+        }
         Err(error) => Err(Stop::Failed(error.to_string())),
+    }
+}
+
+/// Takes `job`'s state from its newest audit record: `false` when it has ended (another
+/// console ended it), else paused or running as the record says.
+async fn take_up_from_the_log(state: &AppState, job: &Job) -> bool {
+    let run_id = lock(&job.view).run_id;
+    let Ok(log) = audit::read(&state.amqp, &state.names, RECORDS_READ_AT_START).await else {
+        // Unreadable now: wait as before, and ask again next time.
+        return true;
+    };
+    let last = log
+        .records
+        .into_iter()
+        .rfind(|record| record.run_id == Some(run_id));
+    match last {
+        Some(record) if record.status.is_end() => {
+            let told = record
+                .outcome
+                .or(record.error)
+                .unwrap_or_else(|| "ended by another console".to_owned());
+            lock(&job.view).state = JobState::Ended(told);
+            false
+        }
+        Some(record) if record.status == AuditStatus::Paused => {
+            lock(&job.view).state = JobState::Paused;
+            job.control.send_replace(Control::Pause);
+            true
+        }
+        _ => {
+            lock(&job.view).state = JobState::Running;
+            job.control.send_replace(Control::Run);
+            true
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub(crate) struct AppState {
     database_urls: std::collections::BTreeMap<String, String>,
     inboxes: std::sync::Mutex<std::collections::HashMap<String, sqlx::PgPool>>,
     service_urls: std::collections::BTreeMap<String, String>,
+    /// Where a step's log lines and trace are shown, when set.
+    pub(crate) logs_url: Option<String>,
+    pub(crate) traces_url: Option<String>,
 }
 
 impl AppState {
@@ -169,6 +172,8 @@ impl Console {
             database_urls: settings.database_urls.clone(),
             inboxes: std::sync::Mutex::default(),
             service_urls: settings.service_urls.clone(),
+            logs_url: settings.logs_url.clone(),
+            traces_url: settings.traces_url.clone(),
         });
         tokio::spawn(jobs::resume_unfinished(state.clone()));
         let served = axum::serve(self.listener, router(state))
@@ -180,7 +185,9 @@ impl Console {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{audit, dead_letters, edit, flows, overview, replay, runbooks, scan, sign_in};
+    use pages::{
+        audit, dead_letters, edit, flows, overview, replay, runbooks, scan, sign_in, transfer,
+    };
     Router::new()
         .route("/", get(overview::page))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
@@ -199,6 +206,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route(
             "/dead-letters/{service}/replay",
             get(replay::confirm).post(replay::start),
+        )
+        .route(
+            "/dead-letters/{service}/{action}",
+            get(transfer::confirm).post(transfer::start),
         )
         .route("/replays", get(replay::list))
         .route("/replays/{run_id}", get(replay::show))

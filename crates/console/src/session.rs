@@ -154,6 +154,19 @@ pub(crate) fn check_csrf(operator: &Operator, sent: Option<&str>) -> Result<(), 
     }
 }
 
+/// A form that acts: from the console's own page ([`same_origin`]) and with the session's
+/// CSRF token ([`check_csrf`]).
+///
+/// # Errors
+/// As those two.
+pub(crate) fn acting_form(
+    headers: &HeaderMap,
+    operator: &Operator,
+    sent: Option<&str>,
+) -> Result<(), Refusal> {
+    same_origin(headers).and_then(|()| check_csrf(operator, sent))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }

@@ -29,6 +29,11 @@ pub struct ConsoleSettings {
     /// Each service's base URL (`<SERVICE>_URL`, else its default port here): a flow's
     /// diagnosis asks a waiting service's `/readyz`.
     pub service_urls: BTreeMap<String, String>,
+    /// `CONSOLE_LOGS_URL`: Grafana, with Loki as its `loki` data source; a flow's timeline
+    /// links each step to its log lines there. None: no links.
+    pub logs_url: Option<String>,
+    /// `CONSOLE_TRACES_URL`: Jaeger's UI; a flow's timeline links each step to its trace.
+    pub traces_url: Option<String>,
 }
 
 impl ConsoleSettings {
@@ -68,6 +73,16 @@ impl ConsoleSettings {
                     (name.to_owned(), url.trim_end_matches('/').to_owned())
                 })
                 .collect(),
+            logs_url: optional_url("CONSOLE_LOGS_URL"),
+            traces_url: optional_url("CONSOLE_TRACES_URL"),
         })
     }
+}
+
+/// A URL setting that may be absent (or blank), without its trailing slash.
+fn optional_url(variable: &str) -> Option<String> {
+    std::env::var(variable)
+        .ok()
+        .map(|url| url.trim().trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty())
 }

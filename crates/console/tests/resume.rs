@@ -69,6 +69,8 @@ async fn start_console(env: &TestEnv) -> conveyor::ShutdownTrigger {
         names: env.names.clone(),
         database_urls: [(SERVICE.to_owned(), env.database_url())].into(),
         service_urls: std::collections::BTreeMap::new(),
+        logs_url: None,
+        traces_url: None,
     };
     let console = Console::bind(settings).await.unwrap();
     let (trigger, shutdown) = conveyor::Shutdown::new();

@@ -309,8 +309,8 @@ struct UserChange {
     /// the user's next token; one issued before keeps its scope until it expires.
     operator: Option<bool>,
     /// Only an admin sets these: the event types whose dead letters this user may edit and
-    /// send again as an operator (in the console or `conveyor dlq edit`), each a type of the
-    /// contract; they replace those set before. An edited `payment.captured` is money.
+    /// send again as an operator in the console, each a type of the contract; they replace
+    /// those set before. An edited `payment.captured` is money.
     #[schemars(length(max = 64))]
     operator_edits: Option<Vec<String>>,
     /// At most 1,024 bytes of UTF-8, which `maxLength` (in characters) only bounds.
@@ -418,7 +418,7 @@ async fn change(
 /// Grants or revokes the `operator` scope on the user's credential, which the password grant
 /// adds to the customer's scope.
 async fn grant_operator(tx: &mut sqlx::PgConnection, user: Uuid, operator: bool) -> ApiResult<()> {
-    sqlx::query(
+    let granted = sqlx::query(
         "UPDATE credentials SET scopes = CASE WHEN $2
              THEN array_append(array_remove(scopes, $3), $3) ELSE array_remove(scopes, $3) END
          WHERE subject = $1 AND kind = 'user'",
@@ -428,6 +428,16 @@ async fn grant_operator(tx: &mut sqlx::PgConnection, user: Uuid, operator: bool)
     .bind(Scope::OPERATOR)
     .execute(&mut *tx)
     .await?;
+    signs_in(granted.rows_affected(), user, "operator")
+}
+
+/// Refuses a grant to a user who cannot sign in (registered by an admin without a password).
+fn signs_in(credentials: u64, user: Uuid, field: &str) -> ApiResult<()> {
+    if credentials == 0 {
+        return Err(ApiError::unprocessable(format!(
+            "{field}: user {user} has no password to sign in with, so a grant would do nothing; set one first (PATCH with \"password\")"
+        )));
+    }
     Ok(())
 }
 
@@ -447,12 +457,13 @@ async fn allow_edits(tx: &mut sqlx::PgConnection, user: Uuid, types: &[String]) 
             input::shown(unknown)
         )));
     }
-    sqlx::query("UPDATE credentials SET event_types = $2 WHERE subject = $1 AND kind = 'user'")
-        .bind(user.to_string())
-        .bind(&allowed)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    let granted =
+        sqlx::query("UPDATE credentials SET event_types = $2 WHERE subject = $1 AND kind = 'user'")
+            .bind(user.to_string())
+            .bind(&allowed)
+            .execute(&mut *tx)
+            .await?;
+    signs_in(granted.rows_affected(), user, "operator_edits")
 }
 
 /// Keeps a user's sign-in in step with a change: the email is the login, and a new password

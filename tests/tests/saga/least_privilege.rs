@@ -282,6 +282,8 @@ async fn replay_as_operator(system: &System, service: &str, id: Uuid) -> Transfe
         run_id: Uuid::now_v7(),
         one_per_flow: false,
         keep_ids: false,
+        stop_on_came_back: false,
+        stop: None,
     };
     let operator = &system.broker_users[OPERATOR];
     conveyor::dead_letter::transfer(operator, &system.names, service, &options, |_| {})

@@ -234,6 +234,8 @@ async fn spans_follow_an_order_and_a_replay_starts_a_trace_linked_to_its_dead_le
         run_id: uuid::Uuid::new_v4(),
         one_per_flow: false,
         keep_ids: false,
+        stop_on_came_back: false,
+        stop: None,
     };
     conveyor::dead_letter::transfer(
         &system.env.amqp,

@@ -95,6 +95,10 @@ pub(crate) async fn service(
             a href=(format!("/dead-letters/{service}/letters?{}", filters.to_query().trim_start_matches('&'))) { "Show the first " (LETTERS_SHOWN) " matching letters" }
             " · "
             a #replay-matching href=(format!("/dead-letters/{service}/replay?{}", filters.to_query().trim_start_matches('&'))) { "Replay the matching letters…" }
+            " · "
+            a #move-matching href=(format!("/dead-letters/{service}/move?{}", filters.to_query().trim_start_matches('&'))) { "Move them…" }
+            " · "
+            a #purge-matching href=(format!("/dead-letters/{service}/purge?{}", filters.to_query().trim_start_matches('&'))) { "Purge them…" }
         }
     };
     layout::page(&service, "/dead-letters", &operator, body)

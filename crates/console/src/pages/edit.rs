@@ -67,9 +67,7 @@ pub(crate) async fn submit(
     Path((service, id)): Path<(String, String)>,
     Form(form): Form<EditForm>,
 ) -> Response {
-    if let Err(refusal) = session::same_origin(&headers)
-        .and_then(|()| session::check_csrf(&operator, form.csrf.as_deref()))
-    {
+    if let Err(refusal) = session::acting_form(&headers, &operator, form.csrf.as_deref()) {
         return refusal.into_response();
     }
     let editing = match editable(&state, &operator, &service, &id).await {
@@ -216,6 +214,10 @@ async fn send(
         data,
         run_id,
         |copy| {
+            // The letter sent is read again: its type is checked again too.
+            if !operator.caller.may_edit(&copy.event_type) {
+                return Err(format!("editing {} is not granted to you", copy.event_type));
+            }
             let problems = check(copy);
             if problems.is_empty() {
                 Ok(())

@@ -129,7 +129,7 @@ pub(crate) async fn timeline(
     }
     .await;
     let (status, body) = match found {
-        Ok(Some(trace)) => (StatusCode::OK, trace_view(&trace)),
+        Ok(Some(trace)) => (StatusCode::OK, trace_view(&trace, &Observers::of(&state))),
         Ok(None) => (
             StatusCode::NOT_FOUND,
             html! { h1 { "No such run" } p { "The flow " (flow) " has no run " code { (id) } "." } },
@@ -144,7 +144,54 @@ pub(crate) async fn timeline(
     response
 }
 
-fn trace_view(trace: &Trace) -> Markup {
+/// Where a step's log lines and trace can be looked at, when the console knows.
+struct Observers<'a> {
+    logs: Option<&'a str>,
+    traces: Option<&'a str>,
+}
+
+impl<'a> Observers<'a> {
+    fn of(state: &'a AppState) -> Self {
+        Self {
+            logs: state.logs_url.as_deref(),
+            traces: state.traces_url.as_deref(),
+        }
+    }
+
+    /// Grafana's Explore on Loki: the lines `service` wrote while handling `event`.
+    fn logs_of(&self, service: &str, event: Uuid) -> Option<String> {
+        let base = self.logs?;
+        let left = serde_json::json!({
+            "datasource": "loki",
+            "queries": [{ "refId": "A", "expr": format!("{{service=\"{service}\"}} |= \"{event}\"") }],
+            "range": { "from": "now-24h", "to": "now" },
+        });
+        Some(format!(
+            "{base}/explore?left={}",
+            system::management::percent_encode(&left.to_string())
+        ))
+    }
+
+    /// Jaeger's search: the spans of `service` that handled `event`.
+    fn trace_of(&self, service: &str, event: Uuid) -> Option<String> {
+        let base = self.traces?;
+        let tags = serde_json::json!({ "event_id": event.to_string() }).to_string();
+        Some(format!(
+            "{base}/search?service={}&tags={}",
+            system::management::percent_encode(service),
+            system::management::percent_encode(&tags)
+        ))
+    }
+}
+
+fn observed(observers: &Observers<'_>, service: &str, event: Uuid) -> Markup {
+    html! {
+        @if let Some(url) = observers.logs_of(service, event) { " · " a.logs href=(url) { "logs" } }
+        @if let Some(url) = observers.trace_of(service, event) { " · " a.trace href=(url) { "trace" } }
+    }
+}
+
+fn trace_view(trace: &Trace, observers: &Observers<'_>) -> Markup {
     let run = &trace.run;
     html! {
         h1 { (trace.flow) " " code { (run.id) } }
@@ -165,7 +212,7 @@ fn trace_view(trace: &Trace) -> Markup {
                         tr { td { (event.created_at.format("%H:%M:%S%.3f")) } td { (event.event_type) } td { (event.emitted_by) } td { "–" } td { "end of its path" (event.publication()) } }
                     }
                     @for handling in &event.handlers {
-                        tr { td { (event.created_at.format("%H:%M:%S%.3f")) } td { (event.event_type) } td { (event.emitted_by) } td { (handling.service) } td { (handling.outcome.describe()) (event.publication()) } }
+                        tr { td { (event.created_at.format("%H:%M:%S%.3f")) } td { (event.event_type) } td { (event.emitted_by) } td { (handling.service) } td { (handling.outcome.describe()) (event.publication()) (observed(observers, handling.service, event.id)) } }
                     }
                 }
             }

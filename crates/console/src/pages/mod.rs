@@ -10,3 +10,4 @@ pub(crate) mod replay;
 pub(crate) mod runbooks;
 pub(crate) mod scan;
 pub(crate) mod sign_in;
+pub(crate) mod transfer;

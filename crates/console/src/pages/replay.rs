@@ -28,6 +28,8 @@ use crate::session::{self, CSRF_FIELD, Operator};
 const DEFAULT_RATE: f64 = 5.0;
 /// The highest rate a replay may ask for.
 const MAX_RATE: f64 = 10_000.0;
+/// The lowest: one letter every ten seconds.
+const MIN_RATE: f64 = 0.1;
 /// How often a replay's page is sent its progress.
 const EVERY: Duration = Duration::from_millis(500);
 
@@ -57,16 +59,16 @@ pub(crate) struct ActionForm {
     csrf: Option<String>,
 }
 
-/// The rate asked for: a number of letters per second from just above 0 to [`MAX_RATE`].
+/// The rate asked for: a number of letters per second from [`MIN_RATE`] to [`MAX_RATE`].
 fn parse_rate(text: Option<&str>) -> Result<f64, String> {
     let text = text.map(str::trim).filter(|text| !text.is_empty());
     let Some(text) = text else {
         return Ok(DEFAULT_RATE);
     };
     match text.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        Ok(rate) if (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(rate),
         _ => Err(format!(
-            "rate {text:?} is not a number of letters per second above 0 and at most {MAX_RATE}"
+            "rate {text:?} is not a number of letters per second from {MIN_RATE} to {MAX_RATE}"
         )),
     }
 }
@@ -77,6 +79,13 @@ pub(crate) async fn confirm(
     Path(service): Path<String>,
     Query(query): Query<ConfirmQuery>,
 ) -> Response {
+    if !system::ServiceName::all().any(|known| known.as_str() == service) {
+        return layout::refusal(
+            StatusCode::NOT_FOUND,
+            "No such service",
+            "Replays are of a service of the system's dead letters.",
+        );
+    }
     let filter = query.filters.to_filter();
     let rate = parse_rate(query.rate.as_deref());
     let dry_run = match (&filter, query.dry_run.is_some()) {
@@ -111,7 +120,7 @@ pub(crate) async fn confirm(
             form.replay method="post" action=(format!("/dead-letters/{service}/replay")) {
                 (hidden_filters(&query.filters))
                 input type="hidden" name=(CSRF_FIELD) value=(operator.csrf);
-                label { "Letters per second at most " input #replay-rate type="number" name="rate" min="0.1" step="any" max=(MAX_RATE) value=(rate.clone().unwrap_or(DEFAULT_RATE)); }
+                label { "Letters per second at most " input #replay-rate type="number" name="rate" min=(MIN_RATE) step="any" max=(MAX_RATE) value=(rate.clone().unwrap_or(DEFAULT_RATE)); }
                 button #confirm-replay type="submit" { "Replay gently" }
             }
         }
@@ -124,7 +133,7 @@ pub(crate) async fn confirm(
 }
 
 /// Letters matching `filter`, and letters read, from a scan that gives every letter back.
-async fn count_matching(
+pub(crate) async fn count_matching(
     state: &AppState,
     service: &str,
     filter: &conveyor::dead_letter::Filter,
@@ -144,7 +153,7 @@ async fn count_matching(
     Ok((matching, summary.read))
 }
 
-fn filters_summary(filters: &FilterQuery) -> Markup {
+pub(crate) fn filters_summary(filters: &FilterQuery) -> Markup {
     let query = filters.to_query();
     html! {
         p.filters-summary {
@@ -154,7 +163,7 @@ fn filters_summary(filters: &FilterQuery) -> Markup {
     }
 }
 
-fn hidden_filters(filters: &FilterQuery) -> Markup {
+pub(crate) fn hidden_filters(filters: &FilterQuery) -> Markup {
     html! {
         @for (name, value) in filters.set() {
             input type="hidden" name=(name) value=(value);
@@ -169,9 +178,7 @@ pub(crate) async fn start(
     Path(service): Path<String>,
     Form(form): Form<StartForm>,
 ) -> Response {
-    if let Err(refusal) = session::same_origin(&headers)
-        .and_then(|()| session::check_csrf(&operator, form.csrf.as_deref()))
-    {
+    if let Err(refusal) = session::acting_form(&headers, &operator, form.csrf.as_deref()) {
         return refusal.into_response();
     }
     let rate = match (parse_rate(form.rate.as_deref()), form.filters.to_filter()) {
@@ -197,7 +204,7 @@ pub(crate) async fn start(
 }
 
 /// How the audit log names an operator of the console.
-fn operator_name(operator: &Operator) -> String {
+pub(crate) fn operator_name(operator: &Operator) -> String {
     format!("{} (console)", operator.subject)
 }
 
@@ -305,9 +312,7 @@ pub(crate) async fn act(
     Path((run_id, action)): Path<(Uuid, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(refusal) = session::same_origin(&headers)
-        .and_then(|()| session::check_csrf(&operator, form.csrf.as_deref()))
-    {
+    if let Err(refusal) = session::acting_form(&headers, &operator, form.csrf.as_deref()) {
         return refusal.into_response();
     }
     let wanted = match action.as_str() {

@@ -68,9 +68,7 @@ pub(crate) async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<SignOut>,
 ) -> Response {
-    if let Err(refusal) = session::same_origin(&headers)
-        .and_then(|()| session::check_csrf(&operator, form.csrf.as_deref()))
-    {
+    if let Err(refusal) = session::acting_form(&headers, &operator, form.csrf.as_deref()) {
         return refusal.into_response();
     }
     let mut response = Redirect::to("/sign-in").into_response();

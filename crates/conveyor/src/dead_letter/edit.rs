@@ -49,6 +49,17 @@ pub enum EditError {
     /// The check the caller gave refused the edited event.
     #[error("the edited event is refused: {0}")]
     Refused(String),
+    /// The copy was sent (the broker confirmed it), but the original could not be removed:
+    /// it is still in the queue. The same edit sent again is dropped by the service's inbox.
+    #[error(
+        "the edited copy {copy_id} was sent, but the dead letter could not be removed ({source}): it is still in the queue; send the same edit again to remove it (the service's inbox drops the repeat), never another edit"
+    )]
+    SentButKept {
+        /// The copy that was sent.
+        copy_id: Uuid,
+        /// Why the original stayed.
+        source: DeadLetterError,
+    },
 }
 
 /// What an edit sent.
@@ -80,6 +91,10 @@ impl AuditRecord {
                 self.status = AuditStatus::Failed;
                 self.done = Some(0);
                 self.error = Some(error.to_string());
+                if let EditError::SentButKept { copy_id, .. } = error {
+                    self.done = Some(1);
+                    self.copy_id = Some(*copy_id);
+                }
             }
         }
     }
@@ -209,7 +224,10 @@ async fn send_edited(
     reader
         .ack(letter.delivery_tag)
         .await
-        .map_err(DeadLetterError::from)?;
+        .map_err(|error| EditError::SentButKept {
+            copy_id: copy.id,
+            source: DeadLetterError::from(error),
+        })?;
     Ok(EditReport {
         original_id: id.to_owned(),
         copy_id: copy.id,

@@ -8,6 +8,8 @@
 //! the replay's lock too: a second console resuming the same replay is refused.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -25,6 +27,8 @@ use crate::topology::Names;
 
 /// The batches' sizes; past the last, every batch has the last size.
 pub const BATCH_SIZES: &[u64] = &[1, 2, 5, 20, 50, 100, 200, 500, 1000];
+/// The lowest rate paced, in letters per second; a lower one is taken as none.
+pub const MIN_RATE: f64 = 0.0001;
 /// How often a batch's letters are looked for in the inbox.
 const INBOX_POLL: Duration = Duration::from_millis(200);
 
@@ -108,8 +112,9 @@ pub struct GentleReport {
 /// # Errors
 /// [`DeadLetterError`] when the broker or a transfer fails; letters not yet sent stay in
 /// the dead-letter queue, and those sent were each confirmed before their original went.
-/// [`DeadLetterError::HeldElsewhere`] names the replay's own queue when another console
-/// runs this replay already.
+/// [`DeadLetterError::HeldElsewhere`] naming the replay's own queue
+/// ([`Names::replay_watch_queue`]) when another console runs this replay already; a
+/// dead-letter queue another reader holds is waited for, up to a minute per batch.
 pub async fn gentle_replay(
     amqp: &AmqpConfig,
     names: &Names,
@@ -138,9 +143,21 @@ pub async fn gentle_replay(
         if go == Control::Cancel {
             break GentleEnd::Cancelled;
         }
-        let sent = send_batch(amqp, names, service, options, figures.batch_size).await?;
+        let batch = send_batch(amqp, names, service, options, figures.batch_size, &control).await?;
+        if batch.came_back > 0 {
+            figures.came_back += batch.came_back;
+            break GentleEnd::FailureCameBack(format!(
+                "{} letters this replay sent before it was interrupted failed again",
+                batch.came_back
+            ));
+        }
+        let sent = batch.sent;
         if sent.is_empty() {
-            break GentleEnd::Drained;
+            break if *control.borrow() == Control::Cancel {
+                GentleEnd::Cancelled
+            } else {
+                GentleEnd::Drained
+            };
         }
         figures.batches += 1;
         figures.sent += sent.len() as u64;
@@ -199,7 +216,9 @@ async fn wait_for_the_rate(
     sent: u64,
     control: &mut watch::Receiver<Control>,
 ) -> Control {
-    let Some(rate) = rate.filter(|rate| *rate > 0.0) else {
+    // Below a letter every ~3 hours a rate means nothing here, and its waits would not fit
+    // a Duration.
+    let Some(rate) = rate.filter(|rate| *rate >= MIN_RATE) else {
         return *control.borrow();
     };
     let due = started + Duration::from_secs_f64(sent as f64 / rate);
@@ -215,13 +234,40 @@ async fn wait_for_the_rate(
     }
 }
 
+/// What one batch's transfer did.
+struct Batch {
+    /// The ids of the letters sent.
+    sent: Vec<String>,
+    /// Letters of this replay found back in the queue (failed again while the replay was
+    /// not watching: a console stopped mid-batch).
+    came_back: u64,
+}
+
+/// How long a batch waits for the dead-letter queue while another reader holds it (an
+/// operator's scan or `conveyor dlq` command), asking again every second.
+const HELD_QUEUE_PATIENCE: u32 = 60;
+
 async fn send_batch(
     amqp: &AmqpConfig,
     names: &Names,
     service: &str,
     options: &GentleOptions,
     size: u64,
-) -> Result<Vec<String>, DeadLetterError> {
+    control: &watch::Receiver<Control>,
+) -> Result<Batch, DeadLetterError> {
+    // A cancel stops the batch before its next chunk; a pause lets it end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let cancelled = {
+        let (stop, mut control) = (stop.clone(), control.clone());
+        tokio::spawn(async move {
+            while *control.borrow_and_update() != Control::Cancel {
+                if control.changed().await.is_err() {
+                    return;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
     let transfer_options = TransferOptions {
         filter: options.filter.clone(),
         destination: Destination::Replay,
@@ -231,11 +277,29 @@ async fn send_batch(
         run_id: options.run_id,
         one_per_flow: true,
         keep_ids: true,
+        stop_on_came_back: true,
+        stop: Some(stop.clone()),
     };
-    let report = transfer(amqp, names, service, &transfer_options, |_| {})
-        .await
-        .map_err(|error| error.source)?;
-    Ok(report.ids)
+    let mut attempts = 0;
+    let outcome = loop {
+        match transfer(amqp, names, service, &transfer_options, |_| {}).await {
+            Err(error)
+                if matches!(error.source, DeadLetterError::HeldElsewhere { .. })
+                    && attempts < HELD_QUEUE_PATIENCE
+                    && !stop.load(Ordering::Relaxed) =>
+            {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => break other,
+        }
+    };
+    cancelled.abort();
+    let report = outcome.map_err(|error| error.source)?;
+    Ok(Batch {
+        sent: report.ids,
+        came_back: report.came_back,
+    })
 }
 
 /// Waits until every letter of `sent` is handled or back; `Some` ends the replay.

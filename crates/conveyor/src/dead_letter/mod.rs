@@ -32,7 +32,8 @@ pub use edit::{EditError, EditReport, edit_and_retry, edited_copy, event_of, fin
 pub use filter::{Filter, topic_matches};
 pub use fingerprint::{Fingerprint, mask};
 pub use gentle::{
-    BATCH_SIZES, Control, GentleEnd, GentleOptions, GentleProgress, GentleReport, gentle_replay,
+    BATCH_SIZES, Control, GentleEnd, GentleOptions, GentleProgress, GentleReport, MIN_RATE,
+    gentle_replay,
 };
 pub use groups::{Group, Groups, MAX_GROUPS};
 pub use letter::DeadLetter;

@@ -47,8 +47,16 @@ pub struct TransferOptions {
     /// later run, so a replay does not hammer one flow.
     pub one_per_flow: bool,
     /// Keep the transferred letters' ids in the report (for a small `limit`: a gentle
-    /// replay's batch).
+    /// replay's batch). Letters without an id are then left where they are: nothing could
+    /// tell when such a letter was handled.
     pub keep_ids: bool,
+    /// Stop at the first letter this run sent that came back, sending nothing more (a
+    /// gentle replay: that failure is its answer); otherwise such letters are left in place
+    /// and counted.
+    pub stop_on_came_back: bool,
+    /// Set to stop the run before its next chunk (an operator cancelled it); what was sent
+    /// stays sent, the rest stays in the queue.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl TransferOptions {
@@ -211,6 +219,14 @@ impl<P: FnMut(Progress)> Run<'_, P> {
             .is_some_and(|limit| self.done + pending as u64 >= limit)
     }
 
+    /// Whether the run was asked to stop.
+    fn stopped(&self) -> bool {
+        self.options
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Whether `letter` may go in this run: always, unless one letter per flow is asked
     /// for and its flow already has one. A letter with no correlation id is a flow of its own.
     fn first_of_its_flow(&mut self, letter: &DeadLetter) -> bool {
@@ -244,8 +260,19 @@ impl<P: FnMut(Progress)> Run<'_, P> {
             let letter = DeadLetter::from_delivery(delivery);
             if letter.replay_run.as_deref() == Some(run_id.as_str()) {
                 self.came_back += 1;
-            } else if self.options.filter.matches(&letter) && self.first_of_its_flow(&letter) {
+                if self.options.stop_on_came_back {
+                    // The chunk is not sent: its letters return to the queue.
+                    return Ok(PassEnd::LimitReached);
+                }
+            } else if self.options.filter.matches(&letter)
+                && (!self.options.keep_ids || letter.id.is_some())
+                && self.first_of_its_flow(&letter)
+            {
                 chunk.push(letter);
+            }
+            if self.stopped() {
+                // Nothing of the chunk was sent: its letters return to the queue.
+                return Ok(PassEnd::LimitReached);
             }
             if chunk.len() >= chunk_size {
                 self.send(queue, &mut reader, &mut chunk).await?;
@@ -260,6 +287,9 @@ impl<P: FnMut(Progress)> Run<'_, P> {
                 read: reader.read(),
                 done: self.done,
             });
+        }
+        if self.stopped() {
+            return Ok(PassEnd::LimitReached);
         }
         self.send(queue, &mut reader, &mut chunk).await?;
         Ok(if self.limit_reached(0) {

@@ -64,6 +64,8 @@ async fn letters_this_run_already_sent_are_left_in_place_and_counted() {
         run_id,
         one_per_flow: false,
         keep_ids: false,
+        stop_on_came_back: false,
+        stop: None,
     };
 
     let report = transfer(&env.amqp, &env.names, SERVICE, &options, |_| {})
@@ -119,10 +121,21 @@ async fn gentle(
     conveyor::dead_letter::GentleReport,
     Vec<conveyor::dead_letter::GentleProgress>,
 ) {
+    gentle_as(env, control, uuid::Uuid::now_v7()).await
+}
+
+async fn gentle_as(
+    env: &TestEnv,
+    control: tokio::sync::watch::Receiver<conveyor::dead_letter::Control>,
+    run_id: uuid::Uuid,
+) -> (
+    conveyor::dead_letter::GentleReport,
+    Vec<conveyor::dead_letter::GentleProgress>,
+) {
     let options = conveyor::dead_letter::GentleOptions {
         filter: Filter::default(),
         rate: None,
-        run_id: uuid::Uuid::now_v7(),
+        run_id,
         consumer: SERVICE.to_owned(),
     };
     let mut seen = Vec::new();
@@ -239,4 +252,55 @@ async fn a_paused_gentle_replay_sends_nothing_and_a_cancel_ends_it() {
     assert_eq!(report.end, GentleEnd::Cancelled);
     assert_eq!(report.progress.sent, 0);
     assert_eq!(env.queue_len(&queue).await, 2);
+}
+
+#[tokio::test]
+async fn a_resumed_gentle_replay_stops_on_its_letters_that_came_back_meanwhile() {
+    use conveyor::dead_letter::{Control, GentleEnd};
+    let env = TestEnv::new().await;
+    env.declare(&test_consumer(fast_retries()).topology()).await;
+    let run_id = uuid::Uuid::now_v7();
+    // Letter 1 is back from this replay's interrupted batch; letter 2 was never sent.
+    dead_letters(&env, &[(1, Some(run_id.to_string())), (2, None)]).await;
+    let (_running, control) = tokio::sync::watch::channel(Control::Run);
+    let (report, _) = gentle_as(&env, control, run_id).await;
+    assert!(
+        matches!(report.end, GentleEnd::FailureCameBack(_)),
+        "{report:?}"
+    );
+    assert_eq!((report.progress.sent, report.progress.came_back), (0, 1));
+    assert_eq!(
+        env.queue_len(&env.names.dead_letter_queue(SERVICE)).await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_gentle_replay_leaves_letters_without_an_id_and_ends() {
+    use conveyor::dead_letter::{Control, GentleEnd};
+    let env = TestEnv::new().await;
+    env.declare(&test_consumer(fast_retries()).topology()).await;
+    let connection = env.connect().await;
+    let channel = conveyor::ConfirmChannel::open(&connection, &env.amqp.user())
+        .await
+        .unwrap();
+    let unreadable = conveyor::OutgoingMessage {
+        exchange: String::new(),
+        routing_key: env.names.dead_letter_queue(SERVICE),
+        body: b"not an event".to_vec(),
+        properties: BasicProperties::default().with_delivery_mode(2),
+    };
+    channel.publish_all(&[unreadable]).await.unwrap();
+    connection.close(200, "done".into()).await.unwrap();
+    let (_running, control) = tokio::sync::watch::channel(Control::Run);
+    let (report, _) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), gentle(&env, control))
+            .await
+            .expect("a letter without an id must not hold the replay");
+    assert_eq!(report.end, GentleEnd::Drained);
+    assert_eq!(report.progress.sent, 0);
+    assert_eq!(
+        env.queue_len(&env.names.dead_letter_queue(SERVICE)).await,
+        1
+    );
 }

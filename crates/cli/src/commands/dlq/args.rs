@@ -123,9 +123,10 @@ pub(crate) fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     let number = text.strip_suffix("/s").unwrap_or(text);
     match number.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        Ok(rate) if rate >= conveyor::dead_letter::MIN_RATE && rate.is_finite() => Ok(rate),
         _ => Err(format!(
-            "{text:?} is not a rate: give messages per second, like 200/s"
+            "{text:?} is not a rate: give messages per second, like 200/s (at least {})",
+            conveyor::dead_letter::MIN_RATE
         )),
     }
 }

@@ -75,6 +75,8 @@ pub(crate) async fn run(
         run_id: uuid::Uuid::now_v7(),
         one_per_flow: false,
         keep_ids: false,
+        stop_on_came_back: false,
+        stop: None,
     };
     // Checked before the audit log hears of a run, so a mistyped target leaves no record.
     let queue = DeadLetterQueue::open(&amqp, names, service).await?;
