@@ -55,6 +55,9 @@ pub(crate) struct JobView {
 struct Job {
     view: Mutex<JobView>,
     control: watch::Sender<Control>,
+    /// Held while an operator's pause, resume or cancel is written and applied, so two sent
+    /// at once are recorded in the order they take effect.
+    acting: tokio::sync::Mutex<()>,
 }
 
 /// The replays this console knows of, running or ended since it started.
@@ -96,6 +99,7 @@ impl Jobs {
         let job = Arc::new(Job {
             view: Mutex::new(view.clone()),
             control: watch::channel(control).0,
+            acting: tokio::sync::Mutex::new(()),
         });
         self.lock().insert(view.run_id, job.clone());
         job
@@ -155,6 +159,7 @@ pub(crate) async fn control(
         .jobs
         .job(run_id)
         .ok_or_else(|| format!("this console runs no replay {run_id}"))?;
+    let _acting = job.acting.lock().await;
     let view = lock(&job.view).clone();
     if matches!(view.state, JobState::Ended(_) | JobState::Failed(_)) {
         return Err("this replay has ended".to_owned());
