@@ -38,8 +38,9 @@ enum Command {
     /// Inspect, group, replay, move and purge dead letters, with an audit log.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
-    /// Serve the operators' console: each service's queues, dead letters with their groups
-    /// and letters, and the audit log, in a browser, for admins and operators.
+    /// Serve the operators' console in a browser, for admins and operators: each service's
+    /// queues and outbox, dead letters (groups, letters, gentle replays, edit and retry, move,
+    /// purge), stuck flows and their timelines, the audit log and the alerts' runbooks.
     Console(commands::console::ConsoleArgs),
     /// The event contract: check schema changes for breakage, write the AsyncAPI document,
     /// validate an event.

@@ -12,9 +12,15 @@ Settings (environment):
   AMQP_URL                  the operator's broker user, as for `conveyor dlq`
   RABBITMQ_MANAGEMENT_URL   the broker's management API (default http://127.0.0.1:15672)
   CONVEYOR_NAME_PREFIX      the queues' prefix, as the services have it
+  <SERVICE>_DATABASE_URL    each service's database: its inbox (a gentle replay's answer),
+                            outbox and flows (default postgres://postgres@127.0.0.1:5432/conveyor_<service>)
+  <SERVICE>_URL             each service's address, for a stuck flow's /readyz (default its port here)
+  CONSOLE_LOGS_URL          Grafana with Loki: a flow's timeline links each step's log lines (none: no links)
+  CONSOLE_TRACES_URL        Jaeger's UI: a flow's timeline links each step's spans (none: no links)
 
 Sign in with an admin account, or a user an admin made an operator:
-  PATCH /users/{id} {\"operator\": true} as an admin (through the gateway, /api/users/{id}).
+  PATCH /users/{id} {\"operator\": true} as an admin (through the gateway, /api/users/{id});
+  {\"operator_edits\": [\"order.created\"]} lets that operator edit and retry those types.
 Serve it behind TLS away from this machine: the session cookie is Secure there.")]
 pub(crate) struct ConsoleArgs {}
 
