@@ -458,21 +458,11 @@ async fn refused_price_letter(env: &TestEnv) -> conveyor::Envelope {
     let mut table = lapin::types::FieldTable::default();
     conveyor::headers::set_str(&mut table, conveyor::headers::ERROR, "price below zero");
     conveyor::headers::set_str(&mut table, conveyor::headers::ERROR_KIND, "schema");
-    let connection = env.connect().await;
-    let channel = conveyor::ConfirmChannel::open(&connection, &env.amqp.user())
-        .await
-        .unwrap();
-    let letter = conveyor::OutgoingMessage {
-        exchange: String::new(),
-        routing_key: env.names.dead_letter_queue(SERVICE),
-        body: event.to_bytes(),
-        properties: lapin::BasicProperties::default()
-            .with_message_id(event.id.to_string().into())
-            .with_delivery_mode(2)
-            .with_headers(table),
-    };
-    channel.publish_all(&[letter]).await.unwrap();
-    connection.close(200, "done".into()).await.unwrap();
+    let properties = lapin::BasicProperties::default()
+        .with_message_id(event.id.to_string().into())
+        .with_headers(table);
+    env.put_dead_letters(vec![(event.to_bytes(), properties)])
+        .await;
     event
 }
 

@@ -13,29 +13,19 @@ use uuid::Uuid;
 
 /// Dead letters of events `0..count`, as a consumer with a bug (since fixed) left them.
 async fn dead_letters(env: &TestEnv, count: i64) {
-    let connection = env.connect().await;
-    let channel = conveyor::ConfirmChannel::open(&connection, &env.amqp.user())
-        .await
-        .unwrap();
-    let letters: Vec<_> = (0..count)
+    let letters = (0..count)
         .map(|n| {
             let mut table = FieldTable::default();
             headers::set_str(&mut table, headers::ERROR, "bug: fixed since");
             headers::set_str(&mut table, headers::ERROR_KIND, "permanent");
             let event = event(n);
-            conveyor::OutgoingMessage {
-                exchange: String::new(),
-                routing_key: env.names.dead_letter_queue(SERVICE),
-                body: event.to_bytes(),
-                properties: BasicProperties::default()
-                    .with_message_id(event.id.to_string().into())
-                    .with_delivery_mode(2)
-                    .with_headers(table),
-            }
+            let properties = BasicProperties::default()
+                .with_message_id(event.id.to_string().into())
+                .with_headers(table);
+            (event.to_bytes(), properties)
         })
         .collect();
-    channel.publish_all(&letters).await.unwrap();
-    connection.close(200, "done".into()).await.unwrap();
+    env.put_dead_letters(letters).await;
 }
 
 /// What a console wrote before it was killed mid-replay: `statuses` for one gentle replay.

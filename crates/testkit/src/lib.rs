@@ -254,6 +254,26 @@ impl TestEnv {
         connection.close(200, "done".into()).await.unwrap();
     }
 
+    /// Puts each `(body, properties)` straight into the test service's dead-letter queue,
+    /// persistent and confirmed, as a consumer would have left it.
+    pub async fn put_dead_letters(&self, letters: Vec<(Vec<u8>, BasicProperties)>) {
+        let connection = self.connect().await;
+        let channel = conveyor::ConfirmChannel::open(&connection, &self.amqp.user())
+            .await
+            .unwrap();
+        let messages: Vec<_> = letters
+            .into_iter()
+            .map(|(body, properties)| conveyor::OutgoingMessage {
+                exchange: String::new(),
+                routing_key: self.names.dead_letter_queue(SERVICE),
+                body,
+                properties: properties.with_delivery_mode(2),
+            })
+            .collect();
+        channel.publish_all(&messages).await.unwrap();
+        connection.close(200, "done".into()).await.unwrap();
+    }
+
     pub async fn publish(&self, envelope: &Envelope) {
         let props = BasicProperties::default().with_message_id(envelope.id.to_string().into());
         self.publish_raw(&envelope.event_type, &envelope.to_bytes(), props)

@@ -209,21 +209,7 @@ async fn run(
     mut record: AuditRecord,
 ) {
     let outcome = transfer(&state.amqp, &state.names, &service, &options, |_| {}).await;
-    record.at = chrono::Utc::now();
-    let report = match &outcome {
-        Ok(report) => report.clone(),
-        Err(error) => error.report.clone(),
-    };
-    record.status = if outcome.is_ok() {
-        AuditStatus::Finished
-    } else {
-        AuditStatus::Failed
-    };
-    record.done = Some(report.done);
-    record.came_back = Some(report.came_back);
-    record.ids_sha256 = Some(report.ids_sha256);
-    record.seconds = Some(report.seconds);
-    record.error = outcome.err().map(|error| error.to_string());
+    record.end_transfer(&outcome);
     if let Err(error) = audit::append(&state.amqp, &state.names, &record).await {
         tracing::warn!(
             service,

@@ -109,6 +109,28 @@ pub struct TransferError {
     pub source: DeadLetterError,
 }
 
+impl super::audit::AuditRecord {
+    /// Turns a transfer's start record into its end record: finished or failed, with what
+    /// it did either way.
+    pub fn end_transfer(&mut self, outcome: &Result<TransferReport, TransferError>) {
+        let (report, failure) = match outcome {
+            Ok(report) => (report, None),
+            Err(error) => (&error.report, Some(error)),
+        };
+        self.at = chrono::Utc::now();
+        self.status = if failure.is_some() {
+            super::audit::AuditStatus::Failed
+        } else {
+            super::audit::AuditStatus::Finished
+        };
+        self.done = Some(report.done);
+        self.came_back = Some(report.came_back);
+        self.ids_sha256 = Some(report.ids_sha256.clone());
+        self.seconds = Some(report.seconds);
+        self.error = failure.map(ToString::to_string);
+    }
+}
+
 /// How one pass ended.
 enum PassEnd {
     Complete,

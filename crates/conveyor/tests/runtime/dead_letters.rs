@@ -10,11 +10,7 @@ use conveyor_testkit::{SERVICE, TestEnv, event, fast_retries, test_consumer};
 /// Puts `event(n)` straight into the dead-letter queue for each `(n, run)`, as sent by
 /// replay run `run` if any, confirmed.
 async fn dead_letters(env: &TestEnv, letters: &[(i64, Option<String>)]) {
-    let connection = env.connect().await;
-    let channel = conveyor::ConfirmChannel::open(&connection, &env.amqp.user())
-        .await
-        .unwrap();
-    let messages: Vec<_> = letters
+    let letters = letters
         .iter()
         .map(|(n, run)| {
             let mut table = FieldTable::default();
@@ -23,18 +19,11 @@ async fn dead_letters(env: &TestEnv, letters: &[(i64, Option<String>)]) {
             if let Some(run) = run {
                 headers::set_str(&mut table, headers::REPLAY_RUN, run);
             }
-            conveyor::OutgoingMessage {
-                exchange: String::new(),
-                routing_key: env.names.dead_letter_queue(SERVICE),
-                body: event(*n).to_bytes(),
-                properties: BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_headers(table),
-            }
+            let properties = BasicProperties::default().with_headers(table);
+            (event(*n).to_bytes(), properties)
         })
         .collect();
-    channel.publish_all(&messages).await.unwrap();
-    connection.close(200, "done".into()).await.unwrap();
+    env.put_dead_letters(letters).await;
 }
 
 #[tokio::test]
@@ -280,18 +269,8 @@ async fn a_gentle_replay_leaves_letters_without_an_id_and_ends() {
     use conveyor::dead_letter::{Control, GentleEnd};
     let env = TestEnv::new().await;
     env.declare(&test_consumer(fast_retries()).topology()).await;
-    let connection = env.connect().await;
-    let channel = conveyor::ConfirmChannel::open(&connection, &env.amqp.user())
-        .await
-        .unwrap();
-    let unreadable = conveyor::OutgoingMessage {
-        exchange: String::new(),
-        routing_key: env.names.dead_letter_queue(SERVICE),
-        body: b"not an event".to_vec(),
-        properties: BasicProperties::default().with_delivery_mode(2),
-    };
-    channel.publish_all(&[unreadable]).await.unwrap();
-    connection.close(200, "done".into()).await.unwrap();
+    env.put_dead_letters(vec![(b"not an event".to_vec(), BasicProperties::default())])
+        .await;
     let (_running, control) = tokio::sync::watch::channel(Control::Run);
     let (report, _) =
         tokio::time::timeout(std::time::Duration::from_secs(60), gentle(&env, control))

@@ -107,21 +107,11 @@ pub(crate) async fn run(
     })
     .await;
     progress.finish_and_clear();
+    record.end_transfer(&outcome);
     let (report, failure) = match outcome {
         Ok(report) => (report, None),
         Err(error) => (error.report.clone(), Some(error)),
     };
-    record.at = chrono::Utc::now();
-    record.status = if failure.is_some() {
-        AuditStatus::Failed
-    } else {
-        AuditStatus::Finished
-    };
-    record.done = Some(report.done);
-    record.came_back = Some(report.came_back);
-    record.ids_sha256 = Some(report.ids_sha256.clone());
-    record.seconds = Some(report.seconds);
-    record.error = failure.as_ref().map(ToString::to_string);
     let audited = audit::append(&amqp, names, &record).await;
     if let Some(error) = failure {
         return Err(anyhow::Error::new(error.source).context(format!(
