@@ -45,25 +45,31 @@ pub(crate) struct DatabaseFigures {
     pub(crate) problems: Vec<String>,
 }
 
-/// The figures of every service's database.
+/// The figures of every service's database, every database asked at once.
 pub(crate) async fn read(state: &AppState) -> DatabaseFigures {
     let mut figures = DatabaseFigures::default();
-    for service in system::ServiceName::all() {
+    let services = system::ServiceName::all().map(|service| async move {
         let name = service.as_str();
-        let pool = match state.inbox(name) {
-            Ok(pool) => pool,
+        let pool = state.database(name)?;
+        let (outbox, published) =
+            tokio::join!(within(outbox(&pool)), within(published_last_minute(&pool)));
+        Ok::<_, String>((name, outbox, published))
+    });
+    for read in futures_util::future::join_all(services).await {
+        let (name, outbox, published) = match read {
+            Ok(read) => read,
             Err(problem) => {
                 figures.problems.push(problem);
                 continue;
             }
         };
-        match within(outbox(&pool)).await {
+        match outbox {
             Ok(outbox) => {
                 figures.outboxes.insert(name.to_owned(), outbox);
             }
             Err(error) => figures.problems.push(format!("{name}'s database: {error}")),
         }
-        match within(published_last_minute(&pool)).await {
+        match published {
             Ok(rows) => {
                 for (event_type, count) in rows {
                     *figures.per_minute.entry(event_type).or_default() += count;
@@ -72,17 +78,18 @@ pub(crate) async fn read(state: &AppState) -> DatabaseFigures {
             Err(error) => figures.problems.push(format!("{name}'s database: {error}")),
         }
     }
-    for flow in system::all_flows() {
-        let Ok(pool) = state.inbox(flow.runs.service) else {
-            continue;
-        };
-        match within(flow_runs(&pool, flow)).await {
+    let flows = system::all_flows().iter().filter_map(|flow| {
+        let pool = state.database(flow.runs.service).ok()?;
+        Some(async move { (flow.name, within(flow_runs(&pool, flow)).await) })
+    });
+    for (flow, runs) in futures_util::future::join_all(flows).await {
+        match runs {
             Ok(runs) => {
-                figures.flows.insert(flow.name, runs);
+                figures.flows.insert(flow, runs);
             }
             Err(error) => figures
                 .problems
-                .push(format!("the {} flow's runs: {error}", flow.name)),
+                .push(format!("the {flow} flow's runs: {error}")),
         }
     }
     figures

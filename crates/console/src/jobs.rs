@@ -231,14 +231,24 @@ enum Stop {
     Failed(String),
 }
 
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs a replay to its end and writes the end record.
 async fn run(state: Arc<AppState>, job: Arc<Job>, started: AuditRecord) {
     let stopping = state.shutdown.clone();
     let cancelled_on_stop = job.clone();
-    tokio::spawn(async move {
+    // Gone with this run, however it returns, so no task outlives its replay.
+    let _cancel_on_stop = AbortOnDrop(tokio::spawn(async move {
         stopping.fired().await;
         cancelled_on_stop.control.send_replace(Control::Cancel);
-    });
+    }));
     let outcome = loop {
         match replay(&state, &job).await {
             Err(Stop::HeldElsewhere) => {
@@ -292,7 +302,7 @@ async fn run(state: Arc<AppState>, job: Arc<Job>, started: AuditRecord) {
 async fn replay(state: &Arc<AppState>, job: &Arc<Job>) -> Result<GentleEnd, Stop> {
     let view = lock(&job.view).clone();
     let filter = view.filters.to_filter().map_err(Stop::Failed)?;
-    let inbox = state.inbox(&view.service).map_err(Stop::Failed)?;
+    let inbox = state.database(&view.service).map_err(Stop::Failed)?;
     let options = GentleOptions {
         filter,
         rate: view.rate,

@@ -50,9 +50,9 @@ pub(crate) struct AppState {
     pub(crate) names: Names,
     pub(crate) shutdown: Shutdown,
     pub(crate) jobs: jobs::Jobs,
-    /// Each service's database URL, and a small pool on those a replay has read.
+    /// Each service's database URL, and a small pool on each one read so far.
     database_urls: std::collections::BTreeMap<String, String>,
-    inboxes: std::sync::Mutex<std::collections::HashMap<String, sqlx::PgPool>>,
+    pools: std::sync::Mutex<std::collections::HashMap<String, sqlx::PgPool>>,
     service_urls: std::collections::BTreeMap<String, String>,
     /// Where a step's log lines and trace are shown, when set.
     pub(crate) logs_url: Option<String>,
@@ -69,7 +69,7 @@ impl AppState {
         let mut urls = std::collections::BTreeMap::new();
         for service in system::ServiceName::all() {
             let name = service.as_str();
-            databases.insert(name, self.inbox(name)?);
+            databases.insert(name, self.database(name)?);
             if let Some(url) = self.service_urls.get(name) {
                 urls.insert(name, url.clone());
             }
@@ -82,16 +82,17 @@ impl AppState {
         })
     }
 
-    /// A small pool on `service`'s database, where its inbox is; connected when first used.
+    /// A small pool on `service`'s database (its inbox, outbox and flows' runs); connected
+    /// when first used.
     ///
     /// # Errors
     /// When the console knows no database for `service`.
-    pub(crate) fn inbox(&self, service: &str) -> Result<sqlx::PgPool, String> {
-        let mut inboxes = self
-            .inboxes
+    pub(crate) fn database(&self, service: &str) -> Result<sqlx::PgPool, String> {
+        let mut pools = self
+            .pools
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(pool) = inboxes.get(service) {
+        if let Some(pool) = pools.get(service) {
             return Ok(pool.clone());
         }
         let url = self.database_urls.get(service).ok_or_else(|| {
@@ -110,7 +111,7 @@ impl AppState {
                     service.to_ascii_uppercase()
                 )
             })?;
-        inboxes.insert(service.to_owned(), pool.clone());
+        pools.insert(service.to_owned(), pool.clone());
         Ok(pool)
     }
 }
@@ -170,7 +171,7 @@ impl Console {
             shutdown: shutdown.clone(),
             jobs: jobs::Jobs::default(),
             database_urls: settings.database_urls.clone(),
-            inboxes: std::sync::Mutex::default(),
+            pools: std::sync::Mutex::default(),
             service_urls: settings.service_urls.clone(),
             logs_url: settings.logs_url.clone(),
             traces_url: settings.traces_url.clone(),
