@@ -3,13 +3,16 @@
 passes the addresses. Each check is what an operator (or an attacker) would see.
 
 Usage: console_test.py CONSOLE_URL GATEWAY_URL MANAGEMENT_URL VHOST ADMIN_EMAIL ADMIN_PASSWORD
-                       INVENTORY_DATABASE
+                       INVENTORY_DATABASE CONVEYOR_BIN PAYMENTS_PID_FILE PAYMENTS_LOG
+Payments runs as its own process (`CONVEYOR_BIN serve payments`, its pid in PAYMENTS_PID_FILE,
+listening at $PAYMENTS_URL); the test kills it and starts another, writing the new pid there.
 """
 
 import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +23,8 @@ import uuid
 
 from playwright.sync_api import expect, sync_playwright
 
-console, gateway, management, vhost, admin_email, admin_password, inventory_db = sys.argv[1:8]
+(console, gateway, management, vhost, admin_email, admin_password, inventory_db,
+ conveyor_bin, payments_pid_file, payments_log) = sys.argv[1:11]
 # The service whose dead letters the test makes: the one that consumes order.created.
 SERVICE = "inventory"
 # Chromium as the machine's closed network needs it: nothing fetched at start.
@@ -148,6 +152,39 @@ def wait_for(what, check, seconds=60):
     while not check():
         assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
         time.sleep(0.5)
+
+
+def payments_ready():
+    try:
+        status, answer = http("GET", f"{os.environ['PAYMENTS_URL']}/readyz")
+    except OSError:
+        return False
+    return status == 200 and answer.get("ready") is True
+
+
+def kill_payments():
+    """Kills the payments process as a crash would, and waits until it is gone."""
+    with open(payments_pid_file) as file:
+        pid = int(file.read())
+    os.kill(pid, signal.SIGKILL)
+
+    def gone():
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().split(") ", 1)[1].startswith("Z")
+        except FileNotFoundError:
+            return True
+    wait_for("the payments process gone", gone, seconds=10)
+
+
+def start_payments():
+    """A new payments process, as an operator would start it after a crash."""
+    with open(payments_log, "ab") as output:
+        process = subprocess.Popen([conveyor_bin, "serve", "payments"], stdin=subprocess.DEVNULL,
+                                   stdout=output, stderr=subprocess.STDOUT)
+    with open(payments_pid_file, "w") as file:
+        file.write(str(process.pid))
+    wait_for("payments ready again", payments_ready)
 
 
 def sign_in(page, email, password):
@@ -380,6 +417,24 @@ def main():
         for order in orders:
             expect(page.locator(f"tr[data-run='{order}']")).to_have_count(0)
         log("paused, reloaded and resumed, the replay drained the group and every order was confirmed")
+
+        # Payments crashes: a new order waits on it, and the flows page names payments and
+        # what resumes the order. Payments started again, the order is confirmed and leaves.
+        kill_payments()
+        waiting_buyer, (waiting,) = place_orders(admin, 1)
+        row = page.locator(f"tr[data-run='{waiting}']")
+
+        def shown_waiting_on_payments():
+            page.goto(f"{console}/flows?older_than=0")
+            return row.count() == 1 and "payments" in row.locator("td.waits-on").inner_text()
+        wait_for("the order shown waiting on payments", shown_waiting_on_payments, seconds=30)
+        expect(row.locator(".resume")).to_have_text("start payments again")
+        keep(page)
+        start_payments()
+        wait_for("the order confirmed", lambda: order_status(waiting_buyer, waiting) == "confirmed")
+        page.goto(f"{console}/flows?older_than=0")
+        expect(row).to_have_count(0)
+        log("with payments down an order showed as waiting on it, and left once payments was back")
 
         # The audit log holds both replays: who, the pause and resume, the outcomes.
         page.goto(f"{console}/audit")
