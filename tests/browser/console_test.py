@@ -468,11 +468,16 @@ def main():
         page.goto(f"{console}/")
         expect(page).to_have_url(f"{console}/sign-in")
 
-        # Revoked, the operator cannot sign in again.
+        # Revoked while signed in, the operator is out at the next page, long before the
+        # session's token expires; signing in again is refused too.
+        sign_in(page, operator_email, "operator password 1234")
+        expect(page).to_have_url(f"{console}/")
         api("PATCH", f"/users/{operator_id}", {"operator": False}, admin)
+        page.reload()
+        expect(page.locator("h1")).to_have_text("This console is for operators")
         sign_in(page, operator_email, "operator password 1234")
         expect(page.locator("h1")).to_have_text("This console is for operators")
-        log("signed out, then revoked: refused")
+        log("signed out; then revoked while signed in: refused at the next page and at sign-in")
         browser.close()
 
     SECRETS.extend(["guest:guest", "postgres://", "amqp://"])

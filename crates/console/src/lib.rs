@@ -40,6 +40,20 @@ use tokio::net::TcpListener;
 
 pub use settings::{ConsoleSettings, DEFAULT_PORT};
 
+/// A count with thousands separated, as the pages show figures: 1,000,000.
+#[must_use]
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// What every page reads.
 pub(crate) struct AppState {
     pub(crate) verifier: Arc<Verifier>,
@@ -119,6 +133,10 @@ impl AppState {
 impl session::HasVerifier for Arc<AppState> {
     fn verifier(&self) -> &Arc<Verifier> {
         &self.verifier
+    }
+
+    fn users(&self) -> (&reqwest::Client, &str) {
+        (&self.http, &self.users_url)
     }
 }
 

@@ -1,12 +1,15 @@
 //! Who is signed in: the users service's token, kept in an `HttpOnly`, `SameSite=Strict`
 //! cookie and verified on every request against the published keys, so the console keeps no
-//! session store and a restart signs nobody out. Only an admin or an operator gets in.
+//! session store and a restart signs nobody out. Only an admin or an operator gets in, by what
+//! users says the token's credential grants now: an operator an admin revoked, or whose
+//! account was deactivated, is out at the next page, not when the token expires.
 //!
 //! Every action is a POST that must come from the console's own pages: its `Origin` (or
 //! `Referer`) names the host the request was sent to, and its form carries the session's
 //! CSRF token, a digest of the token a cross-site page cannot read.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -22,9 +25,16 @@ pub(crate) const COOKIE: &str = "conveyor_console";
 /// The form field that carries the CSRF token.
 pub(crate) const CSRF_FIELD: &str = "csrf";
 
-/// What a page needs to know of its verifier.
+/// How long a page waits for users to say what a session grants now before going on with
+/// the token's own grants.
+const GRANTS_WAIT: Duration = Duration::from_secs(1);
+
+/// What a page needs to know of its verifier, and where users is asked what a session's
+/// credential grants now.
 pub(crate) trait HasVerifier {
     fn verifier(&self) -> &Arc<Verifier>;
+    /// The client and the base URL users is asked at.
+    fn users(&self) -> (&reqwest::Client, &str);
 }
 
 /// A signed-in admin or operator.
@@ -74,7 +84,56 @@ impl<S: HasVerifier + Send + Sync> FromRequestParts<S> for Operator {
             .verify(token)
             .await
             .map_err(|_| Refusal::SignIn)?;
+        let (http, users_url) = state.users();
+        let caller = match grants_now(http, users_url, token).await {
+            GrantsNow::Held(grants) => caller.regranted(&grants.scope, grants.edits),
+            GrantsNow::Gone => return Err(Refusal::SignIn),
+            // Users is down (maybe the outage the operator is here for), or older than this
+            // console: the token's own grants stand until it expires.
+            GrantsNow::Unknown => caller,
+        };
         operator(&caller, token).ok_or(Refusal::NotAnOperator)
+    }
+}
+
+/// What users says a session's credential grants now.
+enum GrantsNow {
+    Held(Grants),
+    /// The account is deactivated or gone.
+    Gone,
+    /// Users could not say.
+    Unknown,
+}
+
+/// Users' `GET /auth/grants`, as far as the console reads it.
+#[derive(serde::Deserialize)]
+struct Grants {
+    scope: String,
+    #[serde(default)]
+    edits: Vec<String>,
+}
+
+async fn grants_now(http: &reqwest::Client, users_url: &str, token: &str) -> GrantsNow {
+    let asked = http
+        .get(format!("{users_url}/auth/grants"))
+        .bearer_auth(token)
+        .timeout(GRANTS_WAIT)
+        .send()
+        .await;
+    let unknown = |why: String| {
+        tracing::warn!(
+            "users could not say what a session grants now ({why}); the token's own grants stand until it expires"
+        );
+        GrantsNow::Unknown
+    };
+    match asked {
+        Ok(answer) if answer.status() == StatusCode::UNAUTHORIZED => GrantsNow::Gone,
+        Ok(answer) if answer.status().is_success() => match answer.json().await {
+            Ok(grants) => GrantsNow::Held(grants),
+            Err(error) => unknown(format!("its answer did not read: {error}")),
+        },
+        Ok(answer) => unknown(format!("it answered {}", answer.status())),
+        Err(error) => unknown(error.without_url().to_string()),
     }
 }
 

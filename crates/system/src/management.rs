@@ -73,6 +73,21 @@ impl ManagementApi {
         self.send(request, what).await.map(drop)
     }
 
+    /// `DELETE /api/<path>`.
+    ///
+    /// # Errors
+    /// As [`ManagementApi::get`].
+    pub async fn delete(&self, path: &str, what: &str) -> anyhow::Result<()> {
+        let request = self.client.delete(format!("{}/api/{path}", self.base));
+        self.send(request, what).await.map(drop)
+    }
+
+    /// AMQP_URL's user, to whom a vhost made here is given.
+    #[must_use]
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,

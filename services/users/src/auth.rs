@@ -1,5 +1,6 @@
 //! Tokens: `POST /auth/token` (the password grant for people, client credentials for
 //! producing systems; guessing slowed down per login and address, see [`crate::guessing`]),
+//! `GET /auth/grants` (what the caller's credential grants now),
 //! `POST /auth/clients` (an admin creates a producing system's credentials),
 //! `GET /.well-known/jwks.json` (the public keys), and the admin account created at start.
 
@@ -75,6 +76,7 @@ pub(crate) fn routes(routes: Routes, state: Arc<AuthState>) -> Routes {
     routes
         .with_state(state)
         .on(Verb::Post, "/auth/token", token)
+        .on(Verb::Get, "/auth/grants", grants)
         .on(Verb::Get, JWKS_PATH, jwks)
         .on(Verb::Post, "/auth/clients", create_client)
         .on(Verb::Post, "/auth/keys", rotate_key)
@@ -87,6 +89,7 @@ pub(crate) fn routes(routes: Routes, state: Arc<AuthState>) -> Routes {
 pub(crate) fn api(described: Api) -> Api {
     described
         .on(Verb::Post, "/auth/token", signing_in())
+        .on(Verb::Get, "/auth/grants", showing_grants())
         .on(Verb::Get, JWKS_PATH, publishing_keys())
         .on(Verb::Post, "/auth/clients", creating_a_client())
         .on(Verb::Post, "/auth/keys", rotating_the_key())
@@ -115,6 +118,18 @@ fn signing_in() -> Operation {
         .refusal(
             StatusCode::TOO_MANY_REQUESTS,
             "Too soon after failed sign-ins for this login from this address: wait `Retry-After` seconds.",
+        )
+}
+
+fn showing_grants() -> Operation {
+    Operation::new("What the caller's credential grants now")
+        .describe(
+            "The scope and edit grants a token issued now would carry, which may differ from those of the token sent: an admin may have granted or revoked the operator scope since. The operators' console asks this on each page.",
+        )
+        .reply::<Grants>(StatusCode::OK, "The grants.")
+        .refusal(
+            StatusCode::UNAUTHORIZED,
+            "No valid token, or its account is deactivated or gone.",
         )
 }
 
@@ -190,6 +205,29 @@ struct IssuedToken {
     /// `customer` (with `operator` where an admin granted it), `admin`, or a producing
     /// system's scopes, separated by spaces.
     scope: String,
+}
+
+/// What a caller's credential grants now, as a token issued now would carry it.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Grants {
+    /// The token's subject: a user's id, `admin:<email>` or `client:<id>`.
+    subject: String,
+    /// What the credential signs in with: an email, or a producing system's client id.
+    login: String,
+    /// As `POST /auth/token` would grant it now, separated by spaces.
+    scope: String,
+    /// The event types this person may edit as an operator; empty for anyone else.
+    edits: Vec<String>,
+}
+
+/// A credential row without its secret, for what it grants now.
+#[derive(Debug, sqlx::FromRow)]
+struct HeldCredential {
+    login: String,
+    kind: String,
+    scopes: Vec<String>,
+    event_types: Vec<String>,
+    deactivated: bool,
 }
 
 /// A credential row: what a login may get a token for.
@@ -295,7 +333,7 @@ async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<J
     if credential.deactivated {
         return Err(ApiError::unauthorized("this account is deactivated"));
     }
-    let scope = token_scope(&credential);
+    let scope = token_scope(&credential.kind, &credential.scopes);
     let access_token = issue(state, &credential, &scope)?;
     Ok(Json(IssuedToken {
         access_token,
@@ -305,21 +343,52 @@ async fn check(state: &AuthState, sign_in: SignIn, address: &str) -> ApiResult<J
     }))
 }
 
+/// `GET /auth/grants`: what the caller's credential grants now.
+async fn grants(State(state): State<Arc<AuthState>>, caller: Caller) -> ApiResult<Json<Grants>> {
+    let held = sqlx::query_as::<_, HeldCredential>(
+        "SELECT c.login, c.kind, c.scopes, c.event_types,
+                COALESCE(u.status = 'deactivated', false) AS deactivated
+         FROM credentials c LEFT JOIN users u ON c.kind = 'user' AND u.id::text = c.subject
+         WHERE c.subject = $1",
+    )
+    .bind(caller.subject())
+    .fetch_optional(&state.pool)
+    .await?;
+    let Some(held) = held.filter(|held| !held.deactivated) else {
+        return Err(ApiError::unauthorized(
+            "this token's account is deactivated or gone: sign in with another",
+        ));
+    };
+    let scope = token_scope(&held.kind, &held.scopes);
+    Ok(Json(Grants {
+        subject: caller.subject().to_owned(),
+        edits: operator_edits(&held.kind, &scope, &held.event_types),
+        login: held.login,
+        scope,
+    }))
+}
+
 /// A person is a customer, and an operator too where an admin granted it; an admin or a
 /// producing system has the scopes stored with its credential.
-fn token_scope(credential: &Credential) -> String {
-    if credential.kind != "user" {
-        return credential.scopes.join(" ");
+fn token_scope(kind: &str, stored: &[String]) -> String {
+    if kind != "user" {
+        return stored.join(" ");
     }
     let mut scopes = vec![Scope::CUSTOMER];
-    if credential
-        .scopes
-        .iter()
-        .any(|scope| scope == Scope::OPERATOR)
-    {
+    if stored.iter().any(|scope| scope == Scope::OPERATOR) {
         scopes.push(Scope::OPERATOR);
     }
     scopes.join(" ")
+}
+
+/// A person's stored event types are those an admin allowed them to edit as an operator:
+/// carried only while they are one.
+fn operator_edits(kind: &str, scope: &str, event_types: &[String]) -> Vec<String> {
+    if kind == "user" && scope.split(' ').any(|granted| granted == Scope::OPERATOR) {
+        event_types.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 /// 429 for an attempt too soon after its login's failures from its address, with the
@@ -381,13 +450,7 @@ fn issue(state: &AuthState, credential: &Credential, scope: &str) -> ApiResult<S
         } else {
             Vec::new()
         },
-        // A person's stored event types are those an admin allowed them to edit as an
-        // operator: carried only while they are one.
-        edits: if credential.kind == "user" && scope.split(' ').any(|s| s == Scope::OPERATOR) {
-            credential.event_types.clone()
-        } else {
-            Vec::new()
-        },
+        edits: operator_edits(&credential.kind, scope, &credential.event_types),
     };
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(signer.kid.clone());

@@ -306,7 +306,8 @@ struct UserChange {
     credit_limit_cents: Option<i64>,
     /// Only an admin grants (`true`) or revokes (`false`) the `operator` scope: reading and
     /// acting on dead letters and flows in the operators' console, nothing else. It reaches
-    /// the user's next token; one issued before keeps its scope until it expires.
+    /// the user's next token; the console asks `GET /auth/grants` on each page, so a
+    /// revocation takes effect there at once, not when the session's token expires.
     operator: Option<bool>,
     /// Only an admin sets these: the event types whose dead letters this user may edit and
     /// send again as an operator in the console, each a type of the contract; they replace

@@ -14,6 +14,9 @@ pub const ROUTES: &[Route] = &[
     // Operators rebuild cached copies straight at the service (`conveyor cache rebuild`).
     Route::internal(Verb::Post, "/users/republish", Access::Scope(Scope::ADMIN)),
     Route::sign_in(Verb::Post, "/auth/token"),
+    // What a token's credential grants now: the operators' console asks it at users itself
+    // on each page, so a revoked grant does not wait for the session's token to expire.
+    Route::internal(Verb::Get, "/auth/grants", Access::AnyCaller),
     // The services fetch the keys from users itself, at USERS_URL.
     Route::internal(Verb::Get, JWKS_PATH, Access::Open),
     Route::api(Verb::Post, "/auth/clients", Access::Scope(Scope::ADMIN)),

@@ -725,6 +725,18 @@ async fn signed_in_token(system: &System, email: &str, password: &str) -> String
         .to_owned()
 }
 
+/// What users says `token`'s credential grants now (`GET /auth/grants`): its status and body.
+async fn grants_now(system: &System, token: &str) -> (StatusCode, Value) {
+    let answer = reqwest::Client::new()
+        .get(format!("{}/auth/grants", system.urls()["users"]))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
 async fn password_grant(system: &System, email: &str, password: &str) -> Value {
     reqwest::Client::new()
         .post(format!("{}/auth/token", system.urls()["users"]))
@@ -815,6 +827,13 @@ async fn an_admin_grants_and_revokes_the_operator_scope_and_nobody_else_can() {
         edits_of(&token),
         json!(["order.created", "payment.captured"])
     );
+    let (status, grants) = grants_now(&system, &token).await;
+    assert_eq!(status, StatusCode::OK, "{grants}");
+    assert_eq!(grants["scope"], "customer operator", "{grants}");
+    assert_eq!(
+        grants["edits"],
+        json!(["order.created", "payment.captured"])
+    );
 
     system
         .api
@@ -826,6 +845,25 @@ async fn an_admin_grants_and_revokes_the_operator_scope_and_nobody_else_can() {
         edits_of(&signed_in_token(&system, &email, &password).await),
         Value::Null
     );
+    // The token issued while an operator still carries the scope until it expires; what its
+    // credential grants now (which the console asks on each page) says it is revoked, and
+    // once the account is deactivated, that it is gone.
+    assert_eq!(
+        edits_of(&token),
+        json!(["order.created", "payment.captured"])
+    );
+    let (status, grants) = grants_now(&system, &token).await;
+    assert_eq!(status, StatusCode::OK, "{grants}");
+    assert_eq!(grants["scope"], "customer", "{grants}");
+    assert_eq!(grants["edits"], json!([]), "{grants}");
+    assert_eq!(grants["login"], email.as_str(), "{grants}");
+    system
+        .api
+        .post("users", &format!("{path}/deactivate"), &json!({}))
+        .await
+        .unwrap();
+    let (status, grants) = grants_now(&system, &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{grants}");
     system.stop().await;
 }
 

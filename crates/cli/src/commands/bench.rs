@@ -88,6 +88,23 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The operators' console over one dead-letter queue of --letters letters: each page's
+    /// answer time and weight, the queue's count on the dead-letter page, how soon a scan
+    /// streams its first groups, a whole scan, and the console's peak resident memory
+    /// (`conveyor console` runs as a process of its own). Uses a vhost of its own on the
+    /// broker at AMQP_URL (its user must be an administrator), removed at the end, and starts
+    /// users here on USERS_DATABASE_URL.
+    Console {
+        /// Dead letters in inventory's queue.
+        #[arg(long, default_value_t = 1_000_000)]
+        letters: u64,
+        /// Times each page and a scan's first groups are asked for; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -126,6 +143,14 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 rounds,
             };
             super::bench_gateway::run(load, json).await
+        }
+        BenchCommand::Console {
+            letters,
+            rounds,
+            json,
+        } => {
+            let load = super::bench_console::ConsoleLoad { letters, rounds };
+            super::bench_console::run(load, json).await
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One file per top-level command.
 
 pub(crate) mod bench;
+pub(crate) mod bench_console;
 pub(crate) mod bench_gateway;
 pub(crate) mod bench_schedule;
 pub(crate) mod broker_users;

@@ -108,17 +108,7 @@ fn respond(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A count with thousands separated, as the pages show figures.
-pub(crate) fn count(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub(crate) use crate::thousands as count;
 
 /// An explanation shown when the broker could not be asked.
 pub(crate) fn unavailable(what: &str, error: &anyhow::Error) -> Markup {

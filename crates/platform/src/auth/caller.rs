@@ -63,6 +63,18 @@ impl Caller {
         }
     }
 
+    /// The same caller with the scope and edit grants its credential holds now (users'
+    /// `GET /auth/grants`), for a session that must not outlive a revocation.
+    #[must_use]
+    pub fn regranted(&self, scope: &str, edits: Vec<String>) -> Self {
+        Self {
+            subject: self.subject.clone(),
+            scopes: scope.split_whitespace().map(str::to_owned).collect(),
+            events: self.events.clone(),
+            edits,
+        }
+    }
+
     pub fn subject(&self) -> &str {
         &self.subject
     }
