@@ -10,6 +10,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use system::scenario::{self, Api, LoadOptions, Report};
 
+use super::machine_cpu::CpuSeconds;
+
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Orders to place.
@@ -73,40 +75,103 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..LoadOptions::default()
     };
     let gateway = start_gateway(&running, &forward_secret, shutdown_gateway).await?;
-    let api = Api::with_replicas(running.replica_urls())?
-        .through_gateway(&gateway.url)
-        .signed_in(&admin.email, &admin.password)
-        .await;
-    let outcome = match api {
-        Ok(api) => {
-            scenario::run_with_names(
-                &api,
-                &config.amqp,
-                &config.names,
-                &options,
-                Duration::from_secs(args.settle_timeout),
-                |placed| progress.set_position(placed as u64),
-            )
-            .await
-        }
-        Err(error) => Err(error),
+    let client = Client {
+        replica_urls: running.replica_urls(),
+        gateway_url: &gateway.url,
+        admin: &admin,
+        amqp: &config.amqp,
+        names: &config.names,
+        options: &options,
+        settle_timeout: Duration::from_secs(args.settle_timeout),
+        progress: &progress,
     };
+    // The client runs on a thread of its own, so its CPU is counted apart from the services'.
+    let outcome = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("demo-client".to_owned())
+                .spawn_scoped(scope, || client.run())
+                .map_err(anyhow::Error::from)?
+                .join()
+                .map_err(|_| anyhow::anyhow!("the demo's client panicked"))?
+        })
+    });
     progress.finish_and_clear();
     stop.fire();
     let _ = gateway.task.await;
     let stopped = running.wait().await;
-    let report = outcome?;
+    let (report, cost) = outcome?;
     stopped?;
     if args.json {
-        println!("{}", to_json(&report, args.replicas));
+        println!("{}", to_json(&report, &cost, args.replicas));
     } else {
         print_summary(&report, args.replicas);
+        print_cost(&cost);
     }
     anyhow::ensure!(
         report.all_hold(),
         "an invariant failed: see the summary above"
     );
     Ok(())
+}
+
+/// The demo's client: the scenario, against the services through the gateway.
+struct Client<'a> {
+    replica_urls: std::collections::BTreeMap<String, Vec<String>>,
+    gateway_url: &'a str,
+    admin: &'a system::AdminAccount,
+    amqp: &'a conveyor::AmqpConfig,
+    names: &'a conveyor::Names,
+    options: &'a LoadOptions,
+    settle_timeout: Duration,
+    progress: &'a ProgressBar,
+}
+
+/// What the orders cost the machine, from the first placed to the last ended.
+struct Cost {
+    orders: usize,
+    seconds: f64,
+    cpu: CpuSeconds,
+}
+
+impl Client<'_> {
+    /// The scenario on a runtime of this thread's own, with the machine's CPU measured from
+    /// the first order placed until every order has ended.
+    fn run(&self) -> anyhow::Result<(Report, Cost)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let api = Api::with_replicas(self.replica_urls.clone())?
+                .through_gateway(self.gateway_url)
+                .signed_in(&self.admin.email, &self.admin.password)
+                .await?;
+            let before = scenario::strays(self.amqp, self.names).await?;
+            let fixtures = scenario::prepare(&api).await?;
+            let started = (CpuSeconds::now(), std::time::Instant::now());
+            let placed = scenario::place(&api, &fixtures, self.options, |placed| {
+                self.progress.set_position(placed as u64);
+            })
+            .await?;
+            scenario::wait_until_settled(&api, &fixtures, self.settle_timeout).await?;
+            let cost = Cost {
+                orders: placed.len(),
+                seconds: started.1.elapsed().as_secs_f64(),
+                cpu: CpuSeconds::now().since(started.0),
+            };
+            let report = scenario::settle_with_names(
+                &api,
+                self.amqp,
+                self.names,
+                &fixtures,
+                &placed,
+                self.settle_timeout,
+                before,
+            )
+            .await?;
+            Ok((report, cost))
+        })
+    }
 }
 
 /// A gateway started here: its URL, and its task.
@@ -141,8 +206,48 @@ pub(crate) async fn start_gateway(
     })
 }
 
-fn to_json(report: &Report, replicas: u16) -> serde_json::Value {
+/// Core-milliseconds per order.
+fn per_order(seconds: f64, orders: usize) -> f64 {
+    seconds * 1000.0 / orders.max(1) as f64
+}
+
+fn cost_json(cost: &Cost) -> serde_json::Value {
+    let cpu = &cost.cpu;
     json!({
+        "orders": cost.orders,
+        "seconds": cost.seconds,
+        "per_order_core_ms": {
+            "counted": per_order(cpu.counted(), cost.orders),
+            "this_process": per_order(cpu.this_process, cost.orders),
+            "client": per_order(cpu.this_thread, cost.orders),
+            "rabbitmq": per_order(cpu.rabbitmq, cost.orders),
+            "postgres": per_order(cpu.postgres, cost.orders),
+        },
+        "machine_busy": cpu.machine_busy_share(),
+    })
+}
+
+fn print_cost(cost: &Cost) {
+    let cpu = &cost.cpu;
+    let ms = |seconds: f64| per_order(seconds, cost.orders);
+    println!(
+        "  CPU per order    {:.1} core-ms: this process {:.1} (the demo's client {:.1} of it), RabbitMQ {:.1}, Postgres {:.1}",
+        ms(cpu.counted()),
+        ms(cpu.this_process),
+        ms(cpu.this_thread),
+        ms(cpu.rabbitmq),
+        ms(cpu.postgres)
+    );
+    println!(
+        "                   from the first order placed to the last ended ({:.1} s); the machine's cores were {:.0}% busy",
+        cost.seconds,
+        cpu.machine_busy_share() * 100.0
+    );
+}
+
+fn to_json(report: &Report, cost: &Cost, replicas: u16) -> serde_json::Value {
+    json!({
+        "cost": cost_json(cost),
         "replicas": replicas,
         "orders": { "placed": report.placed, "confirmed": report.confirmed, "cancelled": report.cancelled },
         "latency_ms": report.latency_ms,

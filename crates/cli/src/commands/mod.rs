@@ -13,6 +13,7 @@ pub(crate) mod dlq;
 pub(crate) mod events;
 pub(crate) mod flow;
 pub(crate) mod ledger_demo;
+pub(crate) mod machine_cpu;
 pub(crate) mod new;
 pub(crate) mod outbox;
 pub(crate) mod reference;
