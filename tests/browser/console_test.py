@@ -175,6 +175,8 @@ def kill_payments():
         except FileNotFoundError:
             return True
     wait_for("the payments process gone", gone, seconds=10)
+    # Nothing to stop any more: a pid left here could be another process's by the cleanup.
+    open(payments_pid_file, "w").close()
 
 
 def start_payments():
@@ -475,6 +477,8 @@ def main():
         api("PATCH", f"/users/{operator_id}", {"operator": False}, admin)
         page.reload()
         expect(page.locator("h1")).to_have_text("This console is for operators")
+        # The refused session is over: its cookie is cleared, as a sign-out would.
+        assert not [c for c in context.cookies() if c["name"] == "conveyor_console"], context.cookies()
         sign_in(page, operator_email, "operator password 1234")
         expect(page.locator("h1")).to_have_text("This console is for operators")
         log("signed out; then revoked while signed in: refused at the next page and at sign-in")

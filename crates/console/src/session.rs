@@ -63,12 +63,20 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
             Self::SignIn => Redirect::to("/sign-in").into_response(),
-            Self::NotAnOperator => layout::refusal(
-                StatusCode::FORBIDDEN,
-                "This console is for operators",
-                "Your account has neither the admin nor the operator scope. An admin grants \
-                 it with PATCH /users/{id} {\"operator\": true}; then sign in again.",
-            ),
+            Self::NotAnOperator => {
+                let mut response = layout::refusal(
+                    StatusCode::FORBIDDEN,
+                    "This console is for operators",
+                    "Your account has neither the admin nor the operator scope. An admin grants \
+                     it with PATCH /users/{id} {\"operator\": true}; then sign in again.",
+                );
+                // A session whose grant was revoked ends here: nothing else it could reach
+                // (sign-out included) would serve it.
+                response
+                    .headers_mut()
+                    .insert(header::SET_COOKIE, cleared_cookie());
+                response
+            }
             Self::Forbidden(why) => layout::refusal(StatusCode::FORBIDDEN, "Refused", why),
         }
     }

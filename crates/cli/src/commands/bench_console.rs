@@ -5,6 +5,7 @@
 //! dead-letter page, how soon a scan streams its first groups, a whole scan, and the console's
 //! peak resident memory. The vhost goes when it ends, whatever happened.
 
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -62,16 +63,63 @@ pub(crate) async fn run(load: ConsoleLoad, json: bool) -> anyhow::Result<()> {
         load.letters > 0 && load.rounds > 0,
         "--letters and --rounds must be at least 1"
     );
-    let config = system::SystemConfig::from_env()?;
+    let mut config = system::SystemConfig::from_env()?;
     let vhost = BenchVhost::create(&config.amqp.url()).await?;
-    let measured = measure(&vhost, config, load).await;
+    // Users runs here on a database of the benchmark's own: on the real one, its relay would
+    // send the real outbox's events into the benchmark's vhost, where nobody gets them.
+    let users_database = config
+        .database_urls
+        .get(&ServiceName::USERS)
+        .map(|url| BenchDatabase::beside(url, &vhost.name))
+        .context("no users database is configured")?;
+    config
+        .database_urls
+        .insert(ServiceName::USERS, users_database.url.clone());
+    let measured = tokio::select! {
+        measured = measure(&vhost, config, load) => measured,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     if let Err(error) = vhost.remove().await {
         eprintln!(
             "warning: the benchmark's vhost {} was not removed ({error:#}): rabbitmqctl delete_vhost {}",
             vhost.name, vhost.name
         );
     }
+    if let Err(error) = users_database.remove().await {
+        eprintln!(
+            "warning: the benchmark's database {} was not removed ({error:#}): DROP DATABASE \"{}\"",
+            users_database.name, users_database.name
+        );
+    }
     report(&measured?, load, json)
+}
+
+/// A database of the benchmark's own on the server of `url`, which the service started on
+/// it creates.
+struct BenchDatabase {
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    /// Named like the vhost, with underscores.
+    fn beside(url: &str, vhost: &str) -> Self {
+        let name = vhost.replace('-', "_");
+        Self {
+            url: with_last_segment(url, &name),
+            name,
+        }
+    }
+
+    async fn remove(&self) -> anyhow::Result<()> {
+        let options = sqlx::postgres::PgConnectOptions::from_str(&self.url)?.database("postgres");
+        let mut server = sqlx::ConnectOptions::connect(&options).await?;
+        let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&mut server)
+            .await?;
+        Ok(())
+    }
 }
 
 /// A vhost of the benchmark's own, given to AMQP_URL's user.
@@ -129,19 +177,20 @@ impl BenchVhost {
 
 /// `amqp_url` with its vhost replaced by `vhost`.
 fn with_vhost(amqp_url: &str, vhost: &str) -> String {
-    let authority_start = amqp_url.find("://").map_or(0, |at| at + 3);
-    let rest = &amqp_url[authority_start..];
-    let authority_end = rest
+    with_last_segment(amqp_url, &percent_encode(vhost))
+}
+
+/// `url` with its path (an AMQP vhost, a Postgres database) replaced by `segment`, its query
+/// kept.
+fn with_last_segment(url: &str, segment: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |at| at + 3);
+    let authority_end = url[authority_start..]
         .find(['/', '?'])
-        .map_or(amqp_url.len(), |at| authority_start + at);
-    let query = amqp_url[authority_end..]
+        .map_or(url.len(), |at| authority_start + at);
+    let query = url[authority_end..]
         .find('?')
-        .map_or("", |at| &amqp_url[authority_end + at..]);
-    format!(
-        "{}/{}{query}",
-        &amqp_url[..authority_end],
-        percent_encode(vhost)
-    )
+        .map_or("", |at| &url[authority_end + at..]);
+    format!("{}/{segment}{query}", &url[..authority_end])
 }
 
 async fn measure(
@@ -442,7 +491,8 @@ async fn asked(
     // The management API refreshes its figures every few seconds: the loaded letters show
     // once it has.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !client.page(&dead_letters).await?.1.contains(&shown) {
+    let count_cell = format!(">{shown}<");
+    while !client.page(&dead_letters).await?.1.contains(&count_cell) {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the dead-letter page of {SERVICE} did not show its {shown} letters within 30 s"
@@ -560,4 +610,32 @@ fn report(figures: &ConsoleFigures, load: ConsoleLoad, json: bool) -> anyhow::Re
         if figures.letters_kept { "yes" } else { "NO" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_gets_the_benchmarks_vhost_or_database_and_keeps_its_query() {
+        assert_eq!(
+            with_vhost(
+                "amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=10",
+                "bench/a"
+            ),
+            "amqp://guest:guest@127.0.0.1:5672/bench%2Fa?heartbeat=10"
+        );
+        assert_eq!(
+            with_vhost("amqp://127.0.0.1:5672", "bench"),
+            "amqp://127.0.0.1:5672/bench"
+        );
+        assert_eq!(
+            BenchDatabase::beside(
+                "postgres://postgres@127.0.0.1:5432/conveyor_users",
+                "bench-console-1"
+            )
+            .url,
+            "postgres://postgres@127.0.0.1:5432/bench_console_1"
+        );
+    }
 }

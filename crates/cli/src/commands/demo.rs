@@ -127,7 +127,8 @@ struct Client<'a> {
     progress: &'a ProgressBar,
 }
 
-/// What the orders cost the machine, from the first placed to the last ended.
+/// What the orders cost the machine, from the first placed until every order and return has
+/// ended.
 struct Cost {
     orders: usize,
     seconds: f64,
@@ -136,7 +137,8 @@ struct Cost {
 
 impl Client<'_> {
     /// The scenario on a runtime of this thread's own, with the machine's CPU measured from
-    /// the first order placed until every order has ended.
+    /// the first order placed until every order and return has ended (the invariants' reads
+    /// after that are left out).
     fn run(&self) -> anyhow::Result<(Report, Cost)> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -154,6 +156,7 @@ impl Client<'_> {
             })
             .await?;
             scenario::wait_until_settled(&api, &fixtures, self.settle_timeout).await?;
+            scenario::wait_until_returns_settled(&api, &placed, self.settle_timeout).await?;
             let cost = Cost {
                 orders: placed.len(),
                 seconds: started.1.elapsed().as_secs_f64(),
@@ -239,7 +242,7 @@ fn print_cost(cost: &Cost) {
         ms(cpu.postgres)
     );
     println!(
-        "                   from the first order placed to the last ended ({:.1} s); the machine's cores were {:.0}% busy",
+        "                   from the first order placed until every order and return ended ({:.1} s); the cores were {:.0}% busy",
         cost.seconds,
         cpu.machine_busy_share() * 100.0
     );

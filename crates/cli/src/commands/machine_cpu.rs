@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-/// Linux reports a process's times in USER_HZ ticks, 100 a second on every architecture.
+/// Linux reports a process's times in USER_HZ ticks: 100 a second on x86-64 and arm64, where
+/// Conveyor runs.
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU seconds used so far, by whom.
@@ -163,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_used_some_cpu_and_the_machine_more() {
+    fn this_process_has_used_some_cpu_and_the_machine_at_least_as_much() {
         // Reading /proc over and over uses CPU: a tick shows up within moments.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut figures = CpuSeconds::now();
@@ -172,6 +173,9 @@ mod tests {
         }
         assert!(figures.this_process > 0.0, "{figures:?}");
         assert!(figures.machine_total >= figures.machine_busy, "{figures:?}");
-        assert!(figures.machine_busy > 0.0, "{figures:?}");
+        assert!(
+            figures.machine_busy >= figures.this_process / 2.0,
+            "the machine's busy time is below this process's: {figures:?}"
+        );
     }
 }

@@ -89,7 +89,7 @@ pub async fn wait_until_settled(
 ///
 /// # Errors
 /// When some are still pending after `within`.
-pub(crate) async fn wait_until_returns_settled(
+pub async fn wait_until_returns_settled(
     api: &Api,
     placed: &[Placed],
     within: Duration,

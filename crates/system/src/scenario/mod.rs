@@ -22,7 +22,7 @@ mod setup;
 use std::time::{Duration, Instant};
 
 pub use api::Api;
-pub use check::{Report, pending_orders, report, wait_until_settled};
+pub use check::{Report, pending_orders, report, wait_until_returns_settled, wait_until_settled};
 pub use invariants::Invariant;
 pub use load::{LoadOptions, Path, Placed, Returned, place};
 pub use queues::{Strays, dead_letters, strays};
@@ -111,8 +111,8 @@ pub async fn settle_with_names(
     before: Strays,
 ) -> anyhow::Result<Report> {
     let deadline = Instant::now() + within;
-    check::wait_until_settled(api, fixtures, within).await?;
-    check::wait_until_returns_settled(api, placed, within).await?;
+    wait_until_settled(api, fixtures, within).await?;
+    wait_until_returns_settled(api, placed, within).await?;
     let read = || async {
         let strays = queues::strays(amqp, names).await?.since(before);
         check::report(api, fixtures, placed, strays).await
