@@ -18,6 +18,12 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 /// How often the whole outbox is read from the start, the safety net.
 const FULL_READ_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How soon after a reader first finds rows it reads the whole outbox again: it cannot know
+/// which ids below the first row it saw are still to commit (the first transactions of a
+/// burst commit in any order), and without this a row among them waited for the next full
+/// read, 30 s later.
+const FIRST_ROWS_FOLLOW_UP: Duration = Duration::from_secs(1);
+
 /// Missing ids remembered at most; beyond, the full read finds them.
 const MAX_MISSING: usize = 10_000;
 
@@ -69,6 +75,12 @@ impl Cursor {
     pub(super) fn read(&mut self, from: i64, ids: &[i64]) {
         if from == 0 {
             self.last_full_read = Instant::now();
+        }
+        if self.after == 0 && !ids.is_empty() {
+            // The next full read is due FIRST_ROWS_FOLLOW_UP from now.
+            self.last_full_read = Instant::now()
+                .checked_sub(FULL_READ_INTERVAL - FIRST_ROWS_FOLLOW_UP)
+                .unwrap_or_else(Instant::now);
         }
         // A reader that has not seen a row yet knows nothing of the ids below the first one
         // it sees (sent long ago, or rolled back): only gaps after a seen row are missing.
@@ -135,6 +147,23 @@ mod tests {
         cursor.read(5, &[6]);
         assert_eq!(cursor.due_rechecks(true), Some(vec![3]));
         assert_eq!(cursor.next_read(), 6);
+    }
+
+    #[test]
+    fn a_reader_reads_everything_again_soon_after_it_first_finds_rows() {
+        let mut cursor = Cursor::new();
+        cursor.read(0, &[]);
+        assert_eq!(cursor.next_read(), 0, "an empty outbox: nothing seen yet");
+        cursor.read(0, &[]);
+        // Row 7 committed before row 6: the read finds 7 alone, and 6 is behind the cursor.
+        cursor.read(0, &[7]);
+        assert_eq!(cursor.next_read(), 7);
+        assert_eq!(cursor.due_rechecks(true), None, "6 cannot be known missing");
+        std::thread::sleep(FIRST_ROWS_FOLLOW_UP);
+        assert_eq!(cursor.next_read(), 0, "the follow-up full read finds 6");
+        cursor.read(0, &[6, 7]);
+        // After that, the usual interval.
+        assert_eq!(cursor.next_read(), 7);
     }
 
     #[test]
