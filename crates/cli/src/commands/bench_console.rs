@@ -555,6 +555,11 @@ async fn asked(
     Ok((pages, first_groups_ms, took.as_secs_f64()))
 }
 
+/// `bytes` in KiB, for the report.
+fn kib(bytes: usize) -> f64 {
+    f64::from(u32::try_from(bytes).unwrap_or(u32::MAX)) / 1024.0
+}
+
 fn report(figures: &ConsoleFigures, load: ConsoleLoad, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(figures)?);
@@ -573,7 +578,7 @@ fn report(figures: &ConsoleFigures, load: ConsoleLoad, json: bool) -> anyhow::Re
         .map(|page| page.bytes)
         .max()
         .unwrap_or(0);
-    let heaviest_kib = f64::from(u32::try_from(heaviest).unwrap_or(u32::MAX)) / 1024.0;
+    let heaviest_kib = kib(heaviest);
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!(
         "conveyor bench console: {} dead letters in {SERVICE}'s queue (loaded in {:.1} s); medians of {} rounds",
@@ -583,8 +588,12 @@ fn report(figures: &ConsoleFigures, load: ConsoleLoad, json: bool) -> anyhow::Re
     );
     println!("  {:<36} {:>10} {:>10}", "page", "median ms", "KiB");
     for page in &figures.pages {
-        let kib = f64::from(u32::try_from(page.bytes).unwrap_or(u32::MAX)) / 1024.0;
-        println!("  {:<36} {:>10.1} {:>10.1}", page.path, page.median_ms, kib);
+        println!(
+            "  {:<36} {:>10.1} {:>10.1}",
+            page.path,
+            page.median_ms,
+            kib(page.bytes)
+        );
     }
     println!(
         "  scan's first groups    {first_groups:>8.0} ms (rounds {fastest:.0}-{slowest:.0})   target < {} ms: {}",
@@ -594,7 +603,10 @@ fn report(figures: &ConsoleFigures, load: ConsoleLoad, json: bool) -> anyhow::Re
     println!(
         "  whole scan             {:>8.1} s ({:.0} letters/s)",
         figures.whole_scan_seconds,
-        f64::from(u32::try_from(figures.letters).unwrap_or(u32::MAX)) / figures.whole_scan_seconds
+        super::bench::per_second(
+            figures.letters,
+            Duration::from_secs_f64(figures.whole_scan_seconds)
+        )
     );
     println!(
         "  console's peak memory  {:>8.1} MiB resident          target < {MEMORY_TARGET_MIB} MiB: {}",
