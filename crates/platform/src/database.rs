@@ -4,7 +4,10 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// How long a pooled connection may sit idle before it is checked with a ping on checkout.
+const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Connects to `url`, creating the database through the server's `postgres` database if it
 /// is missing.
@@ -46,6 +49,19 @@ pub async fn connect_or_create(url: &str, max_connections: u32) -> anyhow::Resul
     }
     PgPoolOptions::new()
         .max_connections(max_connections)
+        // sqlx pings every connection it hands out, a round trip per checkout that a busy
+        // service pays on every event and request. A connection used within the last
+        // second was alive then (sqlx also pings it on return), so only one idle longer,
+        // which a database restart may have ended, is pinged first.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .with_context(|| format!("cannot connect to database {name}"))
