@@ -37,8 +37,13 @@ pub fn document(services: &[ServiceEvents]) -> Value {
         let mut channel_messages = Map::new();
         for file in &versions {
             let key = message_key(event_type, file.version);
-            let data = embedded_schema(file.text);
+            // Model generators name a class after a schema's title, so each event version's
+            // envelope and data get titles of their own; shared ones fold into one model.
+            let model = crate::type_name(event_type, file.version);
+            let mut data = embedded_schema(file.text);
+            data["title"] = json!(format!("{model}Data"));
             let mut payload = envelope.clone();
+            payload["title"] = json!(model);
             payload["properties"]["type"] = json!({ "const": event_type });
             payload["properties"]["dataschema"] =
                 json!({ "enum": crate::dataschema_forms(event_type, file.version) });
@@ -50,7 +55,7 @@ pub fn document(services: &[ServiceEvents]) -> Value {
             messages.insert(
                 key.clone(),
                 json!({
-                    "name": event_type,
+                    "name": model,
                     "title": format!("{event_type} v{}", file.version),
                     "summary": data["description"],
                     "contentType": "application/cloudevents+json",
@@ -134,4 +139,35 @@ pub fn document(services: &[ServiceEvents]) -> Value {
         "operations": operations,
         "components": { "messages": messages, "schemas": schemas },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_version_has_a_message_payload_and_data_named_its_own() {
+        let document = document(&[]);
+        let mut titles = BTreeSet::new();
+        let messages = document["components"]["messages"].as_object().unwrap();
+        for (key, message) in messages {
+            let name = message["name"].as_str().unwrap();
+            let payload = message["payload"]["title"].as_str().unwrap();
+            let data_ref = message["payload"]["properties"]["data"]["$ref"]
+                .as_str()
+                .unwrap();
+            let data_key = data_ref.rsplit('/').next().unwrap();
+            let data = document["components"]["schemas"][data_key]["title"]
+                .as_str()
+                .unwrap();
+            assert_eq!(name, payload, "{key}");
+            assert!(titles.insert(payload.to_owned()), "{key}: {payload} twice");
+            assert!(titles.insert(data.to_owned()), "{key}: {data} twice");
+        }
+        assert_eq!(messages.len(), SCHEMAS.len());
+        assert_eq!(
+            messages["order.deadline-passed.v1"]["name"],
+            "OrderDeadlinePassedV1"
+        );
+    }
 }

@@ -97,6 +97,18 @@ pub fn dataschema_forms(event_type: &str, version: u32) -> [String; 2] {
     ]
 }
 
+/// The name of a type and version in code, as the Rust types and generated models spell it:
+/// `order.deadline-passed` v1 is `OrderDeadlinePassedV1`.
+pub fn type_name(event_type: &str, version: u32) -> String {
+    let mut name = String::new();
+    for word in event_type.split(['.', '-']) {
+        let mut chars = word.chars();
+        name.extend(chars.next().map(|first| first.to_ascii_uppercase()));
+        name.push_str(chars.as_str());
+    }
+    format!("{name}V{version}")
+}
+
 /// A schema file as another document embeds it (AsyncAPI, the gateway's OpenAPI): without
 /// the file's own `$schema` and `$id`.
 pub fn embedded_schema(text: &str) -> serde_json::Value {

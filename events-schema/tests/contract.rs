@@ -151,7 +151,7 @@ fn missing_entries(on_disk: &Keys, cataloged: &Keys, typed: &Keys) -> Vec<String
     for (event_type, version) in cataloged.difference(typed) {
         missing.push(format!(
             "{event_type} v{version} has a schema but no Rust type in this test's hand-kept list: add `typed!({}),` to typed_events() at {} (the type, with `impl Event` and `impl EventData`, goes in its noun's module of events-schema/src/; a later version with the same fields is one `same_shape_version!`)",
-            rust_name(event_type, *version),
+            events_schema::type_name(event_type, *version),
             line_of("tests/contract.rs", "fn typed_events()")
         ));
     }
@@ -174,18 +174,6 @@ fn line_of(file: &str, marker: &str) -> String {
         .position(|line| line.contains(marker))
         .map_or(0, |index| index + 1);
     format!("events-schema/{file}:{line}")
-}
-
-/// The Rust type of a type and version, named as every one is: `user.registered` v2 is
-/// `UserRegisteredV2`.
-fn rust_name(event_type: &str, version: u32) -> String {
-    let mut name = String::new();
-    for word in event_type.split(['.', '-']) {
-        let mut chars = word.chars();
-        name.extend(chars.next().map(|first| first.to_ascii_uppercase()));
-        name.push_str(chars.as_str());
-    }
-    format!("{name}V{version}")
 }
 
 #[test]
