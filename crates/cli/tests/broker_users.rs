@@ -8,6 +8,8 @@ use conveyor::{
     AmqpConfig, BrokerUser, ConfirmChannel, Envelope, Names, OutgoingMessage, TraceHeaders,
 };
 use conveyor_testkit::TestEnv;
+use lapin::BasicProperties;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 
 /// The users `conveyor topology users` makes; broker users are per broker, so this test
 /// names them under a prefix of its own (no other run, and no developer's users, share
@@ -50,6 +52,19 @@ async fn publish_as(
     published
 }
 
+/// A test environment whose names, and so its broker users' names, carry a prefix of its
+/// own that starts with `tag`, with the system's topology declared.
+async fn env_with_topology_named(tag: &str) -> TestEnv {
+    let mut env = TestEnv::new().await;
+    env.names = Names::with_prefix(format!(
+        "{tag}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    env.declare(&system::all_topology(&env.names).unwrap())
+        .await;
+    env
+}
+
 fn new_passwords(users: &[BrokerUser]) -> BTreeMap<String, String> {
     users
         .iter()
@@ -63,13 +78,8 @@ fn new_passwords(users: &[BrokerUser]) -> BTreeMap<String, String> {
 /// One test, not three: every form works on the same broker users in turn.
 #[tokio::test]
 async fn the_script_apply_and_definitions_make_users_that_publish_only_their_own_events() {
-    let mut env = TestEnv::new().await;
-    env.names = Names::with_prefix(format!(
-        "bu{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
+    let env = env_with_topology_named("bu").await;
     let names = env.names.clone();
-    env.declare(&system::all_topology(&names).unwrap()).await;
     let users = system::broker_users(&names).unwrap();
     let administrator = BrokerUser::administrator(&names);
     let _cleanup = MadeUsers(
@@ -235,5 +245,102 @@ async fn definitions_load_users_that_log_in_with_their_new_passwords(
     assert!(
         stale.connect().await.is_err(),
         "the password --apply set before is refused once the definitions are loaded"
+    );
+}
+
+/// `--consumer`: an outside consumer's user takes the events it asked for from its own
+/// queue and dead-letters there, but publishes no event and touches no other queue.
+#[tokio::test]
+async fn an_outside_consumer_gets_its_own_queues_and_may_not_publish_events() {
+    let env = env_with_topology_named("oc").await;
+    let names = env.names.clone();
+    let user = names.broker_user("ledger-py");
+    let _cleanup = MadeUsers(vec![user.clone()]);
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    let passwords = BTreeMap::from([("LEDGER_PY_BROKER_PASSWORD".to_owned(), password.clone())]);
+    let consumer = ["--consumer", "ledger-py", "--events", "order.confirmed"];
+
+    for (args, field) in [
+        (
+            ["--consumer", "orders", "--events", "order.confirmed"],
+            "orders",
+        ),
+        (
+            ["--consumer", "ledger-py", "--events", "order.nope"],
+            "order.nope",
+        ),
+    ] {
+        let refused = topology_users(&env, &args, &passwords);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(field), "{stderr}");
+    }
+    let applied = topology_users(&env, &[&consumer[..], &["--apply"]].concat(), &passwords);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let queue = names.service_queue("ledger-py");
+    let order = serde_json::json!({ "order_id": uuid::Uuid::new_v4() });
+    env.publish(&Envelope::new("orders", "order.confirmed", order.clone()))
+        .await;
+    env.publish(&Envelope::new("orders", "order.created", order.clone()))
+        .await;
+    assert_eq!(
+        env.queue_len(&queue).await,
+        1,
+        "bound to order.confirmed only"
+    );
+
+    let as_consumer = AmqpConfig::new(
+        env.broker.url_as(&user, &password, &env.vhost),
+        "test as an outside consumer",
+    );
+    let connection = as_consumer.connect().await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let taken = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("it reads its own queue");
+    let confirmed = channel
+        .basic_publish(
+            names.dead_letter_exchange().as_str().into(),
+            names.dead_letter_routing_key("ledger-py").as_str().into(),
+            BasicPublishOptions::default(),
+            &taken.delivery.data,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .expect("it dead-letters to its own queue");
+    assert!(confirmed.is_ack(), "{confirmed:?}");
+    let other = channel
+        .basic_get(
+            names.service_queue("orders").as_str().into(),
+            BasicGetOptions::default(),
+        )
+        .await;
+    assert!(other.is_err(), "it may not read another service's queue");
+    let _ = connection.close(200, "done".into()).await;
+    assert_eq!(
+        env.queue_len(&names.dead_letter_queue("ledger-py")).await,
+        1
+    );
+
+    let forged = Envelope::new("orders", "order.confirmed", order);
+    let refused = publish_as(&as_consumer, &names, &forged).await.unwrap_err();
+    assert!(refused.to_string().contains("ACCESS_REFUSED"), "{refused}");
+    assert_eq!(
+        env.queue_len(&queue).await,
+        0,
+        "its forged event went nowhere"
     );
 }

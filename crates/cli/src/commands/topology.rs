@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use conveyor::{AmqpConfig, BrokerUser, Names};
+use conveyor::{AmqpConfig, BrokerUser, ConsumerOptions, Names, ServiceTopology, Topology};
+use system::ServiceName;
 
 use crate::commands::broker_users;
 use crate::generated;
@@ -68,6 +69,21 @@ pub(crate) enum TopologyCommand {
         /// [default: CONVEYOR_NAME_PREFIX's prefix; none if it is unset or empty].
         #[arg(long, value_parser = parse_prefix)]
         prefix: Option<String>,
+        /// Instead of the system's users: the user of a consumer outside its services, one
+        /// written in another language to the protocol in the book's "Consume from another
+        /// language" (conveyor-NAME, password from NAME_BROKER_PASSWORD). It may declare and
+        /// read only NAME.events, its retry queues (the default tiers, 1s, 10s and 60s) and
+        /// NAME.dlq, bind NAME.events to --events' types on conveyor.events, and publish
+        /// only its retry copies and dead letters, never an event. With --apply its queues
+        /// and bindings are declared too (as AMQP_URL's user); with --definitions the file
+        /// holds them beside the user, for a broker that imports it beside the system's.
+        /// NAME: lowercase letters, digits and '-', starting with a letter, not a service's.
+        #[arg(long, value_name = "NAME", requires = "events", value_parser = parse_consumer_name)]
+        consumer: Option<String>,
+        /// With --consumer: the event types it consumes, comma-separated
+        /// (order.confirmed,payment.captured), each a type of the contract.
+        #[arg(long, value_name = "TYPES", value_delimiter = ',', requires = "consumer", value_parser = parse_event_type)]
+        events: Vec<String>,
     },
 }
 
@@ -85,8 +101,14 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
             apply,
             definitions,
             prefix,
+            consumer,
+            events,
         } => {
             let names = users_names(names, prefix.as_deref())?;
+            if let Some(consumer) = consumer {
+                let consumes = outside_consumer(consumer, events);
+                return outside_consumer_user(&names, &consumes, &vhost, apply, definitions).await;
+            }
             let mut users = system::broker_users(&names)?;
             if let Some(path) = definitions {
                 users.push(BrokerUser::administrator(&names));
@@ -101,19 +123,66 @@ pub(crate) async fn run(command: TopologyCommand) -> anyhow::Result<()> {
     }
 }
 
+/// An outside consumer's queues: bound to `events`, with the runtime's default tiers, which
+/// its protocol asks every consumer of one queue to share.
+fn outside_consumer(name: String, events: Vec<String>) -> ServiceTopology {
+    ServiceTopology {
+        service: name,
+        event_types: events.into_iter().collect(),
+        retry_tiers: ConsumerOptions::default().retry_tiers,
+    }
+}
+
+/// `users --consumer`: its user as a script, made now (with its queues), or as definitions
+/// (with its queues).
+async fn outside_consumer_user(
+    names: &Names,
+    consumes: &ServiceTopology,
+    vhost: &str,
+    apply: bool,
+    definitions: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let users = [BrokerUser::for_outside_consumer(names, consumes)];
+    let topology = Topology::for_service(names, consumes);
+    if let Some(path) = definitions {
+        let mut merged = topology.to_definitions(vhost);
+        let accounts = broker_users::definitions(&users, vhost)?;
+        if let (Some(merged), Some(accounts)) = (merged.as_object_mut(), accounts.as_object()) {
+            merged.extend(accounts.clone());
+        }
+        let what = format!(
+            "broker user {} with its permissions, queues and bindings",
+            users[0].name
+        );
+        write_definitions(&merged, &what, vhost, &path)
+    } else if apply {
+        broker_users::apply(&users, vhost).await?;
+        declare(&topology).await
+    } else {
+        print!("{}", broker_users::script(&users, vhost));
+        Ok(())
+    }
+}
+
 /// Writes the users' definitions with the mode the umask gives: the broker's own account
 /// (a container's `rabbitmq` user) must read them, and they hold salted hashes, not
 /// passwords.
 fn write_user_definitions(users: &[BrokerUser], vhost: &str, path: &Path) -> anyhow::Result<()> {
     let definitions = broker_users::definitions(users, vhost)?;
-    let text = serde_json::to_string_pretty(&definitions)? + "\n";
+    let what = format!("{} broker users with their permissions", users.len());
+    write_definitions(&definitions, &what, vhost, path)
+}
+
+fn write_definitions(
+    definitions: &serde_json::Value,
+    what: &str,
+    vhost: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(definitions)? + "\n";
     std::fs::write(path, text)
         .with_context(|| format!("writing the users' definitions to {}", path.display()))?;
-    println!(
-        "Wrote {} broker users with their permissions on vhost {vhost} to {}.",
-        users.len(),
-        path.display()
-    );
+    println!("Wrote {what} on vhost {vhost} to {}.", path.display());
     Ok(())
 }
 
@@ -133,6 +202,43 @@ fn users_names(from_env: Names, prefix: Option<&str>) -> anyhow::Result<Names> {
     Ok(Names::with_prefix(prefix))
 }
 
+/// `--consumer`: a name for its queues and broker user that no service of the system has.
+fn parse_consumer_name(name: &str) -> Result<String, String> {
+    let well_formed = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !well_formed {
+        return Err(format!(
+            "{name:?} is not a consumer name: 1 to 64 lowercase letters, digits and '-', starting with a letter and not ending with '-' (ledger-py); it names queues and a broker user"
+        ));
+    }
+    let taken = ServiceName::all().any(|service| service.as_str() == name)
+        || ["gateway", "operator", "admin", "conveyor"].contains(&name);
+    if taken {
+        return Err(format!(
+            "{name:?} is a service or user of the system itself: choose another name"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// `--events`: a type the contract has a schema for.
+fn parse_event_type(event_type: &str) -> Result<String, String> {
+    if events_schema::SCHEMAS
+        .iter()
+        .any(|file| file.event_type == event_type)
+    {
+        Ok(event_type.to_owned())
+    } else {
+        Err(format!(
+            "{event_type:?} is not an event type of the contract: each has a folder of its own under events-schema/schemas/ (order.confirmed)"
+        ))
+    }
+}
+
 /// `--prefix`: a prefix [`Names::is_valid_prefix`] accepts, or empty for the default names.
 fn parse_prefix(text: &str) -> Result<String, String> {
     if Names::is_valid_prefix(text) {
@@ -143,8 +249,11 @@ fn parse_prefix(text: &str) -> Result<String, String> {
 }
 
 async fn apply(names: &Names) -> anyhow::Result<()> {
+    declare(&system::all_topology(names)?).await
+}
+
+async fn declare(topology: &Topology) -> anyhow::Result<()> {
     let amqp = AmqpConfig::from_env("conveyor topology");
-    let topology = system::all_topology(names)?;
     let connection = amqp.connect().await?;
     topology.declare(&connection).await?;
     connection.close(200, "topology applied".into()).await?;

@@ -70,6 +70,70 @@ impl BrokerUser {
                 tags: String::new(),
             };
         };
+        // Binding reads the events exchange; a service publishes its own events there too.
+        let exchanges = [events, names.retry_exchange(), names.dead_letter_exchange()];
+        Self::consuming(names, service, consumes, topic, &exchanges, &exchanges)
+    }
+
+    /// The user of a consumer outside the system's services (one in another language,
+    /// `conveyor topology users --consumer`): its own queues, as a service's, bound to the
+    /// event types `consumes` names, and nothing to publish but its own retry copies and dead
+    /// letters.
+    pub fn for_outside_consumer(names: &Names, consumes: &ServiceTopology) -> Self {
+        let topic = TopicPermission {
+            exchange: names.events_exchange(),
+            write: NOTHING.to_owned(),
+            read: any_of(consumes.event_types.iter().map(String::as_str)),
+        };
+        let retries_and_dead_letters = [names.retry_exchange(), names.dead_letter_exchange()];
+        // Binding needs read on the events exchange only: it may bind there, never publish.
+        let bound_from = [
+            names.events_exchange(),
+            names.retry_exchange(),
+            names.dead_letter_exchange(),
+        ];
+        Self::consuming(
+            names,
+            &consumes.service,
+            consumes,
+            topic,
+            &bound_from,
+            &retries_and_dead_letters,
+        )
+    }
+
+    /// A user that consumes through its own queue, retry queues and dead-letter queue, binds
+    /// from `reads` and publishes to `writes`: retry copies and dead letters go through the
+    /// retry and dead-letter exchanges, and declaring a retry queue whose dead letters go
+    /// back through the default exchange needs write on it (`amq.default`).
+    fn consuming(
+        names: &Names,
+        service: &str,
+        consumes: &ServiceTopology,
+        topic: TopicPermission,
+        reads: &[String],
+        writes: &[String],
+    ) -> Self {
+        let queues = Self::own_queues(names, consumes);
+        let own = || queues.iter().map(String::as_str);
+        Self {
+            name: names.broker_user(service),
+            owner: service.to_owned(),
+            configure: any_of(own()),
+            write: any_of(
+                own()
+                    .chain(writes.iter().map(String::as_str))
+                    .chain(["amq.default"]),
+            ),
+            read: any_of(own().chain(reads.iter().map(String::as_str))),
+            topic: Some(topic),
+            tags: String::new(),
+        }
+    }
+
+    /// A consumer's queue, its retry queues and its dead-letter queue.
+    fn own_queues(names: &Names, consumes: &ServiceTopology) -> Vec<String> {
+        let service = &consumes.service;
         let mut queues = vec![names.service_queue(service)];
         queues.extend(
             consumes
@@ -78,24 +142,7 @@ impl BrokerUser {
                 .map(|delay| names.retry_queue(service, *delay)),
         );
         queues.push(names.dead_letter_queue(service));
-        // Binding reads the exchange; retry copies and dead letters are published to the
-        // retry and dead-letter exchanges; declaring a retry queue whose dead letters go
-        // back through the default exchange needs write on it (`amq.default`).
-        let exchanges = [events, names.retry_exchange(), names.dead_letter_exchange()];
-        let own = || queues.iter().map(String::as_str);
-        Self {
-            name: names.broker_user(service),
-            owner: service.to_owned(),
-            configure: any_of(own()),
-            write: any_of(
-                own()
-                    .chain(exchanges.iter().map(String::as_str))
-                    .chain(["amq.default"]),
-            ),
-            read: any_of(own().chain(exchanges.iter().map(String::as_str))),
-            topic: Some(topic),
-            tags: String::new(),
-        }
+        queues
     }
 
     /// The operators' user (`conveyor topology apply`, `conveyor dlq`): everything in the
@@ -190,6 +237,31 @@ mod tests {
             BrokerUser::operator(&Names::default()).password_variable(),
             "OPERATOR_BROKER_PASSWORD"
         );
+    }
+
+    #[test]
+    fn an_outside_consumer_binds_its_own_queues_and_publishes_only_retries_and_dead_letters() {
+        let consumer = ServiceTopology {
+            service: "ledger-py".into(),
+            event_types: BTreeSet::from(["order.confirmed".to_owned()]),
+            retry_tiers: vec![Duration::from_secs(1)],
+        };
+        let user = BrokerUser::for_outside_consumer(&Names::with_prefix("t1"), &consumer);
+        assert_eq!(user.name, "t1.conveyor-ledger-py");
+        assert_eq!(user.password_variable(), "LEDGER_PY_BROKER_PASSWORD");
+        assert_eq!(
+            user.configure,
+            r"^(t1\.ledger\-py\.events|t1\.ledger\-py\.retry\.1s|t1\.ledger\-py\.dlq)$"
+        );
+        assert!(!user.write.contains(r"conveyor\.events"), "{}", user.write);
+        assert!(
+            user.write.contains(r"t1\.conveyor\.retry")
+                && user.write.contains(r"t1\.conveyor\.dlx")
+        );
+        assert!(user.read.contains(r"t1\.conveyor\.events"), "{}", user.read);
+        let topic = user.topic.unwrap();
+        assert_eq!(topic.write, NOTHING);
+        assert_eq!(topic.read, r"^(order\.confirmed)$");
     }
 
     #[test]
