@@ -35,7 +35,7 @@ pub(super) async fn run(relay: &OutboxRelay) -> Result<Pass, RelayError> {
 
 async fn send_one_by_one(relay: &OutboxRelay, connection: &Connection) -> Result<(), RelayError> {
     let timeout = relay.options.confirm_timeout;
-    let rows = relay.read_pending(0, &[]).await?;
+    let (rows, _) = relay.read_pending(0, &[]).await?;
     let mut open_channel = None;
     for row in rows {
         let channel = match open_channel.take() {

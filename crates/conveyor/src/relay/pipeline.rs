@@ -208,7 +208,7 @@ async fn read_and_publish(
                 return Ok(());
             }
         }
-        let rows = read(relay, &mut cursor, shared, after_idle).await?;
+        let (rows, caught_up) = read(relay, &mut cursor, shared, after_idle).await?;
         after_idle = rows.is_empty();
         if rows.is_empty() {
             if stop.is_fired() {
@@ -221,11 +221,7 @@ async fn read_and_publish(
                 swept = true;
                 continue;
             }
-            tokio::select! {
-                () = work.notified() => {}
-                () = tokio::time::sleep(idle_wait(relay, shared)) => {}
-                () = stop.fired() => {}
-            }
+            wait_for_work(relay, shared, work, stop).await;
             continue;
         }
         let messages: Vec<OutgoingMessage> = rows.iter().map(|row| row.message.clone()).collect();
@@ -244,16 +240,34 @@ async fn read_and_publish(
             // The confirmer stopped with an error, which `run` reports.
             return Ok(());
         }
+        if caught_up && !stop.is_fired() {
+            // The read saw every row committed after the cursor, and each later commit
+            // notifies: reading again before one would find nothing, at a moderate rate
+            // a read per batch that costs the database as much as the one that found rows.
+            wait_for_work(relay, shared, work, stop).await;
+            after_idle = true;
+        }
     }
 }
 
-/// The next rows to send: missing ids that turned up, else the rows after the cursor.
+/// Waits for a commit to the outbox, a refused row coming due, the poll interval or the stop.
+async fn wait_for_work(relay: &OutboxRelay, shared: &Shared, work: &Notify, stop: &Shutdown) {
+    tokio::select! {
+        () = work.notified() => {}
+        () = tokio::time::sleep(idle_wait(relay, shared)) => {}
+        () = stop.fired() => {}
+    }
+}
+
+/// The next rows to send: missing ids that turned up, else the rows after the cursor; and
+/// whether the read after the cursor saw every row committed there (never after a recheck,
+/// which reads no further than the missing ids).
 async fn read(
     relay: &OutboxRelay,
     cursor: &mut Cursor,
     shared: &Shared,
     after_idle: bool,
-) -> Result<Vec<Pending>, sqlx::Error> {
+) -> Result<(Vec<Pending>, bool), sqlx::Error> {
     cursor.recheck(shared.take_due());
     let in_flight = shared.snapshot();
     if let Some(ids) = cursor.due_rechecks(after_idle) {
@@ -261,17 +275,17 @@ async fn read(
         if !found.is_empty() {
             let found_ids: Vec<i64> = found.iter().map(|row| row.id).collect();
             cursor.found(&found_ids);
-            return Ok(found);
+            return Ok((found, false));
         }
     }
     let from = cursor.next_read();
     // Rows in flight are all behind the cursor: only a full read needs to leave them out
     // (and checking each row against them costs the database).
     let skip: &[i64] = if from == 0 { &in_flight } else { &[] };
-    let rows = relay.read_pending(from, skip).await?;
+    let (rows, all_seen) = relay.read_pending(from, skip).await?;
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     cursor.read(from, &ids);
-    Ok(rows)
+    Ok((rows, all_seen))
 }
 
 /// How long an idle reader sleeps: a commit wakes it sooner, and so does a refused row's

@@ -33,12 +33,13 @@ pub(super) struct Pending {
 
 impl OutboxRelay {
     /// Unsent, unparked rows with an id above `after`, oldest first, leaving out `in_flight`
-    /// (published, confirms awaited). Rows too large for the broker are parked on the way.
+    /// (published, confirms awaited), and whether they are all that this read could see (it
+    /// stopped short of its limit). Rows too large for the broker are parked on the way.
     pub(super) async fn read_pending(
         &self,
         after: i64,
         in_flight: &[i64],
-    ) -> Result<Vec<Pending>, sqlx::Error> {
+    ) -> Result<(Vec<Pending>, bool), sqlx::Error> {
         let rows = sqlx::query(
             "SELECT id, event_id, event_type, payload, trace FROM conveyor.outbox
              WHERE published_at IS NULL AND parked_at IS NULL AND id > $2 AND NOT (id = ANY($3))
@@ -49,7 +50,8 @@ impl OutboxRelay {
         .bind(in_flight)
         .fetch_all(&self.pool)
         .await?;
-        self.prepare(rows).await
+        let all_seen = i64::try_from(rows.len()).is_ok_and(|read| read < self.options.batch_size);
+        Ok((self.prepare(rows).await?, all_seen))
     }
 
     /// The unsent, unparked rows among `ids`, oldest first.
