@@ -41,9 +41,9 @@ pub fn document(services: &[ServiceEvents]) -> Value {
             // envelope and data get titles of their own; shared ones fold into one model.
             let model = crate::type_name(event_type, file.version);
             let mut data = embedded_schema(file.text);
-            data["title"] = json!(format!("{model}Data"));
+            data["title"] = json!(model);
             let mut payload = envelope.clone();
-            payload["title"] = json!(model);
+            payload["title"] = json!(format!("{model}Envelope"));
             payload["properties"]["type"] = json!({ "const": event_type });
             payload["properties"]["dataschema"] =
                 json!({ "enum": crate::dataschema_forms(event_type, file.version) });
@@ -160,7 +160,8 @@ mod tests {
             let data = document["components"]["schemas"][data_key]["title"]
                 .as_str()
                 .unwrap();
-            assert_eq!(name, payload, "{key}");
+            assert_eq!(data, name, "{key}");
+            assert_eq!(payload, format!("{name}Envelope"), "{key}");
             assert!(titles.insert(payload.to_owned()), "{key}: {payload} twice");
             assert!(titles.insert(data.to_owned()), "{key}: {data} twice");
         }
