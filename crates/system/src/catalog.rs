@@ -75,6 +75,11 @@ pub fn service_events() -> anyhow::Result<Vec<ServiceEvents>> {
         .collect())
 }
 
+/// The owners of the broker users the system makes beside its services' (the gateway's, the
+/// operators' and the broker administrator's): no service or outside consumer may take one.
+pub const SYSTEM_BROKER_OWNERS: [&str; 3] =
+    [events_schema::publishers::GATEWAY, "operator", "admin"];
+
 /// Every broker user of the system with least privilege: one per service and the gateway
 /// (each publishing only the event types `events_schema::publishers` gives it), and the
 /// operators' user.

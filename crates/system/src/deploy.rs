@@ -135,7 +135,7 @@ fn binaries() -> String {
 fn broker_passwords() -> String {
     let owners = ServiceName::all()
         .map(ServiceName::as_str)
-        .chain(["gateway", "operator", "admin"]);
+        .chain(crate::SYSTEM_BROKER_OWNERS);
     owners
         .map(|owner| {
             let variable = format!("{}_BROKER_PASSWORD", owner.to_ascii_uppercase());

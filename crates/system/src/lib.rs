@@ -32,7 +32,9 @@ mod roster;
 pub mod scenario;
 mod start;
 
-pub use catalog::{all_topology, broker_users, openapi_documents, service_events};
+pub use catalog::{
+    SYSTEM_BROKER_OWNERS, all_topology, broker_users, openapi_documents, service_events,
+};
 pub use config::{SystemConfig, run_admin};
 pub use flow_roster::{all_flows, flow_map, flow_named, flow_problems};
 pub use gateway::{gateway_settings, gateway_settings_help, route_tables};

@@ -216,7 +216,8 @@ fn parse_consumer_name(name: &str) -> Result<String, String> {
         ));
     }
     let taken = ServiceName::all().any(|service| service.as_str() == name)
-        || ["gateway", "operator", "admin", "conveyor"].contains(&name);
+        || system::SYSTEM_BROKER_OWNERS.contains(&name)
+        || name == "conveyor";
     if taken {
         return Err(format!(
             "{name:?} is a service or user of the system itself: choose another name"

@@ -175,7 +175,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
         "`{name}` is not a service name: lowercase letters and digits, starting with a letter (notifications, billing2); it names environment variables (NAME_DATABASE_URL), a database, a queue and a broker user"
     );
     ensure!(
-        !["gateway", "operator", "admin", "conveyor"].contains(&name),
+        !system::SYSTEM_BROKER_OWNERS.contains(&name) && name != "conveyor",
         "`{name}` is taken by a broker user or part of Conveyor itself: choose another name"
     );
     Ok(())
