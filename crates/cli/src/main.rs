@@ -82,6 +82,11 @@ enum Command {
     /// SERVICE` an event type (its schema, Rust type and every registration).
     #[command(subcommand)]
     New(commands::new::NewCommand),
+    /// Check a consumer written in any language against the consumer protocol: duplicates,
+    /// retries through the tiers, dead letters of every kind, a forged source, a dropped
+    /// connection and a crash.
+    #[command(subcommand)]
+    Conformance(commands::conformance::ConformanceCommand),
 }
 
 #[global_allocator]
@@ -135,6 +140,7 @@ async fn main() -> std::process::ExitCode {
         Command::Outbox(command) => commands::outbox::run(command).await,
         Command::Scheduled(command) => commands::scheduled::run(command).await,
         Command::New(command) => commands::new::run(command),
+        Command::Conformance(command) => commands::conformance::run(command).await,
     };
     let _ = tokio::task::spawn_blocking(platform::telemetry::shutdown).await;
     match result {

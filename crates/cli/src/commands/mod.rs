@@ -6,6 +6,7 @@ pub(crate) mod bench_gateway;
 pub(crate) mod bench_schedule;
 pub(crate) mod broker_users;
 pub(crate) mod cache;
+pub(crate) mod conformance;
 pub(crate) mod console;
 pub(crate) mod demo;
 pub(crate) mod deploy;
