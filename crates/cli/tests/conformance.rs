@@ -46,3 +46,33 @@ fn the_rust_runtime_passes_every_case_of_the_consumer_protocol() {
         "a passing run keeps no log of its own: {log}"
     );
 }
+
+#[test]
+fn the_bench_times_a_subject_beside_the_rust_runtime() {
+    let conveyor = env!("CARGO_BIN_EXE_conveyor");
+    let subject = format!("'{conveyor}' conformance subject");
+    let output = Command::new(conveyor)
+        .args([
+            "conformance",
+            "bench",
+            "--json",
+            "--events",
+            "300",
+            "--rounds",
+            "1",
+        ])
+        .args(["--subject", &subject])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr:\n{stderr}");
+    let figures: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for series in ["rust_events_per_second", "subject_events_per_second"] {
+        let rates = figures[series].as_array().expect("one rate per round");
+        assert_eq!(rates.len(), 1, "{figures}");
+        assert!(
+            rates[0].as_f64().is_some_and(|rate| rate > 0.0),
+            "{figures}"
+        );
+    }
+}

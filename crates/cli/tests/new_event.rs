@@ -181,6 +181,7 @@ fn a_new_noun_gets_its_schema_its_module_and_every_registration() {
         "events-schema/src/notifications.rs",
         "cargo run -q -p conveyor-cli -- schema asyncapi",
         "cargo run -q -p conveyor-cli -- topology export",
+        "scripts/generate-models",
         "conveyor schema check",
         "crates/system/src/roster.rs",
         "`emits` of the notifications service's `DECLARATION`",

@@ -3,6 +3,7 @@
 //! from outside: the effects it commits (a table it writes) and the dead letters it leaves
 //! (its DLQ). `conformance subject` is the Rust runtime under the same test.
 
+mod bench;
 mod cases;
 mod faults;
 mod letters;
@@ -47,14 +48,16 @@ pub(crate) enum ConformanceCommand {
     /// CONVEYOR_CONFORMANCE_SERVICE, CONVEYOR_CONFORMANCE_RETRY_TIERS_MS). Runs until
     /// SIGTERM or Ctrl-C.
     Subject,
+    /// How fast a subject handles a backlog of events, beside the Rust runtime
+    /// (`conformance subject`) in the same run, taken in turn: events per second from the
+    /// first effect to the last, each with its inbox row and one effect row, and the ratio
+    /// by pair.
+    Bench(bench::BenchArgs),
 }
 
+/// Where the subject's database is made, for `run` and `bench` alike.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
-    /// The command that starts the subject, run with `sh -c` in this directory; it is given
-    /// its broker URL, database and names in the environment (see `conformance subject`).
-    #[arg(long, value_name = "COMMAND")]
-    subject: String,
+pub(crate) struct PostgresServer {
     /// The PostgreSQL server to make the subject's database on (dropped after), as a user
     /// that may create databases.
     #[arg(
@@ -64,6 +67,16 @@ pub(crate) struct RunArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     postgres: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The command that starts the subject, run with `sh -c` in this directory; it is given
+    /// its broker URL, database and names in the environment (see `conformance subject`).
+    #[arg(long, value_name = "COMMAND")]
+    subject: String,
+    #[command(flatten)]
+    server: PostgresServer,
     /// Where the subject's output goes [default: a file in the temporary directory, named
     /// in the report].
     #[arg(long, value_name = "FILE")]
@@ -77,13 +90,14 @@ pub(crate) async fn run(command: ConformanceCommand) -> anyhow::Result<()> {
     match command {
         ConformanceCommand::Run(args) => run_suite(args).await,
         ConformanceCommand::Subject => rust_subject::run().await,
+        ConformanceCommand::Bench(args) => bench::run(args).await,
     }
 }
 
 /// Makes the sandbox, runs every case against the subject, removes the sandbox whatever
 /// happened, then prints the report; a failed case is an error (exit 1).
 async fn run_suite(args: RunArgs) -> anyhow::Result<()> {
-    let sandbox = Sandbox::create(&args.postgres).await?;
+    let sandbox = Sandbox::create(&args.server.postgres).await?;
     let log = args.subject_log.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("conveyor-conformance-{}.log", sandbox.id))
     });

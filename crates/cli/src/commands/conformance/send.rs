@@ -63,40 +63,52 @@ impl Senders {
         })
     }
 
-    /// Sends `messages` in order, each confirmed by the broker.
+    /// Sends `messages` in order, each confirmed by the broker; a run of one sender's
+    /// messages goes out at once, its confirms awaited together.
     ///
     /// # Errors
     /// When the broker refuses one.
     pub(crate) async fn send(&self, messages: &[Outgoing]) -> anyhow::Result<()> {
-        for message in messages {
-            let outgoing = OutgoingMessage {
-                exchange: message.exchange.clone(),
-                routing_key: message.routing_key.clone(),
-                body: message.body.clone(),
-                properties: message.properties.clone(),
-            };
-            match message.sender {
-                Sender::Owner => self.owner.publish_all(&[outgoing]).await?,
-                Sender::Forger => self.forger.publish_all(&[outgoing]).await?,
+        for run in messages.chunk_by(|one, next| one.sender == next.sender) {
+            let outgoing: Vec<OutgoingMessage> = run
+                .iter()
+                .map(|message| OutgoingMessage {
+                    exchange: message.exchange.clone(),
+                    routing_key: message.routing_key.clone(),
+                    body: message.body.clone(),
+                    properties: message.properties.clone(),
+                })
+                .collect();
+            match run[0].sender {
+                Sender::Owner => self.owner.publish_all(&outgoing).await?,
+                Sender::Forger => self.forger.publish_all(&outgoing).await?,
                 Sender::Anonymous => {
-                    let confirm = self
-                        .anonymous
-                        .basic_publish(
-                            outgoing.exchange.as_str().into(),
-                            outgoing.routing_key.as_str().into(),
-                            BasicPublishOptions::default(),
-                            &outgoing.body,
-                            outgoing.properties,
-                        )
-                        .await?
-                        .await?;
-                    anyhow::ensure!(
-                        confirm.is_ack(),
-                        "the broker refused a message of the suite"
-                    );
+                    for message in outgoing {
+                        self.send_anonymously(message).await?;
+                    }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// With no `user_id`, which [`ConfirmChannel`] would add.
+    async fn send_anonymously(&self, message: OutgoingMessage) -> anyhow::Result<()> {
+        let confirm = self
+            .anonymous
+            .basic_publish(
+                message.exchange.as_str().into(),
+                message.routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                message.properties,
+            )
+            .await?
+            .await?;
+        anyhow::ensure!(
+            confirm.is_ack(),
+            "the broker refused a message of the suite"
+        );
         Ok(())
     }
 

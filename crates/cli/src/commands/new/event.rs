@@ -395,6 +395,9 @@ fn next_steps(root: &Path, name: &EventName, owner: &Owner, changes: &[Change]) 
     steps.push(format!(
         "Rebuild and regenerate the files made from the code{from}: `cargo run -q -p conveyor-cli -- schema asyncapi` (events-schema/asyncapi.yaml) and `cargo run -q -p conveyor-cli -- topology export` (broker-config/definitions.json). Tests fail until both are current."
     ));
+    steps.push(format!(
+        "Regenerate the other languages' models{from}: `scripts/generate-models` (clients/python/conveyor_events, clients/typescript/events.ts); CI fails while they lag the schemas."
+    ));
     steps.push(CHECK_STEP.to_owned());
     steps
 }
