@@ -29,10 +29,10 @@ impl Leadership {
         interval: Duration,
         shutdown: &Shutdown,
     ) -> Result<Option<Self>, sqlx::Error> {
+        // A connection of its own, outside the service's pool, kept between tries: a new
+        // session each try would cost Postgres a backend per standby and interval.
+        let mut connection = PgConnection::connect_with(&pool.connect_options()).await?;
         loop {
-            // A connection of its own, outside the service's pool; a standby does not keep
-            // one open between tries.
-            let mut connection = PgConnection::connect_with(&pool.connect_options()).await?;
             let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(RELAY_LEADER_LOCK)
                 .fetch_one(&mut connection)
@@ -40,8 +40,8 @@ impl Leadership {
             if elected {
                 return Ok(Some(Self { connection }));
             }
-            let _ = connection.close().await;
             if shutdown.sleep(interval).await {
+                let _ = connection.close().await;
                 return Ok(None);
             }
         }

@@ -490,6 +490,47 @@ async fn a_standby_relay_takes_over_when_the_leader_dies() {
     assert_eq!(env.handled_and_distinct().await, (5_000, 5_000));
 }
 
+/// A standby tries for the lock every poll interval on one connection it keeps, instead of
+/// a new Postgres session each time.
+#[tokio::test]
+async fn a_standby_relay_keeps_one_session_while_it_waits() {
+    let env = TestEnv::new().await;
+    let options = conveyor::RelayOptions {
+        poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (stop_leader, leader) = start_relay(&env, options.clone());
+    wait_for_leaders(&env, 1).await;
+    let (stop_standby, standby) = start_relay(&env, options);
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(130)).await;
+        seen.push(standby_sessions(&env).await);
+    }
+    assert!(
+        seen.iter().all(|pids| pids.len() == 1 && *pids == seen[0]),
+        "the standby's sessions, sampled over 1.3 s of 100 ms tries: {seen:?}"
+    );
+    for (stop, relay) in [(stop_standby, standby), (stop_leader, leader)] {
+        stop.fire();
+        relay.await.unwrap();
+    }
+}
+
+/// The sessions of the test database that last tried for the relay's lock and hold none.
+async fn standby_sessions(env: &TestEnv) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT a.pid FROM pg_stat_activity a
+         WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+           AND a.query LIKE '%pg_try_advisory_lock%'
+           AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')
+         ORDER BY a.pid",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap()
+}
+
 async fn wait_for_leaders(env: &TestEnv, leaders: i64) {
     let led = wait_until(Duration::from_secs(30), || async {
         leader_sessions(env).await == leaders
