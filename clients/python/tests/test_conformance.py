@@ -27,7 +27,7 @@ CLIENT = Path(__file__).resolve().parents[1]
 #: A run drives its subject through every case, retry tiers and all, then a dropped connection
 #: and a kill; a subject that loses events waits out the runner's limits (a minute for the
 #: cases' outcomes, up to two for each fault), so the naive run is the longer one.
-TIMEOUT = 300
+TIMEOUT = 600
 #: What the naive subject must fail, at least: it keeps no inbox, sends no dead letters and
 #: has no retry tiers.
 NAIVE_FAILURES = {"duplicate-together", "duplicate-after-commit", "permanent", "retries-exhausted", "malformed"}

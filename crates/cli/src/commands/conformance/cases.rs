@@ -20,6 +20,8 @@ use super::{EVENT_TYPE, RETRY_TIERS, SERVICE};
 const OUTCOME_LIMIT: Duration = Duration::from_secs(60);
 /// Queues quiet this long before the verdict: a late duplicate or retry shows meanwhile.
 const QUIET: Duration = Duration::from_secs(2);
+/// The longest the queues may take to fall quiet before the verdict is taken anyway.
+pub(crate) const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// The consumer's body limit; a body one byte over it must be refused unread.
 const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -281,7 +283,7 @@ pub(crate) async fn run_all(
         }
     }
     wait_for_outcomes(&cases, &senders, &mut observer).await?;
-    observer.settle(QUIET, OUTCOME_LIMIT).await?;
+    observer.settle(QUIET, SETTLE_LIMIT).await?;
     let effects = observer.effects().await?;
     let mut results: Vec<CaseResult> = cases
         .iter()
@@ -427,7 +429,7 @@ pub(crate) async fn nothing_left_behind(
     sent: &HashSet<Uuid>,
 ) -> anyhow::Result<CaseResult> {
     let mut observer = Observer::open(sandbox).await?;
-    observer.settle(QUIET, OUTCOME_LIMIT).await?;
+    observer.settle(QUIET, SETTLE_LIMIT).await?;
     let mut problems = Vec::new();
     let ready = observer.ready_in_queues().await?;
     if ready > 0 {

@@ -21,7 +21,10 @@ use super::{EVENT_TYPE, SERVICE};
 /// lands while batches are in flight.
 const BURST: usize = 300;
 const HOLD_MS: u64 = 20;
-const LIMIT: Duration = Duration::from_secs(120);
+const LIMIT: Duration = Duration::from_secs(60);
+/// The longest a burst may wait for its first effect: a subject that handles nothing in
+/// this long is failed at once rather than waited for.
+const FIRST_LIMIT: Duration = Duration::from_secs(20);
 
 /// Closes the subject's broker connections (as a broker restart or a network cut would)
 /// once part of a burst is handled.
@@ -36,10 +39,10 @@ pub(crate) async fn dropped_connection(
     let what = "its broker connection closed mid-batch, every event is still handled exactly once";
     let ids = burst(sandbox, name, sent).await?;
     let mut observer = Observer::open(sandbox).await?;
-    let handled_before = wait_for_first(&observer, &ids).await?;
-    if handled_before >= ids.len() {
-        return Ok(too_fast(name, what));
-    }
+    let handled_before = match strike_moment(&observer, &ids, name, what).await? {
+        Ok(handled) => handled,
+        Err(verdict) => return Ok(verdict),
+    };
     let closed = close_connections(sandbox).await?;
     if closed == 0 {
         return Ok(CaseResult::failed(
@@ -84,10 +87,10 @@ pub(crate) async fn killed(
     let what = "killed mid-batch and started again, every event is handled exactly once";
     let ids = burst(sandbox, name, sent).await?;
     let mut observer = Observer::open(sandbox).await?;
-    let handled_before = wait_for_first(&observer, &ids).await?;
-    if handled_before >= ids.len() {
-        return Ok(too_fast(name, what));
-    }
+    let handled_before = match strike_moment(&observer, &ids, name, what).await? {
+        Ok(handled) => handled,
+        Err(verdict) => return Ok(verdict),
+    };
     subject.kill_and_restart().await?;
     subject.wait_until_consuming(sandbox).await?;
     let verdict = all_once(
@@ -126,17 +129,36 @@ async fn burst(
     Ok(ids)
 }
 
-/// Waits until at least one of `ids` is handled; answers how many are.
-async fn wait_for_first(observer: &Observer, ids: &[Uuid]) -> anyhow::Result<usize> {
+/// Waits until part of the burst is handled and part is not, the moment to strike; answers
+/// how many are. A verdict instead when none is handled within [`FIRST_LIMIT`], or all
+/// already are.
+async fn strike_moment(
+    observer: &Observer,
+    ids: &[Uuid],
+    name: &str,
+    what: &str,
+) -> anyhow::Result<Result<usize, CaseResult>> {
     let started = Instant::now();
-    loop {
+    let handled = loop {
         let effects = observer.effects().await?;
         let handled = ids.iter().filter(|id| effects.contains_key(id)).count();
-        if handled > 0 || started.elapsed() > LIMIT {
-            return Ok(handled);
+        if handled > 0 || started.elapsed() > FIRST_LIMIT {
+            break handled;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
+    Ok(match handled {
+        0 => Err(CaseResult::failed(
+            name,
+            what,
+            format!(
+                "none of the {BURST} events was handled within {} s",
+                FIRST_LIMIT.as_secs()
+            ),
+        )),
+        all if all >= ids.len() => Err(too_fast(name, what)),
+        some => Ok(some),
+    })
 }
 
 fn too_fast(name: &str, what: &str) -> CaseResult {
@@ -210,7 +232,9 @@ async fn all_once(observer: &mut Observer, ids: &[Uuid], strike: &str) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    observer.settle(Duration::from_secs(1), LIMIT).await?;
+    observer
+        .settle(Duration::from_secs(1), super::cases::SETTLE_LIMIT)
+        .await?;
     let effects = observer.effects().await?;
     let missing = ids.iter().filter(|id| !effects.contains_key(id)).count();
     let repeated = ids
