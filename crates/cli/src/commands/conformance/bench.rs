@@ -15,6 +15,7 @@ use super::EVENT_TYPE;
 use super::sandbox::Sandbox;
 use super::send::{self, Outgoing, Sender, Senders};
 use super::subject_process::SubjectProcess;
+use crate::commands::bench::median_of as median;
 
 /// The longest a backlog may take to be handled.
 const LIMIT: Duration = Duration::from_secs(600);
@@ -90,16 +91,6 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.events
     );
     Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
 }
 
 /// Events per second the subject handled a backlog of `events` at, on a sandbox of its own.

@@ -7,8 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 
 use super::sandbox::Sandbox;
 use super::{RETRY_TIERS, SERVICE};
@@ -171,16 +169,7 @@ fn signal_group(child: &Child, signal: &str) -> anyhow::Result<()> {
 pub(crate) async fn consumers(sandbox: &Sandbox, queue: &str) -> anyhow::Result<u32> {
     let connection = sandbox.admin.connect().await?;
     let channel = connection.create_channel().await?;
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let declared = conveyor::declare_passive(&channel, queue).await;
     conveyor::close_within(&connection, "checked", Duration::from_secs(5)).await;
     Ok(declared.map_or(0, |queue| queue.consumer_count()))
 }
